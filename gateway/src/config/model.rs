@@ -1,0 +1,411 @@
+//! The configuration file's structure. Field docs here are also the JSON Schema's
+//! descriptions (see `config/pingway.schema.json`).
+
+use std::fmt;
+
+use pingway_plugins::config::{lenient_default, lenient_vec, ConfigNode};
+use schemars::JsonSchema;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::defaults;
+use super::duration::Duration;
+
+/// The whole gateway configuration: one YAML file is the whole truth.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Process settings, read at start-up (a reload that changes them logs that a restart
+    /// is needed).
+    #[serde(default, deserialize_with = "lenient_default")]
+    pub server: ServerSettings,
+    /// Where the gateway accepts HTTP/1.1 connections. Read at start-up.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub listeners: Vec<Listener>,
+    /// Forwarding behaviour: trusted proxies, request ids, response headers.
+    #[serde(default, deserialize_with = "lenient_default")]
+    pub proxy: ProxySettings,
+    /// Named pools of targets that routes send traffic to.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Rules that match requests to upstreams, each with its own plugins.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub routes: Vec<RouteConfig>,
+    /// Global plugins: they run on every route that does not configure a plugin of the
+    /// same name.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub plugins: Vec<PluginConfig>,
+    /// Identities that authentication plugins recognise.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub consumers: Vec<ConsumerConfig>,
+}
+
+/// Process settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Worker threads for the proxy. Default: one per CPU core.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Let idle worker threads steal tasks from busy ones.
+    #[serde(default = "defaults::work_stealing")]
+    pub work_stealing: bool,
+    /// On SIGTERM, time given to in-flight requests before the process exits.
+    #[serde(default = "defaults::grace_period")]
+    pub grace_period: Duration,
+    /// Idle upstream connections kept for reuse.
+    #[serde(default = "defaults::upstream_keepalive_pool")]
+    pub upstream_keepalive_pool: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            threads: None,
+            work_stealing: defaults::work_stealing(),
+            grace_period: defaults::grace_period(),
+            upstream_keepalive_pool: defaults::upstream_keepalive_pool(),
+        }
+    }
+}
+
+/// A listening socket.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `IP:PORT` to listen on, such as `0.0.0.0:8080` or `[::]:8080`.
+    pub address: String,
+}
+
+/// How requests are forwarded.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Peers (IPs or CIDR ranges) whose `real_ip_header`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host` and request id are believed. Empty: no peer is trusted and
+    /// the client IP is always the connection's address.
+    #[serde(default)]
+    pub trusted_ips: Vec<String>,
+    /// The header naming the client address, read only from trusted peers.
+    #[serde(default = "defaults::real_ip_header")]
+    pub real_ip_header: String,
+    /// With `X-Forwarded-For`, take the right-most address that is not a trusted proxy
+    /// (rather than the right-most address).
+    #[serde(default = "defaults::real_ip_recursive")]
+    pub real_ip_recursive: bool,
+    /// Request-id header: kept from trusted peers, generated otherwise, sent upstream and
+    /// returned to the client.
+    #[serde(default = "defaults::request_id_header")]
+    pub request_id_header: String,
+    /// Add `Via: 1.1 pingway/<version>` to responses.
+    #[serde(default = "defaults::via_header")]
+    pub via_header: bool,
+    /// Add `X-Pingway-Upstream-Latency` and `X-Pingway-Proxy-Latency` (ms) to proxied
+    /// responses and `X-Pingway-Response-Latency` to responses the gateway generates.
+    #[serde(default = "defaults::latency_headers")]
+    pub latency_headers: bool,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            trusted_ips: Vec::new(),
+            real_ip_header: defaults::real_ip_header(),
+            real_ip_recursive: defaults::real_ip_recursive(),
+            request_id_header: defaults::request_id_header(),
+            via_header: defaults::via_header(),
+            latency_headers: defaults::latency_headers(),
+        }
+    }
+}
+
+/// A named pool of targets.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique name that routes refer to.
+    pub name: String,
+    /// The servers in the pool.
+    #[serde(deserialize_with = "lenient_vec")]
+    pub targets: Vec<TargetConfig>,
+    /// How a target is picked for each request.
+    #[serde(default)]
+    pub balancer: Balancer,
+    /// With `balancer: consistent_hash`: what the hash is computed on.
+    #[serde(default)]
+    pub hash_on: HashOn,
+    /// With `hash_on: header`: the header name.
+    #[serde(default)]
+    pub hash_on_header: Option<String>,
+    /// With `hash_on: cookie`: the cookie name.
+    #[serde(default)]
+    pub hash_on_cookie: Option<String>,
+    /// Active health checks; without them every target is considered healthy.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Time allowed to connect to a target.
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Time allowed between reads from a target; exceeding it answers 504.
+    #[serde(default = "defaults::read_timeout")]
+    pub read_timeout: Duration,
+    /// Time allowed between writes to a target.
+    #[serde(default = "defaults::write_timeout")]
+    pub write_timeout: Duration,
+    /// After a connection failure, how many other targets to try.
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+}
+
+/// A server in an upstream pool. Written as `host:port` or as a mapping with a weight.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// `host:port`; host names are resolved when the configuration is loaded.
+    pub address: String,
+    /// Share of traffic relative to the pool's other targets; 0 takes the target out of
+    /// rotation.
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+}
+
+impl<'de> Deserialize<'de> for TargetConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            address: String,
+            #[serde(default = "defaults::weight")]
+            weight: u32,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`host:port` or a mapping with `address` and `weight`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TargetConfig, E> {
+                Ok(TargetConfig {
+                    address: v.to_string(),
+                    weight: defaults::weight(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TargetConfig, A::Error> {
+                let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(TargetConfig {
+                    address: full.address,
+                    weight: full.weight,
+                })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Load-balancing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Balancer {
+    /// Weighted round-robin, smooth (no bursts to heavy targets).
+    #[default]
+    #[serde(alias = "round-robin")]
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// A consistent-hash ring (Ketama): a key stays on its target, and removing one of N
+    /// targets moves only about 1/N of the keys.
+    #[serde(alias = "consistent-hashing")]
+    ConsistentHash,
+    /// The target with the fewest in-flight requests relative to its weight.
+    #[serde(alias = "least-connections")]
+    LeastConnections,
+}
+
+/// What consistent hashing keys on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HashOn {
+    /// The client IP.
+    #[default]
+    Ip,
+    /// A request header (`hash_on_header`).
+    Header,
+    /// A cookie (`hash_on_cookie`).
+    Cookie,
+    /// The request path.
+    Path,
+}
+
+/// Active health checking of a pool's targets.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// `http` (a GET whose status must be in `expected_status`) or `tcp` (a connect).
+    #[serde(default, rename = "type")]
+    pub kind: HealthCheckKind,
+    /// Path requested by HTTP checks.
+    #[serde(default = "defaults::health_path")]
+    pub path: String,
+    /// `Host` header for HTTP checks (default: the target address).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Statuses that count as healthy.
+    #[serde(default = "defaults::health_expected_status")]
+    pub expected_status: Vec<u16>,
+    /// Time between two probes of a target.
+    #[serde(default = "defaults::health_interval")]
+    pub interval: Duration,
+    /// Time a probe may take before it counts as failed.
+    #[serde(default = "defaults::health_timeout")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring an unhealthy target back.
+    #[serde(default = "defaults::healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a target out of rotation.
+    #[serde(default = "defaults::unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+/// Kind of health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    /// An HTTP GET.
+    #[default]
+    Http,
+    /// A TCP connect.
+    Tcp,
+}
+
+/// A route: which requests it matches, where they go, and its plugins.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name.
+    pub name: String,
+    /// Hosts: exact (`api.example.com`), a single-label wildcard (`*.example.com`), or
+    /// empty for any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Paths: a string is a prefix; or `{exact: ...}`, `{prefix: ...}`, `{regex: ...}`.
+    /// Empty matches every path.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub paths: Vec<PathMatch>,
+    /// HTTP methods; empty matches any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Header conditions; all must hold.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub headers: Vec<HeaderMatch>,
+    /// The upstream that serves the route.
+    pub upstream: String,
+    /// Remove the matched path prefix before forwarding (`/api/users` → `/users`).
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Forward the client's `Host` header instead of the target address.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// Plugins of this route; one with the same name as a global plugin replaces it.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// A path condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    /// The whole path equals this.
+    Exact(String),
+    /// The path starts with these path elements, like a Kubernetes Ingress `Prefix`:
+    /// `/foo` matches `/foo` and `/foo/bar` but not `/foobar`.
+    Prefix(String),
+    /// A regular expression, anchored at the start of the path (as in Kong).
+    Regex(String),
+}
+
+impl<'de> Deserialize<'de> for PathMatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PathMatch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path prefix, or one of {exact: ...}, {prefix: ...}, {regex: ...}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PathMatch, E> {
+                Ok(PathMatch::Prefix(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PathMatch, A::Error> {
+                const KINDS: &[&str] = &["exact", "prefix", "regex"];
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty path condition; use one of exact, prefix, regex",
+                    ));
+                };
+                let value: String = map.next_value()?;
+                let m = match kind.as_str() {
+                    "exact" => PathMatch::Exact(value),
+                    "prefix" => PathMatch::Prefix(value),
+                    "regex" => PathMatch::Regex(value),
+                    other => return Err(de::Error::unknown_field(other, KINDS)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "a path condition has exactly one of exact, prefix, regex; found `{extra}` too"
+                    )));
+                }
+                Ok(m)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A header condition: exactly one of `exact`, `regex`, `present`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// The value equals this.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The value matches this regular expression (unanchored unless you anchor it).
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// `true`: the header is present; `false`: it is absent.
+    #[serde(default)]
+    pub present: Option<bool>,
+}
+
+/// A plugin in a `plugins:` list.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The plugin's registered name, such as `rate-limiting`.
+    pub name: String,
+    /// The plugin's own settings (Kong's field names for Kong's plugins).
+    #[serde(default)]
+    pub config: ConfigNode,
+    /// Overrides the plugin's default priority (higher runs first).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// `false` keeps the plugin configured but off (and, on a route, still replaces a
+    /// global plugin of the same name).
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+}
+
+/// A consumer: an identity that auth plugins map credentials to.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Unique username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Unique identifier from another system.
+    #[serde(default)]
+    pub custom_id: Option<String>,
+    /// ACL groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}

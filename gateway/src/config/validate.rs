@@ -1,0 +1,275 @@
+//! Checks that span fields: names that must be unique or must exist, addresses, CIDRs,
+//! header names, and combinations of options. Route matchers (hosts, regexes, methods)
+//! are checked when the router compiles them, plugin configs when plugins are built.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+
+use super::model::*;
+use super::Diagnostic;
+
+/// Returns every problem found; empty means the configuration is consistent.
+pub fn check(config: &GatewayConfig) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    check_listeners(config, &mut out);
+    check_proxy(&config.proxy, &mut out);
+    check_upstreams(config, &mut out);
+    check_routes(config, &mut out);
+    check_plugin_lists(&config.plugins, "plugins", &mut out);
+    check_consumers(config, &mut out);
+    out
+}
+
+fn check_listeners(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
+    if config.listeners.is_empty() {
+        out.push(Diagnostic::new(
+            "listeners",
+            "at least one listener is required",
+        ));
+    }
+    let mut seen = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let path = format!("listeners[{i}].address");
+        match l.address.parse::<SocketAddr>() {
+            Ok(addr) => {
+                if let Some(first) = seen.insert(addr, i) {
+                    out.push(Diagnostic::new(
+                        path,
+                        format!("address {addr} is already used by listeners[{first}]"),
+                    ));
+                }
+            }
+            Err(_) => out.push(Diagnostic::new(
+                path,
+                format!(
+                    "invalid address {:?}; write IP:PORT such as 0.0.0.0:8080 or [::]:8080",
+                    l.address
+                ),
+            )),
+        }
+    }
+}
+
+/// Parses a CIDR range or a single address.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn check_header_name(name: &str, path: String, out: &mut Vec<Diagnostic>) {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        out.push(Diagnostic::new(
+            path,
+            format!("{name:?} is not a valid header name"),
+        ));
+    }
+}
+
+fn check_proxy(proxy: &ProxySettings, out: &mut Vec<Diagnostic>) {
+    for (i, cidr) in proxy.trusted_ips.iter().enumerate() {
+        if parse_cidr(cidr).is_none() {
+            out.push(Diagnostic::new(
+                format!("proxy.trusted_ips[{i}]"),
+                format!("invalid IP address or CIDR range: {cidr:?}"),
+            ));
+        }
+    }
+    check_header_name(&proxy.real_ip_header, "proxy.real_ip_header".into(), out);
+    check_header_name(
+        &proxy.request_id_header,
+        "proxy.request_id_header".into(),
+        out,
+    );
+}
+
+fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
+    let mut names = HashMap::new();
+    for (i, u) in config.upstreams.iter().enumerate() {
+        let base = format!("upstreams[{i}]");
+        if u.name.is_empty() {
+            out.push(Diagnostic::new(format!("{base}.name"), "must not be empty"));
+        } else if let Some(first) = names.insert(u.name.as_str(), i) {
+            out.push(Diagnostic::new(
+                format!("{base}.name"),
+                format!(
+                    "duplicate upstream name {:?} (first used by upstreams[{first}])",
+                    u.name
+                ),
+            ));
+        }
+        if u.targets.is_empty() {
+            out.push(Diagnostic::new(
+                format!("{base}.targets"),
+                "at least one target is required",
+            ));
+        } else if u.targets.iter().all(|t| t.weight == 0) {
+            out.push(Diagnostic::new(
+                format!("{base}.targets"),
+                "every target has weight 0; at least one must take traffic",
+            ));
+        }
+        match (u.balancer, u.hash_on) {
+            (Balancer::ConsistentHash, HashOn::Header) if u.hash_on_header.is_none() => {
+                out.push(Diagnostic::new(
+                    format!("{base}.hash_on_header"),
+                    "required when hash_on is header",
+                ))
+            }
+            (Balancer::ConsistentHash, HashOn::Cookie) if u.hash_on_cookie.is_none() => {
+                out.push(Diagnostic::new(
+                    format!("{base}.hash_on_cookie"),
+                    "required when hash_on is cookie",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(h) = &u.hash_on_header {
+            check_header_name(h, format!("{base}.hash_on_header"), out);
+        }
+        if u.connect_timeout.get().is_zero() {
+            out.push(Diagnostic::new(
+                format!("{base}.connect_timeout"),
+                "must be greater than 0",
+            ));
+        }
+        if u.read_timeout.get().is_zero() {
+            out.push(Diagnostic::new(
+                format!("{base}.read_timeout"),
+                "must be greater than 0",
+            ));
+        }
+        if u.write_timeout.get().is_zero() {
+            out.push(Diagnostic::new(
+                format!("{base}.write_timeout"),
+                "must be greater than 0",
+            ));
+        }
+        if let Some(hc) = &u.health_check {
+            let hb = format!("{base}.health_check");
+            if !hc.path.starts_with('/') {
+                out.push(Diagnostic::new(format!("{hb}.path"), "must start with /"));
+            }
+            if hc.interval.get().is_zero() {
+                out.push(Diagnostic::new(
+                    format!("{hb}.interval"),
+                    "must be greater than 0",
+                ));
+            }
+            if hc.timeout.get().is_zero() {
+                out.push(Diagnostic::new(
+                    format!("{hb}.timeout"),
+                    "must be greater than 0",
+                ));
+            }
+            if hc.healthy_threshold == 0 {
+                out.push(Diagnostic::new(
+                    format!("{hb}.healthy_threshold"),
+                    "must be at least 1",
+                ));
+            }
+            if hc.unhealthy_threshold == 0 {
+                out.push(Diagnostic::new(
+                    format!("{hb}.unhealthy_threshold"),
+                    "must be at least 1",
+                ));
+            }
+            for (j, s) in hc.expected_status.iter().enumerate() {
+                if !(100..=599).contains(s) {
+                    out.push(Diagnostic::new(
+                        format!("{hb}.expected_status[{j}]"),
+                        format!("{s} is not an HTTP status code"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
+    let mut names = HashMap::new();
+    for (i, r) in config.routes.iter().enumerate() {
+        let base = format!("routes[{i}]");
+        if r.name.is_empty() {
+            out.push(Diagnostic::new(format!("{base}.name"), "must not be empty"));
+        } else if let Some(first) = names.insert(r.name.as_str(), i) {
+            out.push(Diagnostic::new(
+                format!("{base}.name"),
+                format!(
+                    "duplicate route name {:?} (first used by routes[{first}])",
+                    r.name
+                ),
+            ));
+        }
+        if !config.upstreams.iter().any(|u| u.name == r.upstream) {
+            out.push(Diagnostic::new(
+                format!("{base}.upstream"),
+                format!("no upstream named {:?} is defined", r.upstream),
+            ));
+        }
+        for (j, h) in r.headers.iter().enumerate() {
+            let hb = format!("{base}.headers[{j}]");
+            check_header_name(&h.name, format!("{hb}.name"), out);
+            let set = [h.exact.is_some(), h.regex.is_some(), h.present.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if set != 1 {
+                out.push(Diagnostic::new(
+                    hb,
+                    "a header condition needs exactly one of exact, regex, present",
+                ));
+            }
+        }
+        check_plugin_lists(&r.plugins, &format!("{base}.plugins"), out);
+    }
+}
+
+fn check_plugin_lists(plugins: &[PluginConfig], base: &str, out: &mut Vec<Diagnostic>) {
+    let mut seen = HashMap::new();
+    for (i, p) in plugins.iter().enumerate() {
+        if let Some(first) = seen.insert(p.name.as_str(), i) {
+            out.push(Diagnostic::new(
+                format!("{base}[{i}].name"),
+                format!(
+                    "plugin {:?} is already configured here at {base}[{first}]",
+                    p.name
+                ),
+            ));
+        }
+    }
+}
+
+fn check_consumers(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
+    let mut usernames = HashMap::new();
+    let mut custom_ids = HashMap::new();
+    for (i, c) in config.consumers.iter().enumerate() {
+        let base = format!("consumers[{i}]");
+        if c.username.is_none() && c.custom_id.is_none() {
+            out.push(Diagnostic::new(
+                base.clone(),
+                "a consumer needs a username or a custom_id",
+            ));
+        }
+        if let Some(u) = &c.username {
+            if let Some(first) = usernames.insert(u.as_str(), i) {
+                out.push(Diagnostic::new(
+                    format!("{base}.username"),
+                    format!("duplicate username {u:?} (first used by consumers[{first}])"),
+                ));
+            }
+        }
+        if let Some(id) = &c.custom_id {
+            if let Some(first) = custom_ids.insert(id.as_str(), i) {
+                out.push(Diagnostic::new(
+                    format!("{base}.custom_id"),
+                    format!("duplicate custom_id {id:?} (first used by consumers[{first}])"),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Pingway: a programmable API gateway on Cloudflare's Pingora.
+//!
+//! One Pingora `ProxyHttp` implementation runs every request through a chain of plugins
+//! chosen by a declarative YAML file that is reloaded live. Use it three ways: run the
+//! `pingway` binary, write plugins against [`plugins`], or embed the gateway in your own
+//! binary with [`Gateway`].
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod router;
+pub mod upstream;
+
+/// The plugin contract and the stock plugins (the `pingway-plugins` crate).
+pub use pingway_plugins as plugins;

@@ -1,0 +1,1 @@
+//! The compiled route table. (Being written.)

@@ -1,0 +1,1 @@
+//! Upstream pools: targets, balancing, health, timeouts. (Being written.)
