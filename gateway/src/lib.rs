@@ -13,3 +13,14 @@ pub mod upstream;
 
 /// The plugin contract and the stock plugins (the `pingway-plugins` crate).
 pub use pingway_plugins as plugins;
+pub mod chain;
+pub mod client_identity;
+pub mod proxy;
+pub mod respond;
+pub mod runtime;
+pub mod demo;
+pub mod gateway;
+pub mod reload;
+
+pub use gateway::{Gateway, GatewayBuilder, StartError};
+pub mod cli;

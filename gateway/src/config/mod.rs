@@ -61,29 +61,23 @@ pub enum LoadError {
     Invalid(Vec<Diagnostic>),
 }
 
-/// Parses and checks configuration text (everything that needs no plugin registry).
+/// Parses configuration text into the typed model, reporting every structural problem
+/// (syntax, types, unknown fields, missing fields). Checks across fields run when the
+/// configuration is compiled ([`crate::runtime::Runtime::build`]), since they need a
+/// structurally sound file to say anything useful.
 pub fn load_str(text: &str) -> Result<LoadedConfig, Vec<Diagnostic>> {
     let document = yaml::parse(text)?;
-    let parsed = pingway_plugins::config::from_node::<GatewayConfig>(&document, "");
-    let mut diags = match parsed {
-        Ok(config) => {
-            let mut d = validate::check(&config);
-            if d.is_empty() {
-                return Ok(LoadedConfig { config, document });
-            }
-            locate_all(&document, &mut d);
-            d
+    match pingway_plugins::config::from_node::<GatewayConfig>(&document, "") {
+        Ok(config) => Ok(LoadedConfig { config, document }),
+        Err(mut diags) => {
+            locate_all(&document, &mut diags);
+            sort(&mut diags);
+            Err(diags)
         }
-        Err(mut d) => {
-            locate_all(&document, &mut d);
-            d
-        }
-    };
-    sort(&mut diags);
-    Err(diags)
+    }
 }
 
-/// Reads and checks a configuration file.
+/// Reads and parses a configuration file.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.display().to_string(),
@@ -104,11 +98,18 @@ pub fn sort(diags: &mut [Diagnostic]) {
 mod tests {
     use super::*;
 
+    /// Structural problems, or else the cross-field ones, as `LINE:COL: path: message`.
     fn errors(text: &str) -> Vec<String> {
-        match load_str(text) {
-            Ok(_) => Vec::new(),
-            Err(d) => d.iter().map(|d| d.to_string()).collect(),
-        }
+        let mut diags = match load_str(text) {
+            Ok(loaded) => {
+                let mut d = validate::check(&loaded.config);
+                loaded.locate(&mut d);
+                d
+            }
+            Err(d) => d,
+        };
+        sort(&mut diags);
+        diags.iter().map(|d| d.to_string()).collect()
     }
 
     #[test]

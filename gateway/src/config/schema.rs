@@ -1,10 +1,74 @@
 //! The JSON Schema of the configuration file, generated from the Rust types.
+//!
+//! `config/pingway.schema.json` is this output for the stock plugins; a test fails when
+//! the file is stale. Regenerate it with `cargo run -p pingway -- schema >
+//! config/pingway.schema.json`. Editors that speak JSON Schema (VS Code's YAML extension,
+//! for one) then check and complete the file as it is typed.
 
 use pingway_plugins::Registry;
+use serde_json::{json, Value};
 
 /// The schema of the whole file, with each registered plugin's `config:` schema selected
-/// by its `name`.
-pub fn generate(_registry: &Registry) -> serde_json::Value {
-    let schema = schemars::schema_for!(super::GatewayConfig);
-    serde_json::to_value(schema).unwrap_or_default()
+/// by the plugin's `name`.
+pub fn generate(registry: &Registry) -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
+    let root = generator.root_schema_for::<super::GatewayConfig>();
+    let mut branches = Vec::new();
+    for factory in registry.factories() {
+        let config = factory.config_schema(&mut generator);
+        branches.push(json!({
+            "if": { "properties": { "name": { "const": factory.name() } }, "required": ["name"] },
+            "then": { "properties": { "config": config } }
+        }));
+    }
+    let mut root = root.to_value();
+    let extra = generator.take_definitions(true);
+    if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
+        for (k, v) in extra {
+            defs.entry(k).or_insert(v);
+        }
+        if let Some(plugin) = defs.get_mut("PluginConfig").and_then(Value::as_object_mut) {
+            plugin.insert("allOf".into(), Value::Array(branches));
+        }
+    }
+    if let Some(obj) = root.as_object_mut() {
+        obj.insert("title".into(), json!("Pingway gateway configuration"));
+    }
+    root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed schema must be what the types generate today.
+    #[test]
+    fn committed_schema_is_current() {
+        let generated = generate(&Registry::with_stock_plugins());
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/pingway.schema.json");
+        let committed: Value = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        assert!(
+            committed == generated,
+            "config/pingway.schema.json is stale; regenerate it with \
+             `cargo run -p pingway -- schema > config/pingway.schema.json`"
+        );
+    }
+
+    #[test]
+    fn plugin_configs_are_selected_by_name() {
+        let s = generate(&Registry::with_stock_plugins());
+        let branches = s["$defs"]["PluginConfig"]["allOf"].as_array().unwrap();
+        let names: Vec<&str> = branches
+            .iter()
+            .map(|b| b["if"]["properties"]["name"]["const"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"ip-restriction"), "{names:?}");
+        assert!(names.contains(&"rate-limiting"), "{names:?}");
+        assert!(s["$defs"].get("IpRestrictionConfig").is_some());
+    }
 }

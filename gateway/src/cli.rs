@@ -1,0 +1,118 @@
+//! The `pingway` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::demo::{self, DemoOptions};
+use crate::gateway::{validate_file, Gateway};
+use crate::plugins::Registry;
+
+/// Pingway: an API gateway on Pingora with Kong-compatible plugins.
+#[derive(Debug, Parser)]
+#[command(name = "pingway", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the configuration in FILE, reloading it when it changes or on SIGHUP.
+    Run {
+        /// The YAML configuration.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Do not watch the file (SIGHUP still reloads).
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Check configuration files; print FILE:LINE:COLUMN: field: problem for each problem.
+    Validate {
+        /// The YAML configurations.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Run the HTTP Echo walkthrough on this machine: two echo backends and the gateway.
+    Demo {
+        /// The demo configuration (the built-in copy is used when the file is missing).
+        #[arg(long, default_value = "config/demo.yaml", value_name = "FILE")]
+        config: PathBuf,
+        /// Gateway port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Port of echo backend `one`.
+        #[arg(long, default_value_t = 9001)]
+        one_port: u16,
+        /// Port of echo backend `two`.
+        #[arg(long, default_value_t = 9002)]
+        two_port: u16,
+    },
+    /// Print the configuration file's JSON Schema.
+    Schema,
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli, registry: Registry) -> i32 {
+    match cli.command {
+        Command::Run { config, no_watch } => {
+            let gateway = Gateway::builder()
+                .registry(registry)
+                .config_file(config)
+                .watch_file(!no_watch)
+                .build();
+            match gateway {
+                Ok(g) => g.run(),
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
+            }
+        }
+        Command::Validate { files } => {
+            let mut failed = false;
+            for file in files {
+                match validate_file(&file, &registry) {
+                    Ok(rt) => println!(
+                        "{}: ok ({} routes, {} upstreams)",
+                        file.display(),
+                        rt.routes.len(),
+                        rt.upstreams.len()
+                    ),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            i32::from(failed)
+        }
+        Command::Demo {
+            config,
+            port,
+            one_port,
+            two_port,
+        } => {
+            let opts = DemoOptions {
+                config,
+                port,
+                one_port,
+                two_port,
+            };
+            match demo::run(&opts) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
+            }
+        }
+        Command::Schema => {
+            let schema = crate::config::schema::generate(&registry);
+            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            0
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The embedding API: build a gateway from a configuration file and a plugin registry,
+//! add your own plugins or Pingora services, and run it.
+//!
+//! ```no_run
+//! use pingway::Gateway;
+//! # struct MyPlugin;
+//! # impl pingway::plugins::Plugin for MyPlugin {}
+//! # impl pingway::plugins::BuildPlugin for MyPlugin {
+//! #     const NAME: &'static str = "my-plugin";
+//! #     const PRIORITY: i32 = 500;
+//! #     type Config = ();
+//! #     fn build(_: (), _: &pingway::plugins::BuildContext<'_>) -> Result<Self, pingway::plugins::ConfigError> { Ok(MyPlugin) }
+//! # }
+//! let gateway = Gateway::builder()
+//!     .register::<MyPlugin>()
+//!     .config_file("gateway.yaml")
+//!     .build()
+//!     .unwrap_or_else(|e| { eprintln!("{e}"); std::process::exit(1) });
+//! gateway.run();
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_core::services::ServiceWithDependents;
+use pingway_plugins::config::Diagnostic;
+use pingway_plugins::{BuildPlugin, PluginFactory, Registry};
+
+use crate::config::{self, LoadError};
+use crate::proxy::PingwayProxy;
+use crate::reload::Reloader;
+use crate::runtime::Runtime;
+use crate::upstream::HealthChecker;
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No configuration file was given to the builder.
+    #[error("no configuration file given")]
+    NoConfig,
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration; each problem names its line and field.
+    #[error("{}", render_diagnostics(.path, .diagnostics))]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The problems.
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// A listener address cannot be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// `FILE:LINE:COLUMN: path: message`, one per line.
+pub fn render_diagnostics(file: &str, diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(|d| d.display_in(file).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Configures a [`Gateway`].
+pub struct GatewayBuilder {
+    registry: Registry,
+    config_path: Option<PathBuf>,
+    watch: bool,
+    services: Vec<Box<dyn ServiceWithDependents>>,
+}
+
+impl Default for GatewayBuilder {
+    fn default() -> Self {
+        GatewayBuilder {
+            registry: Registry::with_stock_plugins(),
+            config_path: None,
+            watch: true,
+            services: Vec::new(),
+        }
+    }
+}
+
+impl GatewayBuilder {
+    /// Registers a plugin type beside the stock ones (a later registration of the same
+    /// name replaces the earlier).
+    pub fn register<P: BuildPlugin>(mut self) -> Self {
+        self.registry.register::<P>();
+        self
+    }
+
+    /// Registers a hand-written plugin factory.
+    pub fn register_factory(mut self, factory: Arc<dyn PluginFactory>) -> Self {
+        self.registry.register_factory(factory);
+        self
+    }
+
+    /// Replaces the registry (for example one without the stock plugins).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The configuration file to serve (and to watch for changes).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_path = Some(path.into());
+        self
+    }
+
+    /// Whether to reload when the file changes (default true). SIGHUP always reloads.
+    pub fn watch_file(mut self, watch: bool) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    /// Runs another Pingora service in the same server (the demo adds its echo backends
+    /// this way).
+    pub fn add_service(mut self, service: impl ServiceWithDependents + 'static) -> Self {
+        self.services.push(Box::new(service));
+        self
+    }
+
+    /// Loads and compiles the configuration. Nothing listens yet.
+    pub fn build(self) -> Result<Gateway, StartError> {
+        let path = self.config_path.ok_or(StartError::NoConfig)?;
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| StartError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let invalid = |diagnostics| StartError::Invalid {
+            path: file.clone(),
+            diagnostics,
+        };
+        let loaded = config::load_str(&text).map_err(invalid)?;
+        let registry = Arc::new(self.registry);
+        let runtime = Runtime::build(&loaded, &registry, None).map_err(invalid)?;
+        let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+        let reloader = Arc::new(Reloader::new(path, text, registry.clone(), runtime.clone()));
+        Ok(Gateway {
+            registry,
+            runtime,
+            reloader,
+            watch: self.watch,
+            services: self.services,
+        })
+    }
+}
+
+/// A gateway ready to run.
+pub struct Gateway {
+    registry: Arc<Registry>,
+    runtime: Arc<ArcSwap<Runtime>>,
+    reloader: Arc<Reloader>,
+    watch: bool,
+    services: Vec<Box<dyn ServiceWithDependents>>,
+}
+
+impl Gateway {
+    /// Starts configuring a gateway with the stock plugins registered.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    /// The configuration currently serving (swapped on reload).
+    pub fn runtime(&self) -> &Arc<ArcSwap<Runtime>> {
+        &self.runtime
+    }
+
+    /// The plugin registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Reloads the configuration file now.
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// The Pingora server with the proxy, the health checker and any added services, not
+    /// yet running. Listener addresses are checked here so a busy port is reported
+    /// clearly rather than as a panic inside Pingora.
+    pub fn into_server(self) -> Result<Server, StartError> {
+        let current = self.runtime.load_full();
+        let settings = &current.config.server;
+        for l in &current.config.listeners {
+            if let Ok(addr) = l.address.parse::<SocketAddr>() {
+                std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
+                    address: l.address.clone(),
+                    source,
+                })?;
+            }
+        }
+
+        let conf = ServerConf {
+            threads: settings
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            work_stealing: settings.work_stealing,
+            grace_period_seconds: Some(settings.grace_period.get().as_secs()),
+            graceful_shutdown_timeout_seconds: Some(settings.grace_period.get().as_secs().max(1)),
+            upstream_keepalive_pool_size: settings.upstream_keepalive_pool,
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let mut proxy = pingora_proxy::http_proxy_service_with_name(
+            &server.configuration,
+            PingwayProxy::new(self.runtime.clone()),
+            "pingway proxy",
+        );
+        for l in &current.config.listeners {
+            proxy.add_tcp(&l.address);
+        }
+        server.add_service(proxy);
+
+        let source_rt = self.runtime.clone();
+        let checker = HealthChecker::new(Arc::new(move || source_rt.load().upstream_list()));
+        server.add_service(background_service("health checks", checker));
+        for s in self.services {
+            server.add_boxed_service(s);
+        }
+
+        if self.watch {
+            match self.reloader.watch() {
+                // The watcher lives as long as the process.
+                Ok(watcher) => std::mem::forget(watcher),
+                Err(e) => log::warn!("cannot watch {}: {e}; reload with SIGHUP", self.reloader.path().display()),
+            }
+        }
+        if let Err(e) = self.reloader.reload_on_sighup() {
+            log::warn!("cannot handle SIGHUP: {e}");
+        }
+        log::info!(
+            "serving {} routes from {} on {}",
+            current.routes.len(),
+            self.reloader.path().display(),
+            current
+                .config
+                .listeners
+                .iter()
+                .map(|l| l.address.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(server)
+    }
+
+    /// Runs until SIGINT/SIGTERM. Exits the process when done.
+    pub fn run(self) -> ! {
+        match self.into_server() {
+            Ok(server) => server.run_forever(),
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("{e}");
+                std::process::exit(1)
+            }
+        }
+    }
+}
+
+/// Loads and compiles `path` without serving it: what `pingway validate` does.
+pub fn validate_file(path: &Path, registry: &Registry) -> Result<Runtime, StartError> {
+    let file = path.display().to_string();
+    let loaded = config::load_file(path).map_err(|e| match e {
+        LoadError::Io { path, source } => StartError::Read { path, source },
+        LoadError::Invalid(diagnostics) => StartError::Invalid {
+            path: file.clone(),
+            diagnostics,
+        },
+    })?;
+    Runtime::build(&loaded, registry, None).map_err(|diagnostics| StartError::Invalid {
+        path: file,
+        diagnostics,
+    })
+}

@@ -1,0 +1,502 @@
+//! The one Pingora `ProxyHttp` implementation: identify the client, match a route, run
+//! the route's plugins, pick a target, forward, and report.
+//!
+//! The proxy holds no policy of its own; everything a route does beyond forwarding is a
+//! plugin. Each request works on the configuration that was current when it arrived, so
+//! a reload never changes a request half-way.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, StatusCode};
+use pingora_core::modules::http::HttpModules;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use pingway_plugins::{Flow, LogEntry, PluginRequest, RequestCtx, Response};
+
+use crate::chain::Chain;
+use crate::respond;
+use crate::router::{normalize_path, RouteRequest};
+use crate::runtime::{CompiledRoute, Runtime};
+use crate::upstream::{SelectRequest, Selected};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-pingway-upstream-latency");
+static PROXY_LATENCY: HeaderName = HeaderName::from_static("x-pingway-proxy-latency");
+static RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-pingway-response-latency");
+
+/// The gateway's `ProxyHttp`. Cheap to share; the configuration lives behind an
+/// [`ArcSwap`] that reloads replace.
+pub struct PingwayProxy {
+    runtime: Arc<ArcSwap<Runtime>>,
+}
+
+impl PingwayProxy {
+    /// A proxy serving whatever configuration `runtime` holds.
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> Self {
+        PingwayProxy { runtime }
+    }
+}
+
+/// Per-request state of the proxy.
+pub struct ProxyCtx {
+    /// The configuration this request uses from start to end.
+    runtime: Arc<Runtime>,
+    /// Everything else, kept apart so phases can borrow it mutably while reading the
+    /// runtime.
+    state: State,
+}
+
+impl ProxyCtx {
+    /// What plugins see of this request.
+    pub fn request(&self) -> &RequestCtx {
+        &self.state.req
+    }
+}
+
+struct State {
+    /// The matched route's index in `runtime.routes`.
+    route: Option<usize>,
+    /// What plugins see.
+    req: RequestCtx,
+    /// Whether the downstream peer is a trusted proxy.
+    peer_trusted: bool,
+    /// The normalized path when normalization changed it.
+    normalized_path: Option<String>,
+    /// Bytes of the path matched by the route's path condition (for strip_prefix).
+    matched_len: usize,
+    /// The current upstream target (its drop ends the in-flight count).
+    selected: Option<Selected>,
+    /// Target indexes that failed to connect.
+    tried: Vec<usize>,
+    upstream_sent_at: Option<Instant>,
+    proxy_latency: Option<Duration>,
+    upstream_latency: Option<Duration>,
+    upstream_status: Option<u16>,
+    upstream_addr: Option<std::net::SocketAddr>,
+}
+
+impl State {
+    fn route<'r>(&self, runtime: &'r Runtime) -> Option<&'r CompiledRoute> {
+        self.route.and_then(|i| runtime.routes.get(i))
+    }
+
+    /// The chain that applies: the route's, or the global plugins' when no route matched.
+    fn chain<'r>(&self, runtime: &'r Runtime) -> &'r Chain {
+        match self.route(runtime) {
+            Some(r) => &r.chain,
+            None => &runtime.global_chain,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// Writes a response the gateway generated (plugin answer, 404, upstream failure), after
+/// the same header treatment proxied responses get.
+async fn send_generated(session: &mut Session, runtime: &Runtime, st: &mut State, resp: Response) -> Result<()> {
+    let head = session.req_header().method == http::Method::HEAD;
+    let (mut header, body) = respond::render(&resp, &st.req.request_id, head);
+    if runtime.headers.via.is_some() {
+        let _ = header.insert_header(header::SERVER, concat!("pingway/", env!("CARGO_PKG_VERSION")));
+    }
+    if runtime.headers.latency {
+        let _ = header.insert_header(
+            RESPONSE_LATENCY.clone(),
+            HeaderValue::from(millis(st.req.started_at.elapsed())),
+        );
+    }
+    finish_response_header(runtime, &mut header, st);
+    let end = body.is_empty();
+    session.write_response_header(Box::new(header), end).await?;
+    if !end {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Headers every response gets (request id, Via, plugin-queued headers), then the
+/// plugins' `on_response`.
+fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &mut State) {
+    if let Ok(v) = HeaderValue::from_str(&st.req.request_id) {
+        let _ = header.insert_header(runtime.identity.request_id_header().clone(), v);
+    }
+    if let Some(via) = &runtime.headers.via {
+        let _ = header.append_header(header::VIA, via.clone());
+    }
+    for (name, value) in st.req.take_response_headers() {
+        let _ = header.insert_header(name, value);
+    }
+    for p in st.chain(runtime).plugins() {
+        p.plugin.on_response(header, &mut st.req);
+    }
+}
+
+/// Formats a value into a header value without a heap allocation for short values.
+fn display_header(value: impl std::fmt::Display) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{value}").ok()?;
+    let len = cursor.position() as usize;
+    HeaderValue::from_bytes(&buf[..len]).ok()
+}
+
+/// Sets the forwarding headers on the upstream request.
+fn forwarding_headers(session: &Session, upstream: &mut RequestHeader, st: &State) {
+    let downstream = session.req_header();
+    let trusted = st.peer_trusted;
+
+    // X-Forwarded-For: what came in (every line, in order), then the peer.
+    if let Some(peer) = st.req.peer_addr {
+        let peer_ip = peer.ip().to_canonical();
+        let mut lines = downstream.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+        if lines.peek().is_none() {
+            if let Some(v) = display_header(peer_ip) {
+                let _ = upstream.insert_header(X_FORWARDED_FOR.clone(), v);
+            }
+        } else {
+            let mut xff = Vec::with_capacity(64);
+            for v in lines {
+                if !xff.is_empty() {
+                    xff.extend_from_slice(b", ");
+                }
+                xff.extend_from_slice(v.as_bytes());
+            }
+            use std::io::Write;
+            let _ = write!(xff, ", {peer_ip}");
+            if let Ok(v) = HeaderValue::from_bytes(&xff) {
+                let _ = upstream.insert_header(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+    }
+    if !(trusted && downstream.headers.contains_key(&X_FORWARDED_PROTO)) {
+        let _ = upstream.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !(trusted && downstream.headers.contains_key(&X_FORWARDED_HOST)) {
+        match downstream.headers.get(header::HOST) {
+            Some(host) => {
+                let _ = upstream.insert_header(X_FORWARDED_HOST.clone(), host.clone());
+            }
+            None => {
+                upstream.remove_header(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    if !(trusted && downstream.headers.contains_key(&X_FORWARDED_PORT)) {
+        if let Some(port) = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port()) {
+            let _ = upstream.insert_header(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
+        }
+    }
+    if let Some(v) = display_header(st.req.client_ip) {
+        let _ = upstream.insert_header(X_REAL_IP.clone(), v);
+    }
+}
+
+/// Rewrites the upstream path for normalization and `strip_prefix`, keeping the query.
+fn rewrite_path(upstream: &mut RequestHeader, st: &State, strip: bool) {
+    let strip = strip && st.matched_len > 0;
+    if st.normalized_path.is_none() && !strip {
+        return;
+    }
+    let target = {
+        let base: &str = st.normalized_path.as_deref().unwrap_or(upstream.uri.path());
+        let rest = match base.get(st.matched_len..) {
+            Some(rest) if strip => rest,
+            _ => base,
+        };
+        let query = upstream.uri.query();
+        let mut target = String::with_capacity(rest.len() + 2 + query.map_or(0, str::len));
+        if !rest.starts_with('/') {
+            target.push('/');
+        }
+        target.push_str(rest);
+        if let Some(q) = query {
+            target.push('?');
+            target.push_str(q);
+        }
+        target
+    };
+    if let Ok(uri) = target.parse::<http::Uri>() {
+        upstream.set_uri(uri);
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for PingwayProxy {
+    type CTX = ProxyCtx;
+
+    fn new_ctx(&self) -> ProxyCtx {
+        ProxyCtx {
+            runtime: self.runtime.load_full(),
+            state: State {
+                route: None,
+                req: RequestCtx::new(String::new(), IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
+                peer_trusted: false,
+                normalized_path: None,
+                matched_len: 0,
+                selected: None,
+                tried: Vec::new(),
+                upstream_sent_at: None,
+                proxy_latency: None,
+                upstream_latency: None,
+                upstream_status: None,
+                upstream_addr: None,
+            },
+        }
+    }
+
+    /// No downstream modules: Pingora's default adds a (disabled) compression module
+    /// that still costs time on every request.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<bool> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        let runtime: &Runtime = runtime;
+
+        // Client identity.
+        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+        let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        {
+            let headers = &session.req_header().headers;
+            st.peer_trusted = runtime.identity.is_trusted(peer_ip);
+            st.req.client_ip = runtime.identity.client_ip(peer_ip, headers);
+            st.req.request_id = runtime.identity.request_id(st.peer_trusted, headers);
+            st.req.peer_addr = peer;
+        }
+
+        // Route.
+        let found = {
+            let req = session.req_header();
+            let path = normalize_path(req.uri.path());
+            let host = req
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| req.uri.host());
+            let found = runtime.router.find(&RouteRequest {
+                host,
+                path: &path,
+                method: &req.method,
+                headers: &req.headers,
+            });
+            if let (Some(_), Cow::Owned(p)) = (&found, path) {
+                st.normalized_path = Some(p);
+            }
+            found
+        };
+        let Some(found) = found else {
+            let resp = Response::error(StatusCode::NOT_FOUND, respond::NO_ROUTE);
+            send_generated(session, runtime, st, resp).await?;
+            return Ok(true);
+        };
+        let Some(route) = runtime.routes.get(found.route) else {
+            return Error::e_explain(ErrorType::InternalError, "router returned an unknown route");
+        };
+        st.route = Some(found.route);
+        st.matched_len = found.matched_len;
+        st.req.route = Some(route.info.clone());
+
+        // Plugins, highest priority first; any may answer.
+        for p in route.chain.plugins() {
+            let flow = p
+                .plugin
+                .on_request(&mut PluginRequest {
+                    session,
+                    ctx: &mut st.req,
+                })
+                .await;
+            if let Flow::Respond(resp) = flow {
+                send_generated(session, runtime, st, resp).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<Box<HttpPeer>> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        let Some(route) = st.route(runtime) else {
+            return Error::e_explain(ErrorType::InternalError, "no route for upstream selection");
+        };
+        let upstream = &route.upstream;
+        let selected = upstream.select(
+            &SelectRequest {
+                client_ip: st.req.client_ip,
+                header: session.req_header(),
+            },
+            &st.tried,
+        );
+        match selected {
+            Some(sel) => {
+                let peer = upstream.peer(&sel);
+                st.upstream_addr = Some(sel.addr);
+                st.selected = Some(sel);
+                Ok(peer)
+            }
+            // Every target left already failed to connect: that failure is the answer.
+            None if !st.tried.is_empty() => {
+                Error::e_explain(ErrorType::ConnectError, "every upstream target failed to connect")
+            }
+            None => Error::e_explain(ErrorType::HTTPStatus(503), respond::NO_HEALTHY_TARGET),
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut ProxyCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(sel) = st.selected.take() {
+            st.tried.push(sel.index);
+        }
+        let retries = st.route(runtime).map_or(0, |r| r.upstream.config().retries as usize);
+        e.set_retry(st.tried.len() <= retries);
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        let Some(route) = st.route(runtime) else {
+            return Ok(());
+        };
+        rewrite_path(upstream, st, route.strip_prefix);
+        if !route.preserve_host {
+            if let Some(v) = st.selected.as_ref().and_then(|sel| display_header(sel.addr)) {
+                let _ = upstream.insert_header(header::HOST, v);
+            }
+        }
+        forwarding_headers(session, upstream, st);
+        if let Ok(v) = HeaderValue::from_str(&st.req.request_id) {
+            let _ = upstream.insert_header(runtime.identity.request_id_header().clone(), v);
+        }
+        if let Some(via) = &runtime.headers.via {
+            let _ = upstream.append_header(header::VIA, via.clone());
+        }
+        for p in route.chain.plugins() {
+            p.plugin.on_upstream_request(upstream, &mut st.req);
+        }
+        let now = Instant::now();
+        st.proxy_latency = Some(now.saturating_duration_since(st.req.started_at));
+        st.upstream_sent_at = Some(now);
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
+        let st = &mut ctx.state;
+        st.upstream_status = Some(upstream_response.status.as_u16());
+        st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        if runtime.headers.latency {
+            if let Some(up) = st.upstream_latency {
+                let _ = response.insert_header(UPSTREAM_LATENCY.clone(), HeaderValue::from(millis(up)));
+            }
+            if let Some(px) = st.proxy_latency {
+                let _ = response.insert_header(PROXY_LATENCY.clone(), HeaderValue::from(millis(px)));
+            }
+        }
+        finish_response_header(runtime, response, st);
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut ProxyCtx,
+    ) -> Result<Option<Duration>> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(route) = st.route(runtime) {
+            if route.chain.wants_body() {
+                for p in route.chain.plugins() {
+                    if p.plugin.wants_response_body() {
+                        p.plugin.on_response_body(body, end_of_stream, &mut st.req);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut ProxyCtx) -> FailToProxy {
+        let ProxyCtx { runtime, state: st } = ctx;
+        let code = respond::status_for_error(e);
+        if code > 0 && session.response_written().is_none() {
+            let message: Cow<'static, str> = match e.etype() {
+                ErrorType::HTTPStatus(503) if st.route.is_some() => respond::NO_HEALTHY_TARGET.into(),
+                _ => respond::status_message(code).into(),
+            };
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if let Err(write_err) = send_generated(session, runtime, st, Response::error(status, message)).await {
+                log::debug!("could not send the error response: {write_err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut ProxyCtx) {
+        let ProxyCtx { runtime, state: st } = ctx;
+        // The target's in-flight count ends with the request.
+        st.selected = None;
+        let chain = st.chain(runtime);
+        if chain.plugins().is_empty() {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let error = e.map(|e| e.to_string());
+        let entry = LogEntry {
+            request: session.req_header(),
+            status,
+            upstream_addr: st.upstream_addr,
+            upstream_status: st.upstream_status,
+            proxy_latency: st.proxy_latency,
+            upstream_latency: st.upstream_latency,
+            total_latency: st.req.started_at.elapsed(),
+            bytes_sent: session.body_bytes_sent(),
+            error: error.as_deref(),
+            ctx: &st.req,
+        };
+        for p in chain.plugins() {
+            p.plugin.on_log(&entry);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Live reload: parse → validate → build → swap, triggered by edits to the file (watched
+//! with inotify via `notify`) and by SIGHUP. A file that does not validate is refused
+//! with the same messages as `pingway validate`, and the running configuration keeps
+//! serving. Requests in flight finish on the configuration they started with, because
+//! each holds its own `Arc` of it.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use pingway_plugins::config::Diagnostic;
+use pingway_plugins::Registry;
+
+use crate::config::{self, LoadError};
+use crate::runtime::Runtime;
+
+/// Edits closer together than this are applied as one reload.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Why a reload was refused. The running configuration is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// The file is not a valid configuration.
+    #[error("{} problem(s) in the configuration", .0.len())]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl From<LoadError> for ReloadError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Io { source, .. } => ReloadError::Read(source),
+            LoadError::Invalid(d) => ReloadError::Invalid(d),
+        }
+    }
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration is serving.
+    Applied {
+        /// Routes in the new configuration.
+        routes: usize,
+        /// Plugin instances carried over (their state intact).
+        reused_plugins: usize,
+    },
+    /// The file did not change since the last load.
+    Unchanged,
+}
+
+/// Reloads one configuration file into a running gateway.
+pub struct Reloader {
+    path: PathBuf,
+    registry: Arc<Registry>,
+    runtime: Arc<ArcSwap<Runtime>>,
+    /// The text last applied; also serializes reloads from the watcher and SIGHUP.
+    last_text: Mutex<String>,
+}
+
+impl Reloader {
+    /// A reloader for `path`, whose current contents `initial_text` are already serving.
+    pub fn new(
+        path: PathBuf,
+        initial_text: String,
+        registry: Arc<Registry>,
+        runtime: Arc<ArcSwap<Runtime>>,
+    ) -> Self {
+        Reloader {
+            path,
+            registry,
+            runtime,
+            last_text: Mutex::new(initial_text),
+        }
+    }
+
+    /// The file being served.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file and, if it changed and is valid, makes it the serving configuration.
+    pub fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_inner(false)
+    }
+
+    /// Like [`Self::reload`], but rebuilds even an unchanged file (host names are resolved
+    /// again). What SIGHUP does.
+    pub fn reload_forced(&self) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_inner(true)
+    }
+
+    fn reload_inner(&self, force: bool) -> Result<ReloadOutcome, ReloadError> {
+        let mut last = self.last_text.lock().unwrap_or_else(|p| p.into_inner());
+        let text = std::fs::read_to_string(&self.path)?;
+        if !force && *last == text {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        let loaded = config::load_str(&text).map_err(ReloadError::Invalid)?;
+        let current = self.runtime.load_full();
+        let next = Runtime::build(&loaded, &self.registry, Some(&current)).map_err(ReloadError::Invalid)?;
+        if next.config.listeners != current.config.listeners || next.config.server != current.config.server {
+            log::warn!(
+                "{}: listeners and server settings changed; they take effect after a restart",
+                self.path.display()
+            );
+        }
+        let outcome = ReloadOutcome::Applied {
+            routes: next.routes.len(),
+            reused_plugins: next.reused_instances,
+        };
+        self.runtime.store(Arc::new(next));
+        *last = text;
+        Ok(outcome)
+    }
+
+    /// Reloads and logs the outcome (for the watcher and signal handler).
+    pub fn reload_and_log(&self, force: bool) {
+        let file = self.path.display().to_string();
+        match self.reload_inner(force) {
+            Ok(ReloadOutcome::Applied {
+                routes,
+                reused_plugins,
+            }) => log::info!(
+                "{file}: configuration reloaded ({routes} routes, {reused_plugins} plugin instances kept)"
+            ),
+            Ok(ReloadOutcome::Unchanged) => log::debug!("{file}: unchanged"),
+            Err(ReloadError::Read(e)) => {
+                log::error!("{file}: cannot read ({e}); keeping the running configuration")
+            }
+            Err(ReloadError::Invalid(diags)) => {
+                for d in &diags {
+                    log::error!("{}", d.display_in(&file));
+                }
+                log::error!(
+                    "{file}: {} problem(s); keeping the running configuration",
+                    diags.len()
+                );
+            }
+        }
+    }
+
+    /// Watches the file (through its directory, so editors that replace the file by a
+    /// rename are seen too) and reloads after each burst of changes. The watch lasts as
+    /// long as the returned watcher is kept.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let name = self.path.file_name().map(|n| n.to_os_string());
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let ours = event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+                if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
+                    let _ = tx.send(());
+                }
+            }
+        })?;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("pingway-config-watch".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Let a burst of writes settle, then reload once.
+                    while rx.recv_timeout(DEBOUNCE).is_ok() {}
+                    me.reload_and_log(false);
+                }
+            })
+            .map_err(|e| notify::Error::generic(&e.to_string()))?;
+        Ok(watcher)
+    }
+
+    /// Reloads on every SIGHUP, from a dedicated thread.
+    pub fn reload_on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("pingway-sighup".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    log::info!("SIGHUP: reloading {}", me.path.display());
+                    me.reload_and_log(true);
+                }
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! A configuration compiled for serving: router, upstream pools, plugin chains and
+//! forwarding settings. Built once per load, shared read-only by every request, and
+//! swapped whole on reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use pingway_plugins::config::Diagnostic;
+use pingway_plugins::{Registry, RouteInfo};
+
+use crate::chain::{CachedInstance, Chain, InstanceBuilder, InstanceKey};
+use crate::client_identity::ClientIdentity;
+use crate::config::{self, GatewayConfig, LoadedConfig};
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+/// One route, ready to serve.
+pub struct CompiledRoute {
+    /// Name and upstream name, as plugins see them.
+    pub info: Arc<RouteInfo>,
+    /// The pool that serves the route.
+    pub upstream: Arc<Upstream>,
+    /// Remove the matched path prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Forward the client's Host header.
+    pub preserve_host: bool,
+    /// Plugins, highest priority first.
+    pub chain: Chain,
+}
+
+impl std::fmt::Debug for CompiledRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRoute")
+            .field("name", &self.info.name)
+            .field("upstream", &self.info.upstream)
+            .field("chain", &self.chain)
+            .finish()
+    }
+}
+
+/// Response headers the proxy adds, precomputed.
+#[derive(Debug, Clone)]
+pub struct HeaderSettings {
+    /// `Via` value, when enabled.
+    pub via: Option<HeaderValue>,
+    /// Whether to add the latency headers.
+    pub latency: bool,
+}
+
+/// A compiled configuration.
+pub struct Runtime {
+    /// The configuration it was compiled from.
+    pub config: Arc<GatewayConfig>,
+    /// Route lookup.
+    pub router: Router,
+    /// Routes by the router's index (the order of the file).
+    pub routes: Vec<CompiledRoute>,
+    /// Pools by name.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Global plugins alone: what runs (response and log phases) when no route matched.
+    pub global_chain: Chain,
+    /// Client IP and request-id rules.
+    pub identity: ClientIdentity,
+    /// Headers the proxy adds to responses.
+    pub headers: HeaderSettings,
+    /// Plugin instances by attachment, offered to the next reload for reuse.
+    instances: HashMap<InstanceKey, CachedInstance>,
+    /// How many plugin instances were carried over from the previous configuration.
+    pub reused_instances: usize,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("routes", &self.routes.len())
+            .field("upstreams", &self.upstreams.len())
+            .finish()
+    }
+}
+
+/// The `Via` header value: `1.1 pingway/<version>`.
+pub fn via_value() -> HeaderValue {
+    HeaderValue::from_static(concat!("1.1 pingway/", env!("CARGO_PKG_VERSION")))
+}
+
+impl Runtime {
+    /// Compiles `loaded`, reusing plugin instances and upstream target state from
+    /// `previous` where their configuration did not change. Returns every problem found,
+    /// each placed in the file.
+    pub fn build(
+        loaded: &LoadedConfig,
+        registry: &Registry,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, Vec<Diagnostic>> {
+        let cfg = &loaded.config;
+        let mut diags = config::validate::check(cfg);
+
+        let mut upstreams = HashMap::with_capacity(cfg.upstreams.len());
+        for (i, u) in cfg.upstreams.iter().enumerate() {
+            let prev = previous.and_then(|p| p.upstreams.get(&u.name)).map(Arc::as_ref);
+            match Upstream::build(u, &format!("upstreams[{i}]"), prev) {
+                Ok(pool) => {
+                    upstreams.insert(u.name.clone(), Arc::new(pool));
+                }
+                Err(mut d) => diags.append(&mut d),
+            }
+        }
+
+        let router = match Router::build(&cfg.routes) {
+            Ok(r) => Some(r),
+            Err(mut d) => {
+                diags.append(&mut d);
+                None
+            }
+        };
+
+        let mut instances = InstanceBuilder::new(registry, previous.map(|p| &p.instances));
+        let global = instances.build_list(&cfg.plugins, "plugins", None, &mut diags);
+        let mut routes = Vec::with_capacity(cfg.routes.len());
+        for (i, r) in cfg.routes.iter().enumerate() {
+            let slots = instances.build_list(
+                &r.plugins,
+                &format!("routes[{i}].plugins"),
+                Some(&r.name),
+                &mut diags,
+            );
+            let Some(upstream) = upstreams.get(&r.upstream) else {
+                continue; // reported by validation (or by the upstream's own build)
+            };
+            routes.push(CompiledRoute {
+                info: Arc::new(RouteInfo {
+                    name: Arc::from(r.name.as_str()),
+                    upstream: Arc::from(r.upstream.as_str()),
+                }),
+                upstream: upstream.clone(),
+                strip_prefix: r.strip_prefix,
+                preserve_host: r.preserve_host,
+                chain: Chain::compose(&global, &slots),
+            });
+        }
+
+        if !diags.is_empty() {
+            loaded.locate(&mut diags);
+            config::sort(&mut diags);
+            return Err(diags);
+        }
+        let Some(router) = router else {
+            return Err(vec![Diagnostic::new("routes", "the route table could not be compiled")]);
+        };
+        let reused_instances = instances.reused;
+        Ok(Runtime {
+            config: Arc::new(cfg.clone()),
+            router,
+            routes,
+            upstreams,
+            global_chain: Chain::compose(&global, &[]),
+            identity: ClientIdentity::new(&cfg.proxy),
+            headers: HeaderSettings {
+                via: cfg.proxy.via_header.then(via_value),
+                latency: cfg.proxy.latency_headers,
+            },
+            instances: instances.finish(),
+            reused_instances,
+        })
+    }
+
+    /// All upstream pools (for the health checker).
+    pub fn upstream_list(&self) -> Vec<Arc<Upstream>> {
+        self.upstreams.values().cloned().collect()
+    }
+}
