@@ -1,1 +1,5 @@
 //! The compiled route table. (Being written.)
+
+mod normalize;
+
+pub use self::normalize::normalize_path;
