@@ -43,6 +43,11 @@ mod normalize;
 mod path;
 mod table;
 
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_large;
+
 use std::collections::HashMap;
 
 use crate::config::{Diagnostic, RouteConfig};
