@@ -1,40 +1,205 @@
-//! The compiled route table. (Stub with the agreed API; the real one is being written.)
-#![allow(missing_docs, unused_variables)]
+//! The compiled route table: which route serves a request.
+//!
+//! [`Router::build`] compiles the `routes:` of the configuration once; [`Router::find`]
+//! picks the best route for a request without scanning the routes.
+//!
+//! # Matching
+//!
+//! A route matches when its host, path, method and header conditions all hold. Hosts
+//! and paths follow Kubernetes Ingress rather than Kong where the two differ:
+//!
+//! - **Host**: exact (case-insensitive), or `*.example.com`, which matches exactly one
+//!   label before `example.com` (`a.example.com`, not `a.b.example.com` nor
+//!   `example.com`). A route without hosts matches any host. The request's port is
+//!   ignored.
+//! - **Path** (case-sensitive, against the path as [`normalize_path`] leaves it):
+//!   `exact`; `prefix`, matched element by element (`/foo` matches `/foo`, `/foo/` and
+//!   `/foo/bar`, not `/foobar`; `/foo/` is the same as `/foo`); `regex`, anchored at the
+//!   start of the path. A route without paths matches every path.
+//! - **Methods**: any of them; none listed means any method.
+//! - **Headers**: every condition holds.
+//!
+//! # Precedence
+//!
+//! 1. Host tier: an exact host, then a wildcard host, then routes without hosts.
+//! 2. Within a tier: an exact path, then prefixes from the longest, then regexes in
+//!    file order.
+//! 3. Among routes with the same host and path condition: more conditions first (a
+//!    method list counts one, each header condition one), then file order.
+//!
+//! A candidate whose method or headers do not match gives way to the next one in this
+//! order, across tiers too: a request for `api.example.com` that no `api.example.com`
+//! route accepts can still be served by a `*.example.com` route or a route without hosts.
+//!
+//! # Cost
+//!
+//! A lookup is one hash lookup per host tier, one for the exact path, at most one per
+//! path element for prefixes, and the tier's regexes only when nothing else matched. It
+//! does not allocate unless the `Host` header has uppercase letters.
+
+mod conditions;
+mod host;
+mod normalize;
+mod path;
+mod table;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_large;
+
+use std::collections::HashMap;
 
 use crate::config::{Diagnostic, RouteConfig};
 
+use self::conditions::Conditions;
+use self::host::HostPattern;
+use self::path::PathCondition;
+use self::table::PathTable;
+
+pub use self::normalize::normalize_path;
+
+/// The compiled route table. Immutable; share it (for instance in an `Arc`) and rebuild
+/// it when the configuration changes.
+#[derive(Debug)]
 pub struct Router {
-    n: usize,
+    /// Method and header conditions, indexed by route.
+    conditions: Vec<Conditions>,
+    /// Routes by exact host (lowercase).
+    exact_hosts: HashMap<Box<str>, PathTable>,
+    /// Routes by wildcard suffix: `*.example.com` is stored under `example.com`.
+    wildcard_hosts: HashMap<Box<str>, PathTable>,
+    /// Routes without hosts.
+    any_host: PathTable,
 }
-impl Router {
-    pub fn build(routes: &[RouteConfig]) -> Result<Router, Vec<Diagnostic>> {
-        Ok(Router { n: routes.len() })
-    }
-    pub fn find(&self, req: &RouteRequest<'_>) -> Option<RouteMatch> {
-        if self.n > 0 {
-            Some(RouteMatch { route: 0, matched_len: 0 })
-        } else {
-            None
-        }
-    }
-    pub fn len(&self) -> usize {
-        self.n
-    }
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-}
+
+/// What the router looks at in a request.
+#[derive(Debug, Clone, Copy)]
 pub struct RouteRequest<'a> {
+    /// Raw Host header value (may carry a port, may be an IPv6 literal `[::1]:8080`, any
+    /// case), or None.
     pub host: Option<&'a str>,
+    /// The request path, already normalized by [`normalize_path`], without query string.
     pub path: &'a str,
+    /// The request method.
     pub method: &'a http::Method,
+    /// The request headers.
     pub headers: &'a http::HeaderMap,
 }
+
+/// The route chosen for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteMatch {
+    /// Index into the `routes` slice given to [`Router::build`].
     pub route: usize,
+    /// How many bytes at the start of the path the path condition matched: for a prefix
+    /// match the prefix length (without a trailing slash, so stripping `/api` from
+    /// `/api/users` leaves `/users`; a root prefix `/` gives 0), for exact the whole path
+    /// length, for regex the match end, for a route with no path conditions 0. Used to
+    /// implement `strip_prefix`.
     pub matched_len: usize,
 }
-pub fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
-    std::borrow::Cow::Borrowed(path)
+
+impl Router {
+    /// Compiles the route table. Diagnostics carry field paths such as `routes[3].paths[1]`,
+    /// `routes[0].hosts[2]`, `routes[2].headers[0].regex`, `routes[1].methods[0]`, location
+    /// None (the caller fills positions in from the document by path).
+    pub fn build(routes: &[RouteConfig]) -> Result<Router, Vec<Diagnostic>> {
+        let mut diagnostics = Vec::new();
+        let mut conditions = Vec::with_capacity(routes.len());
+        let mut matchers = Vec::with_capacity(routes.len());
+        for (i, route) in routes.iter().enumerate() {
+            let base = format!("routes[{i}]");
+            let mut hosts = Vec::with_capacity(route.hosts.len());
+            for (j, raw) in route.hosts.iter().enumerate() {
+                match host::parse_host(raw) {
+                    Ok(h) => hosts.push(h),
+                    Err(message) => {
+                        diagnostics.push(Diagnostic::new(format!("{base}.hosts[{j}]"), message))
+                    }
+                }
+            }
+            let mut paths = Vec::with_capacity(route.paths.len().max(1));
+            for (j, m) in route.paths.iter().enumerate() {
+                match PathCondition::compile(m) {
+                    Ok(p) => paths.push(p),
+                    Err(message) => {
+                        diagnostics.push(Diagnostic::new(format!("{base}.paths[{j}]"), message))
+                    }
+                }
+            }
+            if route.paths.is_empty() {
+                paths.push(PathCondition::any());
+            }
+            conditions.push(Conditions::compile(
+                &route.methods,
+                &route.headers,
+                &base,
+                &mut diagnostics,
+            ));
+            matchers.push((hosts, paths));
+        }
+        if !diagnostics.is_empty() {
+            return Err(diagnostics);
+        }
+
+        let mut router = Router {
+            conditions,
+            exact_hosts: HashMap::new(),
+            wildcard_hosts: HashMap::new(),
+            any_host: PathTable::default(),
+        };
+        for (route, (hosts, paths)) in matchers.iter().enumerate() {
+            let index_under = |table: &mut PathTable| {
+                paths.iter().for_each(|p| table.insert(p, route));
+            };
+            if hosts.is_empty() {
+                index_under(&mut router.any_host);
+            }
+            for h in hosts {
+                let table = match h {
+                    HostPattern::Exact(h) => router.exact_hosts.entry(h.as_str().into()),
+                    HostPattern::Wildcard(s) => router.wildcard_hosts.entry(s.as_str().into()),
+                };
+                index_under(table.or_default());
+            }
+        }
+        let weights: Vec<usize> = router.conditions.iter().map(Conditions::weight).collect();
+        let tables = router.exact_hosts.values_mut();
+        let tables = tables.chain(router.wildcard_hosts.values_mut());
+        tables.for_each(|t| t.finish(&weights));
+        router.any_host.finish(&weights);
+        Ok(router)
+    }
+
+    /// The best route for a request, or None.
+    pub fn find(&self, req: &RouteRequest<'_>) -> Option<RouteMatch> {
+        let accept = |route: usize| {
+            self.conditions
+                .get(route)
+                .is_some_and(|c| c.matches(req.method, req.headers))
+        };
+        if let Some(raw) = req.host {
+            let host = host::request_host(raw);
+            let exact = self.exact_hosts.get(&*host);
+            if let Some(m) = exact.and_then(|t| t.find(req.path, accept)) {
+                return Some(m);
+            }
+            let wildcard = host::wildcard_suffix(&host).and_then(|s| self.wildcard_hosts.get(s));
+            if let Some(m) = wildcard.and_then(|t| t.find(req.path, accept)) {
+                return Some(m);
+            }
+        }
+        self.any_host.find(req.path, accept)
+    }
+
+    /// Number of routes compiled.
+    pub fn len(&self) -> usize {
+        self.conditions.len()
+    }
+
+    /// Whether there are no routes (every request finds none).
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
 }
