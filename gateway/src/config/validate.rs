@@ -1,6 +1,7 @@
 //! Checks that span fields: names that must be unique or must exist, addresses, CIDRs,
-//! header names, and combinations of options. Route matchers (hosts, regexes, methods)
-//! are checked when the router compiles them, plugin configs when plugins are built.
+//! header names, and combinations of options. Route matchers (hosts, paths, methods
+//! and header conditions) are checked when the router compiles them, plugin configs when
+//! plugins are built.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -210,20 +211,6 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 format!("{base}.upstream"),
                 format!("no upstream named {:?} is defined", r.upstream),
             ));
-        }
-        for (j, h) in r.headers.iter().enumerate() {
-            let hb = format!("{base}.headers[{j}]");
-            check_header_name(&h.name, format!("{hb}.name"), out);
-            let set = [h.exact.is_some(), h.regex.is_some(), h.present.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            if set != 1 {
-                out.push(Diagnostic::new(
-                    hb,
-                    "a header condition needs exactly one of exact, regex, present",
-                ));
-            }
         }
         check_plugin_lists(&r.plugins, &format!("{base}.plugins"), out);
     }
