@@ -8,6 +8,7 @@
 
 mod balancer;
 mod hash_key;
+mod health;
 mod resolve;
 mod ring;
 mod target;
@@ -31,6 +32,7 @@ use hash_key::HashKey;
 use ring::Ring;
 use target::{InFlight, TargetState};
 
+pub use health::HealthChecker;
 pub use target::Target;
 
 /// A named pool of targets with its balancer, built from an [`UpstreamConfig`].
