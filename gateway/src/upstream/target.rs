@@ -1,0 +1,254 @@
+//! A target of a pool and its live state (health, counters, in-flight requests).
+//!
+//! The state lives behind its own `Arc` so that a reload can hand it to the new pool
+//! when the address stays: health and counters survive a configuration change.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A server of an upstream pool: one resolved address, its weight and its live state.
+pub struct Target {
+    addr: SocketAddr,
+    weight: u32,
+    pub(crate) state: Arc<TargetState>,
+}
+
+/// What is known about a target beyond its configuration; shared across reloads.
+#[derive(Debug)]
+pub(crate) struct TargetState {
+    healthy: AtomicBool,
+    successes: AtomicU32,
+    failures: AtomicU32,
+    in_flight: AtomicUsize,
+    /// When the health checker last started a probe of this target.
+    last_probe: Mutex<Option<Instant>>,
+    /// A probe is running; the checker never starts a second one.
+    probing: AtomicBool,
+}
+
+/// A change of health status caused by a probe result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    /// The target was healthy and is now out of rotation.
+    Down,
+    /// The target was unhealthy and is back in rotation.
+    Up,
+}
+
+impl TargetState {
+    /// A target nobody has checked yet: healthy, no history.
+    pub(crate) fn new() -> Self {
+        TargetState {
+            healthy: AtomicBool::new(true),
+            successes: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_probe: Mutex::new(None),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the target is in rotation.
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Sets the status and forgets the consecutive results that led to the old one.
+    pub(crate) fn set_healthy(&self, healthy: bool) {
+        self.successes.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Counts a successful probe; after `threshold` in a row an unhealthy target is
+    /// healthy again.
+    pub(crate) fn record_success(&self, threshold: u32) -> Option<Transition> {
+        self.failures.store(0, Ordering::Relaxed);
+        let n = saturating_increment(&self.successes);
+        if !self.healthy.load(Ordering::Relaxed) && n >= threshold {
+            self.healthy.store(true, Ordering::Relaxed);
+            return Some(Transition::Up);
+        }
+        None
+    }
+
+    /// Counts a failed probe; after `threshold` in a row a healthy target goes out of
+    /// rotation.
+    pub(crate) fn record_failure(&self, threshold: u32) -> Option<Transition> {
+        self.successes.store(0, Ordering::Relaxed);
+        let n = saturating_increment(&self.failures);
+        if self.healthy.load(Ordering::Relaxed) && n >= threshold {
+            self.healthy.store(false, Ordering::Relaxed);
+            return Some(Transition::Down);
+        }
+        None
+    }
+
+    /// When the last probe started, if any.
+    pub(crate) fn last_probe(&self) -> Option<Instant> {
+        match self.last_probe.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Claims the right to probe (false if a probe is already running) and stamps the
+    /// start time.
+    pub(crate) fn begin_probe(&self, now: Instant) -> bool {
+        if self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        match self.last_probe.lock() {
+            Ok(mut guard) => *guard = Some(now),
+            Err(poisoned) => *poisoned.into_inner() = Some(now),
+        }
+        true
+    }
+
+    /// Releases the claim taken by [`TargetState::begin_probe`].
+    pub(crate) fn end_probe(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+}
+
+fn saturating_increment(counter: &AtomicU32) -> u32 {
+    // Only the health checker writes these, one probe at a time per target, so a
+    // load-then-store is enough and avoids wrapping after 4 billion probes.
+    let n = counter.load(Ordering::Relaxed).saturating_add(1);
+    counter.store(n, Ordering::Relaxed);
+    n
+}
+
+impl Target {
+    /// A target with the given state (new, or carried over from the previous pool).
+    pub(crate) fn new(addr: SocketAddr, weight: u32, state: Arc<TargetState>) -> Self {
+        Target {
+            addr,
+            weight,
+            state,
+        }
+    }
+
+    /// The resolved address requests are sent to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configured weight; 0 means the target is never picked.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Whether the target is in rotation. Targets start healthy; only active health
+    /// checks (or [`Target::set_healthy`]) change this.
+    pub fn is_healthy(&self) -> bool {
+        self.state.is_healthy()
+    }
+
+    /// Requests currently holding a [`Selected`](super::Selected) for this target.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Consecutive successful health probes (reset by a failure).
+    pub fn consecutive_successes(&self) -> u32 {
+        self.state.successes.load(Ordering::Relaxed)
+    }
+
+    /// Consecutive failed health probes (reset by a success).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.state.failures.load(Ordering::Relaxed)
+    }
+
+    /// Forces the health status (for an admin override or tests); the health checker,
+    /// if configured, keeps updating it from probe results afterwards.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.state.set_healthy(healthy);
+    }
+
+    /// Whether a request may be sent here: positive weight and healthy.
+    pub(crate) fn is_available(&self) -> bool {
+        self.weight > 0 && self.is_healthy()
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.addr)
+            .field("weight", &self.weight)
+            .field("healthy", &self.is_healthy())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// Counts one in-flight request on a target for as long as it lives.
+pub(crate) struct InFlight(Arc<TargetState>);
+
+impl InFlight {
+    /// Starts counting a request on `state`.
+    pub(crate) fn start(state: &Arc<TargetState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(state))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_change_status_only_after_consecutive_results() {
+        let s = TargetState::new();
+        assert_eq!(s.record_failure(3), None);
+        assert_eq!(s.record_failure(3), None);
+        // A success in between resets the run of failures.
+        assert_eq!(s.record_success(2), None);
+        assert_eq!(s.record_failure(3), None);
+        assert_eq!(s.record_failure(3), None);
+        assert_eq!(s.record_failure(3), Some(Transition::Down));
+        assert!(!s.healthy.load(Ordering::Relaxed));
+        assert_eq!(s.record_failure(3), None, "already down");
+        assert_eq!(s.record_success(2), None);
+        assert_eq!(s.record_success(2), Some(Transition::Up));
+        assert_eq!(s.record_success(2), None, "already up");
+    }
+
+    #[test]
+    fn in_flight_guard_counts_while_alive() {
+        let state = Arc::new(TargetState::new());
+        let t = Target::new("127.0.0.1:1".parse().unwrap(), 1, Arc::clone(&state));
+        let a = InFlight::start(&state);
+        let b = InFlight::start(&state);
+        assert_eq!(t.in_flight(), 2);
+        drop(a);
+        assert_eq!(t.in_flight(), 1);
+        drop(b);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn only_one_probe_at_a_time() {
+        let s = TargetState::new();
+        let now = Instant::now();
+        assert!(s.begin_probe(now));
+        assert!(!s.begin_probe(now));
+        assert_eq!(s.last_probe(), Some(now));
+        s.end_probe();
+        assert!(s.begin_probe(now));
+    }
+}
