@@ -383,8 +383,9 @@ impl ProxyHttp for PingwayProxy {
         };
         rewrite_path(upstream, st, route.strip_prefix);
         if !route.preserve_host {
-            if let Some(v) = st.selected.as_ref().and_then(|sel| display_header(sel.addr)) {
-                let _ = upstream.insert_header(header::HOST, v);
+            let target = st.selected.as_ref().and_then(|sel| route.upstream.targets().get(sel.index));
+            if let Some(t) = target {
+                let _ = upstream.insert_header(header::HOST, t.host_header().clone());
             }
         }
         forwarding_headers(session, upstream, st);

@@ -129,9 +129,6 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
             }
             _ => {}
         }
-        if let Some(h) = &u.hash_on_header {
-            check_header_name(h, format!("{base}.hash_on_header"), out);
-        }
         if u.connect_timeout.get().is_zero() {
             out.push(Diagnostic::new(
                 format!("{base}.connect_timeout"),
@@ -177,6 +174,12 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 out.push(Diagnostic::new(
                     format!("{hb}.unhealthy_threshold"),
                     "must be at least 1",
+                ));
+            }
+            if hc.expected_status.is_empty() && hc.kind == HealthCheckKind::Http {
+                out.push(Diagnostic::new(
+                    format!("{hb}.expected_status"),
+                    "at least one status is needed, or every probe fails",
                 ));
             }
             for (j, s) in hc.expected_status.iter().enumerate() {

@@ -116,7 +116,9 @@ impl Upstream {
                     Some(state) if cfg.health_check.is_some() || state.is_healthy() => state,
                     _ => Arc::new(TargetState::new()),
                 };
-                targets.push(Arc::new(Target::new(addr, t.weight, state)));
+                targets.push(Arc::new(
+                    Target::new(addr, t.weight, state).with_configured_address(&t.address),
+                ));
             }
         }
 

@@ -13,6 +13,9 @@ use std::time::Instant;
 pub struct Target {
     addr: SocketAddr,
     weight: u32,
+    /// The address as configured (`host:port`), sent as `Host` unless the route
+    /// preserves the client's.
+    host_header: http::HeaderValue,
     pub(crate) state: Arc<TargetState>,
 }
 
@@ -129,11 +132,29 @@ fn saturating_increment(counter: &AtomicU32) -> u32 {
 impl Target {
     /// A target with the given state (new, or carried over from the previous pool).
     pub(crate) fn new(addr: SocketAddr, weight: u32, state: Arc<TargetState>) -> Self {
+        let host_header = http::HeaderValue::from_str(&addr.to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
         Target {
             addr,
             weight,
+            host_header,
             state,
         }
+    }
+
+    /// The same target, with `Host` taken from the configured address (so a target written
+    /// `api.internal:8080` is asked for `api.internal:8080`, not for its IP).
+    pub(crate) fn with_configured_address(mut self, address: &str) -> Self {
+        if let Ok(v) = http::HeaderValue::from_str(address) {
+            self.host_header = v;
+        }
+        self
+    }
+
+    /// The `Host` header value for requests to this target when the route does not
+    /// preserve the client's.
+    pub fn host_header(&self) -> &http::HeaderValue {
+        &self.host_header
     }
 
     /// The resolved address requests are sent to.
