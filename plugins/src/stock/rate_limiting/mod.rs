@@ -1,6 +1,8 @@
 //! `rate-limiting`: Kong's fixed-window request limits. (Being written.)
 
 #[allow(dead_code)] // used by the plugin once it is wired up
+mod headers;
+#[allow(dead_code)] // used by the plugin once it is wired up
 mod limiter;
 #[allow(dead_code)] // used by the plugin once it is wired up
 mod period;
