@@ -1,0 +1,204 @@
+//! The headers Kong's `rate-limiting` sends, computed from an [`Outcome`].
+//!
+//! - `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>` for every
+//!   configured period;
+//! - `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` for the tightest
+//!   period: the lowest remaining, and on a tie the longer window;
+//! - on a refused request, `Retry-After` with that period's reset (which is then a
+//!   period with nothing remaining).
+
+use http::header::RETRY_AFTER;
+use http::{HeaderName, HeaderValue};
+
+use super::limiter::{Outcome, PeriodUsage};
+
+const X_LIMIT: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-limit-second"),
+    HeaderName::from_static("x-ratelimit-limit-minute"),
+    HeaderName::from_static("x-ratelimit-limit-hour"),
+    HeaderName::from_static("x-ratelimit-limit-day"),
+    HeaderName::from_static("x-ratelimit-limit-month"),
+    HeaderName::from_static("x-ratelimit-limit-year"),
+];
+
+const X_REMAINING: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-remaining-second"),
+    HeaderName::from_static("x-ratelimit-remaining-minute"),
+    HeaderName::from_static("x-ratelimit-remaining-hour"),
+    HeaderName::from_static("x-ratelimit-remaining-day"),
+    HeaderName::from_static("x-ratelimit-remaining-month"),
+    HeaderName::from_static("x-ratelimit-remaining-year"),
+];
+
+const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The period the `RateLimit-*` headers describe: the lowest remaining, the longer
+/// window on a tie (Kong's choice).
+pub(crate) fn tightest(outcome: &Outcome) -> Option<&PeriodUsage> {
+    // Periods come shortest first, so `<=` lets a later (longer) one win a tie.
+    outcome
+        .usage()
+        .fold(None, |best: Option<&PeriodUsage>, u| match best {
+            Some(b) if u.remaining > b.remaining => Some(b),
+            _ => Some(u),
+        })
+}
+
+/// Calls `emit` with each rate-limit header for `outcome`, in a stable order:
+/// the per-period pairs (shortest period first), then the three `RateLimit-*` headers.
+pub(crate) fn rate_limit_headers(outcome: &Outcome, mut emit: impl FnMut(HeaderName, HeaderValue)) {
+    for u in outcome.usage() {
+        let i = u.period.index();
+        emit(X_LIMIT[i].clone(), HeaderValue::from(u.limit));
+        emit(X_REMAINING[i].clone(), HeaderValue::from(u.remaining));
+    }
+    if let Some(t) = tightest(outcome) {
+        emit(LIMIT, HeaderValue::from(t.limit));
+        emit(REMAINING, HeaderValue::from(t.remaining));
+        emit(RESET, HeaderValue::from(t.reset));
+    }
+}
+
+/// The `Retry-After` header for a refused request: seconds until the tightest window
+/// (one with nothing left) ends. `None` for an allowed request.
+pub(crate) fn retry_after(outcome: &Outcome) -> Option<(HeaderName, HeaderValue)> {
+    if outcome.allowed {
+        return None;
+    }
+    tightest(outcome).map(|t| (RETRY_AFTER, HeaderValue::from(t.reset)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stock::rate_limiting::limiter::{Identifier, Limiter};
+    use crate::stock::rate_limiting::period::Period;
+    use std::net::IpAddr;
+
+    const T0: u64 = 1_700_000_040; // a minute boundary; 2023-11-14 22:14:00 UTC
+
+    fn id() -> Identifier<'static> {
+        Identifier::Ip(IpAddr::from([192, 0, 2, 1]))
+    }
+
+    fn headers(outcome: &Outcome) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        rate_limit_headers(outcome, |n, val| {
+            v.push((
+                n.as_str().to_string(),
+                val.to_str().unwrap_or("?").to_string(),
+            ))
+        });
+        v
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn header_names_match_kong() {
+        for p in Period::ALL {
+            let i = p.index();
+            assert_eq!(X_LIMIT[i].as_str(), format!("x-ratelimit-limit-{p}"));
+            assert_eq!(
+                X_REMAINING[i].as_str(),
+                format!("x-ratelimit-remaining-{p}")
+            );
+        }
+    }
+
+    #[test]
+    fn one_period() {
+        let l = Limiter::new([(Period::Minute, 10)]);
+        let o = l.check(id(), T0 + 13);
+        assert_eq!(
+            headers(&o),
+            pairs(&[
+                ("x-ratelimit-limit-minute", "10"),
+                ("x-ratelimit-remaining-minute", "9"),
+                ("ratelimit-limit", "10"),
+                ("ratelimit-remaining", "9"),
+                ("ratelimit-reset", "47"),
+            ])
+        );
+        assert_eq!(retry_after(&o), None);
+    }
+
+    #[test]
+    fn several_periods_report_the_tightest() {
+        let l = Limiter::new([
+            (Period::Second, 5),
+            (Period::Minute, 6),
+            (Period::Hour, 100),
+        ]);
+        // First request: second has 4 left, minute 5 → the second is tightest.
+        let o = l.check(id(), T0 + 30);
+        assert_eq!(
+            headers(&o),
+            pairs(&[
+                ("x-ratelimit-limit-second", "5"),
+                ("x-ratelimit-remaining-second", "4"),
+                ("x-ratelimit-limit-minute", "6"),
+                ("x-ratelimit-remaining-minute", "5"),
+                ("x-ratelimit-limit-hour", "100"),
+                ("x-ratelimit-remaining-hour", "99"),
+                ("ratelimit-limit", "5"),
+                ("ratelimit-remaining", "4"),
+                ("ratelimit-reset", "1"),
+            ])
+        );
+        // Next second, second request: second 4 left, minute 4 left → a tie, the longer
+        // window (minute) wins, with its reset.
+        let o = l.check(id(), T0 + 31);
+        let t = tightest(&o).map(|t| (t.period, t.remaining, t.reset));
+        assert_eq!(t, Some((Period::Minute, 4, 29)));
+        let h = headers(&o);
+        assert!(h.contains(&("ratelimit-limit".into(), "6".into())));
+        assert!(h.contains(&("ratelimit-reset".into(), "29".into())));
+    }
+
+    #[test]
+    fn blocked_request_reports_zero_and_retry_after() {
+        let l = Limiter::new([(Period::Second, 2), (Period::Minute, 2), (Period::Hour, 50)]);
+        assert!(l.check(id(), T0 + 20).allowed);
+        assert!(l.check(id(), T0 + 21).allowed);
+        let o = l.check(id(), T0 + 22);
+        assert!(!o.allowed);
+        assert_eq!(
+            headers(&o),
+            pairs(&[
+                ("x-ratelimit-limit-second", "2"),
+                ("x-ratelimit-remaining-second", "2"),
+                ("x-ratelimit-limit-minute", "2"),
+                ("x-ratelimit-remaining-minute", "0"),
+                ("x-ratelimit-limit-hour", "50"),
+                ("x-ratelimit-remaining-hour", "48"),
+                ("ratelimit-limit", "2"),
+                ("ratelimit-remaining", "0"),
+                ("ratelimit-reset", "38"),
+            ])
+        );
+        let (name, value) = retry_after(&o).expect("refused");
+        assert_eq!(name, RETRY_AFTER);
+        assert_eq!(value, "38");
+    }
+
+    #[test]
+    fn retry_after_uses_the_longest_exhausted_window() {
+        // Both the second and the minute are exhausted: retrying after the second ends
+        // would be refused again, so Retry-After is the minute's reset.
+        let l = Limiter::new([(Period::Second, 1), (Period::Minute, 1)]);
+        assert!(l.check(id(), T0 + 50).allowed);
+        let o = l.check(id(), T0 + 50);
+        assert!(!o.allowed);
+        assert_eq!(
+            retry_after(&o).map(|(_, v)| v),
+            Some(HeaderValue::from(10u64))
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! `rate-limiting`: Kong's fixed-window request limits, with Kong's fields, headers and
+//! answers, counted in this gateway's memory (Kong's `local` policy).
+//!
+//! - Limits per `second`, `minute`, `hour`, `day`, `month` and `year`, in fixed windows
+//!   aligned to UTC calendar boundaries. A request passes only if every configured
+//!   period has room; it is then counted in all of them.
+//! - Requests are counted by `limit_by`: consumer (default), credential, ip, service,
+//!   header, path or route, falling back to the client IP when that is unknown.
+//! - Every response carries `X-RateLimit-Limit-<Period>`, `X-RateLimit-Remaining-<Period>`
+//!   and `RateLimit-Limit/Remaining/Reset` (computed in `headers.rs`) unless
+//!   `hide_client_headers` is set. A limited request gets `error_code` (429),
+//!   `{"message":"API rate limit exceeded"}` and, unless headers are hidden,
+//!   `Retry-After`.
+//!
+//! Counters belong to the plugin instance, as Kong keys them by the plugin's own route
+//! and service: a route's instance counts that route's traffic; a global instance counts
+//! each client across all the routes it covers (use `limit_by: route` or `service` for
+//! per-route or per-upstream totals).
+//!
+//! Unlike Kong, which reads the counter and increments it later (so concurrent requests
+//! can overshoot), counting is exact: see `limiter.rs`.
+//!
+//! # Why not `governor`
+//!
+//! `governor` implements GCRA, a token bucket that refills continuously. Kong's plugin
+//! counts in fixed calendar windows instead: a client may spend the whole minute's quota
+//! at once, the counter drops to zero at the top of the minute, and the headers report
+//! "remaining in this window" and "seconds until this window ends". GCRA has no window
+//! to report and spreads requests out, so its answers would differ from Kong's on the
+//! same traffic; the fixed-window counters here are small enough to own.
+
+mod config;
+mod headers;
+mod limiter;
+mod period;
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+
+pub use config::{LimitBy, Policy, RateLimitingConfig, RedisConfig};
+
+use crate::context::RequestCtx;
+use crate::plugin::{Flow, Plugin, PluginRequest, Response};
+use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use config::Settings;
+use limiter::{Identifier, Limiter, Outcome};
+
+/// The `rate-limiting` plugin: one instance's settings and counters.
+#[derive(Debug)]
+pub struct RateLimiting {
+    settings: Settings,
+    limiter: Limiter,
+}
+
+impl RateLimiting {
+    /// Who the request is counted for. `path` is the request path; `header` is the
+    /// `header_name` header's value, when `limit_by` is `header`.
+    fn identify<'a>(
+        &'a self,
+        ctx: &'a RequestCtx,
+        path: &'a str,
+        header: Option<&'a HeaderValue>,
+    ) -> Identifier<'a> {
+        let name: Option<&'a [u8]> = match self.settings.limit_by {
+            LimitBy::Ip => None,
+            LimitBy::Consumer => ctx
+                .consumer
+                .as_deref()
+                .map(|c| c.id.as_bytes())
+                .or_else(|| ctx.credential.as_deref().map(str::as_bytes)),
+            LimitBy::Credential => ctx.credential.as_deref().map(str::as_bytes),
+            LimitBy::Service => ctx.route.as_deref().map(|r| r.upstream.as_bytes()),
+            LimitBy::Route => ctx.route.as_deref().map(|r| r.name.as_bytes()),
+            LimitBy::Header => header.map(HeaderValue::as_bytes),
+            LimitBy::Path => self
+                .settings
+                .path
+                .as_deref()
+                .filter(|p| *p == path)
+                .map(str::as_bytes),
+        };
+        match name {
+            Some(name) => Identifier::Name(name),
+            // IPv4-mapped IPv6 addresses count as the IPv4 address, so a dual-stack
+            // listener does not give a client two counters.
+            None => Identifier::Ip(canonical(ctx.client_ip)),
+        }
+    }
+
+    /// Turns a check's outcome into the plugin's answer: queues the rate-limit headers
+    /// on `ctx` (unless hidden), and answers a limited request with `error_code`,
+    /// `error_message` and `Retry-After`.
+    fn decide(&self, ctx: &mut RequestCtx, outcome: &Outcome) -> Flow {
+        if !self.settings.hide_client_headers {
+            headers::rate_limit_headers(outcome, |name, value| {
+                ctx.add_response_header(name, value)
+            });
+        }
+        if outcome.allowed {
+            return Flow::Continue;
+        }
+        let mut response = Response::error(
+            self.settings.error_code,
+            self.settings.error_message.clone(),
+        );
+        if !self.settings.hide_client_headers {
+            if let Some((name, value)) = headers::retry_after(outcome) {
+                response = response.with_header(name, value);
+            }
+        }
+        Flow::Respond(response)
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// Unix time in whole seconds (Kong's `ngx.time()`); 0 if the clock is before 1970.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[async_trait::async_trait]
+impl Plugin for RateLimiting {
+    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
+        let outcome = {
+            let header = self
+                .settings
+                .header_name
+                .as_ref()
+                .and_then(|name| req.session.req_header().headers.get(name));
+            let id = self.identify(req.ctx, req.session.req_header().uri.path(), header);
+            self.limiter.check(id, unix_now())
+        };
+        self.decide(req.ctx, &outcome)
+    }
+}
+
+impl BuildPlugin for RateLimiting {
+    const NAME: &'static str = "rate-limiting";
+    const PRIORITY: i32 = 910;
+    type Config = RateLimitingConfig;
+
+    fn build(config: RateLimitingConfig, _cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
+        let settings = config.validate()?;
+        let limiter = Limiter::new(settings.limits.iter().copied());
+        Ok(RateLimiting { settings, limiter })
+    }
+}
+
+#[cfg(test)]
+mod tests;
