@@ -62,7 +62,11 @@ impl Chain {
                 plugins.push(i.clone());
             }
         }
-        plugins.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        plugins.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         let wants_body = plugins.iter().any(|p| p.plugin.wants_response_body());
         Chain {
             plugins: plugins.into_boxed_slice(),
@@ -138,7 +142,11 @@ impl<'a> InstanceBuilder<'a> {
                 let known: Vec<&str> = self.registry.names().collect();
                 diags.push(Diagnostic::new(
                     format!("{path}.name"),
-                    format!("unknown plugin {:?}; known plugins: {}", entry.name, known.join(", ")),
+                    format!(
+                        "unknown plugin {:?}; known plugins: {}",
+                        entry.name,
+                        known.join(", ")
+                    ),
                 ));
                 continue;
             };
@@ -225,7 +233,10 @@ mod tests {
         let global = [slot("rate-limiting", 910, true), slot("cors", 2000, true)];
         let route = [slot("rate-limiting", 5, true), slot("key-auth", 1250, true)];
         let c = Chain::compose(&global, &route);
-        assert_eq!(names(&c), vec!["cors@2000", "key-auth@1250", "rate-limiting@5"]);
+        assert_eq!(
+            names(&c),
+            vec!["cors@2000", "key-auth@1250", "rate-limiting@5"]
+        );
     }
 
     #[test]

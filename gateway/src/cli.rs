@@ -111,7 +111,10 @@ pub fn run(cli: Cli, registry: Registry) -> i32 {
         }
         Command::Schema => {
             let schema = crate::config::schema::generate(&registry);
-            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
             0
         }
     }

@@ -28,7 +28,11 @@ impl ClientIdentity {
             .unwrap_or(http::header::FORWARDED);
         let list_header = real_ip_header.as_str() == "x-forwarded-for";
         ClientIdentity {
-            trusted: settings.trusted_ips.iter().filter_map(|s| parse_cidr(s)).collect(),
+            trusted: settings
+                .trusted_ips
+                .iter()
+                .filter_map(|s| parse_cidr(s))
+                .collect(),
             real_ip_header,
             list_header,
             recursive: settings.real_ip_recursive,
@@ -119,7 +123,10 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
     }
     if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']')?;
-        return rest[..end].parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        return rest[..end]
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical());
     }
     let (host, port) = s.rsplit_once(':')?;
     if port.bytes().all(|b| b.is_ascii_digit()) {
@@ -189,7 +196,10 @@ mod tests {
     #[test]
     fn walks_forwarded_for_from_the_right_skipping_trusted_hops() {
         let id = identity(&["10.0.0.0/8", "192.168.0.1"], "x-forwarded-for", true);
-        let h = headers(&[("x-forwarded-for", "1.1.1.1, 2.2.2.2, 192.168.0.1"), ("x-forwarded-for", "10.0.0.7")]);
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1, 2.2.2.2, 192.168.0.1"),
+            ("x-forwarded-for", "10.0.0.7"),
+        ]);
         assert_eq!(id.client_ip(ip("10.0.0.1"), &h), ip("2.2.2.2"));
         // Not recursive: the right-most address, trusted or not.
         let flat = identity(&["10.0.0.0/8"], "x-forwarded-for", false);

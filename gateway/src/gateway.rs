@@ -242,7 +242,10 @@ impl Gateway {
             match self.reloader.watch() {
                 // The watcher lives as long as the process.
                 Ok(watcher) => std::mem::forget(watcher),
-                Err(e) => log::warn!("cannot watch {}: {e}; reload with SIGHUP", self.reloader.path().display()),
+                Err(e) => log::warn!(
+                    "cannot watch {}: {e}; reload with SIGHUP",
+                    self.reloader.path().display()
+                ),
             }
         }
         if let Err(e) = self.reloader.reload_on_sighup() {

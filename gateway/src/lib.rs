@@ -15,12 +15,12 @@ pub mod upstream;
 pub use pingway_plugins as plugins;
 pub mod chain;
 pub mod client_identity;
-pub mod proxy;
-pub mod respond;
-pub mod runtime;
 pub mod demo;
 pub mod gateway;
+pub mod proxy;
 pub mod reload;
+pub mod respond;
+pub mod runtime;
 
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub mod cli;

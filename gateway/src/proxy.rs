@@ -107,11 +107,19 @@ fn millis(d: Duration) -> u64 {
 
 /// Writes a response the gateway generated (plugin answer, 404, upstream failure), after
 /// the same header treatment proxied responses get.
-async fn send_generated(session: &mut Session, runtime: &Runtime, st: &mut State, resp: Response) -> Result<()> {
+async fn send_generated(
+    session: &mut Session,
+    runtime: &Runtime,
+    st: &mut State,
+    resp: Response,
+) -> Result<()> {
     let head = session.req_header().method == http::Method::HEAD;
     let (mut header, body) = respond::render(&resp, &st.req.request_id, head);
     if runtime.headers.via.is_some() {
-        let _ = header.insert_header(header::SERVER, concat!("pingway/", env!("CARGO_PKG_VERSION")));
+        let _ = header.insert_header(
+            header::SERVER,
+            concat!("pingway/", env!("CARGO_PKG_VERSION")),
+        );
     }
     if runtime.headers.latency {
         let _ = header.insert_header(
@@ -163,7 +171,11 @@ fn forwarding_headers(session: &Session, upstream: &mut RequestHeader, st: &Stat
     // X-Forwarded-For: what came in (every line, in order), then the peer.
     if let Some(peer) = st.req.peer_addr {
         let peer_ip = peer.ip().to_canonical();
-        let mut lines = downstream.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+        let mut lines = downstream
+            .headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .peekable();
         if lines.peek().is_none() {
             if let Some(v) = display_header(peer_ip) {
                 let _ = upstream.insert_header(X_FORWARDED_FOR.clone(), v);
@@ -197,7 +209,11 @@ fn forwarding_headers(session: &Session, upstream: &mut RequestHeader, st: &Stat
         }
     }
     if !(trusted && downstream.headers.contains_key(&X_FORWARDED_PORT)) {
-        if let Some(port) = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port()) {
+        if let Some(port) = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port())
+        {
             let _ = upstream.insert_header(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
         }
     }
@@ -327,7 +343,11 @@ impl ProxyHttp for PingwayProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut ProxyCtx,
+    ) -> Result<Box<HttpPeer>> {
         let ProxyCtx { runtime, state: st } = ctx;
         let Some(route) = st.route(runtime) else {
             return Error::e_explain(ErrorType::InternalError, "no route for upstream selection");
@@ -348,9 +368,10 @@ impl ProxyHttp for PingwayProxy {
                 Ok(peer)
             }
             // Every target left already failed to connect: that failure is the answer.
-            None if !st.tried.is_empty() => {
-                Error::e_explain(ErrorType::ConnectError, "every upstream target failed to connect")
-            }
+            None if !st.tried.is_empty() => Error::e_explain(
+                ErrorType::ConnectError,
+                "every upstream target failed to connect",
+            ),
             None => Error::e_explain(ErrorType::HTTPStatus(503), respond::NO_HEALTHY_TARGET),
         }
     }
@@ -366,7 +387,9 @@ impl ProxyHttp for PingwayProxy {
         if let Some(sel) = st.selected.take() {
             st.tried.push(sel.index);
         }
-        let retries = st.route(runtime).map_or(0, |r| r.upstream.config().retries as usize);
+        let retries = st
+            .route(runtime)
+            .map_or(0, |r| r.upstream.config().retries as usize);
         e.set_retry(st.tried.len() <= retries);
         e
     }
@@ -383,7 +406,10 @@ impl ProxyHttp for PingwayProxy {
         };
         rewrite_path(upstream, st, route.strip_prefix);
         if !route.preserve_host {
-            let target = st.selected.as_ref().and_then(|sel| route.upstream.targets().get(sel.index));
+            let target = st
+                .selected
+                .as_ref()
+                .and_then(|sel| route.upstream.targets().get(sel.index));
             if let Some(t) = target {
                 let _ = upstream.insert_header(header::HOST, t.host_header().clone());
             }
@@ -425,10 +451,12 @@ impl ProxyHttp for PingwayProxy {
         let ProxyCtx { runtime, state: st } = ctx;
         if runtime.headers.latency {
             if let Some(up) = st.upstream_latency {
-                let _ = response.insert_header(UPSTREAM_LATENCY.clone(), HeaderValue::from(millis(up)));
+                let _ =
+                    response.insert_header(UPSTREAM_LATENCY.clone(), HeaderValue::from(millis(up)));
             }
             if let Some(px) = st.proxy_latency {
-                let _ = response.insert_header(PROXY_LATENCY.clone(), HeaderValue::from(millis(px)));
+                let _ =
+                    response.insert_header(PROXY_LATENCY.clone(), HeaderValue::from(millis(px)));
             }
         }
         finish_response_header(runtime, response, st);
@@ -455,16 +483,25 @@ impl ProxyHttp for PingwayProxy {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut ProxyCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut ProxyCtx,
+    ) -> FailToProxy {
         let ProxyCtx { runtime, state: st } = ctx;
         let code = respond::status_for_error(e);
         if code > 0 && session.response_written().is_none() {
             let message: Cow<'static, str> = match e.etype() {
-                ErrorType::HTTPStatus(503) if st.route.is_some() => respond::NO_HEALTHY_TARGET.into(),
+                ErrorType::HTTPStatus(503) if st.route.is_some() => {
+                    respond::NO_HEALTHY_TARGET.into()
+                }
                 _ => respond::status_message(code).into(),
             };
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if let Err(write_err) = send_generated(session, runtime, st, Response::error(status, message)).await {
+            if let Err(write_err) =
+                send_generated(session, runtime, st, Response::error(status, message)).await
+            {
                 log::debug!("could not send the error response: {write_err}");
             }
         }

@@ -103,8 +103,11 @@ impl Reloader {
         }
         let loaded = config::load_str(&text).map_err(ReloadError::Invalid)?;
         let current = self.runtime.load_full();
-        let next = Runtime::build(&loaded, &self.registry, Some(&current)).map_err(ReloadError::Invalid)?;
-        if next.config.listeners != current.config.listeners || next.config.server != current.config.server {
+        let next = Runtime::build(&loaded, &self.registry, Some(&current))
+            .map_err(ReloadError::Invalid)?;
+        if next.config.listeners != current.config.listeners
+            || next.config.server != current.config.server
+        {
             log::warn!(
                 "{}: listeners and server settings changed; they take effect after a restart",
                 self.path.display()
@@ -151,17 +154,18 @@ impl Reloader {
     pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
         let (tx, rx) = mpsc::channel::<()>();
         let name = self.path.file_name().map(|n| n.to_os_string());
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                let ours = event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
-                if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
-                    let _ = tx.send(());
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    let ours = event
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+                    if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
+                        let _ = tx.send(());
+                    }
                 }
-            }
-        })?;
+            })?;
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),

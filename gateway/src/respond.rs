@@ -111,8 +111,14 @@ mod tests {
         let (h, b) = render(&r, "rid-1", false);
         assert_eq!(h.status, StatusCode::FORBIDDEN);
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-        assert_eq!(v, serde_json::json!({"message": "IP address not allowed: 1.2.3.4", "request_id": "rid-1"}));
-        assert_eq!(h.headers.get("content-length").unwrap(), &b.len().to_string());
+        assert_eq!(
+            v,
+            serde_json::json!({"message": "IP address not allowed: 1.2.3.4", "request_id": "rid-1"})
+        );
+        assert_eq!(
+            h.headers.get("content-length").unwrap(),
+            &b.len().to_string()
+        );
     }
 
     #[test]
@@ -122,7 +128,9 @@ mod tests {
         assert!(b.is_empty());
         assert_ne!(h.headers.get("content-length").unwrap(), "0");
         let (_, b) = render(&r, "x", false);
-        assert!(std::str::from_utf8(&b).unwrap().contains(r#"bad \"thing\""#));
+        assert!(std::str::from_utf8(&b)
+            .unwrap()
+            .contains(r#"bad \"thing\""#));
     }
 
     #[test]
@@ -132,7 +140,13 @@ mod tests {
         assert_eq!(status_for_error(&up(ErrorType::ReadTimedout)), 504);
         assert_eq!(status_for_error(&up(ErrorType::ConnectTimedout)), 504);
         assert_eq!(status_for_error(&up(ErrorType::InvalidHTTPHeader)), 502);
-        assert_eq!(status_for_error(&Error::new(ErrorType::HTTPStatus(503))), 503);
-        assert_eq!(status_for_error(&Error::new_down(ErrorType::ConnectionClosed)), 0);
+        assert_eq!(
+            status_for_error(&Error::new(ErrorType::HTTPStatus(503))),
+            503
+        );
+        assert_eq!(
+            status_for_error(&Error::new_down(ErrorType::ConnectionClosed)),
+            0
+        );
     }
 }

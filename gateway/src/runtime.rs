@@ -98,7 +98,9 @@ impl Runtime {
 
         let mut upstreams = HashMap::with_capacity(cfg.upstreams.len());
         for (i, u) in cfg.upstreams.iter().enumerate() {
-            let prev = previous.and_then(|p| p.upstreams.get(&u.name)).map(Arc::as_ref);
+            let prev = previous
+                .and_then(|p| p.upstreams.get(&u.name))
+                .map(Arc::as_ref);
             match Upstream::build(u, &format!("upstreams[{i}]"), prev) {
                 Ok(pool) => {
                     upstreams.insert(u.name.clone(), Arc::new(pool));
@@ -146,7 +148,10 @@ impl Runtime {
             return Err(diags);
         }
         let Some(router) = router else {
-            return Err(vec![Diagnostic::new("routes", "the route table could not be compiled")]);
+            return Err(vec![Diagnostic::new(
+                "routes",
+                "the route table could not be compiled",
+            )]);
         };
         let reused_instances = instances.reused;
         Ok(Runtime {

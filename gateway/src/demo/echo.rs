@@ -59,7 +59,12 @@ impl ServeHttp for EchoApp {
             body_len += chunk.len();
         }
         out.extend_from_slice(
-            format!("{} says OK at {}\n", self.name, httpdate::fmt_http_date(SystemTime::now())).as_bytes(),
+            format!(
+                "{} says OK at {}\n",
+                self.name,
+                httpdate::fmt_http_date(SystemTime::now())
+            )
+            .as_bytes(),
         );
         Response::builder()
             .status(200)

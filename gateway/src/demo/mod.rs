@@ -55,14 +55,18 @@ pub enum DemoError {
 /// temporary directory.
 fn demo_config_file(opts: &DemoOptions) -> Result<PathBuf, DemoError> {
     let defaults = DemoOptions::default();
-    let same_ports =
-        opts.port == defaults.port && opts.one_port == defaults.one_port && opts.two_port == defaults.two_port;
+    let same_ports = opts.port == defaults.port
+        && opts.one_port == defaults.one_port
+        && opts.two_port == defaults.two_port;
     if same_ports && opts.config.exists() {
         return Ok(opts.config.clone());
     }
     let text = std::fs::read_to_string(&opts.config).unwrap_or_else(|_| DEMO_YAML.to_string());
     let loaded = config::load_str(&text).map_err(|d| {
-        DemoError::Prepare(crate::gateway::render_diagnostics(&opts.config.display().to_string(), &d))
+        DemoError::Prepare(crate::gateway::render_diagnostics(
+            &opts.config.display().to_string(),
+            &d,
+        ))
     })?;
     let mut cfg: GatewayConfig = loaded.config;
     cfg.listeners = vec![Listener {
@@ -82,7 +86,8 @@ fn demo_config_file(opts: &DemoOptions) -> Result<PathBuf, DemoError> {
     // JSON is YAML, so the copy needs no YAML writer.
     let json = serde_json::to_string_pretty(&cfg).map_err(|e| DemoError::Prepare(e.to_string()))?;
     let path = std::env::temp_dir().join(format!("pingway-demo-{}.yaml", std::process::id()));
-    std::fs::write(&path, json).map_err(|e| DemoError::Prepare(format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, json)
+        .map_err(|e| DemoError::Prepare(format!("{}: {e}", path.display())))?;
     Ok(path)
 }
 
@@ -117,8 +122,14 @@ pub fn run(opts: &DemoOptions) -> Result<std::convert::Infallible, DemoError> {
     let file = demo_config_file(opts)?;
     let gateway = Gateway::builder()
         .config_file(&file)
-        .add_service(echo::echo_service("one", &format!("127.0.0.1:{}", opts.one_port)))
-        .add_service(echo::echo_service("two", &format!("127.0.0.1:{}", opts.two_port)))
+        .add_service(echo::echo_service(
+            "one",
+            &format!("127.0.0.1:{}", opts.one_port),
+        ))
+        .add_service(echo::echo_service(
+            "two",
+            &format!("127.0.0.1:{}", opts.two_port),
+        ))
         .build()?;
     for port in [opts.one_port, opts.two_port] {
         std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|source| StartError::Listen {

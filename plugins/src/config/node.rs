@@ -329,65 +329,6 @@ pub fn index_path(parent: &str, index: usize) -> String {
     join_path(parent, &format!("[{index}]"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plain(t: &str) -> Scalar {
-        Scalar {
-            text: t.into(),
-            plain: true,
-        }
-    }
-
-    #[test]
-    fn resolves_core_schema_scalars() {
-        assert_eq!(plain("").resolve(), Resolved::Null);
-        assert_eq!(plain("~").resolve(), Resolved::Null);
-        assert_eq!(plain("true").resolve(), Resolved::Bool(true));
-        assert_eq!(plain("False").resolve(), Resolved::Bool(false));
-        assert_eq!(plain("42").resolve(), Resolved::Int(42));
-        assert_eq!(plain("-7").resolve(), Resolved::Int(-7));
-        assert_eq!(plain("0x1f").resolve(), Resolved::Int(31));
-        assert_eq!(plain("1.5").resolve(), Resolved::Float(1.5));
-        assert_eq!(plain("1e3").resolve(), Resolved::Float(1000.0));
-        assert_eq!(plain("54.13.21.1").resolve(), Resolved::Str("54.13.21.1"));
-        assert_eq!(plain("5s").resolve(), Resolved::Str("5s"));
-        assert_eq!(plain("yes").resolve(), Resolved::Str("yes"));
-        let quoted = Scalar {
-            text: "42".into(),
-            plain: false,
-        };
-        assert_eq!(quoted.resolve(), Resolved::Str("42"));
-    }
-
-    #[test]
-    fn parses_paths() {
-        assert_eq!(
-            parse_path("routes[2].plugins[0].config.minute"),
-            vec![
-                PathSegment::Key("routes"),
-                PathSegment::Index(2),
-                PathSegment::Key("plugins"),
-                PathSegment::Index(0),
-                PathSegment::Key("config"),
-                PathSegment::Key("minute"),
-            ]
-        );
-        assert_eq!(parse_path(""), vec![]);
-    }
-
-    #[test]
-    fn equality_ignores_positions() {
-        let mut a = ConfigNode::from_json(&serde_json::json!({"minute": 5}));
-        let b = ConfigNode::from_json(&serde_json::json!({"minute": 5}));
-        a.location = Some(Location { line: 3, column: 1 });
-        assert_eq!(a, b);
-        let c = ConfigNode::from_json(&serde_json::json!({"minute": 6}));
-        assert_ne!(a, c);
-    }
-}
-
 impl Default for ConfigNode {
     /// An empty mapping.
     fn default() -> Self {
@@ -480,5 +421,64 @@ impl schemars::JsonSchema for ConfigNode {
             "description": "A plugin's `config:` block; its fields depend on the plugin.",
             "type": ["object", "null"]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(t: &str) -> Scalar {
+        Scalar {
+            text: t.into(),
+            plain: true,
+        }
+    }
+
+    #[test]
+    fn resolves_core_schema_scalars() {
+        assert_eq!(plain("").resolve(), Resolved::Null);
+        assert_eq!(plain("~").resolve(), Resolved::Null);
+        assert_eq!(plain("true").resolve(), Resolved::Bool(true));
+        assert_eq!(plain("False").resolve(), Resolved::Bool(false));
+        assert_eq!(plain("42").resolve(), Resolved::Int(42));
+        assert_eq!(plain("-7").resolve(), Resolved::Int(-7));
+        assert_eq!(plain("0x1f").resolve(), Resolved::Int(31));
+        assert_eq!(plain("1.5").resolve(), Resolved::Float(1.5));
+        assert_eq!(plain("1e3").resolve(), Resolved::Float(1000.0));
+        assert_eq!(plain("54.13.21.1").resolve(), Resolved::Str("54.13.21.1"));
+        assert_eq!(plain("5s").resolve(), Resolved::Str("5s"));
+        assert_eq!(plain("yes").resolve(), Resolved::Str("yes"));
+        let quoted = Scalar {
+            text: "42".into(),
+            plain: false,
+        };
+        assert_eq!(quoted.resolve(), Resolved::Str("42"));
+    }
+
+    #[test]
+    fn parses_paths() {
+        assert_eq!(
+            parse_path("routes[2].plugins[0].config.minute"),
+            vec![
+                PathSegment::Key("routes"),
+                PathSegment::Index(2),
+                PathSegment::Key("plugins"),
+                PathSegment::Index(0),
+                PathSegment::Key("config"),
+                PathSegment::Key("minute"),
+            ]
+        );
+        assert_eq!(parse_path(""), vec![]);
+    }
+
+    #[test]
+    fn equality_ignores_positions() {
+        let mut a = ConfigNode::from_json(&serde_json::json!({"minute": 5}));
+        let b = ConfigNode::from_json(&serde_json::json!({"minute": 5}));
+        a.location = Some(Location { line: 3, column: 1 });
+        assert_eq!(a, b);
+        let c = ConfigNode::from_json(&serde_json::json!({"minute": 6}));
+        assert_ne!(a, c);
     }
 }
