@@ -340,6 +340,22 @@ impl ProxyHttp for PingwayProxy {
                 return Ok(true);
             }
         }
+
+        // Pick the target now, so that "no healthy target" is an ordinary answer (the
+        // client keeps its connection) rather than a proxying failure.
+        let request = SelectRequest {
+            client_ip: st.req.client_ip,
+            header: session.req_header(),
+        };
+        match route.upstream.select(&request, &st.tried) {
+            Some(sel) => st.selected = Some(sel),
+            None => {
+                let status = StatusCode::SERVICE_UNAVAILABLE;
+                let resp = Response::error(status, respond::NO_HEALTHY_TARGET);
+                send_generated(session, runtime, st, resp).await?;
+                return Ok(true);
+            }
+        }
         Ok(false)
     }
 
@@ -353,13 +369,18 @@ impl ProxyHttp for PingwayProxy {
             return Error::e_explain(ErrorType::InternalError, "no route for upstream selection");
         };
         let upstream = &route.upstream;
-        let selected = upstream.select(
-            &SelectRequest {
-                client_ip: st.req.client_ip,
-                header: session.req_header(),
-            },
-            &st.tried,
-        );
+        // The first attempt uses the target picked in request_filter; retries pick again,
+        // avoiding the targets that failed.
+        let selected = match st.selected.take() {
+            Some(sel) => Some(sel),
+            None => {
+                let request = SelectRequest {
+                    client_ip: st.req.client_ip,
+                    header: session.req_header(),
+                };
+                upstream.select(&request, &st.tried)
+            }
+        };
         match selected {
             Some(sel) => {
                 let peer = upstream.peer(&sel);
@@ -492,6 +513,9 @@ impl ProxyHttp for PingwayProxy {
         let ProxyCtx { runtime, state: st } = ctx;
         let code = respond::status_for_error(e);
         if code > 0 && session.response_written().is_none() {
+            // Pingora closes the client connection after a failed proxy attempt; say so
+            // rather than promise keep-alive.
+            session.set_keepalive(None);
             let message: Cow<'static, str> = match e.etype() {
                 ErrorType::HTTPStatus(503) if st.route.is_some() => {
                     respond::NO_HEALTHY_TARGET.into()
@@ -499,9 +523,8 @@ impl ProxyHttp for PingwayProxy {
                 _ => respond::status_message(code).into(),
             };
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if let Err(write_err) =
-                send_generated(session, runtime, st, Response::error(status, message)).await
-            {
+            let resp = Response::error(status, message);
+            if let Err(write_err) = send_generated(session, runtime, st, resp).await {
                 log::debug!("could not send the error response: {write_err}");
             }
         }

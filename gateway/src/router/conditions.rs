@@ -121,7 +121,7 @@ fn compile_header(
         (None, Some(re), None) => match Regex::new(re) {
             Ok(re) => Some(HeaderTest::Regex(re)),
             Err(e) => {
-                let message = format!("invalid regular expression: {e}");
+                let message = super::path::regex_error(&e);
                 out.push(Diagnostic::new(format!("{base}.regex"), message));
                 None
             }

@@ -50,7 +50,7 @@ mod tests_large;
 
 use std::collections::HashMap;
 
-use crate::config::{Diagnostic, RouteConfig};
+use crate::config::{Diagnostic, PathMatch, RouteConfig};
 
 use self::conditions::Conditions;
 use self::host::HostPattern;
@@ -124,7 +124,12 @@ impl Router {
                 match PathCondition::compile(m) {
                     Ok(p) => paths.push(p),
                     Err(message) => {
-                        diagnostics.push(Diagnostic::new(format!("{base}.paths[{j}]"), message))
+                        // Point at the pattern itself when it is a `{regex: ...}`.
+                        let field = match m {
+                            PathMatch::Regex(_) => format!("{base}.paths[{j}].regex"),
+                            _ => format!("{base}.paths[{j}]"),
+                        };
+                        diagnostics.push(Diagnostic::new(field, message))
                     }
                 }
             }

@@ -43,14 +43,13 @@ impl PathCondition {
             PathMatch::Regex(source) => {
                 // Checked as written first: wrapping an invalid pattern in `^(?:...)` can
                 // make it valid (`)|(` becomes `^(?:)|()`), and its error would be confusing.
-                Regex::new(source).map_err(|e| format!("invalid regular expression: {e}"))?;
+                Regex::new(source).map_err(|e| regex_error(&e))?;
                 let anchored = if source.starts_with('^') {
                     source.clone()
                 } else {
                     format!("^(?:{source})")
                 };
-                let regex = Regex::new(&anchored)
-                    .map_err(|e| format!("invalid regular expression: {e}"))?;
+                let regex = Regex::new(&anchored).map_err(|e| regex_error(&e))?;
                 Ok(PathCondition::Regex {
                     source: source.clone(),
                     regex,
@@ -94,6 +93,20 @@ pub(crate) fn prefix_keys(path: &str) -> impl Iterator<Item = &str> {
         Some(key)
     })
 }
+
+/// A regex error on one line. The regex crate's own message draws a caret diagram over
+/// several lines; diagnostics are one line each, and their position already points at
+/// the pattern.
+pub(crate) fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let reason = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or_else(|| text.lines().next().unwrap_or("invalid pattern"));
+    format!("invalid regular expression: {reason}")
+}
+
 
 #[cfg(test)]
 mod tests {

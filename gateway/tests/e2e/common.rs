@@ -58,6 +58,11 @@ impl GatewayProcess {
     /// Starts the gateway with `yaml`, where `{PORT}` is replaced by a free port, and waits
     /// until it answers HTTP.
     pub async fn start(yaml: &str) -> GatewayProcess {
+        Self::start_with_args(yaml, &[]).await
+    }
+
+    /// Like [`Self::start`], with extra `pingway run` arguments.
+    pub async fn start_with_args(yaml: &str, extra: &[&str]) -> GatewayProcess {
         for _ in 0..3 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("tempdir");
@@ -69,6 +74,7 @@ impl GatewayProcess {
                 .arg("run")
                 .arg("--config")
                 .arg(&config_path)
+                .args(extra)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -190,10 +196,17 @@ impl Backend {
         let hits = Arc::new(AtomicUsize::new(0));
         let behaviour = Arc::new(Mutex::new(behaviour));
         let healthy = Arc::new(AtomicBool::new(true));
-        let (h, b, ok, n) = (hits.clone(), behaviour.clone(), healthy.clone(), name.to_string());
+        let (h, b, ok, n) = (
+            hits.clone(),
+            behaviour.clone(),
+            healthy.clone(),
+            name.to_string(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (h, b, ok, n) = (h.clone(), b.clone(), ok.clone(), n.clone());
                 tokio::spawn(async move {
                     let _ = handle_conn(stream, &n, &h, &b, &ok).await;
@@ -284,7 +297,11 @@ async fn handle_conn(
 
         let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
         if target == "/health" {
-            let status = if healthy.load(Ordering::SeqCst) { "200 OK" } else { "500 Internal Server Error" };
+            let status = if healthy.load(Ordering::SeqCst) {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
             let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
             stream.write_all(resp.as_bytes()).await?;
             continue;
@@ -367,7 +384,10 @@ impl Echo {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -387,4 +407,12 @@ pub fn write_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, yaml).unwrap();
     p
+}
+
+/// The test backend that answered, from its `x-backend` header.
+pub fn backend_of(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get("x-backend")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
