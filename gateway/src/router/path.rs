@@ -107,7 +107,6 @@ pub(crate) fn regex_error(e: &regex::Error) -> String {
     format!("invalid regular expression: {reason}")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

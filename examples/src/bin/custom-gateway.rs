@@ -1,0 +1,20 @@
+//! A gateway binary of your own: Pingway's command line, the stock plugins, and yours.
+//!
+//! ```text
+//! cargo run -p pingway-examples --bin custom-gateway -- run --config examples/custom-gateway.yaml
+//! ```
+
+use clap::Parser;
+use pingway::plugins::Registry;
+use pingway_examples::RequestDigest;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut registry = Registry::with_stock_plugins();
+    registry.register::<RequestDigest>();
+    let cli = pingway::cli::Cli::parse();
+    std::process::exit(pingway::cli::run(cli, registry));
+}
