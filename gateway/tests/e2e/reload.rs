@@ -201,3 +201,38 @@ async fn plugin_state_survives_a_reload_that_changes_another_route() {
         "counter reset by the reload: {last} then {after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
+    let slow = Backend::start("one", Behaviour::Slow(Duration::from_millis(1500))).await;
+    let two = Backend::start("two", Behaviour::Echo).await;
+    let gw = Arc::new(GatewayProcess::start(&routing("one", &slow, &two, "")).await);
+    let in_flight = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            client()
+                .get(gw.url("/"))
+                .send()
+                .await
+                .map(|r| backend_of(&r))
+        })
+    };
+    assert!(wait_until(Duration::from_secs(5), || async { slow.hits() == 1 }).await);
+    gw.write_config(&routing("two", &slow, &two, ""));
+    let c = client();
+    assert!(
+        wait_until(Duration::from_secs(2), || async {
+            c.get(gw.url("/"))
+                .send()
+                .await
+                .ok()
+                .and_then(|r| backend_of(&r))
+                .as_deref()
+                == Some("two")
+        })
+        .await
+    );
+    // The old request was not cut off or re-routed: it completes from `one`.
+    let answer = in_flight.await.unwrap().unwrap();
+    assert_eq!(answer.as_deref(), Some("one"));
+}

@@ -207,3 +207,40 @@ async fn no_route_is_a_json_404_with_the_request_id() {
     let (status, _) = get(&gw, "ONLY.test", "/x", &[]).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn via_and_latency_headers_can_be_turned_off() {
+    let backend = Backend::start("b", Behaviour::Echo).await;
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]\nproxy: {{via_header: false, latency_headers: false, request_id_header: x-correlation-id}}\nupstreams: [{{name: b, targets: [\"{}\"]}}]\nroutes: [{{name: r, upstream: b}}]\n",
+        backend.addr
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let r = client().get(gw.url("/")).send().await.unwrap();
+    for absent in [
+        "via",
+        "x-pingway-upstream-latency",
+        "x-pingway-proxy-latency",
+        "x-request-id",
+    ] {
+        assert!(
+            !r.headers().contains_key(absent),
+            "{absent} present: {:?}",
+            r.headers()
+        );
+    }
+    let id = r.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let echo = Echo::parse(&r.text().await.unwrap());
+    assert_eq!(echo.header("x-correlation-id"), Some(id.as_str()));
+    assert_eq!(echo.header("via"), None);
+    let r = client()
+        .get(gw.url("/nowhere-special"))
+        .header("host", "x")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("server"));
+}
