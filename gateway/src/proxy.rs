@@ -72,14 +72,14 @@ struct State {
     req: RequestCtx,
     /// Whether the downstream peer is a trusted proxy.
     peer_trusted: bool,
-    /// The normalized path when normalization changed it.
-    normalized_path: Option<String>,
     /// Bytes of the path matched by the route's path condition (for strip_prefix).
     matched_len: usize,
     /// The current upstream target (its drop ends the in-flight count).
     selected: Option<Selected>,
     /// Target indexes that failed to connect.
     tried: Vec<usize>,
+    /// How the last connection attempt failed (a timeout answers 504, others 502).
+    last_connect_error: Option<ErrorType>,
     upstream_sent_at: Option<Instant>,
     proxy_latency: Option<Duration>,
     upstream_latency: Option<Duration>,
@@ -222,31 +222,32 @@ fn forwarding_headers(session: &Session, upstream: &mut RequestHeader, st: &Stat
     }
 }
 
-/// Rewrites the upstream path for normalization and `strip_prefix`, keeping the query.
-fn rewrite_path(upstream: &mut RequestHeader, st: &State, strip: bool) {
-    let strip = strip && st.matched_len > 0;
-    if st.normalized_path.is_none() && !strip {
+/// `path` followed by the query of `uri`, as a URI.
+fn with_query(path: &str, uri: &http::Uri) -> Option<http::Uri> {
+    let query = uri.query();
+    let mut target = String::with_capacity(path.len() + 2 + query.map_or(0, str::len));
+    if !path.starts_with('/') {
+        target.push('/');
+    }
+    target.push_str(path);
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    target.parse().ok()
+}
+
+/// Removes the matched path prefix for `strip_prefix` (the query is kept).
+fn strip_prefix(upstream: &mut RequestHeader, matched_len: usize) {
+    if matched_len == 0 {
         return;
     }
-    let target = {
-        let base: &str = st.normalized_path.as_deref().unwrap_or(upstream.uri.path());
-        let rest = match base.get(st.matched_len..) {
-            Some(rest) if strip => rest,
-            _ => base,
-        };
-        let query = upstream.uri.query();
-        let mut target = String::with_capacity(rest.len() + 2 + query.map_or(0, str::len));
-        if !rest.starts_with('/') {
-            target.push('/');
-        }
-        target.push_str(rest);
-        if let Some(q) = query {
-            target.push('?');
-            target.push_str(q);
-        }
-        target
-    };
-    if let Ok(uri) = target.parse::<http::Uri>() {
+    let uri = upstream
+        .uri
+        .path()
+        .get(matched_len..)
+        .and_then(|rest| with_query(rest, &upstream.uri));
+    if let Some(uri) = uri {
         upstream.set_uri(uri);
     }
 }
@@ -262,10 +263,10 @@ impl ProxyHttp for PingwayProxy {
                 route: None,
                 req: RequestCtx::new(String::new(), IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
                 peer_trusted: false,
-                normalized_path: None,
                 matched_len: 0,
                 selected: None,
                 tried: Vec::new(),
+                last_connect_error: None,
                 upstream_sent_at: None,
                 proxy_latency: None,
                 upstream_latency: None,
@@ -309,11 +310,17 @@ impl ProxyHttp for PingwayProxy {
                 method: &req.method,
                 headers: &req.headers,
             });
-            if let (Some(_), Cow::Owned(p)) = (&found, path) {
-                st.normalized_path = Some(p);
-            }
-            found
+            // Plugins and the upstream see the normalized path, the one that was routed.
+            let rewritten = match (&found, path) {
+                (Some(_), Cow::Owned(p)) => with_query(&p, &req.uri),
+                _ => None,
+            };
+            (found, rewritten)
         };
+        let (found, rewritten) = found;
+        if let Some(uri) = rewritten {
+            session.req_header_mut().set_uri(uri);
+        }
         let Some(found) = found else {
             let resp = Response::error(StatusCode::NOT_FOUND, respond::NO_ROUTE);
             send_generated(session, runtime, st, resp).await?;
@@ -389,10 +396,15 @@ impl ProxyHttp for PingwayProxy {
                 Ok(peer)
             }
             // Every target left already failed to connect: that failure is the answer.
-            None if !st.tried.is_empty() => Error::e_explain(
-                ErrorType::ConnectError,
-                "every upstream target failed to connect",
-            ),
+            None if !st.tried.is_empty() => {
+                let etype = st
+                    .last_connect_error
+                    .clone()
+                    .unwrap_or(ErrorType::ConnectError);
+                let mut e = Error::explain(etype, "every upstream target failed to connect");
+                e.as_up();
+                Err(e)
+            }
             None => Error::e_explain(ErrorType::HTTPStatus(503), respond::NO_HEALTHY_TARGET),
         }
     }
@@ -408,6 +420,7 @@ impl ProxyHttp for PingwayProxy {
         if let Some(sel) = st.selected.take() {
             st.tried.push(sel.index);
         }
+        st.last_connect_error = Some(e.etype().clone());
         let retries = st
             .route(runtime)
             .map_or(0, |r| r.upstream.config().retries as usize);
@@ -425,7 +438,9 @@ impl ProxyHttp for PingwayProxy {
         let Some(route) = st.route(runtime) else {
             return Ok(());
         };
-        rewrite_path(upstream, st, route.strip_prefix);
+        if route.strip_prefix {
+            strip_prefix(upstream, st.matched_len);
+        }
         if !route.preserve_host {
             let target = st
                 .selected

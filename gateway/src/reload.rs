@@ -14,7 +14,7 @@ use notify::{RecursiveMode, Watcher};
 use pingway_plugins::config::Diagnostic;
 use pingway_plugins::Registry;
 
-use crate::config::{self, LoadError};
+use crate::config::{self, Listener, LoadError, ServerSettings};
 use crate::runtime::Runtime;
 
 /// Edits closer together than this are applied as one reload.
@@ -61,6 +61,8 @@ pub struct Reloader {
     runtime: Arc<ArcSwap<Runtime>>,
     /// The text last applied; also serializes reloads from the watcher and SIGHUP.
     last_text: Mutex<String>,
+    /// Listeners and server settings the process started with: they do not reload.
+    started_with: (Vec<Listener>, ServerSettings),
 }
 
 impl Reloader {
@@ -71,11 +73,19 @@ impl Reloader {
         registry: Arc<Registry>,
         runtime: Arc<ArcSwap<Runtime>>,
     ) -> Self {
+        let started_with = {
+            let current = runtime.load();
+            (
+                current.config.listeners.clone(),
+                current.config.server.clone(),
+            )
+        };
         Reloader {
             path,
             registry,
             runtime,
             last_text: Mutex::new(initial_text),
+            started_with,
         }
     }
 
@@ -105,9 +115,8 @@ impl Reloader {
         let current = self.runtime.load_full();
         let next = Runtime::build(&loaded, &self.registry, Some(&current))
             .map_err(ReloadError::Invalid)?;
-        if next.config.listeners != current.config.listeners
-            || next.config.server != current.config.server
-        {
+        let (listeners, server) = &self.started_with;
+        if next.config.listeners != *listeners || next.config.server != *server {
             log::warn!(
                 "{}: listeners and server settings changed; they take effect after a restart",
                 self.path.display()

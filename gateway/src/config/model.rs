@@ -97,7 +97,8 @@ pub struct ProxySettings {
     /// returned to the client.
     #[serde(default = "defaults::request_id_header")]
     pub request_id_header: String,
-    /// Add `Via: 1.1 pingway/<version>` to responses.
+    /// Add `Via: 1.1 pingway/<version>` to requests and responses, and
+    /// `Server: pingway/<version>` to the responses the gateway generates itself.
     #[serde(default = "defaults::via_header")]
     pub via_header: bool,
     /// Add `X-Pingway-Upstream-Latency` and `X-Pingway-Proxy-Latency` (ms) to proxied
@@ -158,8 +159,7 @@ pub struct UpstreamConfig {
 }
 
 /// A server in an upstream pool. Written as `host:port` or as a mapping with a weight.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TargetConfig {
     /// `host:port`; host names are resolved when the configuration is loaded.
     pub address: String,
@@ -167,6 +167,30 @@ pub struct TargetConfig {
     /// rotation.
     #[serde(default = "defaults::weight")]
     pub weight: u32,
+}
+
+impl JsonSchema for TargetConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TargetConfig".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A server in an upstream pool: `host:port`, or a mapping with `address` and `weight`.",
+            "oneOf": [
+                { "type": "string", "description": "`host:port`; host names are resolved when the configuration is loaded." },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["address"],
+                    "properties": {
+                        "address": { "type": "string", "description": "`host:port`; host names are resolved when the configuration is loaded." },
+                        "weight": { "type": "integer", "minimum": 0, "default": 100, "description": "Share of traffic relative to the pool's other targets; 0 takes the target out of rotation." }
+                    }
+                }
+            ]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for TargetConfig {
@@ -203,7 +227,7 @@ impl<'de> Deserialize<'de> for TargetConfig {
 }
 
 /// Load-balancing algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Balancer {
     /// Weighted round-robin, smooth (no bursts to heavy targets).
@@ -219,6 +243,24 @@ pub enum Balancer {
     /// The target with the fewest in-flight requests relative to its weight.
     #[serde(alias = "least-connections")]
     LeastConnections,
+}
+
+impl JsonSchema for Balancer {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Balancer".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Load-balancing algorithm (Kong's spellings are accepted too).",
+            "type": "string",
+            "enum": [
+                "round_robin", "random", "consistent_hash", "least_connections",
+                "round-robin", "consistent-hashing", "least-connections"
+            ],
+            "default": "round_robin"
+        })
+    }
 }
 
 /// What consistent hashing keys on.
@@ -311,7 +353,7 @@ pub struct RouteConfig {
 }
 
 /// A path condition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PathMatch {
     /// The whole path equals this.
@@ -321,6 +363,32 @@ pub enum PathMatch {
     Prefix(String),
     /// A regular expression, anchored at the start of the path (as in Kong).
     Regex(String),
+}
+
+impl JsonSchema for PathMatch {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PathMatch".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = |key: &str, doc: &str| {
+            serde_json::json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": [key],
+                "properties": { key: { "type": "string", "description": doc } }
+            })
+        };
+        schemars::json_schema!({
+            "description": "A path condition: a string is a prefix; or one of {exact: ...}, {prefix: ...}, {regex: ...}.",
+            "oneOf": [
+                { "type": "string", "description": "A prefix, element-wise like a Kubernetes Ingress `Prefix`." },
+                one("exact", "The whole path equals this."),
+                one("prefix", "The path starts with these path elements: `/foo` matches `/foo` and `/foo/bar` but not `/foobar`."),
+                one("regex", "A regular expression, anchored at the start of the path (as in Kong).")
+            ]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for PathMatch {

@@ -59,6 +59,39 @@ mod tests {
         );
     }
 
+    /// The configuration files shipped in the repository are valid against the schema,
+    /// and a mistake an editor should flag is not.
+    #[test]
+    fn shipped_configs_pass_the_schema() {
+        let schema = generate(&Registry::with_stock_plugins());
+        let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).expect("config/") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let doc = crate::config::yaml::parse(&text)
+                .expect("valid YAML")
+                .to_json();
+            let errors: Vec<String> = validator
+                .iter_errors(&doc)
+                .map(|e| format!("{e} at {}", e.instance_path))
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+            checked += 1;
+        }
+        assert!(checked >= 1);
+        let bad = serde_json::json!({
+            "listeners": [{"address": "127.0.0.1:8080"}],
+            "routes": [{"name": "r", "upstream": "u", "paths": [{"regexp": "/x"}]}],
+            "plugins": [{"name": "rate-limiting", "config": {"minute": "lots"}}]
+        });
+        assert!(validator.iter_errors(&bad).count() >= 2);
+    }
+
     #[test]
     fn plugin_configs_are_selected_by_name() {
         let s = generate(&Registry::with_stock_plugins());

@@ -24,6 +24,9 @@ pub fn check(config: &GatewayConfig) -> Vec<Diagnostic> {
 }
 
 fn check_listeners(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
+    if config.server.threads == Some(0) {
+        out.push(Diagnostic::new("server.threads", "must be at least 1"));
+    }
     if config.listeners.is_empty() {
         out.push(Diagnostic::new(
             "listeners",

@@ -110,10 +110,11 @@ async fn probe_and_record(pool: Arc<Upstream>, target: Arc<Target>) {
         return;
     };
     let addr = target.addr();
-    let result = match tokio::time::timeout(hc.timeout.get(), probe(hc, addr)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {}", hc.timeout)),
-    };
+    let result =
+        match tokio::time::timeout(hc.timeout.get(), probe(hc, addr, target.host_header())).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {}", hc.timeout)),
+        };
     match result {
         Ok(()) => {
             if target.state.record_success(hc.healthy_threshold.max(1)) == Some(Transition::Up) {
@@ -142,16 +143,21 @@ async fn probe_and_record(pool: Arc<Upstream>, target: Arc<Target>) {
 }
 
 /// One probe, without the overall timeout (the caller applies it).
-async fn probe(hc: &HealthCheckConfig, addr: std::net::SocketAddr) -> Result<(), String> {
+async fn probe(
+    hc: &HealthCheckConfig,
+    addr: std::net::SocketAddr,
+    target_host: &http::HeaderValue,
+) -> Result<(), String> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     if hc.kind == HealthCheckKind::Tcp {
         return Ok(());
     }
+    // The same Host proxied requests carry: the target as configured.
     let host = match &hc.host {
         Some(host) => host.clone(),
-        None => addr.to_string(),
+        None => String::from_utf8_lossy(target_host.as_bytes()).into_owned(),
     };
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: pingway-health-check\r\nAccept: */*\r\n\r\n",

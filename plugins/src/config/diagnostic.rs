@@ -20,7 +20,8 @@ impl fmt::Display for Location {
 /// One problem in a configuration: where it is (field path and, when known, file
 /// position) and what is wrong.
 ///
-/// Rendered as `LINE:COLUMN: path: message`; the CLI prefixes the file name.
+/// Rendered as `LINE:COLUMN: path: message` (or `path: message` without a position);
+/// the CLI prefixes the file name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     /// Dotted field path from the document root, such as `routes[0].plugins[1].config.minute`.
@@ -53,7 +54,10 @@ impl Diagnostic {
         struct InFile<'a>(&'a Diagnostic, &'a str);
         impl fmt::Display for InFile<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}:{}", self.1, self.0)
+                match self.0.location {
+                    Some(_) => write!(f, "{}:{}", self.1, self.0),
+                    None => write!(f, "{}: {}", self.1, self.0),
+                }
             }
         }
         InFile(self, file)
@@ -62,9 +66,8 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.location {
-            Some(loc) => write!(f, "{loc}: ")?,
-            None => write!(f, "-: ")?,
+        if let Some(loc) = self.location {
+            write!(f, "{loc}: ")?;
         }
         if self.path.is_empty() {
             write!(f, "{}", self.message)

@@ -139,27 +139,33 @@ impl BuildPlugin for IpRestriction {
                 "at least one of these fields must be non-empty: 'allow', 'deny'",
             ));
         }
-        let allow = IpSet::parse(&config.allow, "allow");
-        let deny = IpSet::parse(&config.deny, "deny");
+        let mut problems: Option<ConfigError> = None;
+        let mut note = |e: ConfigError| {
+            problems = Some(match problems.take() {
+                None => e,
+                Some(mut all) => {
+                    for (f, m) in e.problems() {
+                        all = all.and(f.clone(), m.clone());
+                    }
+                    all
+                }
+            });
+        };
+        let allow = IpSet::parse(&config.allow, "allow").map_err(&mut note).ok();
+        let deny = IpSet::parse(&config.deny, "deny").map_err(&mut note).ok();
         let status = match config.status {
-            None => StatusCode::FORBIDDEN,
+            None => Some(StatusCode::FORBIDDEN),
             Some(code) => StatusCode::from_u16(code)
                 .ok()
                 .filter(|s| (100..=599).contains(&s.as_u16()))
                 .ok_or_else(|| {
                     ConfigError::new("status", format!("{code} is not an HTTP status code"))
-                })?,
+                })
+                .map_err(&mut note)
+                .ok(),
         };
-        let (allow, deny) = match (allow, deny) {
-            (Ok(a), Ok(d)) => (a, d),
-            (Err(a), Err(d)) => {
-                let mut e = a;
-                for (f, m) in d.problems() {
-                    e = e.and(f.clone(), m.clone());
-                }
-                return Err(e);
-            }
-            (Err(e), _) | (_, Err(e)) => return Err(e),
+        let (Some(allow), Some(deny), Some(status)) = (allow, deny, status) else {
+            return Err(problems.unwrap_or_else(|| ConfigError::new("", "invalid configuration")));
         };
         Ok(IpRestriction {
             allow,
@@ -229,6 +235,18 @@ mod tests {
         let e = build(&["10.0.0.0/33", "nope"], &["1.2.3.4/x"]).unwrap_err();
         let fields: Vec<_> = e.problems().iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, vec!["allow[0]", "allow[1]", "deny[0]"]);
+        let e = IpRestriction::build(
+            IpRestrictionConfig {
+                allow: vec!["bad".into()],
+                deny: vec![],
+                status: Some(7000),
+                message: None,
+            },
+            &BuildContext::new(PluginScope::Global),
+        )
+        .unwrap_err();
+        let fields: Vec<_> = e.problems().iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, vec!["allow[0]", "status"]);
         assert!(build(&[], &[]).is_err());
     }
 }
