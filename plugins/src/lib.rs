@@ -11,14 +11,16 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod consumers;
 pub mod context;
 pub mod plugin;
 pub mod registry;
 pub mod stock;
 
 pub use async_trait::async_trait;
-pub use context::{Consumer, RequestCtx, RouteInfo};
-pub use plugin::{Body, Flow, LogEntry, Plugin, PluginRequest, Response};
+pub use consumers::ConsumerSet;
+pub use context::{BufferedBody, Consumer, CredentialId, RequestCtx, RouteInfo};
+pub use plugin::{Body, BodyError, Flow, LogEntry, Plugin, PluginRequest, Response};
 pub use registry::{BuildContext, BuildPlugin, ConfigError, PluginFactory, PluginScope, Registry};
 
 /// Re-exported so plugin crates use the same versions as the gateway.
