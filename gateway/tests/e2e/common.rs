@@ -190,10 +190,17 @@ impl Backend {
         let hits = Arc::new(AtomicUsize::new(0));
         let behaviour = Arc::new(Mutex::new(behaviour));
         let healthy = Arc::new(AtomicBool::new(true));
-        let (h, b, ok, n) = (hits.clone(), behaviour.clone(), healthy.clone(), name.to_string());
+        let (h, b, ok, n) = (
+            hits.clone(),
+            behaviour.clone(),
+            healthy.clone(),
+            name.to_string(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (h, b, ok, n) = (h.clone(), b.clone(), ok.clone(), n.clone());
                 tokio::spawn(async move {
                     let _ = handle_conn(stream, &n, &h, &b, &ok).await;
@@ -284,7 +291,11 @@ async fn handle_conn(
 
         let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
         if target == "/health" {
-            let status = if healthy.load(Ordering::SeqCst) { "200 OK" } else { "500 Internal Server Error" };
+            let status = if healthy.load(Ordering::SeqCst) {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
             let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
             stream.write_all(resp.as_bytes()).await?;
             continue;
@@ -367,7 +378,10 @@ impl Echo {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
