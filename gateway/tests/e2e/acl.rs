@@ -155,3 +155,78 @@ async fn exactly_one_of_allow_and_deny() {
         "{out}"
     );
 }
+
+async fn more() -> AuthGateway {
+    let routes = [
+        route("devs", "/devs", "{}", "{allow: [developers]}"),
+        route("case", "/case", "{}", "{allow: [Admins]}"),
+        route("multi", "/multi", "{}", "{allow: [nobody, staff]}"),
+        route(
+            "anon-deny",
+            "/anon-deny",
+            "{anonymous: anon-guest}",
+            "{deny: [guests]}",
+        ),
+    ]
+    .concat();
+    let global =
+        format!("{CONSUMERS}plugins:\n  - name: acl\n    config: {{deny: [developers]}}\n");
+    let routes = routes
+        + "  - name: global\n    paths: [\"/global\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n";
+    AuthGateway::start(&routes, &global).await
+}
+
+#[tokio::test]
+async fn kong_acls_shape_counts_as_groups() {
+    let g = more().await;
+    let e = expect_echo(g.get("/devs", &[("apikey", "dev-key")]).await).await;
+    assert_eq!(e.header("x-consumer-groups"), Some("developers"));
+}
+
+#[tokio::test]
+async fn group_names_are_matched_exactly() {
+    let g = more().await;
+    expect_error(
+        g.get("/case", &[("apikey", "admin-key")]).await,
+        403,
+        "You cannot consume this service",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn any_one_allowed_group_is_enough() {
+    let g = more().await;
+    let e = expect_echo(g.get("/multi", &[("apikey", "admin-key")]).await).await;
+    assert_eq!(e.header("x-consumer-groups"), Some("admins, staff"));
+}
+
+#[tokio::test]
+async fn deny_list_applies_to_the_anonymous_consumer() {
+    let g = more().await;
+    expect_error(
+        g.get("/anon-deny", &[]).await,
+        403,
+        "You cannot consume this service",
+    )
+    .await;
+    expect_echo(g.get("/anon-deny", &[("apikey", "dev-key")]).await).await;
+}
+
+#[tokio::test]
+async fn a_global_acl_applies_after_a_route_auth_plugin() {
+    let g = more().await;
+    expect_error(
+        g.get("/global", &[("apikey", "dev-key")]).await,
+        403,
+        "You cannot consume this service",
+    )
+    .await;
+    expect_echo(g.get("/global", &[("apikey", "admin-key")]).await).await;
+    expect_error(
+        g.get("/global", &[]).await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+}

@@ -493,3 +493,42 @@ consumers:
     }
     assert!(!out.contains("only-for-hmac"), "{out}");
 }
+
+#[tokio::test]
+async fn custom_header_and_uri_param_names() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{header_names: [x-token], uri_param_names: [t]}").await;
+    let tok = keys.sign("EdDSA", &json!({"iss": "ed-key"}), b"", false);
+    let e = expect_echo(g.get("/", &[("x-token", &format!("bearer {tok}"))]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    expect_echo(g.get(&format!("/?t={tok}"), &[]).await).await;
+    // The default places are no longer read.
+    let (body, _) = refused(g.get("/", &[("authorization", &bearer(&tok))]).await).await;
+    assert_eq!(body["message"], "Unauthorized");
+    let (body, _) = refused(g.get(&format!("/?jwt={tok}"), &[]).await).await;
+    assert_eq!(body["message"], "Unauthorized");
+}
+
+#[tokio::test]
+async fn clients_cannot_spoof_identity_headers() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{}").await;
+    let tok = keys.sign("ES384", &json!({"iss": "es384-key"}), b"", false);
+    let e = expect_echo(
+        g.get(
+            "/",
+            &[
+                ("authorization", &bearer(&tok)),
+                ("x-consumer-username", "alice"),
+                ("x-consumer-custom-id", "a-1"),
+                ("x-anonymous-consumer", "true"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    assert_eq!(e.header("x-consumer-custom-id"), None);
+    assert_eq!(e.header("x-anonymous-consumer"), None);
+    assert_eq!(e.header("x-credential-identifier"), Some("es384-key"));
+}
