@@ -5,6 +5,11 @@
 //! [`Registry`] and reference it by name in the gateway's YAML. See `docs/plugins.md` for
 //! the contract in full and a worked example.
 //!
+//! Authentication plugins identify [`consumers`] (the `consumers:` section, compiled
+//! once per load into a [`ConsumerSet`] that plugins reach through
+//! [`PluginRequest::consumers`]) and record the identity in [`RequestCtx`], where later
+//! plugins such as `rate-limiting` and `acl` read it.
+//!
 //! Plugin authors normally depend on `pingway`, which re-exports this crate as
 //! `pingway::plugins`.
 
