@@ -213,3 +213,51 @@ impl Runtime {
         self.upstreams.values().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str, previous: Option<&Runtime>) -> Runtime {
+        let loaded = config::load_str(yaml).expect("parses");
+        Runtime::build(&loaded, &Registry::with_stock_plugins(), previous).expect("builds")
+    }
+
+    const BASE: &str = "\
+listeners: [{address: 127.0.0.1:1}]
+upstreams: [{name: u, targets: [127.0.0.1:2]}]
+routes:
+  - name: r
+    upstream: u
+    plugins:
+      - name: key-auth
+        config: {anonymous: a}
+      - name: rate-limiting
+        config: {minute: 1}
+";
+
+    #[test]
+    fn consumer_changes_rebuild_only_plugins_that_use_consumers() {
+        let one = format!("{BASE}consumers: [{{username: a}}]\n");
+        let first = build(&one, None);
+        let same = build(&one, Some(&first));
+        assert_eq!(same.reused_instances, 2);
+        // key-auth checks its anonymous consumer at build: rebuilt; rate-limiting (and
+        // its counters) carried over.
+        let two = format!("{BASE}consumers: [{{username: a}}, {{username: b}}]\n");
+        let next = build(&two, Some(&same));
+        assert_eq!(next.reused_instances, 1);
+        assert_eq!(next.consumers.len(), 2);
+    }
+
+    #[test]
+    fn consumer_plugins_are_kept_by_consumer_id() {
+        let yaml = format!(
+            "{BASE}consumers:\n  - username: a\n  - username: b\n    id: b-1\n    plugins:\n      - name: rate-limiting\n        config: {{minute: 5}}\n"
+        );
+        let rt = build(&yaml, None);
+        assert!(!rt.consumer_plugins.contains_key("a"));
+        let slots = rt.consumer_plugins.get("b-1").expect("b's plugins");
+        assert_eq!(&*slots[0].name, "rate-limiting");
+    }
+}
