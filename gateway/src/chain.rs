@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pingway_plugins::config::{ConfigNode, Diagnostic};
-use pingway_plugins::{BuildContext, Plugin, PluginScope, Registry};
+use pingway_plugins::{BuildContext, ConsumerSet, Plugin, PluginScope, Registry};
 
 use crate::config::PluginConfig;
 
@@ -75,6 +75,59 @@ impl Chain {
     }
 }
 
+/// Order of a plugin in a chain: higher priority first, then by name.
+fn runs_before(a: &PluginInstance, b: &PluginInstance) -> bool {
+    (b.priority, &*a.name) < (a.priority, &*b.name)
+}
+
+/// The chain for the rest of a request once a consumer with its own plugins is
+/// authenticated (Kong's scoping: a consumer's instance of a plugin replaces the route's
+/// or the global one of the same name).
+///
+/// `executed` are the plugins that already ran, the last of them being the one that
+/// identified the consumer; `base` is the route's chain. The result starts with
+/// `executed`; then come the base plugins that sort after the last executed one, each
+/// replaced by the consumer's instance of the same name (or dropped when the consumer
+/// disables it), and the consumer's other plugins that sort after it. A consumer plugin
+/// that sorts before the current position can no longer run (as in Kong, where plugins
+/// run in one pass of priority order), unless it replaces a plugin still to come.
+pub fn resolve_for_consumer(
+    base: &[PluginInstance],
+    executed: &[PluginInstance],
+    consumer: &[Slot],
+) -> Vec<PluginInstance> {
+    let mut out: Vec<PluginInstance> = executed.to_vec();
+    let Some(last) = executed.last() else {
+        return out;
+    };
+    let mut rest: Vec<PluginInstance> = Vec::new();
+    for p in base.iter().filter(|p| runs_before(last, p)) {
+        match consumer.iter().find(|s| s.name == p.name) {
+            Some(slot) => rest.extend(slot.instance.clone()),
+            None => rest.push(p.clone()),
+        }
+    }
+    for slot in consumer {
+        let Some(instance) = &slot.instance else {
+            continue;
+        };
+        let replaced = base
+            .iter()
+            .any(|p| p.name == slot.name && runs_before(last, p));
+        let ran = executed.iter().any(|p| p.name == slot.name);
+        if !replaced && !ran && runs_before(last, instance) {
+            rest.push(instance.clone());
+        }
+    }
+    rest.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out.extend(rest);
+    out
+}
+
 /// A plugin entry of a `plugins:` list after building: its name, and the instance unless
 /// it is disabled.
 #[derive(Clone)]
@@ -85,11 +138,32 @@ pub struct Slot {
     pub instance: Option<PluginInstance>,
 }
 
+/// Where a `plugins:` list is, owned (see [`PluginScope`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ScopeKey {
+    /// The top-level list.
+    Global,
+    /// A route's list, by route name.
+    Route(String),
+    /// A consumer's list, by consumer id.
+    Consumer(String),
+}
+
+impl ScopeKey {
+    fn scope(&self) -> PluginScope<'_> {
+        match self {
+            ScopeKey::Global => PluginScope::Global,
+            ScopeKey::Route(r) => PluginScope::Route(r),
+            ScopeKey::Consumer(c) => PluginScope::Consumer(c),
+        }
+    }
+}
+
 /// Identifies an instance across reloads: where it is attached and which plugin it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InstanceKey {
-    /// `None` for global, the route name otherwise.
-    pub route: Option<String>,
+    /// Where the instance is attached.
+    pub scope: ScopeKey,
     /// The plugin's name.
     pub plugin: String,
 }
@@ -104,24 +178,34 @@ pub struct CachedInstance {
 
 /// Instances of the configuration being built, reusing those of the previous
 /// configuration whose plugin config did not change (so their state, such as rate-limit
-/// counters, survives the reload).
+/// counters, survives the reload). Plugins that read the consumer set when they are
+/// built are not reused when the `consumers:` section changed, so their checks (such as
+/// "the anonymous consumer exists") run again.
 pub struct InstanceBuilder<'a> {
     registry: &'a Registry,
     previous: Option<&'a HashMap<InstanceKey, CachedInstance>>,
+    consumers: &'a ConsumerSet,
+    consumers_changed: bool,
     built: HashMap<InstanceKey, CachedInstance>,
     /// How many instances were carried over from the previous configuration.
     pub reused: usize,
 }
 
 impl<'a> InstanceBuilder<'a> {
-    /// Starts building against `registry`, reusing from `previous`.
+    /// Starts building against `registry` and `consumers`, reusing from `previous`.
+    /// `consumers_changed` says whether the consumers differ from the previous
+    /// configuration's.
     pub fn new(
         registry: &'a Registry,
         previous: Option<&'a HashMap<InstanceKey, CachedInstance>>,
+        consumers: &'a ConsumerSet,
+        consumers_changed: bool,
     ) -> Self {
         InstanceBuilder {
             registry,
             previous,
+            consumers,
+            consumers_changed,
             built: HashMap::new(),
             reused: 0,
         }
@@ -132,7 +216,7 @@ impl<'a> InstanceBuilder<'a> {
         &mut self,
         entries: &[PluginConfig],
         base: &str,
-        route: Option<&str>,
+        scope: &ScopeKey,
         diags: &mut Vec<Diagnostic>,
     ) -> Vec<Slot> {
         let mut slots = Vec::with_capacity(entries.len());
@@ -153,11 +237,13 @@ impl<'a> InstanceBuilder<'a> {
             let name: Arc<str> = Arc::from(entry.name.as_str());
             let priority = entry.priority.unwrap_or_else(|| factory.default_priority());
             let key = InstanceKey {
-                route: route.map(str::to_string),
+                scope: scope.clone(),
                 plugin: entry.name.clone(),
             };
+            let stale = self.consumers_changed && factory.uses_consumers();
             let reusable = self
                 .previous
+                .filter(|_| !stale)
                 .and_then(|p| p.get(&key))
                 .filter(|c| c.config == entry.config && c.priority == priority);
             let instance = match reusable {
@@ -166,11 +252,7 @@ impl<'a> InstanceBuilder<'a> {
                     cached.instance.clone()
                 }
                 None => {
-                    let scope = match route {
-                        Some(r) => PluginScope::Route(r),
-                        None => PluginScope::Global,
-                    };
-                    let cx = BuildContext::new(scope);
+                    let cx = BuildContext::new(scope.scope()).with_consumers(self.consumers);
                     match factory.build(&entry.config, &format!("{path}.config"), &cx) {
                         Ok(plugin) => PluginInstance {
                             name: name.clone(),
@@ -244,6 +326,43 @@ mod tests {
         let global = [slot("ip-restriction", 990, true)];
         let route = [slot("ip-restriction", 990, false)];
         assert!(Chain::compose(&global, &route).plugins().is_empty());
+    }
+
+    fn instances(slots: &[Slot]) -> Vec<PluginInstance> {
+        slots.iter().filter_map(|s| s.instance.clone()).collect()
+    }
+
+    #[test]
+    fn consumer_plugins_replace_and_join_the_rest_of_the_chain() {
+        let base = instances(&[
+            slot("cors", 2000, true),
+            slot("key-auth", 1250, true),
+            slot("rate-limiting", 910, true),
+            slot("request-termination", 2, true),
+        ]);
+        let consumer = [
+            slot("rate-limiting", 910, true),
+            slot("request-transformer", 801, true),
+            slot("cors", 2000, true), // already past: cannot run any more
+            slot("request-termination", 2, false), // disabled: removes the route's
+        ];
+        let executed = &base[..2];
+        let resolved = resolve_for_consumer(&base, executed, &consumer);
+        let names: Vec<String> = resolved.iter().map(|p| format!("{p:?}")).collect();
+        assert_eq!(
+            names,
+            vec![
+                "cors@2000",
+                "key-auth@1250",
+                "rate-limiting@910",
+                "request-transformer@801"
+            ]
+        );
+        // The consumer's rate-limiting instance, not the route's.
+        assert!(Arc::ptr_eq(
+            &resolved[2].plugin,
+            consumer[0].instance.as_ref().map(|i| &i.plugin).unwrap()
+        ));
     }
 
     #[test]

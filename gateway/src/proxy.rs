@@ -21,7 +21,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use pingway_plugins::{Flow, LogEntry, PluginRequest, RequestCtx, Response};
 
-use crate::chain::Chain;
+use crate::chain::{resolve_for_consumer, PluginInstance};
 use crate::respond;
 use crate::router::{normalize_path, RouteRequest};
 use crate::runtime::{CompiledRoute, Runtime};
@@ -85,6 +85,9 @@ struct State {
     upstream_latency: Option<Duration>,
     upstream_status: Option<u16>,
     upstream_addr: Option<std::net::SocketAddr>,
+    /// The chain in force once an authenticated consumer's own plugins applied (Kong's
+    /// consumer scoping); `None` while the route's chain applies unchanged.
+    chain_override: Option<Box<[PluginInstance]>>,
 }
 
 impl State {
@@ -92,11 +95,24 @@ impl State {
         self.route.and_then(|i| runtime.routes.get(i))
     }
 
-    /// The chain that applies: the route's, or the global plugins' when no route matched.
-    fn chain<'r>(&self, runtime: &'r Runtime) -> &'r Chain {
+    /// The plugins that apply, in order: the chain resolved for the consumer, else the
+    /// route's, else the global plugins' when no route matched.
+    fn chain<'r>(&'r self, runtime: &'r Runtime) -> &'r [PluginInstance] {
+        if let Some(c) = &self.chain_override {
+            return c;
+        }
         match self.route(runtime) {
-            Some(r) => &r.chain,
-            None => &runtime.global_chain,
+            Some(r) => r.chain.plugins(),
+            None => runtime.global_chain.plugins(),
+        }
+    }
+
+    /// Whether any plugin that applies wants response bodies.
+    fn wants_body(&self, runtime: &Runtime) -> bool {
+        match (&self.chain_override, self.route(runtime)) {
+            (Some(c), _) => c.iter().any(|p| p.plugin.wants_response_body()),
+            (None, Some(r)) => r.chain.wants_body(),
+            (None, None) => false,
         }
     }
 }
@@ -148,8 +164,20 @@ fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &m
     for (name, value) in st.req.take_response_headers() {
         let _ = header.insert_header(name, value);
     }
-    for p in st.chain(runtime).plugins() {
-        p.plugin.on_response(header, &mut st.req);
+    let State {
+        req,
+        chain_override,
+        route,
+        ..
+    } = st;
+    let plugins: &[PluginInstance] =
+        match (chain_override, route.and_then(|i| runtime.routes.get(i))) {
+            (Some(c), _) => c,
+            (None, Some(r)) => r.chain.plugins(),
+            (None, None) => runtime.global_chain.plugins(),
+        };
+    for p in plugins {
+        p.plugin.on_response(header, req);
     }
 }
 
@@ -272,6 +300,7 @@ impl ProxyHttp for PingwayProxy {
                 upstream_latency: None,
                 upstream_status: None,
                 upstream_addr: None,
+                chain_override: None,
             },
         }
     }
@@ -333,19 +362,40 @@ impl ProxyHttp for PingwayProxy {
         st.matched_len = found.matched_len;
         st.req.route = Some(route.info.clone());
 
-        // Plugins, highest priority first; any may answer.
-        for p in route.chain.plugins() {
+        // Plugins, highest priority first; any may answer. Once a plugin authenticates
+        // a consumer that has plugins of its own, the rest of the chain is resolved with
+        // them (and that chain is kept for the later phases).
+        let mut applied_consumer: Option<Arc<str>> = None;
+        let mut i = 0;
+        loop {
+            let plugins: &[PluginInstance] = match &st.chain_override {
+                Some(c) => c,
+                None => route.chain.plugins(),
+            };
+            let Some(p) = plugins.get(i) else { break };
             let flow = p
                 .plugin
                 .on_request(&mut PluginRequest {
                     session,
                     ctx: &mut st.req,
+                    consumers: &runtime.consumers,
                 })
                 .await;
             if let Flow::Respond(resp) = flow {
                 send_generated(session, runtime, st, resp).await?;
                 return Ok(true);
             }
+            if let Some(consumer) = st.req.consumer.as_ref().filter(|_| !st.req.anonymous) {
+                if applied_consumer.as_deref() != Some(&*consumer.id) {
+                    if let Some(own) = runtime.consumer_plugins.get(&consumer.id) {
+                        let resolved =
+                            resolve_for_consumer(route.chain.plugins(), &plugins[..=i], own);
+                        applied_consumer = Some(consumer.id.clone());
+                        st.chain_override = Some(resolved.into_boxed_slice());
+                    }
+                }
+            }
+            i += 1;
         }
 
         // Pick the target now, so that "no healthy target" is an ordinary answer (the
@@ -364,6 +414,26 @@ impl ProxyHttp for PingwayProxy {
             }
         }
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
+        // A plugin read the whole body and replaced it (key-auth's hide_credentials):
+        // Pingora replays what was read from its retry buffer, in one piece; send the
+        // replacement instead.
+        if let Some(replacement) = ctx.state.req.upstream_body() {
+            *body = if end_of_stream && !replacement.is_empty() {
+                Some(replacement.clone())
+            } else {
+                None
+            };
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -457,8 +527,17 @@ impl ProxyHttp for PingwayProxy {
         if let Some(via) = &runtime.headers.via {
             let _ = upstream.append_header(header::VIA, via.clone());
         }
-        for p in route.chain.plugins() {
-            p.plugin.on_upstream_request(upstream, &mut st.req);
+        let State {
+            req,
+            chain_override,
+            ..
+        } = st;
+        let plugins: &[PluginInstance] = match chain_override {
+            Some(c) => c,
+            None => route.chain.plugins(),
+        };
+        for p in plugins {
+            p.plugin.on_upstream_request(upstream, req);
         }
         let now = Instant::now();
         st.proxy_latency = Some(now.saturating_duration_since(st.req.started_at));
@@ -507,12 +586,22 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<Option<Duration>> {
         let ProxyCtx { runtime, state: st } = ctx;
-        if let Some(route) = st.route(runtime) {
-            if route.chain.wants_body() {
-                for p in route.chain.plugins() {
-                    if p.plugin.wants_response_body() {
-                        p.plugin.on_response_body(body, end_of_stream, &mut st.req);
-                    }
+        if st.route.is_some() && st.wants_body(runtime) {
+            let State {
+                req,
+                chain_override,
+                route,
+                ..
+            } = st;
+            let plugins: &[PluginInstance] =
+                match (chain_override, route.and_then(|i| runtime.routes.get(i))) {
+                    (Some(c), _) => c,
+                    (None, Some(r)) => r.chain.plugins(),
+                    (None, None) => &[],
+                };
+            for p in plugins {
+                if p.plugin.wants_response_body() {
+                    p.plugin.on_response_body(body, end_of_stream, req);
                 }
             }
         }
@@ -554,7 +643,7 @@ impl ProxyHttp for PingwayProxy {
         // The target's in-flight count ends with the request.
         st.selected = None;
         let chain = st.chain(runtime);
-        if chain.plugins().is_empty() {
+        if chain.is_empty() {
             return;
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -571,7 +660,7 @@ impl ProxyHttp for PingwayProxy {
             error: error.as_deref(),
             ctx: &st.req,
         };
-        for p in chain.plugins() {
+        for p in chain {
             p.plugin.on_log(&entry);
         }
     }

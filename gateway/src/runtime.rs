@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use pingway_plugins::config::Diagnostic;
-use pingway_plugins::{Registry, RouteInfo};
+use pingway_plugins::{ConsumerSet, Registry, RouteInfo};
 
-use crate::chain::{CachedInstance, Chain, InstanceBuilder, InstanceKey};
+use crate::chain::{CachedInstance, Chain, InstanceBuilder, InstanceKey, ScopeKey, Slot};
 use crate::client_identity::ClientIdentity;
 use crate::config::{self, GatewayConfig, LoadedConfig};
 use crate::router::Router;
@@ -60,6 +60,11 @@ pub struct Runtime {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Global plugins alone: what runs (response and log phases) when no route matched.
     pub global_chain: Chain,
+    /// The consumers and their credentials.
+    pub consumers: Arc<ConsumerSet>,
+    /// Each consumer's own plugins (only consumers that have some), by consumer id,
+    /// sorted like a chain.
+    pub consumer_plugins: HashMap<Arc<str>, Box<[Slot]>>,
     /// Client IP and request-id rules.
     pub identity: ClientIdentity,
     /// Headers the proxy adds to responses.
@@ -117,14 +122,44 @@ impl Runtime {
             }
         };
 
-        let mut instances = InstanceBuilder::new(registry, previous.map(|p| &p.instances));
-        let global = instances.build_list(&cfg.plugins, "plugins", None, &mut diags);
+        let consumers = match ConsumerSet::build(&cfg.consumers, "consumers") {
+            Ok(set) => Arc::new(set),
+            Err(mut d) => {
+                diags.append(&mut d);
+                Arc::new(ConsumerSet::new_empty())
+            }
+        };
+        let consumers_changed = previous.is_none_or(|p| p.config.consumers != cfg.consumers);
+        let mut instances = InstanceBuilder::new(
+            registry,
+            previous.map(|p| &p.instances),
+            &consumers,
+            consumers_changed,
+        );
+        let global = instances.build_list(&cfg.plugins, "plugins", &ScopeKey::Global, &mut diags);
+        let mut consumer_plugins = HashMap::new();
+        for (i, c) in cfg.consumers.iter().enumerate() {
+            let Some(id) = c.effective_id().filter(|_| !c.plugins.is_empty()) else {
+                continue;
+            };
+            let mut slots = instances.build_list(
+                &c.plugins,
+                &format!("consumers[{i}].plugins"),
+                &ScopeKey::Consumer(id.to_string()),
+                &mut diags,
+            );
+            slots.sort_by(|a, b| {
+                let p = |s: &Slot| s.instance.as_ref().map_or(i32::MIN, |i| i.priority);
+                p(b).cmp(&p(a)).then_with(|| a.name.cmp(&b.name))
+            });
+            consumer_plugins.insert(Arc::from(id), slots.into_boxed_slice());
+        }
         let mut routes = Vec::with_capacity(cfg.routes.len());
         for (i, r) in cfg.routes.iter().enumerate() {
             let slots = instances.build_list(
                 &r.plugins,
                 &format!("routes[{i}].plugins"),
-                Some(&r.name),
+                &ScopeKey::Route(r.name.clone()),
                 &mut diags,
             );
             let Some(upstream) = upstreams.get(&r.upstream) else {
@@ -154,18 +189,21 @@ impl Runtime {
             )]);
         };
         let reused_instances = instances.reused;
+        let instances = instances.finish();
         Ok(Runtime {
             config: Arc::new(cfg.clone()),
             router,
             routes,
             upstreams,
             global_chain: Chain::compose(&global, &[]),
+            consumers,
+            consumer_plugins,
             identity: ClientIdentity::new(&cfg.proxy),
             headers: HeaderSettings {
                 via: cfg.proxy.via_header.then(via_value),
                 latency: cfg.proxy.latency_headers,
             },
-            instances: instances.finish(),
+            instances,
             reused_instances,
         })
     }
@@ -173,5 +211,53 @@ impl Runtime {
     /// All upstream pools (for the health checker).
     pub fn upstream_list(&self) -> Vec<Arc<Upstream>> {
         self.upstreams.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str, previous: Option<&Runtime>) -> Runtime {
+        let loaded = config::load_str(yaml).expect("parses");
+        Runtime::build(&loaded, &Registry::with_stock_plugins(), previous).expect("builds")
+    }
+
+    const BASE: &str = "\
+listeners: [{address: 127.0.0.1:1}]
+upstreams: [{name: u, targets: [127.0.0.1:2]}]
+routes:
+  - name: r
+    upstream: u
+    plugins:
+      - name: key-auth
+        config: {anonymous: a}
+      - name: rate-limiting
+        config: {minute: 1}
+";
+
+    #[test]
+    fn consumer_changes_rebuild_only_plugins_that_use_consumers() {
+        let one = format!("{BASE}consumers: [{{username: a}}]\n");
+        let first = build(&one, None);
+        let same = build(&one, Some(&first));
+        assert_eq!(same.reused_instances, 2);
+        // key-auth checks its anonymous consumer at build: rebuilt; rate-limiting (and
+        // its counters) carried over.
+        let two = format!("{BASE}consumers: [{{username: a}}, {{username: b}}]\n");
+        let next = build(&two, Some(&same));
+        assert_eq!(next.reused_instances, 1);
+        assert_eq!(next.consumers.len(), 2);
+    }
+
+    #[test]
+    fn consumer_plugins_are_kept_by_consumer_id() {
+        let yaml = format!(
+            "{BASE}consumers:\n  - username: a\n  - username: b\n    id: b-1\n    plugins:\n      - name: rate-limiting\n        config: {{minute: 5}}\n"
+        );
+        let rt = build(&yaml, None);
+        assert!(!rt.consumer_plugins.contains_key("a"));
+        let slots = rt.consumer_plugins.get("b-1").expect("b's plugins");
+        assert_eq!(&*slots[0].name, "rate-limiting");
     }
 }

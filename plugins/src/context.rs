@@ -19,6 +19,9 @@ pub struct RouteInfo {
 ///
 /// Stays empty until an auth plugin runs; `rate-limiting` with `limit_by: consumer`
 /// counts per consumer once one is set and falls back to the client IP otherwise.
+/// Consumers are built once per configuration load (see
+/// [`ConsumerSet`](crate::consumers::ConsumerSet)), with the header values the auth
+/// plugins send upstream already computed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {
     /// Stable identifier (the `id` field, or the username when no id is given).
@@ -29,6 +32,91 @@ pub struct Consumer {
     pub custom_id: Option<Arc<str>>,
     /// ACL groups.
     pub groups: Arc<[Arc<str>]>,
+    headers: ConsumerHeaders,
+}
+
+/// Upstream header values for a consumer, computed once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerHeaders {
+    /// `X-Consumer-ID`.
+    pub id: Option<HeaderValue>,
+    /// `X-Consumer-Username`.
+    pub username: Option<HeaderValue>,
+    /// `X-Consumer-Custom-ID`.
+    pub custom_id: Option<HeaderValue>,
+    /// `X-Consumer-Groups`: the groups joined with `", "` (none when there are no
+    /// groups).
+    pub groups: Option<HeaderValue>,
+}
+
+fn header_value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(s.as_bytes()).ok()
+}
+
+impl Consumer {
+    /// A consumer. Values that cannot be header values (control characters) get no
+    /// header; configuration loading rejects them before this point.
+    pub fn new(
+        id: Arc<str>,
+        username: Option<Arc<str>>,
+        custom_id: Option<Arc<str>>,
+        groups: Arc<[Arc<str>]>,
+    ) -> Self {
+        let joined = groups
+            .iter()
+            .map(|g| &**g)
+            .collect::<Vec<&str>>()
+            .join(", ");
+        let headers = ConsumerHeaders {
+            id: header_value(&id),
+            username: username.as_deref().and_then(header_value),
+            custom_id: custom_id.as_deref().and_then(header_value),
+            groups: (!groups.is_empty())
+                .then(|| header_value(&joined))
+                .flatten(),
+        };
+        Consumer {
+            id,
+            username,
+            custom_id,
+            groups,
+            headers,
+        }
+    }
+
+    /// The header values sent upstream for this consumer.
+    pub fn headers(&self) -> &ConsumerHeaders {
+        &self.headers
+    }
+}
+
+/// The credential that authenticated a request: its identifier (`X-Credential-Identifier`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialId {
+    /// The identifier: a key-auth credential's `id`, a basic-auth username, a jwt key.
+    pub id: Arc<str>,
+    /// The same, as a header value.
+    pub header: HeaderValue,
+}
+
+impl CredentialId {
+    /// A credential identifier (`None` if it cannot be a header value).
+    pub fn new(id: &str) -> Option<Self> {
+        Some(CredentialId {
+            header: header_value(id)?,
+            id: Arc::from(id),
+        })
+    }
+}
+
+/// The request body as read by [`PluginRequest::read_body`](crate::PluginRequest::read_body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BufferedBody {
+    /// The whole body (possibly empty).
+    Complete(bytes::Bytes),
+    /// The body is larger than the gateway buffers ([`crate::plugin::MAX_BUFFERED_BODY`],
+    /// known from `Content-Length`); it was left unread and is forwarded as it comes.
+    TooLarge,
 }
 
 /// Per-request state: created by the proxy when a request arrives, visible to every
@@ -46,8 +134,16 @@ pub struct RequestCtx {
     pub route: Option<Arc<RouteInfo>>,
     /// The authenticated consumer, when an auth plugin identified one.
     pub consumer: Option<Arc<Consumer>>,
-    /// The identifier of the credential that authenticated the request.
+    /// The identifier of the credential that authenticated the request (`None` for the
+    /// anonymous consumer).
     pub credential: Option<Arc<str>>,
+    /// Whether `consumer` is an auth plugin's `anonymous` consumer (authentication
+    /// failed and the plugin let the request through as that consumer).
+    pub anonymous: bool,
+    /// The request body once a plugin read it.
+    body: Option<BufferedBody>,
+    /// A body to send upstream instead of the one the client sent.
+    upstream_body: Option<bytes::Bytes>,
     /// When the request arrived.
     pub started_at: Instant,
     /// Headers to add to whatever response the client gets (proxied or generated).
@@ -66,6 +162,9 @@ impl RequestCtx {
             route: None,
             consumer: None,
             credential: None,
+            anonymous: false,
+            body: None,
+            upstream_body: None,
             started_at: Instant::now(),
             response_headers: Vec::new(),
             extensions: http::Extensions::new(),
@@ -87,6 +186,34 @@ impl RequestCtx {
     /// Removes and returns the queued response headers.
     pub fn take_response_headers(&mut self) -> Vec<(HeaderName, HeaderValue)> {
         std::mem::take(&mut self.response_headers)
+    }
+
+    /// The body read by a plugin, if one did.
+    pub fn body(&self) -> Option<&BufferedBody> {
+        self.body.as_ref()
+    }
+
+    /// Records the body read from the client.
+    pub fn set_body(&mut self, body: BufferedBody) {
+        self.body = Some(body);
+    }
+
+    /// The body to send upstream instead of the client's, if a plugin replaced it.
+    pub fn upstream_body(&self) -> Option<&bytes::Bytes> {
+        self.upstream_body.as_ref()
+    }
+
+    /// Replaces the body sent upstream. Only meaningful once the whole body was read
+    /// (the proxy substitutes it when the buffered body is forwarded); use
+    /// [`PluginRequest::set_upstream_body`](crate::PluginRequest::set_upstream_body),
+    /// which also fixes the framing headers.
+    pub fn replace_upstream_body(&mut self, body: bytes::Bytes) {
+        self.upstream_body = Some(body);
+    }
+
+    /// Whether a consumer was authenticated with a credential (not anonymous).
+    pub fn is_authenticated(&self) -> bool {
+        self.consumer.is_some() && self.credential.is_some() && !self.anonymous
     }
 
     /// The name of the matched route, or `""` before routing.

@@ -10,7 +10,13 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
-use crate::context::RequestCtx;
+use crate::consumers::ConsumerSet;
+use crate::context::{BufferedBody, RequestCtx};
+
+/// The largest request body the gateway buffers for plugins that read it (64 KiB, the
+/// size of Pingora's retry buffer, which is what forwards a body that was read before
+/// the upstream was picked).
+pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
 
 /// A plugin instance: one configured use of a plugin, shared by all requests of a route
 /// (or of every route, for a global plugin) until the configuration changes.
@@ -75,6 +81,32 @@ pub struct PluginRequest<'a> {
     pub session: &'a mut Session,
     /// Per-request state.
     pub ctx: &'a mut RequestCtx,
+    /// The consumers of the configuration this request runs on.
+    pub consumers: &'a ConsumerSet,
+}
+
+/// Why [`PluginRequest::read_body`] could not provide the body.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Reading from the client failed (it went away, or was too slow).
+    #[error("cannot read the request body: {0}")]
+    Read(String),
+    /// A body without a `Content-Length` grew past [`MAX_BUFFERED_BODY`] while it was
+    /// read. Part of it is consumed, so the request cannot be forwarded any more.
+    #[error("the request body is larger than the gateway buffers")]
+    TooLarge,
+}
+
+impl BodyError {
+    /// The answer for the client: 400 when reading failed, 413 when too large.
+    pub fn response(&self) -> Response {
+        match self {
+            BodyError::Read(_) => Response::error(StatusCode::BAD_REQUEST, "Bad request"),
+            BodyError::TooLarge => {
+                Response::error(StatusCode::PAYLOAD_TOO_LARGE, "Request size limit exceeded")
+            }
+        }
+    }
 }
 
 impl PluginRequest<'_> {
@@ -105,6 +137,74 @@ impl PluginRequest<'_> {
     /// The raw query string, if any.
     pub fn query(&self) -> Option<&str> {
         self.session.req_header().uri.query()
+    }
+
+    /// Reads the whole request body (once; later calls, by any plugin, return the same
+    /// bytes) so a plugin can inspect it. The body is still forwarded upstream: Pingora
+    /// replays what was read from its retry buffer.
+    ///
+    /// Returns [`BufferedBody::TooLarge`] without reading when `Content-Length` says the
+    /// body is larger than [`MAX_BUFFERED_BODY`]; such a body is forwarded as it comes.
+    /// A body without `Content-Length` that turns out larger fails with
+    /// [`BodyError::TooLarge`].
+    pub async fn read_body(&mut self) -> Result<BufferedBody, BodyError> {
+        if let Some(b) = self.ctx.body() {
+            return Ok(b.clone());
+        }
+        let header = self.session.req_header();
+        let declared = header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BUFFERED_BODY as u64) {
+            self.ctx.set_body(BufferedBody::TooLarge);
+            return Ok(BufferedBody::TooLarge);
+        }
+        let expects_continue = header
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let downstream = self.session.as_downstream_mut();
+        if expects_continue {
+            // The client waits for this before it sends the body; the upstream will not
+            // see the Expect header, as the body is already here.
+            downstream
+                .write_continue_response()
+                .await
+                .map_err(|e| BodyError::Read(e.to_string()))?;
+            downstream
+                .req_header_mut()
+                .remove_header(&http::header::EXPECT);
+        }
+        // What is read is kept in Pingora's retry buffer and replayed upstream.
+        downstream.enable_retry_buffering();
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match downstream.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BUFFERED_BODY {
+                        return Err(BodyError::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(BodyError::Read(e.to_string())),
+            }
+        }
+        let body = BufferedBody::Complete(body.freeze());
+        self.ctx.set_body(body.clone());
+        Ok(body)
+    }
+
+    /// Sends `body` upstream instead of the body the client sent, and sets
+    /// `Content-Length` to match. Only after [`Self::read_body`] returned the complete
+    /// body.
+    pub fn set_upstream_body(&mut self, body: Bytes) {
+        let header = self.session.req_header_mut();
+        header.remove_header(&http::header::TRANSFER_ENCODING);
+        let _ = header.insert_header(http::header::CONTENT_LENGTH, body.len());
+        self.ctx.replace_upstream_body(body);
     }
 }
 

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::config::{from_node, join_path, ConfigNode, Diagnostic};
+use crate::consumers::ConsumerSet;
 use crate::plugin::Plugin;
 
 /// Where a plugin instance is attached.
@@ -19,6 +20,10 @@ pub enum PluginScope<'a> {
     Global,
     /// In a route's `plugins:` list.
     Route(&'a str),
+    /// In a consumer's `plugins:` list (the consumer's id): runs on that consumer's
+    /// requests once an auth plugin identified it, instead of the route's or the global
+    /// plugin of the same name.
+    Consumer(&'a str),
 }
 
 /// What a plugin's constructor may know about its surroundings.
@@ -27,12 +32,26 @@ pub enum PluginScope<'a> {
 pub struct BuildContext<'a> {
     /// Where the instance is attached.
     pub scope: PluginScope<'a>,
+    /// The consumers of the configuration being loaded, for checks such as "the
+    /// `anonymous` consumer exists". Plugins that read it must set
+    /// [`BuildPlugin::USES_CONSUMERS`] so they are rebuilt when consumers change; at
+    /// request time they use [`PluginRequest::consumers`](crate::PluginRequest::consumers).
+    pub consumers: &'a ConsumerSet,
 }
 
 impl<'a> BuildContext<'a> {
-    /// A context for an instance attached at `scope`.
+    /// A context for an instance attached at `scope`, with no consumers.
     pub fn new(scope: PluginScope<'a>) -> Self {
-        BuildContext { scope }
+        BuildContext {
+            scope,
+            consumers: ConsumerSet::empty(),
+        }
+    }
+
+    /// The same context with `consumers`.
+    pub fn with_consumers(mut self, consumers: &'a ConsumerSet) -> Self {
+        self.consumers = consumers;
+        self
     }
 }
 
@@ -113,6 +132,11 @@ pub trait BuildPlugin: Plugin + Sized {
     const PRIORITY: i32;
     /// The typed `config:` block. Unknown fields are always rejected.
     type Config: DeserializeOwned + JsonSchema;
+    /// Whether [`Self::build`] reads [`BuildContext::consumers`]. An instance is normally
+    /// carried over a reload when its own configuration did not change; one that uses
+    /// consumers is rebuilt whenever the `consumers:` section changed, so its checks run
+    /// again.
+    const USES_CONSUMERS: bool = false;
 
     /// Builds an instance, once per configuration load. Reject invalid combinations
     /// here with a [`ConfigError`] naming the field.
@@ -136,6 +160,10 @@ pub trait PluginFactory: Send + Sync + 'static {
     ) -> Result<Arc<dyn Plugin>, Vec<Diagnostic>>;
     /// The JSON Schema of the `config:` block.
     fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+    /// Whether building reads the consumer set (see [`BuildPlugin::USES_CONSUMERS`]).
+    fn uses_consumers(&self) -> bool {
+        false
+    }
 }
 
 struct TypedFactory<P>(std::marker::PhantomData<fn() -> P>);
@@ -172,6 +200,10 @@ impl<P: BuildPlugin> PluginFactory for TypedFactory<P> {
 
     fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<P::Config>()
+    }
+
+    fn uses_consumers(&self) -> bool {
+        P::USES_CONSUMERS
     }
 }
 

@@ -100,8 +100,3 @@ pub fn healthy_threshold() -> u32 {
 pub fn unhealthy_threshold() -> u32 {
     3
 }
-
-/// Plugins are on unless `enabled: false`.
-pub fn enabled() -> bool {
-    true
-}

@@ -3,13 +3,16 @@
 
 use std::fmt;
 
-use pingway_plugins::config::{lenient_default, lenient_vec, ConfigNode};
+use pingway_plugins::config::{lenient_default, lenient_vec};
 use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::defaults;
 use super::duration::Duration;
+
+pub use pingway_plugins::config::PluginConfig;
+pub use pingway_plugins::consumers::ConsumerConfig;
 
 /// The whole gateway configuration: one YAML file is the whole truth.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -35,7 +38,8 @@ pub struct GatewayConfig {
     /// same name.
     #[serde(default, deserialize_with = "lenient_vec")]
     pub plugins: Vec<PluginConfig>,
-    /// Identities that authentication plugins recognise.
+    /// Identities that authentication plugins recognise, with their credentials, ACL
+    /// groups and own plugins (Kong's declarative shape).
     #[serde(default, deserialize_with = "lenient_vec")]
     pub consumers: Vec<ConsumerConfig>,
 }
@@ -443,37 +447,4 @@ pub struct HeaderMatch {
     /// `true`: the header is present; `false`: it is absent.
     #[serde(default)]
     pub present: Option<bool>,
-}
-
-/// A plugin in a `plugins:` list.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PluginConfig {
-    /// The plugin's registered name, such as `rate-limiting`.
-    pub name: String,
-    /// The plugin's own settings (Kong's field names for Kong's plugins).
-    #[serde(default)]
-    pub config: ConfigNode,
-    /// Overrides the plugin's default priority (higher runs first).
-    #[serde(default)]
-    pub priority: Option<i32>,
-    /// `false` keeps the plugin configured but off (and, on a route, still replaces a
-    /// global plugin of the same name).
-    #[serde(default = "defaults::enabled")]
-    pub enabled: bool,
-}
-
-/// A consumer: an identity that auth plugins map credentials to.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConsumerConfig {
-    /// Unique username.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Unique identifier from another system.
-    #[serde(default)]
-    pub custom_id: Option<String>,
-    /// ACL groups.
-    #[serde(default)]
-    pub groups: Vec<String>,
 }

@@ -238,31 +238,9 @@ fn check_plugin_lists(plugins: &[PluginConfig], base: &str, out: &mut Vec<Diagno
 }
 
 fn check_consumers(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
-    let mut usernames = HashMap::new();
-    let mut custom_ids = HashMap::new();
+    // Names, ids and credentials are checked when the consumer set is built
+    // (`pingway_plugins::consumers::ConsumerSet::build`); here, only the plugin lists.
     for (i, c) in config.consumers.iter().enumerate() {
-        let base = format!("consumers[{i}]");
-        if c.username.is_none() && c.custom_id.is_none() {
-            out.push(Diagnostic::new(
-                base.clone(),
-                "a consumer needs a username or a custom_id",
-            ));
-        }
-        if let Some(u) = &c.username {
-            if let Some(first) = usernames.insert(u.as_str(), i) {
-                out.push(Diagnostic::new(
-                    format!("{base}.username"),
-                    format!("duplicate username {u:?} (first used by consumers[{first}])"),
-                ));
-            }
-        }
-        if let Some(id) = &c.custom_id {
-            if let Some(first) = custom_ids.insert(id.as_str(), i) {
-                out.push(Diagnostic::new(
-                    format!("{base}.custom_id"),
-                    format!("duplicate custom_id {id:?} (first used by consumers[{first}])"),
-                ));
-            }
-        }
+        check_plugin_lists(&c.plugins, &format!("consumers[{i}].plugins"), out);
     }
 }

@@ -4,11 +4,17 @@
 
 mod common;
 
+mod acl;
+mod auth_fixtures;
 mod balancing;
+mod basic_auth;
 mod cli;
+mod consumers;
 mod demo;
 mod errors;
 mod ip_restriction;
+mod jwt;
+mod key_auth;
 mod rate_limiting;
 mod reload;
 mod routing;

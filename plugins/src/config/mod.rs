@@ -4,10 +4,12 @@
 
 mod de;
 mod diagnostic;
+mod entry;
 mod node;
 
 pub use de::{from_node, lenient_default, lenient_vec, DeError};
 pub use diagnostic::{join_path, Diagnostic, Location};
+pub use entry::PluginConfig;
 pub use node::{
     index_path, parse_path, ConfigNode, MapKey, NodeValue, PathSegment, Resolved, Scalar,
 };

@@ -55,12 +55,7 @@ fn ctx(ip: &str) -> RequestCtx {
 }
 
 fn consumer(id: &str) -> Arc<Consumer> {
-    Arc::new(Consumer {
-        id: id.into(),
-        username: None,
-        custom_id: None,
-        groups: Arc::from(Vec::new()),
-    })
+    Arc::new(Consumer::new(id.into(), None, None, Arc::from(Vec::new())))
 }
 
 /// Runs one request through the plugin's decision at `now`, as `on_request` does.

@@ -1,0 +1,212 @@
+//! Consumers across plugins: rate limits per consumer, reloads that add consumers, and
+//! per-consumer plugins.
+
+use std::time::Duration;
+
+use crate::auth_fixtures::*;
+use crate::common::*;
+
+fn routes(limit: u32) -> String {
+    format!(
+        r#"  - name: r
+    paths: ["/"]
+    upstream: echo
+    plugins:
+      - name: key-auth
+      - name: rate-limiting
+        config: {{minute: {limit}, limit_by: consumer}}
+"#
+    )
+}
+
+const ALICE_BOB: &str = r#"
+consumers:
+  - username: alice
+    keyauth_credentials: [{key: alice-key}]
+  - username: bob
+    keyauth_credentials: [{key: bob-key}]
+"#;
+
+fn remaining(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get("x-ratelimit-remaining-minute")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn rate_limiting_by_consumer_keeps_budgets_apart() {
+    let g = AuthGateway::start(&routes(3), ALICE_BOB).await;
+    for left in ["2", "1", "0"] {
+        let r = g.get("/", &[("apikey", "alice-key")]).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(remaining(&r).as_deref(), Some(left));
+    }
+    expect_error(
+        g.get("/", &[("apikey", "alice-key")]).await,
+        429,
+        "API rate limit exceeded",
+    )
+    .await;
+    // Bob has his own budget, from the same client IP.
+    let r = g.get("/", &[("apikey", "bob-key")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(remaining(&r).as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn rate_limiting_by_credential() {
+    let consumers = r#"
+consumers:
+  - username: alice
+    keyauth_credentials: [{key: k1}, {key: k2}]
+"#;
+    let routes = r#"  - name: r
+    paths: ["/"]
+    upstream: echo
+    plugins:
+      - name: key-auth
+      - name: rate-limiting
+        config: {minute: 1, limit_by: credential}
+"#;
+    let g = AuthGateway::start(routes, consumers).await;
+    assert_eq!(g.get("/", &[("apikey", "k1")]).await.status(), 200);
+    assert_eq!(g.get("/", &[("apikey", "k1")]).await.status(), 429);
+    assert_eq!(g.get("/", &[("apikey", "k2")]).await.status(), 200);
+}
+
+#[tokio::test]
+async fn reload_adds_consumers_and_keeps_counters() {
+    let g = AuthGateway::start(&routes(2), ALICE_BOB).await;
+    for _ in 0..2 {
+        assert_eq!(g.get("/", &[("apikey", "alice-key")]).await.status(), 200);
+    }
+    assert_eq!(g.get("/", &[("apikey", "alice-key")]).await.status(), 429);
+    let r = g.get("/", &[("apikey", "bob-key")]).await;
+    assert_eq!(remaining(&r).as_deref(), Some("1"));
+    expect_error(
+        g.get("/", &[("apikey", "carol-key")]).await,
+        401,
+        "Unauthorized",
+    )
+    .await;
+
+    let more =
+        format!("{ALICE_BOB}  - username: carol\n    keyauth_credentials: [{{key: carol-key}}]\n");
+    g.gw.write_config(&config(&g.backend, &routes(2), &more));
+    let client = client();
+    let url = g.gw.url("/");
+    let carol_in = wait_until(Duration::from_secs(10), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .get(&url)
+                .header("apikey", "carol-key")
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    assert!(carol_in, "carol's key never worked:\n{}", g.gw.log());
+    // The rate-limiting instance (unchanged config) kept its counters.
+    assert_eq!(g.get("/", &[("apikey", "alice-key")]).await.status(), 429);
+    let r = g.get("/", &[("apikey", "bob-key")]).await;
+    assert_eq!(remaining(&r).as_deref(), Some("0"));
+    // Secrets stay out of the log.
+    let log = g.gw.log();
+    assert!(
+        !log.contains("alice-key") && !log.contains("carol-key"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn reload_that_removes_the_anonymous_consumer_is_refused() {
+    let routes = "  - name: r\n    paths: [\"/\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n        config: {anonymous: guest}\n";
+    let with_guest = format!("{ALICE_BOB}  - username: guest\n");
+    let g = AuthGateway::start(routes, &with_guest).await;
+    let e = expect_echo(g.get("/", &[]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("guest"));
+    // Same plugin config, but the consumer it names is gone: the reload must fail.
+    g.gw.write_config(&config(&g.backend, routes, ALICE_BOB));
+    let refused = wait_until(Duration::from_secs(10), || {
+        let log = g.gw.log();
+        async move { log.contains("no consumer with id or username \"guest\"") }
+    })
+    .await;
+    assert!(refused, "{}", g.gw.log());
+    let e = expect_echo(g.get("/", &[]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("guest"));
+}
+
+#[tokio::test]
+async fn consumer_plugins_replace_route_plugins_for_that_consumer() {
+    let consumers = r#"
+consumers:
+  - username: alice
+    keyauth_credentials: [{key: alice-key}]
+  - username: vip
+    keyauth_credentials: [{key: vip-key}]
+    plugins:
+      - name: rate-limiting
+        config: {minute: 100}
+  - username: blocked
+    keyauth_credentials: [{key: blocked-key}]
+    plugins:
+      - name: ip-restriction
+        config: {deny: [127.0.0.1]}
+"#;
+    let g = AuthGateway::start(&routes(2), consumers).await;
+    let limit = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-ratelimit-limit-minute")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let r = g.get("/", &[("apikey", "vip-key")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(limit(&r).as_deref(), Some("100"));
+    let r = g.get("/", &[("apikey", "alice-key")]).await;
+    assert_eq!(limit(&r).as_deref(), Some("2"));
+    for _ in 0..3 {
+        assert_eq!(g.get("/", &[("apikey", "vip-key")]).await.status(), 200);
+    }
+    // A consumer-only plugin runs for that consumer alone.
+    expect_error(
+        g.get("/", &[("apikey", "blocked-key")]).await,
+        403,
+        "IP address not allowed: 127.0.0.1",
+    )
+    .await;
+    assert_eq!(g.get("/", &[("apikey", "alice-key")]).await.status(), 200);
+}
+
+#[tokio::test]
+async fn duplicate_credentials_are_reported_with_their_paths() {
+    let backend = Backend::start("echo", Behaviour::Echo).await;
+    let yaml = config(
+        &backend,
+        &routes(1),
+        r#"
+consumers:
+  - username: a
+    keyauth_credentials: [{key: same-secret-key}]
+    jwt_secrets: [{key: iss-1, secret: s}]
+  - username: b
+    keyauth_credentials: [{key: other}, {key: same-secret-key}]
+    jwt_secrets: [{key: iss-1, secret: t}]
+  - username: a
+"#,
+    );
+    let (ok, out) = validate(&yaml);
+    assert!(!ok, "{out}");
+    for needle in [
+        "consumers[1].keyauth_credentials[1].key: duplicate key (the same key is used by consumers[0].keyauth_credentials[0])",
+        "consumers[1].jwt_secrets[0].key: duplicate jwt key \"iss-1\" (first used by consumers[0].jwt_secrets[0])",
+        "consumers[2].username: duplicate consumer id \"a\" (first used by consumers[0])",
+    ] {
+        assert!(out.contains(needle), "{needle} missing in:\n{out}");
+    }
+    assert!(!out.contains("same-secret-key"), "{out}");
+}

@@ -1,0 +1,313 @@
+//! key-auth, black-box, in the style of Kong's `spec/03-plugins/09-key-auth` tests.
+
+use crate::auth_fixtures::*;
+
+const CONSUMERS: &str = r#"
+consumers:
+  - username: alice
+    custom_id: alice-42
+    keyauth_credentials:
+      - key: alice-key
+        id: alice-cred
+  - username: bob
+    keyauth_credentials: [{key: bob-key}]
+  - username: anon
+"#;
+
+fn route(name: &str, path: &str, config: &str) -> String {
+    format!(
+        "  - name: {name}\n    paths: [\"{path}\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n        config: {config}\n"
+    )
+}
+
+async fn gateway(config: &str) -> AuthGateway {
+    AuthGateway::start(&route("r", "/", config), CONSUMERS).await
+}
+
+#[tokio::test]
+async fn missing_key_is_401_with_www_authenticate_key() {
+    let g = gateway("{}").await;
+    let h = expect_error(g.get("/", &[]).await, 401, "No API key found in request").await;
+    assert_eq!(www(&h), "Key");
+    assert_eq!(g.backend.hits(), 0);
+}
+
+#[tokio::test]
+async fn empty_key_counts_as_missing() {
+    let g = gateway("{}").await;
+    expect_error(
+        g.get("/", &[("apikey", "")]).await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+    expect_error(
+        g.get("/?apikey=", &[]).await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_key_is_unauthorized() {
+    let g = gateway("{realm: kong}").await;
+    let h = expect_error(g.get("/", &[("apikey", "nope")]).await, 401, "Unauthorized").await;
+    assert_eq!(www(&h), "Key realm=\"kong\"");
+    // Close to a real key is still wrong.
+    expect_error(g.get("/?apikey=alice-ke", &[]).await, 401, "Unauthorized").await;
+}
+
+#[tokio::test]
+async fn right_key_in_header_sets_consumer_headers() {
+    let g = gateway("{}").await;
+    let e = expect_echo(g.get("/", &[("apikey", "alice-key")]).await).await;
+    assert_eq!(e.header("x-consumer-id"), Some("alice"));
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("x-consumer-custom-id"), Some("alice-42"));
+    assert_eq!(e.header("x-credential-identifier"), Some("alice-cred"));
+    assert_eq!(e.header("x-anonymous-consumer"), None);
+    // Not hidden by default.
+    assert_eq!(e.header("apikey"), Some("alice-key"));
+    // A credential without an id gets a non-secret default identifier.
+    let e = expect_echo(g.get("/", &[("apikey", "bob-key")]).await).await;
+    assert_eq!(e.header("x-credential-identifier"), Some("bob-key-0"));
+    assert_eq!(e.header("x-consumer-custom-id"), None);
+}
+
+#[tokio::test]
+async fn right_key_in_query() {
+    let g = gateway("{}").await;
+    let e = expect_echo(g.get("/p?x=1&apikey=bob-key", &[]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    assert_eq!(e.target(), "/p?x=1&apikey=bob-key");
+}
+
+#[tokio::test]
+async fn duplicate_keys_are_refused() {
+    let g = gateway("{}").await;
+    let resp = g
+        .req("GET", "/")
+        .header("apikey", "alice-key")
+        .header("apikey", "bob-key")
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 401, "Duplicate API key found").await;
+    expect_error(
+        g.get("/?apikey=alice-key&apikey=bob-key", &[]).await,
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sources_can_be_switched_off_and_names_changed() {
+    let g = AuthGateway::start(
+        &(route("h", "/h", "{key_in_header: false}")
+            + &route("q", "/q", "{key_in_query: false}")
+            + &route("n", "/n", "{key_names: [x-api-key, token]}")),
+        CONSUMERS,
+    )
+    .await;
+    expect_error(
+        g.get("/h", &[("apikey", "alice-key")]).await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+    expect_echo(g.get("/h?apikey=alice-key", &[]).await).await;
+    expect_error(
+        g.get("/q?apikey=alice-key", &[]).await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+    expect_echo(g.get("/q", &[("apikey", "alice-key")]).await).await;
+    // Names are tried in order; the first key found is the one judged.
+    let e = expect_echo(
+        g.get("/n?token=bob-key", &[("x-api-key", "alice-key")])
+            .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    expect_error(
+        g.get("/n?token=bob-key", &[("x-api-key", "wrong")]).await,
+        401,
+        "Unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hide_credentials_strips_exactly_the_key() {
+    let g = gateway("{hide_credentials: true}").await;
+    let e = expect_echo(
+        g.get("/p", &[("apikey", "alice-key"), ("x-other", "kept")])
+            .await,
+    )
+    .await;
+    assert_eq!(e.header("apikey"), None);
+    assert_eq!(e.header("x-other"), Some("kept"));
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    // The rest of the query string keeps its bytes and order.
+    let e = expect_echo(g.get("/p?a=%2F1&apikey=alice-key&b=x+y&c", &[]).await).await;
+    assert_eq!(e.target(), "/p?a=%2F1&b=x+y&c");
+    let e = expect_echo(g.get("/p?apikey=alice-key", &[]).await).await;
+    assert_eq!(e.target(), "/p");
+}
+
+#[tokio::test]
+async fn key_in_form_body_is_found_and_the_body_still_reaches_upstream() {
+    let g = gateway("{key_in_body: true}").await;
+    let body = "a=1&apikey=alice-key&b=%20two";
+    let resp = g
+        .req("POST", "/form")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let e = expect_echo(resp).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.body, body);
+    assert_eq!(
+        e.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    // A body without the key is forwarded as well after the 401 check passes via header.
+    let resp = g
+        .req("POST", "/form")
+        .header("apikey", "bob-key")
+        .header("content-type", "text/plain")
+        .body("plain text")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_echo(resp).await.body, "plain text");
+}
+
+#[tokio::test]
+async fn key_in_json_body_hidden_byte_for_byte() {
+    let g = gateway("{key_in_body: true, hide_credentials: true}").await;
+    let body = r#"{"a": 1.50,  "apikey": "bob-key", "nested": {"apikey": "x"}, "z": [1, 2]}"#;
+    let resp = g
+        .req("POST", "/json")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let e = expect_echo(resp).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    let expected = r#"{"a": 1.50,  "nested": {"apikey": "x"}, "z": [1, 2]}"#;
+    assert_eq!(e.body, expected);
+    assert_eq!(
+        e.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+    // Form bodies too; the key name appears nowhere else.
+    let resp = g
+        .req("POST", "/form?q=1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("x=%41&apikey=alice-key&y=2")
+        .send()
+        .await
+        .unwrap();
+    let e = expect_echo(resp).await;
+    assert_eq!(e.body, "x=%41&y=2");
+    assert_eq!(e.target(), "/form?q=1");
+    // A JSON array under the key name is a "table" in Kong's terms: duplicate.
+    let resp = g
+        .req("POST", "/json")
+        .header("content-type", "application/json")
+        .body(r#"{"apikey": ["a", "b"]}"#)
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 401, "Duplicate API key found").await;
+}
+
+#[tokio::test]
+async fn anonymous_alone_maps_failures_to_the_anonymous_consumer() {
+    let g = gateway("{anonymous: anon}").await;
+    let e = expect_echo(g.get("/", &[]).await).await;
+    assert_eq!(e.header("x-anonymous-consumer"), Some("true"));
+    assert_eq!(e.header("x-consumer-username"), Some("anon"));
+    assert_eq!(e.header("x-credential-identifier"), None);
+    let e = expect_echo(g.get("/", &[("apikey", "wrong")]).await).await;
+    assert_eq!(e.header("x-anonymous-consumer"), Some("true"));
+    let e = expect_echo(g.get("/", &[("apikey", "alice-key")]).await).await;
+    assert_eq!(e.header("x-anonymous-consumer"), None);
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+}
+
+#[tokio::test]
+async fn clients_cannot_spoof_identity_headers() {
+    let g = gateway("{}").await;
+    let e = expect_echo(
+        g.get(
+            "/",
+            &[
+                ("apikey", "bob-key"),
+                ("x-consumer-id", "admin"),
+                ("x-consumer-custom-id", "admin-1"),
+                ("x-anonymous-consumer", "false"),
+                ("x-credential-identifier", "forged"),
+                ("x-consumer-groups", "admins"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-id"), Some("bob"));
+    assert_eq!(e.header("x-consumer-custom-id"), None);
+    assert_eq!(e.header("x-anonymous-consumer"), None);
+    assert_eq!(e.header("x-credential-identifier"), Some("bob-key-0"));
+    assert_eq!(e.header("x-consumer-groups"), None);
+}
+
+#[tokio::test]
+async fn preflight_requests() {
+    let g = AuthGateway::start(
+        &(route("on", "/on", "{}") + &route("off", "/off", "{run_on_preflight: false}")),
+        CONSUMERS,
+    )
+    .await;
+    let pre = |path: &str| {
+        g.req("OPTIONS", path)
+            .header("origin", "http://example.com")
+            .header("access-control-request-method", "GET")
+            .send()
+    };
+    expect_error(
+        pre("/on").await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+    let e = expect_echo(pre("/off").await.unwrap()).await;
+    assert!(
+        e.request_line.starts_with("OPTIONS /off"),
+        "{}",
+        e.request_line
+    );
+    assert_eq!(e.header("x-consumer-id"), None);
+    // Other methods still need a key.
+    expect_error(g.get("/off", &[]).await, 401, "No API key found in request").await;
+}
+
+#[tokio::test]
+async fn anonymous_must_name_an_existing_consumer() {
+    let backend = crate::common::Backend::start("echo", crate::common::Behaviour::Echo).await;
+    let yaml = config(&backend, &route("r", "/", "{anonymous: ghost}"), CONSUMERS);
+    let (ok, out) = validate(&yaml);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "routes[0].plugins[0].config.anonymous: no consumer with id or username \"ghost\""
+        ),
+        "{out}"
+    );
+}

@@ -1,0 +1,598 @@
+//! [`ConsumerSet`]: the consumers of one configuration, with hash maps from each kind of
+//! credential to its consumer, built once per load.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
+
+use super::config::{ConsumerConfig, JwtAlgorithm};
+use super::jwt_key::JwtVerifier;
+use super::password::{BoundedSet, StoredPassword};
+use crate::config::Diagnostic;
+use crate::context::{Consumer, CredentialId};
+
+/// A consumer and the credential that identified it.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated<'a> {
+    /// The consumer.
+    pub consumer: &'a Arc<Consumer>,
+    /// The credential.
+    pub credential: &'a CredentialId,
+}
+
+/// A jwt credential: its consumer, algorithm and verification key.
+#[derive(Debug)]
+pub struct JwtCredential {
+    consumer: usize,
+    /// The identifier (the credential's `key`).
+    pub credential: CredentialId,
+    /// The algorithm tokens must use.
+    pub algorithm: JwtAlgorithm,
+    /// Verifies signatures.
+    pub verifier: JwtVerifier,
+}
+
+struct KeyAuthEntry {
+    consumer: usize,
+    /// HMAC of the key under the set's lookup key (the key itself is not kept).
+    digest: [u8; 32],
+    credential: CredentialId,
+}
+
+struct BasicAuthEntry {
+    consumer: usize,
+    password: StoredPassword,
+    credential: CredentialId,
+}
+
+/// The consumers of one configuration and their credentials.
+///
+/// Every lookup is a hash-map lookup. API keys are looked up by an HMAC-SHA-256 of the
+/// key under a random key drawn when the set is built, so neither the map's probing nor
+/// its comparisons depend on the stored keys in a way a client could time; the matched
+/// digest is then compared again in constant time. Secrets are not kept in the clear:
+/// API keys and plain passwords are stored as digests.
+pub struct ConsumerSet {
+    consumers: Vec<Arc<Consumer>>,
+    by_id: HashMap<Arc<str>, usize>,
+    by_username: HashMap<Arc<str>, usize>,
+    lookup_key: hmac::Key,
+    key_auth: HashMap<[u8; 32], KeyAuthEntry>,
+    basic_auth: HashMap<String, BasicAuthEntry>,
+    jwt: HashMap<String, JwtCredential>,
+    verified: BoundedSet,
+    refused: BoundedSet,
+    hash_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl fmt::Debug for ConsumerSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerSet")
+            .field("consumers", &self.consumers.len())
+            .field("keyauth_credentials", &self.key_auth.len())
+            .field("basicauth_credentials", &self.basic_auth.len())
+            .field("jwt_secrets", &self.jwt.len())
+            .finish()
+    }
+}
+
+fn random_key() -> hmac::Key {
+    let mut bytes = [0u8; 32];
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        // No system randomness: fall back to a per-process value. The lookup key only
+        // hardens timing; correctness does not depend on it.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..16].copy_from_slice(&seed.to_le_bytes());
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, &bytes)
+}
+
+fn digest_of(key: &hmac::Key, parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = hmac::Context::with_key(key);
+    for p in parts {
+        // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
+        ctx.update(&(p.len() as u64).to_le_bytes());
+        ctx.update(p);
+    }
+    let tag = ctx.sign();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+fn has_control_chars(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == 0x7F)
+}
+
+impl ConsumerSet {
+    /// A set with no consumers.
+    pub fn empty() -> &'static ConsumerSet {
+        static EMPTY: OnceLock<ConsumerSet> = OnceLock::new();
+        EMPTY.get_or_init(ConsumerSet::new_empty)
+    }
+
+    /// A new set with no consumers.
+    pub fn new_empty() -> ConsumerSet {
+        ConsumerSet {
+            consumers: Vec::new(),
+            by_id: HashMap::new(),
+            by_username: HashMap::new(),
+            lookup_key: random_key(),
+            key_auth: HashMap::new(),
+            basic_auth: HashMap::new(),
+            jwt: HashMap::new(),
+            verified: BoundedSet::new(),
+            refused: BoundedSet::new(),
+            hash_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+
+    /// Builds the set from the `consumers:` list found at field path `base`. Returns
+    /// every problem found (duplicates, missing fields, unusable keys), each with its
+    /// field path; no message quotes a secret.
+    pub fn build(configs: &[ConsumerConfig], base: &str) -> Result<ConsumerSet, Vec<Diagnostic>> {
+        let mut diags = Vec::new();
+        let lookup_key = random_key();
+        let mut consumers = Vec::with_capacity(configs.len());
+        let mut by_id: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut by_username: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut by_custom_id: HashMap<&str, usize> = HashMap::new();
+        let mut key_auth: HashMap<[u8; 32], KeyAuthEntry> = HashMap::new();
+        let mut key_paths: HashMap<[u8; 32], String> = HashMap::new();
+        let mut basic_auth: HashMap<String, BasicAuthEntry> = HashMap::new();
+        let mut basic_paths: HashMap<String, String> = HashMap::new();
+        let mut jwt: HashMap<String, JwtCredential> = HashMap::new();
+        let mut jwt_paths: HashMap<String, String> = HashMap::new();
+
+        for (i, c) in configs.iter().enumerate() {
+            let cb = format!("{base}[{i}]");
+            let index = consumers.len();
+            if c.username.is_none() && c.custom_id.is_none() {
+                diags.push(Diagnostic::new(
+                    cb.clone(),
+                    "at least one of these fields must be non-empty: 'custom_id', 'username'",
+                ));
+                continue;
+            }
+            let mut ok = true;
+            for (field, value) in [
+                ("id", c.id.as_deref()),
+                ("username", c.username.as_deref()),
+                ("custom_id", c.custom_id.as_deref()),
+            ] {
+                match value {
+                    Some("") => {
+                        diags.push(Diagnostic::new(
+                            format!("{cb}.{field}"),
+                            "must not be empty",
+                        ));
+                        ok = false;
+                    }
+                    Some(v) if has_control_chars(v) => {
+                        diags.push(Diagnostic::new(
+                            format!("{cb}.{field}"),
+                            "must not contain control characters (it is sent in a header)",
+                        ));
+                        ok = false;
+                    }
+                    _ => {}
+                }
+            }
+            let Some(id) = c.effective_id().filter(|_| ok) else {
+                continue;
+            };
+            let id: Arc<str> = Arc::from(id);
+            let id_field = if c.id.is_some() {
+                "id"
+            } else if c.username.is_some() {
+                "username"
+            } else {
+                "custom_id"
+            };
+            if let Some(&first) = by_id.get(&id) {
+                diags.push(Diagnostic::new(
+                    format!("{cb}.{id_field}"),
+                    format!("duplicate consumer id {id:?} (first used by {base}[{first}])"),
+                ));
+                continue;
+            }
+            if let Some(u) = &c.username {
+                if let Some(&first) = by_username.get(u.as_str()) {
+                    diags.push(Diagnostic::new(
+                        format!("{cb}.username"),
+                        format!("duplicate username {u:?} (first used by {base}[{first}])"),
+                    ));
+                    continue;
+                }
+            }
+            if let Some(cid) = &c.custom_id {
+                if let Some(&first) = by_custom_id.get(cid.as_str()) {
+                    diags.push(Diagnostic::new(
+                        format!("{cb}.custom_id"),
+                        format!("duplicate custom_id {cid:?} (first used by {base}[{first}])"),
+                    ));
+                    continue;
+                }
+            }
+
+            let mut groups: Vec<Arc<str>> = Vec::new();
+            let named = c
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(j, g)| (format!("{cb}.groups[{j}]"), g));
+            let acls = c
+                .acls
+                .iter()
+                .enumerate()
+                .map(|(j, a)| (format!("{cb}.acls[{j}].group"), &a.group));
+            for (path, g) in named.chain(acls) {
+                if g.is_empty() || has_control_chars(g) || g.contains(',') {
+                    diags.push(Diagnostic::new(
+                        path,
+                        "a group name must be non-empty, without commas or control characters",
+                    ));
+                } else if !groups.iter().any(|x| **x == **g) {
+                    groups.push(Arc::from(g.as_str()));
+                }
+            }
+
+            by_id.insert(id.clone(), index);
+            let username: Option<Arc<str>> = c.username.as_deref().map(Arc::from);
+            if let Some(u) = &username {
+                by_username.insert(u.clone(), index);
+            }
+            if let Some(cid) = &c.custom_id {
+                by_custom_id.insert(cid.as_str(), index);
+            }
+            consumers.push(Arc::new(Consumer::new(
+                id.clone(),
+                username,
+                c.custom_id.as_deref().map(Arc::from),
+                Arc::from(groups),
+            )));
+
+            for (j, k) in c.keyauth_credentials.iter().enumerate() {
+                let kb = format!("{cb}.keyauth_credentials[{j}]");
+                if k.key.expose().is_empty() {
+                    diags.push(Diagnostic::new(format!("{kb}.key"), "must not be empty"));
+                    continue;
+                }
+                let digest = digest_of(&lookup_key, &[k.key.expose().as_bytes()]);
+                if let Some(first) = key_paths.get(&digest) {
+                    diags.push(Diagnostic::new(
+                        format!("{kb}.key"),
+                        format!("duplicate key (the same key is used by {first})"),
+                    ));
+                    continue;
+                }
+                let cred_id = match &k.id {
+                    Some(x) => x.clone(),
+                    None => format!("{id}-key-{j}"),
+                };
+                let Some(credential) = CredentialId::new(&cred_id) else {
+                    diags.push(Diagnostic::new(
+                        format!("{kb}.id"),
+                        "must not contain control characters (it is sent in a header)",
+                    ));
+                    continue;
+                };
+                key_paths.insert(digest, kb);
+                key_auth.insert(
+                    digest,
+                    KeyAuthEntry {
+                        consumer: index,
+                        digest,
+                        credential,
+                    },
+                );
+            }
+
+            for (j, b) in c.basicauth_credentials.iter().enumerate() {
+                let bb = format!("{cb}.basicauth_credentials[{j}]");
+                if b.username.is_empty() || b.username.contains(':') {
+                    diags.push(Diagnostic::new(
+                        format!("{bb}.username"),
+                        "must be non-empty and must not contain ':'",
+                    ));
+                    continue;
+                }
+                if let Some(first) = basic_paths.get(&b.username) {
+                    diags.push(Diagnostic::new(
+                        format!("{bb}.username"),
+                        format!(
+                            "duplicate basic-auth username {:?} (first used by {first})",
+                            b.username
+                        ),
+                    ));
+                    continue;
+                }
+                let password = match StoredPassword::parse(b.password.expose()) {
+                    Ok(p) => p,
+                    Err(msg) => {
+                        diags.push(Diagnostic::new(format!("{bb}.password"), msg));
+                        continue;
+                    }
+                };
+                let Some(credential) = CredentialId::new(&b.username) else {
+                    diags.push(Diagnostic::new(
+                        format!("{bb}.username"),
+                        "must not contain control characters (it is sent in a header)",
+                    ));
+                    continue;
+                };
+                basic_paths.insert(b.username.clone(), bb);
+                basic_auth.insert(
+                    b.username.clone(),
+                    BasicAuthEntry {
+                        consumer: index,
+                        password,
+                        credential,
+                    },
+                );
+            }
+
+            for (j, s) in c.jwt_secrets.iter().enumerate() {
+                let jb = format!("{cb}.jwt_secrets[{j}]");
+                if s.key.is_empty() {
+                    diags.push(Diagnostic::new(format!("{jb}.key"), "must not be empty"));
+                    continue;
+                }
+                if let Some(first) = jwt_paths.get(&s.key) {
+                    diags.push(Diagnostic::new(
+                        format!("{jb}.key"),
+                        format!("duplicate jwt key {:?} (first used by {first})", s.key),
+                    ));
+                    continue;
+                }
+                let verifier = match JwtVerifier::build(
+                    s.algorithm,
+                    s.secret.as_ref(),
+                    s.rsa_public_key.as_deref(),
+                ) {
+                    Ok(v) => v,
+                    Err((field, msg)) => {
+                        diags.push(Diagnostic::new(format!("{jb}.{field}"), msg));
+                        continue;
+                    }
+                };
+                let Some(credential) = CredentialId::new(&s.key) else {
+                    diags.push(Diagnostic::new(
+                        format!("{jb}.key"),
+                        "must not contain control characters (it is sent in a header)",
+                    ));
+                    continue;
+                };
+                jwt_paths.insert(s.key.clone(), jb);
+                jwt.insert(
+                    s.key.clone(),
+                    JwtCredential {
+                        consumer: index,
+                        credential,
+                        algorithm: s.algorithm,
+                        verifier,
+                    },
+                );
+            }
+        }
+
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(ConsumerSet {
+            consumers,
+            by_id,
+            by_username,
+            lookup_key,
+            key_auth,
+            basic_auth,
+            jwt,
+            verified: BoundedSet::new(),
+            refused: BoundedSet::new(),
+            hash_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+        })
+    }
+
+    /// Number of consumers.
+    pub fn len(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Whether there are no consumers.
+    pub fn is_empty(&self) -> bool {
+        self.consumers.is_empty()
+    }
+
+    /// All consumers, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Consumer>> {
+        self.consumers.iter()
+    }
+
+    /// The consumer whose id is `id`.
+    pub fn by_id(&self, id: &str) -> Option<&Arc<Consumer>> {
+        self.by_id.get(id).map(|&i| &self.consumers[i])
+    }
+
+    /// The consumer named by `reference`: its id, else its username (how Kong's
+    /// `anonymous` setting names a consumer).
+    pub fn find(&self, reference: &str) -> Option<&Arc<Consumer>> {
+        self.by_id
+            .get(reference)
+            .or_else(|| self.by_username.get(reference))
+            .map(|&i| &self.consumers[i])
+    }
+
+    /// The key-auth credential with API key `key`.
+    pub fn key_auth(&self, key: &[u8]) -> Option<Authenticated<'_>> {
+        let digest = digest_of(&self.lookup_key, &[key]);
+        let entry = self.key_auth.get(&digest)?;
+        // The map matched on the digest already; compare again in constant time so the
+        // final decision does not rest on the map's (short-circuiting) equality.
+        if !bool::from(entry.digest.ct_eq(&digest)) {
+            return None;
+        }
+        Some(Authenticated {
+            consumer: &self.consumers[entry.consumer],
+            credential: &entry.credential,
+        })
+    }
+
+    /// Whether a basic-auth credential has this username.
+    pub fn has_basic_auth_user(&self, username: &str) -> bool {
+        self.basic_auth.contains_key(username)
+    }
+
+    /// Checks a basic-auth username and password. Plain passwords are compared in
+    /// constant time; stored hashes are verified on the blocking pool (at most one per
+    /// core at a time) and both outcomes are cached (see `password.rs`).
+    pub async fn basic_auth(&self, username: &str, password: &[u8]) -> Option<Authenticated<'_>> {
+        let entry = self.basic_auth.get(username)?;
+        let ok = match entry.password.check_plain(password) {
+            Some(ok) => ok,
+            None => {
+                let key = digest_of(&self.lookup_key, &[username.as_bytes(), password]);
+                if self.verified.contains(&key) {
+                    true
+                } else if self.refused.contains(&key) {
+                    false
+                } else {
+                    let ok = self.verify_slow(&entry.password, password).await;
+                    if ok {
+                        self.verified.insert(key);
+                    } else {
+                        self.refused.insert(key);
+                    }
+                    ok
+                }
+            }
+        };
+        ok.then(|| Authenticated {
+            consumer: &self.consumers[entry.consumer],
+            credential: &entry.credential,
+        })
+    }
+
+    async fn verify_slow(&self, stored: &StoredPassword, given: &[u8]) -> bool {
+        let Ok(_permit) = self.hash_slots.clone().acquire_owned().await else {
+            return false;
+        };
+        let stored = stored.clone_for_task();
+        let given = given.to_vec();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || stored.verify_hash(&given))
+                .await
+                .unwrap_or(false),
+            Err(_) => stored.verify_hash(&given),
+        }
+    }
+
+    /// The jwt credential with key `key`, and its consumer.
+    pub fn jwt(&self, key: &str) -> Option<(&Arc<Consumer>, &JwtCredential)> {
+        let c = self.jwt.get(key)?;
+        Some((&self.consumers[c.consumer], c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{from_node, ConfigNode};
+
+    fn set(json: serde_json::Value) -> Result<ConsumerSet, Vec<Diagnostic>> {
+        let configs: Vec<ConsumerConfig> =
+            from_node(&ConfigNode::from_json(&json), "consumers").expect("parses");
+        ConsumerSet::build(&configs, "consumers")
+    }
+
+    fn problems(json: serde_json::Value) -> Vec<String> {
+        match set(json) {
+            Ok(_) => vec![],
+            Err(d) => d
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn lookups_by_each_credential() {
+        let s = set(serde_json::json!([
+            {"username": "alice", "custom_id": "a-1", "groups": ["admins"], "acls": [{"group": "ops"}, {"group": "admins"}],
+             "keyauth_credentials": [{"key": "alice-key"}, {"key": "alice-2", "id": "k2"}],
+             "basicauth_credentials": [{"username": "al", "password": "pw"}],
+             "jwt_secrets": [{"key": "alice-iss", "secret": "s"}]},
+            {"id": "b-id", "username": "bob"}
+        ]))
+        .unwrap();
+        let a = s.key_auth(b"alice-key").unwrap();
+        assert_eq!(&*a.consumer.id, "alice");
+        assert_eq!(&*a.credential.id, "alice-key-0");
+        assert_eq!(&*s.key_auth(b"alice-2").unwrap().credential.id, "k2");
+        assert!(s.key_auth(b"alice-ke").is_none());
+        assert_eq!(
+            a.consumer.groups.iter().map(|g| &**g).collect::<Vec<_>>(),
+            vec!["admins", "ops"]
+        );
+        assert_eq!(a.consumer.headers().groups.as_ref().unwrap(), "admins, ops");
+        assert_eq!(&*s.jwt("alice-iss").unwrap().0.id, "alice");
+        assert_eq!(&*s.find("bob").unwrap().id, "b-id");
+        assert_eq!(&*s.find("b-id").unwrap().id, "b-id");
+        assert!(s.find("carol").is_none());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("alice-key"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn basic_auth_plain_and_bcrypt_with_caches() {
+        let hash = bcrypt::hash_with_salt("pw2", 4, [1u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let s = set(serde_json::json!([
+            {"username": "a", "basicauth_credentials": [{"username": "u1", "password": "pw1"},
+                                                        {"username": "u2", "password": hash}]}
+        ]))
+        .unwrap();
+        assert_eq!(
+            &*s.basic_auth("u1", b"pw1").await.unwrap().credential.id,
+            "u1"
+        );
+        assert!(s.basic_auth("u1", b"pw2").await.is_none());
+        assert!(s.basic_auth("nobody", b"pw1").await.is_none());
+        for _ in 0..2 {
+            assert!(s.basic_auth("u2", b"pw2").await.is_some());
+            assert!(s.basic_auth("u2", b"nope").await.is_none());
+        }
+    }
+
+    #[test]
+    fn reports_duplicates_with_paths_and_without_secrets() {
+        let p = problems(serde_json::json!([
+            {"username": "a", "keyauth_credentials": [{"key": "topsecret"}]},
+            {"username": "a"},
+            {"username": "b", "keyauth_credentials": [{"key": "topsecret"}],
+             "basicauth_credentials": [{"username": "x", "password": "p"}]},
+            {"custom_id": "c", "basicauth_credentials": [{"username": "x", "password": "q"}],
+             "jwt_secrets": [{"key": "k", "algorithm": "RS256"}]},
+            {}
+        ]));
+        assert_eq!(
+            p,
+            vec![
+                "consumers[1].username: duplicate consumer id \"a\" (first used by consumers[0])",
+                "consumers[2].keyauth_credentials[0].key: duplicate key (the same key is used by consumers[0].keyauth_credentials[0])",
+                "consumers[3].basicauth_credentials[0].username: duplicate basic-auth username \"x\" (first used by consumers[2].basicauth_credentials[0])",
+                "consumers[3].jwt_secrets[0].rsa_public_key: a public key in PEM is required for algorithm RS256",
+                "consumers[4]: at least one of these fields must be non-empty: 'custom_id', 'username'",
+            ]
+        );
+        assert!(!p.iter().any(|m| m.contains("topsecret")));
+    }
+}

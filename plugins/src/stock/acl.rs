@@ -1,0 +1,148 @@
+//! `acl`: allow or deny authenticated consumers by group, as Kong does.
+//!
+//! - Exactly one of `allow` and `deny` lists groups.
+//! - It needs a consumer, so it runs after the auth plugins (priority 950). Without
+//!   one: 401 `{"message":"Unauthorized"}`.
+//! - A consumer in a denied group, or in none of the allowed groups: 403
+//!   `{"message":"You cannot consume this service"}` (a consumer without any group on an
+//!   `allow` list: 403 when it authenticated with a credential, 401 when it is the
+//!   anonymous consumer, as in Kong).
+//! - Allowed requests carry the consumer's groups upstream in `X-Consumer-Groups`
+//!   (`a, b`), unless `hide_groups_header`.
+//!
+//! `always_use_authenticated_groups` is accepted for compatibility; no stock plugin sets
+//! Kong's "authenticated groups" (LDAP/OAuth2 groups), so it has no effect.
+
+use std::collections::HashSet;
+
+use http::StatusCode;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::auth::CONSUMER_GROUPS;
+use crate::plugin::{Flow, Plugin, PluginRequest, Response};
+use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+
+/// Kong's `acl` configuration.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AclConfig {
+    /// Groups allowed; everyone else is refused.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// Groups refused; everyone else is allowed.
+    #[serde(default)]
+    pub deny: Option<Vec<String>>,
+    /// Do not send `X-Consumer-Groups` upstream.
+    #[serde(default)]
+    pub hide_groups_header: bool,
+    /// Accepted for Kong compatibility (no effect: see the module docs).
+    #[serde(default)]
+    pub always_use_authenticated_groups: bool,
+}
+
+/// The `acl` plugin.
+#[derive(Debug)]
+pub struct Acl {
+    groups: HashSet<String>,
+    deny: bool,
+    hide_groups_header: bool,
+}
+
+const DENIED: &str = "You cannot consume this service";
+
+#[async_trait::async_trait]
+impl Plugin for Acl {
+    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
+        let Some(consumer) = req.ctx.consumer.clone() else {
+            return Flow::Respond(Response::error(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        };
+        let authenticated = req.ctx.credential.is_some();
+        if consumer.groups.is_empty() && !self.deny {
+            let status = if authenticated {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            let message = if authenticated {
+                DENIED
+            } else {
+                "Unauthorized"
+            };
+            return Flow::Respond(Response::error(status, message));
+        }
+        let in_group = consumer.groups.iter().any(|g| self.groups.contains(&**g));
+        let blocked = if self.deny { in_group } else { !in_group };
+        if blocked {
+            return Flow::Respond(Response::error(StatusCode::FORBIDDEN, DENIED));
+        }
+        let header = req.header_mut();
+        header.remove_header(CONSUMER_GROUPS);
+        if !self.hide_groups_header {
+            if let Some(v) = &consumer.headers().groups {
+                let _ = header.insert_header(CONSUMER_GROUPS, v.clone());
+            }
+        }
+        Flow::Continue
+    }
+}
+
+impl BuildPlugin for Acl {
+    const NAME: &'static str = "acl";
+    const PRIORITY: i32 = 950;
+    type Config = AclConfig;
+
+    fn build(config: AclConfig, _cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
+        let allow = config.allow.filter(|a| !a.is_empty());
+        let deny = config.deny.filter(|d| !d.is_empty());
+        let (groups, is_deny) = match (allow, deny) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "",
+                    "only one of these fields must be non-empty: 'allow', 'deny'",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "",
+                    "at least one of these fields must be non-empty: 'allow', 'deny'",
+                ))
+            }
+            (Some(a), None) => (a, false),
+            (None, Some(d)) => (d, true),
+        };
+        Ok(Acl {
+            groups: groups.into_iter().collect(),
+            deny: is_deny,
+            hide_groups_header: config.hide_groups_header,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::PluginScope;
+
+    fn build(allow: Option<&[&str]>, deny: Option<&[&str]>) -> Result<Acl, ConfigError> {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        Acl::build(
+            AclConfig {
+                allow: allow.map(v),
+                deny: deny.map(v),
+                hide_groups_header: false,
+                always_use_authenticated_groups: false,
+            },
+            &BuildContext::new(PluginScope::Global),
+        )
+    }
+
+    #[test]
+    fn exactly_one_list() {
+        assert!(build(Some(&["a"]), None).is_ok());
+        assert!(build(None, Some(&["a"])).is_ok());
+        assert!(build(Some(&["a"]), Some(&["b"])).is_err());
+        assert!(build(None, None).is_err());
+        assert!(build(Some(&[]), None).is_err());
+    }
+}

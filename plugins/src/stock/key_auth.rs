@@ -1,0 +1,333 @@
+//! `key-auth`: authenticate with an API key, as Kong does.
+//!
+//! - For each of `key_names` in order, the key is looked for in a header
+//!   (`key_in_header`), then the query string (`key_in_query`), then a form or JSON body
+//!   (`key_in_body`). The first key found is the one judged.
+//! - A name given twice (two headers, `?apikey=a&apikey=b`, a JSON array) answers
+//!   "Duplicate API key found"; a missing or empty key "No API key found in request"; an
+//!   unknown key "Unauthorized". All are 401 with `WWW-Authenticate: Key` (plus
+//!   `realm="..."` when `realm` is set).
+//! - `hide_credentials` removes exactly the key: the header, the query parameter (the
+//!   rest of the query string keeps its bytes), and the body field (the rest of the body
+//!   keeps its bytes).
+//! - `anonymous` and `run_on_preflight` behave as described in `stock::auth`.
+//!
+//! Keys are looked up by a keyed hash and compared in constant time (see
+//! [`ConsumerSet`](crate::ConsumerSet)).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::auth::{self, json_body, urlencoded};
+use crate::context::BufferedBody;
+use crate::plugin::{Flow, Plugin, PluginRequest, Response};
+use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+
+fn default_key_names() -> Vec<String> {
+    vec!["apikey".to_string()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Kong's `key-auth` configuration.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAuthConfig {
+    /// Names under which the key may be sent (header names, query parameters, body
+    /// fields), tried in order.
+    #[serde(default = "default_key_names")]
+    pub key_names: Vec<String>,
+    /// Look for the key in request headers.
+    #[serde(default = "yes")]
+    pub key_in_header: bool,
+    /// Look for the key in the query string.
+    #[serde(default = "yes")]
+    pub key_in_query: bool,
+    /// Look for the key in a form (`application/x-www-form-urlencoded`) or JSON body of
+    /// up to 64 KiB.
+    #[serde(default)]
+    pub key_in_body: bool,
+    /// Remove the key from the request before it goes upstream.
+    #[serde(default)]
+    pub hide_credentials: bool,
+    /// A consumer (id or username) to let failed requests through as.
+    #[serde(default)]
+    pub anonymous: Option<String>,
+    /// Authenticate OPTIONS requests too; `false` lets them through unauthenticated.
+    #[serde(default = "yes")]
+    pub run_on_preflight: bool,
+    /// The realm in `WWW-Authenticate: Key realm="..."`.
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+/// The `key-auth` plugin.
+#[derive(Debug)]
+pub struct KeyAuth {
+    key_names: Vec<(String, HeaderName)>,
+    key_in_header: bool,
+    key_in_query: bool,
+    key_in_body: bool,
+    hide_credentials: bool,
+    anonymous: Option<String>,
+    run_on_preflight: bool,
+    www_authenticate: HeaderValue,
+}
+
+/// What a source held for a key name.
+enum Found<'a> {
+    Key(Cow<'a, [u8]>),
+    Duplicate,
+}
+
+const NO_KEY: &str = "No API key found in request";
+const DUPLICATE: &str = "Duplicate API key found";
+const UNAUTHORIZED: &str = "Unauthorized";
+
+/// Parsed form of a buffered body, for the fields Kong reads.
+enum BodyKind {
+    Form,
+    Json(serde_json::Map<String, serde_json::Value>),
+    Other,
+}
+
+fn body_kind(req: &PluginRequest<'_>, body: &[u8]) -> BodyKind {
+    let ct = req
+        .header_str("content-type")
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    match ct.as_str() {
+        "application/x-www-form-urlencoded" => BodyKind::Form,
+        "application/json" => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(map)) => BodyKind::Json(map),
+            _ => BodyKind::Other,
+        },
+        _ => BodyKind::Other,
+    }
+}
+
+impl KeyAuth {
+    fn in_header<'a>(&self, req: &'a PluginRequest<'_>, name: &HeaderName) -> Option<Found<'a>> {
+        let mut values = req.header().headers.get_all(name).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            return Some(Found::Duplicate);
+        }
+        Some(Found::Key(Cow::Borrowed(first.as_bytes())))
+    }
+
+    fn in_query<'a>(&self, req: &'a PluginRequest<'_>, name: &str) -> Option<Found<'a>> {
+        match urlencoded::find(req.query()?.as_bytes(), name) {
+            urlencoded::Param::Absent => None,
+            urlencoded::Param::One(v) => Some(Found::Key(v)),
+            urlencoded::Param::Many => Some(Found::Duplicate),
+        }
+    }
+
+    fn in_body<'a>(req: &PluginRequest<'_>, body: &'a [u8], name: &str) -> Option<Found<'a>> {
+        match body_kind(req, body) {
+            BodyKind::Form => match urlencoded::find(body, name) {
+                urlencoded::Param::Absent => None,
+                urlencoded::Param::One(v) => Some(Found::Key(v)),
+                urlencoded::Param::Many => Some(Found::Duplicate),
+            },
+            BodyKind::Json(map) => match map.get(name)? {
+                serde_json::Value::String(s) => {
+                    Some(Found::Key(Cow::Owned(s.clone().into_bytes())))
+                }
+                // A table in Kong's terms: "duplicate".
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                    Some(Found::Duplicate)
+                }
+                _ => None,
+            },
+            BodyKind::Other => None,
+        }
+    }
+
+    /// Reads the body when it may be looked at; `Ok(None)` when there is none to use.
+    async fn body(req: &mut PluginRequest<'_>) -> Result<Option<Bytes>, Response> {
+        match req.read_body().await {
+            Ok(BufferedBody::Complete(b)) => Ok(Some(b)),
+            Ok(BufferedBody::TooLarge) => Ok(None),
+            Err(e) => Err(e.response()),
+        }
+    }
+
+    /// Strips the key named `name` from the header, the query and (when read) the body.
+    async fn hide(
+        &self,
+        req: &mut PluginRequest<'_>,
+        name: &str,
+        header: &HeaderName,
+    ) -> Result<(), Response> {
+        req.header_mut().remove_header(header);
+        let new_query = req
+            .query()
+            .and_then(|q| urlencoded::remove(q.as_bytes(), name));
+        if let Some(q) = new_query {
+            let path = req.path().to_string();
+            let mut target = path.into_bytes();
+            if !q.is_empty() {
+                target.push(b'?');
+                target.extend_from_slice(&q);
+            }
+            if let Ok(uri) = http::Uri::try_from(target) {
+                req.header_mut().set_uri(uri);
+            }
+        }
+        if self.key_in_body {
+            if let Some(body) = Self::body(req).await? {
+                let stripped = match body_kind(req, &body) {
+                    BodyKind::Form => urlencoded::remove(&body, name),
+                    BodyKind::Json(_) => json_body::remove_member(&body, name),
+                    BodyKind::Other => None,
+                };
+                if let Some(b) = stripped {
+                    req.set_upstream_body(Bytes::from(b));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn authenticate(&self, req: &mut PluginRequest<'_>) -> Result<(), Response> {
+        let unauthorized = |m| auth::unauthorized(m, &self.www_authenticate);
+        let mut key: Option<Vec<u8>> = None;
+        let mut body: Option<Option<Bytes>> = None;
+        for (name, header) in &self.key_names {
+            let mut found = None;
+            if self.key_in_header {
+                found = self.in_header(req, header).map(own);
+            }
+            if found.is_none() && self.key_in_query {
+                found = self.in_query(req, name).map(own);
+            }
+            if found.is_none() && self.key_in_body {
+                if body.is_none() {
+                    body = Some(Self::body(req).await?);
+                }
+                if let Some(Some(b)) = &body {
+                    found = Self::in_body(req, b, name).map(own);
+                }
+            }
+            match found {
+                Some(Found::Key(k)) => {
+                    if self.hide_credentials {
+                        self.hide(req, name, header).await?;
+                    }
+                    key = Some(k.into_owned());
+                    break;
+                }
+                Some(Found::Duplicate) => return Err(unauthorized(DUPLICATE)),
+                None => {}
+            }
+        }
+        let key = match key {
+            Some(k) if !k.is_empty() => k,
+            _ => return Err(unauthorized(NO_KEY)),
+        };
+        let consumers = req.consumers;
+        let Some(found) = consumers.key_auth(&key) else {
+            return Err(unauthorized(UNAUTHORIZED));
+        };
+        auth::set_consumer(req, found.consumer, Some(found.credential));
+        Ok(())
+    }
+}
+
+fn own(f: Found<'_>) -> Found<'static> {
+    match f {
+        Found::Key(k) => Found::Key(Cow::Owned(k.into_owned())),
+        Found::Duplicate => Found::Duplicate,
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugin for KeyAuth {
+    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
+        if auth::skip_preflight(req, self.run_on_preflight) {
+            return Flow::Continue;
+        }
+        match &self.anonymous {
+            Some(anonymous) => {
+                // OR: already authenticated by another plugin, nothing to do.
+                if req.ctx.credential.is_some() {
+                    return Flow::Continue;
+                }
+                match self.authenticate(req).await {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => auth::continue_as_anonymous(req, anonymous),
+                }
+            }
+            None => match self.authenticate(req).await {
+                Ok(()) => Flow::Continue,
+                Err(resp) => Flow::Respond(resp),
+            },
+        }
+    }
+}
+
+impl BuildPlugin for KeyAuth {
+    const NAME: &'static str = "key-auth";
+    const PRIORITY: i32 = 1250;
+    const USES_CONSUMERS: bool = true;
+    type Config = KeyAuthConfig;
+
+    fn build(config: KeyAuthConfig, cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
+        let mut key_names = Vec::with_capacity(config.key_names.len());
+        let mut err: Option<ConfigError> = None;
+        if config.key_names.is_empty() {
+            err = Some(ConfigError::new(
+                "key_names",
+                "at least one key name is required",
+            ));
+        }
+        for (i, name) in config.key_names.iter().enumerate() {
+            match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) => key_names.push((name.clone(), h)),
+                Err(_) => {
+                    let (f, m) = (
+                        format!("key_names[{i}]"),
+                        format!(
+                            "bad header name {name:?}, allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+                        ),
+                    );
+                    err = Some(match err {
+                        None => ConfigError::new(f, m),
+                        Some(e) => e.and(f, m),
+                    });
+                }
+            }
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let www = match &config.realm {
+            Some(realm) => format!("Key realm=\"{realm}\""),
+            None => "Key".to_string(),
+        };
+        Ok(KeyAuth {
+            key_names,
+            key_in_header: config.key_in_header,
+            key_in_query: config.key_in_query,
+            key_in_body: config.key_in_body,
+            hide_credentials: config.hide_credentials,
+            anonymous: auth::check_anonymous(config.anonymous, cx)?,
+            run_on_preflight: config.run_on_preflight,
+            www_authenticate: auth::header_value("realm", www)?,
+        })
+    }
+}
