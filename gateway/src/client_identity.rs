@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use pingway_plugins::RequestId;
 
 use crate::config::validate::parse_cidr;
 use crate::config::ProxySettings;
@@ -101,14 +102,14 @@ impl ClientIdentity {
 
     /// The request id: the incoming header's value when the peer is trusted and the value
     /// is sane, otherwise a new random id.
-    pub fn request_id(&self, peer_trusted: bool, headers: &HeaderMap) -> String {
+    pub fn request_id(&self, peer_trusted: bool, headers: &HeaderMap) -> RequestId {
         if peer_trusted {
-            if let Some(v) = headers.get(&self.request_id_header) {
-                let b = v.as_bytes();
-                if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
-                    // ASCII-graphic bytes are valid UTF-8.
-                    return String::from_utf8_lossy(b).into_owned();
-                }
+            let incoming = headers
+                .get(&self.request_id_header)
+                .filter(|v| v.len() <= 200)
+                .and_then(|v| RequestId::from_header_value(v.clone()));
+            if let Some(id) = incoming {
+                return id;
             }
         }
         new_request_id()
@@ -136,7 +137,7 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
 }
 
 /// A random 128-bit id in the 8-4-4-4-12 hex layout of a UUID (version 4 bits set).
-pub fn new_request_id() -> String {
+pub fn new_request_id() -> RequestId {
     let mut v = fastrand::u128(..);
     v = (v & !(0xf << 76)) | (0x4 << 76); // version 4
     v = (v & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
@@ -152,8 +153,11 @@ pub fn new_request_id() -> String {
         *slot = HEX[((v >> shift) & 0xf) as usize];
         nibble += 1;
     }
-    // Only ASCII hex digits and dashes were written.
-    String::from_utf8_lossy(&out).into_owned()
+    // Only ASCII hex digits and dashes were written: always a valid header value.
+    HeaderValue::from_bytes(&out)
+        .ok()
+        .and_then(RequestId::from_header_value)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -232,13 +236,13 @@ mod tests {
     fn request_ids_are_random_uuids_unless_a_trusted_peer_sent_one() {
         let id = identity(&[], "x-forwarded-for", true);
         let a = new_request_id();
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
+        assert_eq!(a.as_str().len(), 36);
+        assert_eq!(&a.as_str()[14..15], "4");
         assert_ne!(a, new_request_id());
         let h = headers(&[("x-request-id", "abc-123")]);
-        assert_eq!(id.request_id(true, &h), "abc-123");
-        assert_ne!(id.request_id(false, &h), "abc-123");
+        assert_eq!(id.request_id(true, &h).as_str(), "abc-123");
+        assert_ne!(id.request_id(false, &h).as_str(), "abc-123");
         let bad = headers(&[("x-request-id", "has space")]);
-        assert_ne!(id.request_id(true, &bad), "has space");
+        assert_ne!(id.request_id(true, &bad).as_str(), "has space");
     }
 }

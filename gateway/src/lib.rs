@@ -17,6 +17,7 @@ pub mod chain;
 pub mod client_identity;
 pub mod demo;
 pub mod gateway;
+pub mod headers;
 pub mod proxy;
 pub mod reload;
 pub mod respond;

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use pingway_plugins::{Flow, LogEntry, PluginRequest, RequestCtx, Response};
+use pingway_plugins::{Flow, LogEntry, PluginRequest, RequestCtx, RequestId, Response};
 
 use crate::chain::{resolve_for_consumer, PluginInstance};
 use crate::respond;
@@ -27,14 +27,7 @@ use crate::router::{normalize_path, RouteRequest};
 use crate::runtime::{CompiledRoute, Runtime};
 use crate::upstream::{SelectRequest, Selected};
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-pingway-upstream-latency");
-static PROXY_LATENCY: HeaderName = HeaderName::from_static("x-pingway-proxy-latency");
-static RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-pingway-response-latency");
+use crate::headers::{self, millis_value};
 
 /// The gateway's `ProxyHttp`. Cheap to share; the configuration lives behind an
 /// [`ArcSwap`] that reloads replace.
@@ -122,6 +115,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Writes a response the gateway generated (plugin answer, 404, upstream failure), after
+/// Writes a response the gateway generated (plugin answer, 404, upstream failure), after
 /// the same header treatment proxied responses get.
 async fn send_generated(
     session: &mut Session,
@@ -130,18 +124,13 @@ async fn send_generated(
     resp: Response,
 ) -> Result<()> {
     let head = session.req_header().method == http::Method::HEAD;
-    let (mut header, body) = respond::render(&resp, &st.req.request_id, head);
+    let (mut header, body) = respond::render(&resp, st.req.request_id.as_str(), head);
     if runtime.headers.via.is_some() {
-        let _ = header.insert_header(
-            header::SERVER,
-            concat!("pingway/", env!("CARGO_PKG_VERSION")),
-        );
+        let _ = header.insert_header(header::SERVER, SERVER);
     }
     if runtime.headers.latency {
-        let _ = header.insert_header(
-            RESPONSE_LATENCY.clone(),
-            HeaderValue::from(millis(st.req.started_at.elapsed())),
-        );
+        let ms = millis(st.req.started_at.elapsed());
+        let _ = header.insert_header(headers::RESPONSE_LATENCY, millis_value(ms));
     }
     finish_response_header(runtime, &mut header, st);
     let end = body.is_empty();
@@ -152,18 +141,22 @@ async fn send_generated(
     Ok(())
 }
 
+/// `Server` on generated responses.
+const SERVER: HeaderValue =
+    HeaderValue::from_static(concat!("pingway/", env!("CARGO_PKG_VERSION")));
+
 /// Headers every response gets (request id, Via, plugin-queued headers), then the
 /// plugins' `on_response`.
 fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &mut State) {
-    if let Ok(v) = HeaderValue::from_str(&st.req.request_id) {
-        let _ = header.insert_header(runtime.identity.request_id_header().clone(), v);
-    }
+    let id = st.req.request_id.header_value().clone();
+    let _ = header.insert_header(runtime.headers.request_id, id);
     if let Some(via) = &runtime.headers.via {
-        let _ = header.append_header(header::VIA, via.clone());
+        let _ = header.append_header(headers::VIA, via.clone());
     }
     for (name, value) in st.req.take_response_headers() {
         let _ = header.insert_header(name, value);
     }
+    // The chain and the request state are disjoint fields of `st`.
     let State {
         req,
         chain_override,
@@ -181,7 +174,7 @@ fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &m
     }
 }
 
-/// Formats a value into a header value without a heap allocation for short values.
+/// Formats a value into a header value without a temporary heap string.
 fn display_header(value: impl std::fmt::Display) -> Option<HeaderValue> {
     use std::io::Write;
     let mut buf = [0u8; 64];
@@ -192,22 +185,27 @@ fn display_header(value: impl std::fmt::Display) -> Option<HeaderValue> {
 }
 
 /// Sets the forwarding headers on the upstream request.
-fn forwarding_headers(session: &Session, upstream: &mut RequestHeader, st: &State) {
+fn forwarding_headers(
+    runtime: &Runtime,
+    session: &Session,
+    upstream: &mut RequestHeader,
+    st: &State,
+) {
     let downstream = session.req_header();
     let trusted = st.peer_trusted;
 
     // X-Forwarded-For: what came in (every line, in order), then the peer.
+    let mut peer_value = None;
     if let Some(peer) = st.req.peer_addr {
         let peer_ip = peer.ip().to_canonical();
         let mut lines = downstream
             .headers
-            .get_all(&X_FORWARDED_FOR)
+            .get_all(headers::X_FORWARDED_FOR)
             .iter()
             .peekable();
-        if lines.peek().is_none() {
-            if let Some(v) = display_header(peer_ip) {
-                let _ = upstream.insert_header(X_FORWARDED_FOR.clone(), v);
-            }
+        let value = if lines.peek().is_none() {
+            peer_value = display_header(peer_ip);
+            peer_value.clone()
         } else {
             let mut xff = Vec::with_capacity(64);
             for v in lines {
@@ -218,35 +216,42 @@ fn forwarding_headers(session: &Session, upstream: &mut RequestHeader, st: &Stat
             }
             use std::io::Write;
             let _ = write!(xff, ", {peer_ip}");
-            if let Ok(v) = HeaderValue::from_bytes(&xff) {
-                let _ = upstream.insert_header(X_FORWARDED_FOR.clone(), v);
-            }
+            HeaderValue::from_bytes(&xff).ok()
+        };
+        if let Some(v) = value {
+            let _ = upstream.insert_header(headers::X_FORWARDED_FOR, v);
         }
     }
-    if !(trusted && downstream.headers.contains_key(&X_FORWARDED_PROTO)) {
-        let _ = upstream.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if !(trusted && downstream.headers.contains_key(headers::X_FORWARDED_PROTO)) {
+        let _ =
+            upstream.insert_header(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !(trusted && downstream.headers.contains_key(&X_FORWARDED_HOST)) {
+    if !(trusted && downstream.headers.contains_key(headers::X_FORWARDED_HOST)) {
         match downstream.headers.get(header::HOST) {
             Some(host) => {
-                let _ = upstream.insert_header(X_FORWARDED_HOST.clone(), host.clone());
+                let _ = upstream.insert_header(headers::X_FORWARDED_HOST, host.clone());
             }
             None => {
-                upstream.remove_header(&X_FORWARDED_HOST);
+                upstream.remove_header(headers::X_FORWARDED_HOST);
             }
         }
     }
-    if !(trusted && downstream.headers.contains_key(&X_FORWARDED_PORT)) {
-        if let Some(port) = session
+    if !(trusted && downstream.headers.contains_key(headers::X_FORWARDED_PORT)) {
+        let port = session
             .server_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.port())
-        {
-            let _ = upstream.insert_header(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
+            .map(|a| a.port());
+        if let Some(port) = port {
+            let _ = upstream.insert_header(headers::X_FORWARDED_PORT, runtime.port_value(port));
         }
     }
-    if let Some(v) = display_header(st.req.client_ip) {
-        let _ = upstream.insert_header(X_REAL_IP.clone(), v);
+    // Usually the client is the peer: reuse the value just made.
+    let real_ip = match (peer_value, st.req.peer_addr) {
+        (Some(v), Some(peer)) if peer.ip().to_canonical() == st.req.client_ip => Some(v),
+        _ => display_header(st.req.client_ip),
+    };
+    if let Some(v) = real_ip {
+        let _ = upstream.insert_header(headers::X_REAL_IP, v);
     }
 }
 
@@ -289,7 +294,11 @@ impl ProxyHttp for PingwayProxy {
             runtime: self.runtime.load_full(),
             state: State {
                 route: None,
-                req: RequestCtx::new(String::new(), IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
+                req: RequestCtx::new(
+                    RequestId::default(),
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    None,
+                ),
                 peer_trusted: false,
                 matched_len: 0,
                 selected: None,
@@ -520,12 +529,11 @@ impl ProxyHttp for PingwayProxy {
                 let _ = upstream.insert_header(header::HOST, t.host_header().clone());
             }
         }
-        forwarding_headers(session, upstream, st);
-        if let Ok(v) = HeaderValue::from_str(&st.req.request_id) {
-            let _ = upstream.insert_header(runtime.identity.request_id_header().clone(), v);
-        }
+        forwarding_headers(runtime, session, upstream, st);
+        let id = st.req.request_id.header_value().clone();
+        let _ = upstream.insert_header(runtime.headers.request_id, id);
         if let Some(via) = &runtime.headers.via {
-            let _ = upstream.append_header(header::VIA, via.clone());
+            let _ = upstream.append_header(headers::VIA, via.clone());
         }
         let State {
             req,
@@ -566,12 +574,10 @@ impl ProxyHttp for PingwayProxy {
         let ProxyCtx { runtime, state: st } = ctx;
         if runtime.headers.latency {
             if let Some(up) = st.upstream_latency {
-                let _ =
-                    response.insert_header(UPSTREAM_LATENCY.clone(), HeaderValue::from(millis(up)));
+                let _ = response.insert_header(headers::UPSTREAM_LATENCY, millis_value(millis(up)));
             }
             if let Some(px) = st.proxy_latency {
-                let _ =
-                    response.insert_header(PROXY_LATENCY.clone(), HeaderValue::from(millis(px)));
+                let _ = response.insert_header(headers::PROXY_LATENCY, millis_value(millis(px)));
             }
         }
         finish_response_header(runtime, response, st);

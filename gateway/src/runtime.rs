@@ -42,6 +42,10 @@ impl std::fmt::Debug for CompiledRoute {
 /// Response headers the proxy adds, precomputed.
 #[derive(Debug, Clone)]
 pub struct HeaderSettings {
+    /// The request-id header name (configured; interned so adding it costs nothing).
+    pub request_id: &'static str,
+    /// `X-Forwarded-Port` values for the listeners' ports.
+    pub ports: Vec<(u16, HeaderValue)>,
     /// `Via` value, when enabled.
     pub via: Option<HeaderValue>,
     /// Whether to add the latency headers.
@@ -200,12 +204,35 @@ impl Runtime {
             consumer_plugins,
             identity: ClientIdentity::new(&cfg.proxy),
             headers: HeaderSettings {
+                request_id: crate::headers::intern(
+                    &cfg.proxy.request_id_header.to_ascii_lowercase(),
+                ),
+                ports: cfg
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.address.parse::<std::net::SocketAddr>().ok())
+                    .filter_map(|a| {
+                        Some((
+                            a.port(),
+                            crate::headers::static_value(&a.port().to_string())?,
+                        ))
+                    })
+                    .collect(),
                 via: cfg.proxy.via_header.then(via_value),
                 latency: cfg.proxy.latency_headers,
             },
             instances,
             reused_instances,
         })
+    }
+
+    /// `X-Forwarded-Port` for a request that arrived on `port`.
+    pub fn port_value(&self, port: u16) -> HeaderValue {
+        self.headers
+            .ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or_else(|| HeaderValue::from(port), |(_, v)| v.clone())
     }
 
     /// All upstream pools (for the health checker).

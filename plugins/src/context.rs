@@ -119,12 +119,56 @@ pub enum BufferedBody {
     TooLarge,
 }
 
+/// A request id: text that is also a header value, so it is sent upstream and returned
+/// to the client without being copied again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// An id from header-safe text (visible ASCII); `None` otherwise.
+    pub fn new(text: &str) -> Option<Self> {
+        let ok = !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| HeaderValue::from_str(text).ok().map(RequestId))
+            .flatten()
+    }
+
+    /// Takes a header value as the id when it is visible ASCII (no copy).
+    pub fn from_header_value(value: HeaderValue) -> Option<Self> {
+        let b = value.as_bytes();
+        let ok = !b.is_empty() && b.iter().all(u8::is_ascii_graphic);
+        ok.then_some(RequestId(value))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII is ever stored.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value (cheap to clone).
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId(HeaderValue::from_static("-"))
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Per-request state: created by the proxy when a request arrives, visible to every
 /// plugin phase, dropped after `on_log`.
 #[derive(Debug)]
 pub struct RequestCtx {
     /// The request id sent upstream and returned to the client.
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The client's address: the connection's peer, or the address named by the
     /// real-IP header when the peer is a trusted proxy.
     pub client_ip: IpAddr,
@@ -154,7 +198,7 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     /// A fresh context for a request from `client_ip`.
-    pub fn new(request_id: String, client_ip: IpAddr, peer_addr: Option<SocketAddr>) -> Self {
+    pub fn new(request_id: RequestId, client_ip: IpAddr, peer_addr: Option<SocketAddr>) -> Self {
         RequestCtx {
             request_id,
             client_ip,

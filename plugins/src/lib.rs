@@ -24,7 +24,7 @@ pub mod stock;
 
 pub use async_trait::async_trait;
 pub use consumers::ConsumerSet;
-pub use context::{BufferedBody, Consumer, CredentialId, RequestCtx, RouteInfo};
+pub use context::{BufferedBody, Consumer, CredentialId, RequestCtx, RequestId, RouteInfo};
 pub use plugin::{Body, BodyError, Flow, LogEntry, Plugin, PluginRequest, Response};
 pub use registry::{BuildContext, BuildPlugin, ConfigError, PluginFactory, PluginScope, Registry};
 

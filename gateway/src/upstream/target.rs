@@ -145,7 +145,7 @@ impl Target {
     /// The same target, with `Host` taken from the configured address (so a target written
     /// `api.internal:8080` is asked for `api.internal:8080`, not for its IP).
     pub(crate) fn with_configured_address(mut self, address: &str) -> Self {
-        if let Ok(v) = http::HeaderValue::from_str(address) {
+        if let Some(v) = crate::headers::static_value(address) {
             self.host_header = v;
         }
         self

@@ -46,7 +46,7 @@ fn plugin(config: serde_json::Value) -> RateLimiting {
 
 fn ctx(ip: &str) -> RequestCtx {
     let ip: IpAddr = ip.parse().expect("test IP");
-    let mut ctx = RequestCtx::new("req-1".into(), ip, None);
+    let mut ctx = RequestCtx::new(crate::RequestId::new("req-1").unwrap_or_default(), ip, None);
     ctx.route = Some(Arc::new(RouteInfo {
         name: "orders".into(),
         upstream: "orders-svc".into(),
