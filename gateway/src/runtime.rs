@@ -204,9 +204,9 @@ impl Runtime {
             consumer_plugins,
             identity: ClientIdentity::new(&cfg.proxy),
             headers: HeaderSettings {
-                request_id: crate::headers::intern(
-                    &cfg.proxy.request_id_header.to_ascii_lowercase(),
-                ),
+                request_id: crate::headers::intern(&crate::headers::title_case(
+                    &cfg.proxy.request_id_header,
+                )),
                 ports: cfg
                     .listeners
                     .iter()
