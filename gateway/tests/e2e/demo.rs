@@ -23,8 +23,15 @@ async fn the_walkthrough_works_and_ctrl_c_stops_everything() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let c = client();
+    // Wait for both backends and the gateway without spending the rate limit of `/`:
+    // probe the backends directly and the gateway through `/v2`.
     let up = wait_until(Duration::from_secs(20), || async {
-        c.get(format!("{base}/")).send().await.is_ok()
+        let ok = |r: reqwest::Result<reqwest::Response>, want: u16| {
+            r.map(|r| r.status().as_u16() == want).unwrap_or(false)
+        };
+        ok(c.get(format!("http://127.0.0.1:{one}/")).send().await, 200)
+            && ok(c.get(format!("http://127.0.0.1:{two}/")).send().await, 200)
+            && ok(c.get(format!("{base}/v2")).send().await, 403)
     })
     .await;
     assert!(up, "demo did not start");
