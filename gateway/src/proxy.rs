@@ -100,6 +100,27 @@ impl State {
         }
     }
 
+    /// The chain that applies together with the request state, borrowed apart so that
+    /// plugins can be called with `&mut RequestCtx` while iterating.
+    fn chain_and_request<'r>(
+        &'r mut self,
+        runtime: &'r Runtime,
+    ) -> (&'r [PluginInstance], &'r mut RequestCtx) {
+        let State {
+            req,
+            chain_override,
+            route,
+            ..
+        } = self;
+        let plugins: &[PluginInstance] =
+            match (chain_override, route.and_then(|i| runtime.routes.get(i))) {
+                (Some(c), _) => c,
+                (None, Some(r)) => r.chain.plugins(),
+                (None, None) => runtime.global_chain.plugins(),
+            };
+        (plugins, req)
+    }
+
     /// Whether any plugin that applies wants response bodies.
     fn wants_body(&self, runtime: &Runtime) -> bool {
         match (&self.chain_override, self.route(runtime)) {
@@ -114,7 +135,6 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-/// Writes a response the gateway generated (plugin answer, 404, upstream failure), after
 /// Writes a response the gateway generated (plugin answer, 404, upstream failure), after
 /// the same header treatment proxied responses get.
 async fn send_generated(
@@ -156,19 +176,7 @@ fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &m
     for (name, value) in st.req.take_response_headers() {
         let _ = header.insert_header(name, value);
     }
-    // The chain and the request state are disjoint fields of `st`.
-    let State {
-        req,
-        chain_override,
-        route,
-        ..
-    } = st;
-    let plugins: &[PluginInstance] =
-        match (chain_override, route.and_then(|i| runtime.routes.get(i))) {
-            (Some(c), _) => c,
-            (None, Some(r)) => r.chain.plugins(),
-            (None, None) => runtime.global_chain.plugins(),
-        };
+    let (plugins, req) = st.chain_and_request(runtime);
     for p in plugins {
         p.plugin.on_response(header, req);
     }
@@ -593,18 +601,7 @@ impl ProxyHttp for PingwayProxy {
     ) -> Result<Option<Duration>> {
         let ProxyCtx { runtime, state: st } = ctx;
         if st.route.is_some() && st.wants_body(runtime) {
-            let State {
-                req,
-                chain_override,
-                route,
-                ..
-            } = st;
-            let plugins: &[PluginInstance] =
-                match (chain_override, route.and_then(|i| runtime.routes.get(i))) {
-                    (Some(c), _) => c,
-                    (None, Some(r)) => r.chain.plugins(),
-                    (None, None) => &[],
-                };
+            let (plugins, req) = st.chain_and_request(runtime);
             for p in plugins {
                 if p.plugin.wants_response_body() {
                     p.plugin.on_response_body(body, end_of_stream, req);
