@@ -268,6 +268,81 @@ async fn clients_cannot_spoof_identity_headers() {
     assert_eq!(e.header("x-consumer-groups"), None);
 }
 
+/// Many upstream stacks (CGI, PHP, WSGI, Rack) read `X_Consumer_ID` and `X-Consumer-ID`
+/// as the same variable, and a client may send a header twice: every spelling goes.
+#[tokio::test]
+async fn spoofed_identity_headers_are_removed_in_every_spelling() {
+    let g = gateway("{anonymous: anon}").await;
+    let spoof: &[(&str, &str)] = &[
+        ("X-Consumer-ID", "admin"),
+        ("x-consumer-id", "admin2"),
+        ("X_Consumer_ID", "admin3"),
+        ("x_consumer_username", "admin"),
+        ("X-Consumer_Custom-ID", "admin-1"),
+        ("x_credential_identifier", "forged"),
+        ("X_Anonymous_Consumer", "false"),
+        ("x_consumer_groups", "admins"),
+    ];
+    for key in [Some("bob-key"), None] {
+        let mut headers = spoof.to_vec();
+        if let Some(k) = key {
+            headers.push(("apikey", k));
+        }
+        let e = expect_echo(g.get("/", &headers).await).await;
+        let identity: Vec<_> = e
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                let k = k.replace('_', "-");
+                k.starts_with("x-consumer-")
+                    || k == "x-credential-identifier"
+                    || k == "x-anonymous-consumer"
+            })
+            .cloned()
+            .collect();
+        let expected: Vec<(String, String)> = match key {
+            Some(_) => vec![
+                ("x-consumer-id".into(), "bob".into()),
+                ("x-consumer-username".into(), "bob".into()),
+                ("x-credential-identifier".into(), "bob-key-0".into()),
+            ],
+            None => vec![
+                ("x-consumer-id".into(), "anon".into()),
+                ("x-consumer-username".into(), "anon".into()),
+                ("x-anonymous-consumer".into(), "true".into()),
+            ],
+        };
+        let mut identity = identity;
+        identity.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(identity, expected, "{key:?}");
+    }
+}
+
+/// With `run_on_preflight: false` an OPTIONS request passes unauthenticated; it must
+/// not carry a client's claimed identity upstream either.
+#[tokio::test]
+async fn unauthenticated_preflights_carry_no_claimed_identity() {
+    let g = gateway("{run_on_preflight: false}").await;
+    let resp = g
+        .req("OPTIONS", "/")
+        .header("origin", "http://example.com")
+        .header("access-control-request-method", "GET")
+        .header("x-consumer-username", "admin")
+        .header("x_consumer_id", "admin")
+        .header("x-credential-identifier", "forged")
+        .header("x-other", "kept")
+        .send()
+        .await
+        .unwrap();
+    let e = expect_echo(resp).await;
+    assert_eq!(e.header("x-consumer-username"), None);
+    assert_eq!(e.header("x_consumer_id"), None);
+    assert_eq!(e.header("x-credential-identifier"), None);
+    assert_eq!(e.header("x-other"), Some("kept"));
+}
+
 #[tokio::test]
 async fn preflight_requests() {
     let g = AuthGateway::start(
