@@ -386,3 +386,115 @@ async fn anonymous_must_name_an_existing_consumer() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_header_is_judged_before_the_query_and_hiding_strips_both() {
+    let g = AuthGateway::start(
+        &(route("r", "/", "{}") + &route("h", "/h", "{hide_credentials: true}")),
+        CONSUMERS,
+    )
+    .await;
+    // A key in the header and one in the query: not a duplicate; the header's is final.
+    let e = expect_echo(g.get("/?apikey=bob-key", &[("apikey", "alice-key")]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    expect_error(
+        g.get("/?apikey=bob-key", &[("apikey", "wrong")]).await,
+        401,
+        "Unauthorized",
+    )
+    .await;
+    // Hiding removes the name from every place, whichever held the judged key.
+    let e = expect_echo(
+        g.get("/h?x=1&apikey=bob-key", &[("apikey", "alice-key")])
+            .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("apikey"), None);
+    assert_eq!(e.target(), "/h?x=1");
+    // An encoded path and odd query bytes come through untouched.
+    let e = expect_echo(g.get("/h/a%20b/c?z=%zz&apikey=bob-key&=e&f=", &[]).await).await;
+    assert_eq!(e.target(), "/h/a%20b/c?z=%zz&=e&f=");
+}
+
+#[tokio::test]
+async fn a_key_name_with_underscores_matches_the_dashed_header() {
+    // Kong (nginx) finds key name `api_key` in an `api-key` header.
+    let g = gateway("{key_names: [api_key], hide_credentials: true}").await;
+    let e = expect_echo(g.get("/", &[("api-key", "alice-key"), ("x-y", "1")]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("api-key"), None);
+    assert_eq!(e.header("x-y"), Some("1"));
+    let e = expect_echo(g.get("/?api_key=bob-key", &[]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    assert_eq!(e.target(), "/");
+    expect_error(
+        g.get("/", &[("api-key", "alice-key"), ("api_key", "bob-key")])
+            .await,
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_query_name_without_value_is_no_key_and_ends_the_search_for_that_name() {
+    // `?apikey` is Kong's boolean `true`: not a key, and the body is not searched for it.
+    let g = gateway("{key_in_body: true}").await;
+    let resp = g
+        .req("POST", "/?apikey")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("apikey=alice-key")
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 401, "No API key found in request").await;
+    let resp = g
+        .req("POST", "/?other")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("apikey=alice-key")
+        .send()
+        .await
+        .unwrap();
+    expect_echo(resp).await;
+    expect_error(
+        g.get("/?apikey&apikey=bob-key", &[]).await,
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn json_body_values_that_are_not_strings() {
+    let g = gateway("{key_in_body: true, key_names: [apikey, token]}").await;
+    let post = |body: &'static str| {
+        g.req("POST", "/")
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body)
+            .send()
+    };
+    // An object is a "table" in Kong's terms: duplicate.
+    expect_error(
+        post(r#"{"apikey": {"k": "alice-key"}}"#).await.unwrap(),
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+    // A number or null is no key; the next name is tried.
+    let e = expect_echo(post(r#"{"apikey": 12, "token": "bob-key"}"#).await.unwrap()).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    expect_error(
+        post(r#"{"apikey": null}"#).await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+    // Not JSON at all: no key.
+    expect_error(
+        post(r#"{"apikey": "alice-key""#).await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+}
