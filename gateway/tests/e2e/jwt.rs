@@ -583,3 +583,144 @@ async fn clients_cannot_spoof_identity_headers() {
     assert_eq!(e.header("x-anonymous-consumer"), None);
     assert_eq!(e.header("x-credential-identifier"), Some("es384-key"));
 }
+
+#[tokio::test]
+async fn malformed_tokens_and_algorithms_kong_knows() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{}").await;
+    let t = keys.hs256(json!({"iss": "hs256-key"}));
+    let (h, c, _) = {
+        let mut p = t.splitn(3, '.');
+        (p.next().unwrap(), p.next().unwrap(), p.next().unwrap())
+    };
+    let alg = |a: &str| b64(json!({"alg": a, "typ": "JWT"}).to_string().as_bytes());
+    let cases = [
+        // Two segments: the missing signature fails Kong's JSON step.
+        (format!("{h}.{c}"), "Bad token; invalid JSON"),
+        (
+            format!("{}.{c}.x", b64(b"not json")),
+            "Bad token; invalid JSON",
+        ),
+        (
+            format!("{h}.{}.x", b64(b"{\"iss\":")),
+            "Bad token; invalid JSON",
+        ),
+        (format!("{}.{c}.x", alg("hs256")), "Bad token; invalid alg"),
+        (
+            format!("{}.{c}.x", b64(br#"{"typ":"JWT"}"#)),
+            "Bad token; invalid alg",
+        ),
+        (
+            format!("{h}.{c}.not*base64"),
+            "Bad token; invalid signature",
+        ),
+        // ES512 is an algorithm Kong knows: a mismatch, not a bad token.
+        (format!("{}.{c}.AAAA", alg("ES512")), "Invalid algorithm"),
+        // An RS256 token for an HS256 credential.
+        (
+            keys.sign("RS256", &json!({"iss": "hs256-key"}), b"", false),
+            "Invalid algorithm",
+        ),
+        (keys.hs256(json!({"iss": 42})), "Invalid 'iss' in claims"),
+        // Alice's secret, but naming another HS256 credential.
+        (keys.hs256(json!({"iss": "b64-key"})), "Invalid signature"),
+        // The right signature with the claims changed afterwards.
+        (
+            format!(
+                "{h}.{}.{}",
+                b64(br#"{"iss":"hs256-key","admin":true}"#),
+                t.rsplit('.').next().unwrap()
+            ),
+            "Invalid signature",
+        ),
+    ];
+    for (token, message) in cases {
+        let (body, www) = refused(g.get("/", &[("authorization", &bearer(&token))]).await).await;
+        assert_eq!(body["message"], message, "{token}");
+        assert_eq!(www, "Bearer error=\"invalid_token\"", "{token}");
+    }
+    assert_eq!(g.backend.hits(), 0);
+}
+
+#[tokio::test]
+async fn token_places_bearer_spelling_and_duplicates() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{cookie_names: [jwt, other]}").await;
+    let a = keys.hs256(json!({"iss": "hs256-key"}));
+    let b = keys.hs256(json!({"iss": "hs256-key", "n": 2}));
+    // `Bearer` or `bearer`; other spellings are no token at all (Kong's `[Bb]earer`).
+    expect_echo(
+        g.get("/", &[("authorization", &format!("bearer {a}"))])
+            .await,
+    )
+    .await;
+    let (body, www) = refused(
+        g.get("/", &[("authorization", &format!("BEARER {a}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(body["message"], "Unauthorized");
+    assert_eq!(www, "Bearer");
+    // The same token in the query twice is one token; two different ones are not.
+    expect_echo(g.get(&format!("/?jwt={a}&jwt={a}"), &[]).await).await;
+    let (body, _) = refused(g.get(&format!("/?jwt={a}&jwt={b}"), &[]).await).await;
+    assert_eq!(body["message"], "Multiple tokens provided");
+    // Query and cookie, or two cookie names, with different tokens.
+    let (body, _) = refused(
+        g.get(&format!("/?jwt={a}"), &[("cookie", &format!("jwt={b}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(body["message"], "Multiple tokens provided");
+    let (body, _) = refused(
+        g.get("/", &[("cookie", &format!("jwt={a}; other={b}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(body["message"], "Multiple tokens provided");
+    // nginx's `$cookie_jwt` is the first cookie of that name.
+    let e = expect_echo(
+        g.get("/", &[("cookie", &format!("x=1; jwt={a}; jwt={b}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    // Only the first Authorization header is read.
+    let resp = g
+        .req("GET", "/")
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .header("authorization", bearer(&a))
+        .send()
+        .await
+        .unwrap();
+    let (body, _) = refused(resp).await;
+    assert_eq!(body["message"], "Unauthorized");
+    // An empty cookie or query value is no token.
+    let (body, _) = refused(g.get("/?jwt=", &[("cookie", "jwt=")]).await).await;
+    assert_eq!(body["message"], "Unauthorized");
+}
+
+#[tokio::test]
+async fn maximum_expiration_needs_an_exp_claim() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{claims_to_verify: [exp], maximum_expiration: 300}").await;
+    // Without `exp` the claim check fails first, as in Kong.
+    let t = keys.hs256(json!({"iss": "hs256-key"}));
+    let (body, _) = refused(g.get("/", &[("authorization", &bearer(&t))]).await).await;
+    assert_eq!(body, json!({"exp": "must be a number"}));
+    let t = keys.hs256(json!({"iss": "hs256-key", "exp": now() + 290}));
+    expect_echo(g.get("/", &[("authorization", &bearer(&t))]).await).await;
+    let t = keys.hs256(json!({"iss": "hs256-key", "exp": now() + 400}));
+    let (body, www) = refused(g.get("/", &[("authorization", &bearer(&t))]).await).await;
+    assert_eq!(body, json!({"exp": "exceeds maximum allowed expiration"}));
+    assert_eq!(www, "Bearer error=\"invalid_token\"");
+}
+
+#[tokio::test]
+async fn a_header_name_with_underscores_matches_the_dashed_header() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{header_names: [x_token]}").await;
+    let t = keys.hs256(json!({"iss": "hs256-key"}));
+    let e = expect_echo(g.get("/", &[("x-token", &bearer(&t))]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+}
