@@ -67,6 +67,9 @@ pub struct ConsumerSet {
     verified: BoundedSet,
     refused: BoundedSet,
     hash_slots: Arc<tokio::sync::Semaphore>,
+    /// Slow hash verifications run (tests only).
+    #[cfg(test)]
+    slow_runs: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for ConsumerSet {
@@ -93,7 +96,16 @@ fn random_key() -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, &bytes)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// HMAC runs on this thread, so tests can check that right and wrong keys cost the
+    /// same work.
+    static HMAC_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn digest_of(key: &hmac::Key, parts: &[&[u8]]) -> [u8; 32] {
+    #[cfg(test)]
+    HMAC_RUNS.with(|n| n.set(n.get() + 1));
     let mut ctx = hmac::Context::with_key(key);
     for p in parts {
         // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
@@ -130,6 +142,8 @@ impl ConsumerSet {
             verified: BoundedSet::new(),
             refused: BoundedSet::new(),
             hash_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            #[cfg(test)]
+            slow_runs: Default::default(),
         }
     }
 
@@ -397,6 +411,8 @@ impl ConsumerSet {
             verified: BoundedSet::new(),
             refused: BoundedSet::new(),
             hash_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            #[cfg(test)]
+            slow_runs: Default::default(),
         })
     }
 
@@ -451,9 +467,13 @@ impl ConsumerSet {
 
     /// Checks a basic-auth username and password. Plain passwords are compared in
     /// constant time; stored hashes are verified on the blocking pool (at most one per
-    /// core at a time) and both outcomes are cached (see `password.rs`).
+    /// core at a time) and both outcomes are cached (see `password.rs`). An unknown
+    /// username costs the digest a wrong plain password costs.
     pub async fn basic_auth(&self, username: &str, password: &[u8]) -> Option<Authenticated<'_>> {
-        let entry = self.basic_auth.get(username)?;
+        let Some(entry) = self.basic_auth.get(username) else {
+            StoredPassword::check_unknown_user(password);
+            return None;
+        };
         let ok = match entry.password.check_plain(password) {
             Some(ok) => ok,
             None => {
@@ -483,6 +503,9 @@ impl ConsumerSet {
         let Ok(_permit) = self.hash_slots.clone().acquire_owned().await else {
             return false;
         };
+        #[cfg(test)]
+        self.slow_runs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let stored = stored.clone_for_task();
         let given = given.to_vec();
         match tokio::runtime::Handle::try_current() {
@@ -570,6 +593,88 @@ mod tests {
             assert!(s.basic_auth("u2", b"pw2").await.is_some());
             assert!(s.basic_auth("u2", b"nope").await.is_none());
         }
+    }
+
+    fn hmac_runs() -> usize {
+        HMAC_RUNS.with(|n| n.get())
+    }
+
+    fn sha256_runs() -> usize {
+        super::super::password::SHA256_RUNS.with(|n| n.get())
+    }
+
+    /// A wrong API key costs what a right one does: one keyed digest and one map lookup,
+    /// whatever its length.
+    #[test]
+    fn right_and_wrong_keys_cost_the_same_digests() {
+        let s = set(serde_json::json!([
+            {"username": "a", "keyauth_credentials": [{"key": "the-right-key"}]}
+        ]))
+        .unwrap();
+        for (key, found) in [
+            (&b"the-right-key"[..], true),
+            (b"the-wrong-key", false),
+            (b"x", false),
+            (&[b'k'; 4096][..], false),
+        ] {
+            let before = hmac_runs();
+            assert_eq!(s.key_auth(key).is_some(), found);
+            assert_eq!(hmac_runs() - before, 1, "{}", key.len());
+        }
+    }
+
+    /// Plain passwords: a right one, a wrong one and an unknown username each cost one
+    /// SHA-256 and no slow hash.
+    #[tokio::test]
+    async fn right_and_wrong_plain_passwords_cost_the_same_digests() {
+        let s = set(serde_json::json!([
+            {"username": "a", "basicauth_credentials": [{"username": "u", "password": "pw"}]}
+        ]))
+        .unwrap();
+        for (user, pw, ok) in [
+            ("u", &b"pw"[..], true),
+            ("u", b"wrong", false),
+            ("u", b"", false),
+            ("nobody", b"pw", false),
+        ] {
+            let before = sha256_runs();
+            assert_eq!(s.basic_auth(user, pw).await.is_some(), ok, "{user}");
+            assert_eq!(sha256_runs() - before, 1, "{user}");
+        }
+        assert_eq!(s.slow_runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    /// Hashed passwords: each distinct (username, password) costs one slow hash; after
+    /// that a repeated right or wrong password costs one keyed digest and no hash, and an
+    /// unknown username never costs a hash.
+    #[tokio::test]
+    async fn hashed_passwords_cost_one_hash_per_distinct_attempt() {
+        let hash = bcrypt::hash_with_salt("pw", 4, [3u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let s = set(serde_json::json!([
+            {"username": "a", "basicauth_credentials": [{"username": "h", "password": hash}]}
+        ]))
+        .unwrap();
+        let slow = || s.slow_runs.load(std::sync::atomic::Ordering::SeqCst);
+        for round in 0..3 {
+            assert!(s.basic_auth("h", b"pw").await.is_some());
+            assert!(s.basic_auth("h", b"wrong").await.is_none());
+            assert!(s.basic_auth("nobody", b"pw").await.is_none());
+            assert_eq!(slow(), 2, "round {round}");
+        }
+        for round in 0..3 {
+            let before = (hmac_runs(), sha256_runs());
+            assert!(s.basic_auth("h", b"pw").await.is_some());
+            assert!(s.basic_auth("h", b"wrong").await.is_none());
+            assert_eq!(
+                (hmac_runs() - before.0, sha256_runs() - before.1),
+                (2, 0),
+                "round {round}"
+            );
+        }
+        assert!(s.basic_auth("h", b"wrong-2").await.is_none());
+        assert_eq!(slow(), 3);
     }
 
     #[test]
