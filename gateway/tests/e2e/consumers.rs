@@ -323,3 +323,35 @@ consumers:
     assert!(refused, "{log}");
     assert!(!log.contains("SeCrEt"), "{log}");
 }
+
+#[tokio::test]
+async fn every_auth_plugin_checks_its_anonymous_consumer_at_load() {
+    let backend = Backend::start("echo", Behaviour::Echo).await;
+    let routes = "  - name: r\n    paths: [\"/\"]\n    upstream: echo\n    plugins:\n      - name: jwt\n        config: {anonymous: ghost-1}\n      - name: key-auth\n        config: {anonymous: ghost-2}\n      - name: basic-auth\n        config: {anonymous: ghost-3}\n";
+    let global =
+        format!("{ALICE_BOB}plugins:\n  - name: key-auth\n    config: {{anonymous: ghost-4}}\n");
+    let (ok, out) = validate(&config(&backend, routes, &global));
+    assert!(!ok, "{out}");
+    for needle in [
+        "routes[0].plugins[0].config.anonymous: no consumer with id or username \"ghost-1\"",
+        "routes[0].plugins[1].config.anonymous: no consumer with id or username \"ghost-2\"",
+        "routes[0].plugins[2].config.anonymous: no consumer with id or username \"ghost-3\"",
+        "plugins[0].config.anonymous: no consumer with id or username \"ghost-4\"",
+    ] {
+        assert!(out.contains(needle), "{needle} missing in:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn anonymous_may_name_a_consumer_by_id_or_username() {
+    let consumers = format!("{ALICE_BOB}  - id: 6f0c-guest\n    username: guest\n");
+    let routes = "  - name: by-id\n    paths: [\"/id\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n        config: {anonymous: 6f0c-guest}\n  - name: by-name\n    paths: [\"/name\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n        config: {anonymous: guest}\n";
+    let g = AuthGateway::start(routes, &consumers).await;
+    for path in ["/id", "/name"] {
+        let e = expect_echo(g.get(path, &[("apikey", "wrong")]).await).await;
+        assert_eq!(e.header("x-consumer-id"), Some("6f0c-guest"), "{path}");
+        assert_eq!(e.header("x-consumer-username"), Some("guest"), "{path}");
+        assert_eq!(e.header("x-anonymous-consumer"), Some("true"), "{path}");
+        assert_eq!(e.header("x-credential-identifier"), None, "{path}");
+    }
+}
