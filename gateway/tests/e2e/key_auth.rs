@@ -498,3 +498,30 @@ async fn json_body_values_that_are_not_strings() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_not_searched_and_pass_unchanged() {
+    let g = gateway("{key_in_body: true, hide_credentials: true}").await;
+    let big = format!("apikey=alice-key&pad={}", "x".repeat(70 * 1024));
+    let post = |body: String, key: Option<&str>| {
+        let mut r = g
+            .req("POST", "/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(k) = key {
+            r = r.header("apikey", k.to_string());
+        }
+        r.send()
+    };
+    expect_error(
+        post(big.clone(), None).await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+    // With the key in a header, the large body is forwarded as it came (it was not
+    // read, so its own `apikey` field is not stripped).
+    let e = expect_echo(post(big.clone(), Some("bob-key")).await.unwrap()).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    assert_eq!(e.body, big);
+}
