@@ -19,8 +19,9 @@
 //!
 //! What remains is inherent to slow hashes: each *distinct* wrong password against a
 //! hashed credential costs one hash run. Those runs happen on the blocking thread pool,
-//! at most one per CPU core at a time, so they never stall the proxy's own threads;
-//! prefer plain passwords (or key-auth) where that matters. An unknown username costs no
+//! on all CPU cores but one at most (one on a single core), so a flood of them never
+//! stalls the proxy's own threads, though it slows them; prefer plain passwords (or
+//! key-auth) where that matters. An unknown username costs no
 //! hash at all (Kong behaves the same; it reveals which usernames exist to a client
 //! that can time requests precisely). For plain passwords an unknown username costs the
 //! same SHA-256 as a wrong password, so there it reveals nothing.

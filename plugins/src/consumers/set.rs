@@ -399,7 +399,11 @@ impl ConsumerSet {
         if !diags.is_empty() {
             return Err(diags);
         }
+        // Slow hashes run at most one per core but one at a time, so that a flood of
+        // distinct wrong passwords leaves a core to the proxy (on a 2-core machine,
+        // letting hashes take both halved the throughput of everyone else).
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hash_slots = cores.saturating_sub(1).max(1);
         Ok(ConsumerSet {
             consumers,
             by_id,
@@ -410,7 +414,7 @@ impl ConsumerSet {
             jwt,
             verified: BoundedSet::new(),
             refused: BoundedSet::new(),
-            hash_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            hash_slots: Arc::new(tokio::sync::Semaphore::new(hash_slots)),
             #[cfg(test)]
             slow_runs: Default::default(),
         })
@@ -466,8 +470,8 @@ impl ConsumerSet {
     }
 
     /// Checks a basic-auth username and password. Plain passwords are compared in
-    /// constant time; stored hashes are verified on the blocking pool (at most one per
-    /// core at a time) and both outcomes are cached (see `password.rs`). An unknown
+    /// constant time; stored hashes are verified on the blocking pool (on all cores
+    /// but one at most) and both outcomes are cached (see `password.rs`). An unknown
     /// username costs the digest a wrong plain password costs.
     pub async fn basic_auth(&self, username: &str, password: &[u8]) -> Option<Authenticated<'_>> {
         let Some(entry) = self.basic_auth.get(username) else {
