@@ -15,7 +15,9 @@
 //! - a verified password is remembered in a positive cache (only a right password can
 //!   enter it, so an attacker cannot evict entries with wrong guesses beyond its bound);
 //! - a refused password is remembered in a separate negative cache, so repeating the
-//!   same wrong credentials costs one HMAC, like repeating right ones.
+//!   same wrong credentials costs one HMAC, like repeating right ones;
+//! - concurrent requests with the same credentials, before either cache knows them,
+//!   share one hash run.
 //!
 //! What remains is inherent to slow hashes: each *distinct* wrong password against a
 //! hashed credential costs one hash run. Those runs happen on the blocking thread pool,

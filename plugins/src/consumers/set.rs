@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -66,6 +66,10 @@ pub struct ConsumerSet {
     jwt: HashMap<String, JwtCredential>,
     verified: BoundedSet,
     refused: BoundedSet,
+    /// Slow verifications under way, by cache key: concurrent requests with the same
+    /// credentials (a client opening a pool of connections, or a flood repeating one
+    /// guess) wait for one hash run instead of each queueing its own.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
     hash_slots: Arc<tokio::sync::Semaphore>,
     /// Slow hash verifications run (tests only).
     #[cfg(test)]
@@ -141,6 +145,7 @@ impl ConsumerSet {
             jwt: HashMap::new(),
             verified: BoundedSet::new(),
             refused: BoundedSet::new(),
+            in_flight: Mutex::default(),
             hash_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             #[cfg(test)]
             slow_runs: Default::default(),
@@ -414,6 +419,7 @@ impl ConsumerSet {
             jwt,
             verified: BoundedSet::new(),
             refused: BoundedSet::new(),
+            in_flight: Mutex::default(),
             hash_slots: Arc::new(tokio::sync::Semaphore::new(hash_slots)),
             #[cfg(test)]
             slow_runs: Default::default(),
@@ -482,25 +488,52 @@ impl ConsumerSet {
             Some(ok) => ok,
             None => {
                 let key = digest_of(&self.lookup_key, &[username.as_bytes(), password]);
-                if self.verified.contains(&key) {
-                    true
-                } else if self.refused.contains(&key) {
-                    false
-                } else {
-                    let ok = self.verify_slow(&entry.password, password).await;
-                    if ok {
-                        self.verified.insert(key);
-                    } else {
-                        self.refused.insert(key);
-                    }
-                    ok
-                }
+                self.verify_cached(key, &entry.password, password).await
             }
         };
         ok.then(|| Authenticated {
             consumer: &self.consumers[entry.consumer],
             credential: &entry.credential,
         })
+    }
+
+    /// A stored hash checked through the caches: a known outcome costs nothing more;
+    /// otherwise one hash run, shared by every concurrent request with the same `key`.
+    async fn verify_cached(&self, key: [u8; 32], stored: &StoredPassword, given: &[u8]) -> bool {
+        let cached = || {
+            if self.verified.contains(&key) {
+                Some(true)
+            } else if self.refused.contains(&key) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        if let Some(ok) = cached() {
+            return ok;
+        }
+        let lock = || self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let cell = lock().entry(key).or_default().clone();
+        let ok = *cell
+            .get_or_init(|| async {
+                // A run that finished just before this cell was made filled a cache.
+                if let Some(ok) = cached() {
+                    return ok;
+                }
+                let ok = self.verify_slow(stored, given).await;
+                if ok {
+                    self.verified.insert(key);
+                } else {
+                    self.refused.insert(key);
+                }
+                ok
+            })
+            .await;
+        let mut in_flight = lock();
+        if in_flight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            in_flight.remove(&key);
+        }
+        ok
     }
 
     async fn verify_slow(&self, stored: &StoredPassword, given: &[u8]) -> bool {
@@ -679,6 +712,35 @@ mod tests {
         }
         assert!(s.basic_auth("h", b"wrong-2").await.is_none());
         assert_eq!(slow(), 3);
+    }
+
+    /// Concurrent requests with the same new credentials share one hash run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_attempts_share_one_hash() {
+        let hash = bcrypt::hash_with_salt("pw", 6, [5u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let s = Arc::new(
+            set(serde_json::json!([
+                {"username": "a", "basicauth_credentials": [{"username": "h", "password": hash}]}
+            ]))
+            .unwrap(),
+        );
+        for (pw, ok) in [("pw", true), ("wrong", false)] {
+            let before = s.slow_runs.load(std::sync::atomic::Ordering::SeqCst);
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let s = s.clone();
+                    tokio::spawn(async move { s.basic_auth("h", pw.as_bytes()).await.is_some() })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), ok, "{pw}");
+            }
+            let runs = s.slow_runs.load(std::sync::atomic::Ordering::SeqCst) - before;
+            assert_eq!(runs, 1, "{pw}");
+            assert!(s.in_flight.lock().unwrap().is_empty());
+        }
     }
 
     #[test]
