@@ -36,6 +36,34 @@ pub struct JwtCredential {
     pub verifier: JwtVerifier,
 }
 
+type InFlight = Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>;
+
+fn lock_in_flight(
+    map: &InFlight,
+) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>> {
+    map.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes a slow verification's entry out of the in-flight map when its request is
+/// done or dropped (unless a newer entry replaced it).
+struct InFlightGuard<'a> {
+    map: &'a InFlight,
+    key: [u8; 32],
+    cell: Arc<tokio::sync::OnceCell<bool>>,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = lock_in_flight(self.map);
+        if map
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
 struct KeyAuthEntry {
     consumer: usize,
     /// HMAC of the key under the set's lookup key (the key itself is not kept).
@@ -69,7 +97,7 @@ pub struct ConsumerSet {
     /// Slow verifications under way, by cache key: concurrent requests with the same
     /// credentials (a client opening a pool of connections, or a flood repeating one
     /// guess) wait for one hash run instead of each queueing its own.
-    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    in_flight: InFlight,
     hash_slots: Arc<tokio::sync::Semaphore>,
     /// Slow hash verifications run (tests only).
     #[cfg(test)]
@@ -512,8 +540,17 @@ impl ConsumerSet {
         if let Some(ok) = cached() {
             return ok;
         }
-        let lock = || self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let cell = lock().entry(key).or_default().clone();
+        let cell = lock_in_flight(&self.in_flight)
+            .entry(key)
+            .or_default()
+            .clone();
+        // Removes the entry however this ends, a client that went away included: an
+        // abandoned entry would stay in the map for good.
+        let _guard = InFlightGuard {
+            map: &self.in_flight,
+            key,
+            cell: cell.clone(),
+        };
         let ok = *cell
             .get_or_init(|| async {
                 // A run that finished just before this cell was made filled a cache.
@@ -529,10 +566,6 @@ impl ConsumerSet {
                 ok
             })
             .await;
-        let mut in_flight = lock();
-        if in_flight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            in_flight.remove(&key);
-        }
         ok
     }
 
@@ -741,6 +774,28 @@ mod tests {
             assert_eq!(runs, 1, "{pw}");
             assert!(s.in_flight.lock().unwrap().is_empty());
         }
+        // Requests dropped while they wait (clients that went away) leave nothing behind.
+        let waiting: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let pw = format!("gone-{i}");
+                    s.basic_auth("h", pw.as_bytes()).await.is_some()
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.in_flight.lock().unwrap().len() < 8 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(s.in_flight.lock().unwrap().len(), 8);
+        for t in &waiting {
+            t.abort();
+        }
+        for t in waiting {
+            let _ = t.await;
+        }
+        assert!(s.in_flight.lock().unwrap().is_empty());
     }
 
     #[test]
