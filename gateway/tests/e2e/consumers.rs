@@ -355,3 +355,66 @@ async fn anonymous_may_name_a_consumer_by_id_or_username() {
         assert_eq!(e.header("x-credential-identifier"), None, "{path}");
     }
 }
+
+/// `config/auth-demo.yaml` does what its comments say.
+#[tokio::test]
+async fn the_auth_walkthrough_config_works_as_documented() {
+    let one = Backend::start("one", Behaviour::Echo).await;
+    let two = Backend::start("two", Behaviour::Echo).await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/auth-demo.yaml"
+    ))
+    .unwrap();
+    let yaml = text
+        .replace("127.0.0.1:8080", "127.0.0.1:{PORT}")
+        .replace("127.0.0.1:9001", &one.addr.to_string())
+        .replace("127.0.0.1:9002", &two.addr.to_string());
+    let gw = GatewayProcess::start(&yaml).await;
+    let client = client();
+    let get = |path: &str, key: Option<&str>| {
+        let mut r = client.get(gw.url(path));
+        if let Some(k) = key {
+            r = r.header("apikey", k.to_string());
+        }
+        r.send()
+    };
+    let h = expect_error(
+        get("/", None).await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+    assert_eq!(www(&h), "Key");
+    let e = expect_echo(get("/", Some("alice-demo-key")).await.unwrap()).await;
+    assert_eq!(e.backend, "one");
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("apikey"), None);
+    let r = get("/?apikey=bob-demo-key", None).await.unwrap();
+    assert_eq!(r.headers()["x-ratelimit-limit-minute"], "20");
+    let e = expect_echo(r).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    assert_eq!(e.target(), "/");
+    for _ in 0..4 {
+        assert_eq!(
+            get("/", Some("alice-demo-key")).await.unwrap().status(),
+            200
+        );
+    }
+    expect_error(
+        get("/", Some("alice-demo-key")).await.unwrap(),
+        429,
+        "API rate limit exceeded",
+    )
+    .await;
+    assert_eq!(get("/", Some("bob-demo-key")).await.unwrap().status(), 200);
+    expect_error(
+        get("/admin", Some("bob-demo-key")).await.unwrap(),
+        403,
+        "You cannot consume this service",
+    )
+    .await;
+    let e = expect_echo(get("/admin", Some("alice-demo-key")).await.unwrap()).await;
+    assert_eq!(e.backend, "two");
+    assert_eq!(e.header("x-consumer-groups"), Some("admins"));
+}
