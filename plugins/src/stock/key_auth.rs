@@ -317,8 +317,16 @@ impl BuildPlugin for KeyAuth {
             ));
         }
         for (i, name) in config.key_names.iter().enumerate() {
-            match HeaderName::from_bytes(name.as_bytes()) {
-                Ok(header) => {
+            // Kong's `typedefs.header_name`: letters, digits, '_' and '-' only.
+            let kong_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            match HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .filter(|_| kong_name)
+            {
+                Some(header) => {
                     let dashed = name
                         .contains('_')
                         .then(|| HeaderName::from_bytes(name.replace('_', "-").as_bytes()).ok())
@@ -329,7 +337,7 @@ impl BuildPlugin for KeyAuth {
                         dashed,
                     })
                 }
-                Err(_) => {
+                None => {
                     let (f, m) = (
                         format!("key_names[{i}]"),
                         format!(
@@ -360,5 +368,32 @@ impl BuildPlugin for KeyAuth {
             run_on_preflight: config.run_on_preflight,
             www_authenticate: auth::header_value("realm", www)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::PluginScope;
+
+    fn build(names: &[&str]) -> Result<KeyAuth, ConfigError> {
+        let config: KeyAuthConfig = serde_json::from_value(serde_json::json!({
+            "key_names": names,
+        }))
+        .unwrap();
+        KeyAuth::build(config, &BuildContext::new(PluginScope::Global))
+    }
+
+    #[test]
+    fn key_names_are_kong_header_names() {
+        let k = build(&["apikey", "X-API-Key", "api_key"]).unwrap();
+        assert_eq!(k.key_names[2].dashed.as_ref().unwrap(), "api-key");
+        assert!(k.key_names[0].dashed.is_none());
+        for bad in ["api.key", "api key", "", "k!"] {
+            let e = build(&["apikey", bad]).unwrap_err();
+            let shown = format!("{e:?}");
+            assert!(shown.contains("key_names[1]"), "{bad}: {shown}");
+        }
+        assert!(build(&[]).is_err());
     }
 }
