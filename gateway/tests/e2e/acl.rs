@@ -230,3 +230,27 @@ async fn a_global_acl_applies_after_a_route_auth_plugin() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_deny_list_without_any_consumer_is_401() {
+    let routes = "  - name: d\n    paths: [\"/d\"]\n    upstream: echo\n    plugins:\n      - name: acl\n        config: {deny: [developers]}\n  - name: p\n    paths: [\"/p\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n        config: {run_on_preflight: false}\n      - name: acl\n        config: {deny: [developers]}\n";
+    let g = AuthGateway::start(routes, CONSUMERS).await;
+    let h = expect_error(
+        g.get("/d", &[("x-consumer-username", "admin")]).await,
+        401,
+        "Unauthorized",
+    )
+    .await;
+    // acl's own 401 names no scheme (as Kong's `kong.response.error(401)`).
+    assert_eq!(www(&h), "");
+    // A preflight that key-auth lets through unauthenticated still meets the acl.
+    let resp = g
+        .req("OPTIONS", "/p")
+        .header("origin", "http://example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 401, "Unauthorized").await;
+    assert_eq!(g.backend.hits(), 0);
+}

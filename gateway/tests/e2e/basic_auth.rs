@@ -359,3 +359,125 @@ consumers:
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn hide_credentials_removes_the_headers_that_were_read() {
+    let g = gateway("{hide_credentials: true}").await;
+    let alice = basic("alice-user", "s3cret:with:colons");
+    // Proxy-Authorization authenticated: it goes; Authorization was never read, so it
+    // stays (as in Kong).
+    let e = expect_echo(
+        g.get(
+            "/",
+            &[
+                ("proxy-authorization", &alice),
+                ("authorization", "Bearer for-the-upstream"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("proxy-authorization"), None);
+    assert_eq!(e.header("authorization"), Some("Bearer for-the-upstream"));
+    // An unknown user in Proxy-Authorization: both headers were read, both go.
+    let e = expect_echo(
+        g.get(
+            "/",
+            &[
+                ("proxy-authorization", &basic("nobody", "x")),
+                ("authorization", &alice),
+                ("x-kept", "1"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("proxy-authorization"), None);
+    assert_eq!(e.header("authorization"), None);
+    assert_eq!(e.header("x-kept"), Some("1"));
+}
+
+#[tokio::test]
+async fn header_parsing_edge_cases() {
+    let g = gateway("{}").await;
+    let encoded = base64::engine::general_purpose::STANDARD.encode("alice-user:s3cret:with:colons");
+    // Kong's `\s*[Bb]asic\s*(.+)`: no space needed after the scheme; padding optional.
+    expect_echo(
+        g.get("/", &[("authorization", &format!("Basic{encoded}"))])
+            .await,
+    )
+    .await;
+    let unpadded =
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode("alice-user:s3cret:with:colons");
+    expect_echo(
+        g.get("/", &[("authorization", &format!("Basic {unpadded}"))])
+            .await,
+    )
+    .await;
+    // A malformed Proxy-Authorization does not hide a good Authorization.
+    expect_echo(
+        g.get(
+            "/",
+            &[
+                ("proxy-authorization", "Basic %%%"),
+                ("authorization", &format!("Basic {encoded}")),
+            ],
+        )
+        .await,
+    )
+    .await;
+    // No colon at all, an empty username, a user name with a trailing space.
+    for text in [
+        "alice-user",
+        ":s3cret:with:colons",
+        "alice-user :s3cret:with:colons",
+    ] {
+        let v = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(text)
+        );
+        let h = expect_error(
+            g.get("/", &[("authorization", &v)]).await,
+            401,
+            "Unauthorized",
+        )
+        .await;
+        assert_eq!(www(&h), "Basic realm=\"service\"");
+    }
+    // The password is compared exactly: a prefix or a longer one is wrong.
+    for pw in [
+        "s3cret:with:colon",
+        "s3cret:with:colons ",
+        "s3cret:with:colons\n",
+    ] {
+        expect_error(
+            g.get("/", &[("authorization", &basic("alice-user", pw))])
+                .await,
+            401,
+            "Unauthorized",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn anonymous_on_one_plugin_only() {
+    // key-auth may fall back to anon; basic-auth (no anonymous) must always succeed.
+    let routes = "  - name: r\n    paths: [\"/\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n        config: {anonymous: anon}\n      - name: basic-auth\n";
+    let g = AuthGateway::start(routes, &(consumers() + KEYS)).await;
+    let alice = basic("alice-user", "s3cret:with:colons");
+    let h = expect_error(
+        g.get("/", &[("apikey", "carol-key")]).await,
+        401,
+        "Unauthorized",
+    )
+    .await;
+    assert_eq!(www(&h), "Basic realm=\"service\"");
+    let e = expect_echo(g.get("/", &[("authorization", &alice)]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("x-anonymous-consumer"), None);
+    assert_eq!(e.header("x-credential-identifier"), Some("alice-user"));
+    expect_error(g.get("/", &[]).await, 401, "Unauthorized").await;
+}

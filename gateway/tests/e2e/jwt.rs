@@ -1,7 +1,9 @@
-//! jwt, black-box, in the style of Kong's `spec/03-plugins/16-jwt` tests. HMAC, EC and
-//! Ed25519 keys are generated here; RSA keys are test-only fixtures (RSA generation is
-//! slow in debug builds).
+//! jwt, black-box, in the style of Kong's `spec/03-plugins/16-jwt` tests. Every key is
+//! generated here: HMAC secrets, EC and Ed25519 keys per test (with ring), and two RSA
+//! key pairs once per test binary (with the `rsa` crate, as ring cannot generate RSA
+//! keys; see [`rsa_keys`]).
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -11,19 +13,58 @@ use serde_json::{json, Value};
 
 use crate::auth_fixtures::*;
 
-const RSA_PRIVATE: &str = include_str!("fixtures/test-only-rsa-private.pem");
-const RSA_PUBLIC: &str = include_str!("fixtures/test-only-rsa-public.pem");
-const RSA2_PRIVATE: &str = include_str!("fixtures/test-only-rsa2-private.pem");
+/// An RSA key pair made for these tests: the private key as PKCS#8 DER (for ring's
+/// signer) and the public key in both PEM forms a credential may use.
+struct RsaKey {
+    pkcs8: Vec<u8>,
+    /// `BEGIN PUBLIC KEY` (SubjectPublicKeyInfo).
+    public_pem: String,
+    /// `BEGIN RSA PUBLIC KEY` (PKCS#1).
+    public_pkcs1_pem: String,
+}
+
+/// Two RSA-2048 key pairs, generated once per test binary (a 2048-bit key takes a
+/// second or two in the test profile, so every test shares these two, made in
+/// parallel).
+fn rsa_keys() -> &'static [RsaKey; 2] {
+    static KEYS: OnceLock<[RsaKey; 2]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let generate = || {
+            use rsa::pkcs1::EncodeRsaPublicKey;
+            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+            let public = key.to_public_key();
+            let spki = public.to_public_key_der().unwrap();
+            let pkcs1 = public.to_pkcs1_der().unwrap();
+            RsaKey {
+                pkcs8: key.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+                public_pem: pem("PUBLIC KEY", spki.as_bytes()),
+                public_pkcs1_pem: pem("RSA PUBLIC KEY", pkcs1.as_bytes()),
+            }
+        };
+        std::thread::scope(|s| {
+            let first = s.spawn(generate);
+            let second = generate();
+            [first.join().unwrap(), second]
+        })
+    })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn pem_der(pem: &str) -> Vec<u8> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
 }
 
 fn spki_pem(prefix: &[u8], key: &[u8]) -> String {
@@ -63,8 +104,8 @@ impl Keys {
         };
         let ed = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         Keys {
-            rsa: RsaKeyPair::from_pkcs8(&pem_der(RSA_PRIVATE)).unwrap(),
-            rsa2: RsaKeyPair::from_pkcs8(&pem_der(RSA2_PRIVATE)).unwrap(),
+            rsa: RsaKeyPair::from_pkcs8(&rsa_keys()[0].pkcs8).unwrap(),
+            rsa2: RsaKeyPair::from_pkcs8(&rsa_keys()[1].pkcs8).unwrap(),
             es256: ec(&signature::ECDSA_P256_SHA256_FIXED_SIGNING),
             es384: ec(&signature::ECDSA_P384_SHA384_FIXED_SIGNING),
             ed: Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap(),
@@ -89,15 +130,19 @@ consumers:
   - username: bob
     jwt_secrets:
       - {{key: rs256-key, algorithm: RS256, rsa_public_key: {rsa}}}
+      - {{key: rs384-key, algorithm: RS384, rsa_public_key: {rsa_pkcs1}}}
       - {{key: rs512-key, algorithm: RS512, rsa_public_key: {rsa}}}
       - {{key: ps256-key, algorithm: PS256, rsa_public_key: {rsa}}}
+      - {{key: ps384-key, algorithm: PS384, rsa_public_key: {rsa}}}
+      - {{key: ps512-key, algorithm: PS512, rsa_public_key: {rsa}}}
       - {{key: es256-key, algorithm: ES256, rsa_public_key: {es256}}}
       - {{key: es384-key, algorithm: ES384, rsa_public_key: {es384}}}
       - {{key: ed-key, algorithm: EdDSA, rsa_public_key: {ed}}}
   - username: anon
 "#,
             b64secret = base64::engine::general_purpose::STANDARD.encode("raw secret bytes"),
-            rsa = q(RSA_PUBLIC),
+            rsa = q(&rsa_keys()[0].public_pem),
+            rsa_pkcs1 = q(&rsa_keys()[0].public_pkcs1_pem),
             es256 = q(&es256),
             es384 = q(&es384),
             ed = q(&ed),
@@ -127,11 +172,14 @@ consumers:
                     .as_ref()
                     .to_vec()
             }
-            "RS256" | "RS512" | "PS256" => {
+            "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => {
                 let enc: &dyn signature::RsaEncoding = match alg {
                     "RS256" => &signature::RSA_PKCS1_SHA256,
+                    "RS384" => &signature::RSA_PKCS1_SHA384,
                     "RS512" => &signature::RSA_PKCS1_SHA512,
-                    _ => &signature::RSA_PSS_SHA256,
+                    "PS256" => &signature::RSA_PSS_SHA256,
+                    "PS384" => &signature::RSA_PSS_SHA384,
+                    _ => &signature::RSA_PSS_SHA512,
                 };
                 rsa.sign(enc, &rng, input.as_bytes(), &mut rsa_sig).unwrap();
                 rsa_sig
@@ -286,7 +334,7 @@ async fn algorithm_must_match_the_credential() {
     let keys = Keys::new();
     let g = gateway(&keys, "{}").await;
     // An HS256 token naming an RS256 credential: no HMAC with the public key.
-    let rsa_pub = RSA_PUBLIC.as_bytes();
+    let rsa_pub = rsa_keys()[0].public_pem.as_bytes();
     let t = keys.sign("HS256", &json!({"iss": "rs256-key"}), rsa_pub, false);
     let (body, _) = refused(g.get("/", &[("authorization", &bearer(&t))]).await).await;
     assert_eq!(body["message"], "Invalid algorithm");
@@ -304,13 +352,16 @@ async fn algorithm_must_match_the_credential() {
 async fn every_algorithm_family_verifies() {
     let keys = Keys::new();
     let g = gateway(&keys, "{}").await;
-    let cases: [(&str, &str, &[u8], &str); 9] = [
+    let cases: [(&str, &str, &[u8], &str); 12] = [
         ("HS256", "hs256-key", b"hs-secret", "alice"),
         ("HS384", "hs384-key", b"hs-secret-384", "alice"),
         ("HS512", "hs512-key", b"hs-secret-512", "alice"),
         ("RS256", "rs256-key", b"", "bob"),
+        ("RS384", "rs384-key", b"", "bob"),
         ("RS512", "rs512-key", b"", "bob"),
         ("PS256", "ps256-key", b"", "bob"),
+        ("PS384", "ps384-key", b"", "bob"),
+        ("PS512", "ps512-key", b"", "bob"),
         ("ES256", "es256-key", b"", "bob"),
         ("ES384", "es384-key", b"", "bob"),
         ("EdDSA", "ed-key", b"", "bob"),
@@ -531,4 +582,145 @@ async fn clients_cannot_spoof_identity_headers() {
     assert_eq!(e.header("x-consumer-custom-id"), None);
     assert_eq!(e.header("x-anonymous-consumer"), None);
     assert_eq!(e.header("x-credential-identifier"), Some("es384-key"));
+}
+
+#[tokio::test]
+async fn malformed_tokens_and_algorithms_kong_knows() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{}").await;
+    let t = keys.hs256(json!({"iss": "hs256-key"}));
+    let (h, c, _) = {
+        let mut p = t.splitn(3, '.');
+        (p.next().unwrap(), p.next().unwrap(), p.next().unwrap())
+    };
+    let alg = |a: &str| b64(json!({"alg": a, "typ": "JWT"}).to_string().as_bytes());
+    let cases = [
+        // Two segments: the missing signature fails Kong's JSON step.
+        (format!("{h}.{c}"), "Bad token; invalid JSON"),
+        (
+            format!("{}.{c}.x", b64(b"not json")),
+            "Bad token; invalid JSON",
+        ),
+        (
+            format!("{h}.{}.x", b64(b"{\"iss\":")),
+            "Bad token; invalid JSON",
+        ),
+        (format!("{}.{c}.x", alg("hs256")), "Bad token; invalid alg"),
+        (
+            format!("{}.{c}.x", b64(br#"{"typ":"JWT"}"#)),
+            "Bad token; invalid alg",
+        ),
+        (
+            format!("{h}.{c}.not*base64"),
+            "Bad token; invalid signature",
+        ),
+        // ES512 is an algorithm Kong knows: a mismatch, not a bad token.
+        (format!("{}.{c}.AAAA", alg("ES512")), "Invalid algorithm"),
+        // An RS256 token for an HS256 credential.
+        (
+            keys.sign("RS256", &json!({"iss": "hs256-key"}), b"", false),
+            "Invalid algorithm",
+        ),
+        (keys.hs256(json!({"iss": 42})), "Invalid 'iss' in claims"),
+        // Alice's secret, but naming another HS256 credential.
+        (keys.hs256(json!({"iss": "b64-key"})), "Invalid signature"),
+        // The right signature with the claims changed afterwards.
+        (
+            format!(
+                "{h}.{}.{}",
+                b64(br#"{"iss":"hs256-key","admin":true}"#),
+                t.rsplit('.').next().unwrap()
+            ),
+            "Invalid signature",
+        ),
+    ];
+    for (token, message) in cases {
+        let (body, www) = refused(g.get("/", &[("authorization", &bearer(&token))]).await).await;
+        assert_eq!(body["message"], message, "{token}");
+        assert_eq!(www, "Bearer error=\"invalid_token\"", "{token}");
+    }
+    assert_eq!(g.backend.hits(), 0);
+}
+
+#[tokio::test]
+async fn token_places_bearer_spelling_and_duplicates() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{cookie_names: [jwt, other]}").await;
+    let a = keys.hs256(json!({"iss": "hs256-key"}));
+    let b = keys.hs256(json!({"iss": "hs256-key", "n": 2}));
+    // `Bearer` or `bearer`; other spellings are no token at all (Kong's `[Bb]earer`).
+    expect_echo(
+        g.get("/", &[("authorization", &format!("bearer {a}"))])
+            .await,
+    )
+    .await;
+    let (body, www) = refused(
+        g.get("/", &[("authorization", &format!("BEARER {a}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(body["message"], "Unauthorized");
+    assert_eq!(www, "Bearer");
+    // The same token in the query twice is one token; two different ones are not.
+    expect_echo(g.get(&format!("/?jwt={a}&jwt={a}"), &[]).await).await;
+    let (body, _) = refused(g.get(&format!("/?jwt={a}&jwt={b}"), &[]).await).await;
+    assert_eq!(body["message"], "Multiple tokens provided");
+    // Query and cookie, or two cookie names, with different tokens.
+    let (body, _) = refused(
+        g.get(&format!("/?jwt={a}"), &[("cookie", &format!("jwt={b}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(body["message"], "Multiple tokens provided");
+    let (body, _) = refused(
+        g.get("/", &[("cookie", &format!("jwt={a}; other={b}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(body["message"], "Multiple tokens provided");
+    // nginx's `$cookie_jwt` is the first cookie of that name.
+    let e = expect_echo(
+        g.get("/", &[("cookie", &format!("x=1; jwt={a}; jwt={b}"))])
+            .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    // Only the first Authorization header is read.
+    let resp = g
+        .req("GET", "/")
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .header("authorization", bearer(&a))
+        .send()
+        .await
+        .unwrap();
+    let (body, _) = refused(resp).await;
+    assert_eq!(body["message"], "Unauthorized");
+    // An empty cookie or query value is no token.
+    let (body, _) = refused(g.get("/?jwt=", &[("cookie", "jwt=")]).await).await;
+    assert_eq!(body["message"], "Unauthorized");
+}
+
+#[tokio::test]
+async fn maximum_expiration_needs_an_exp_claim() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{claims_to_verify: [exp], maximum_expiration: 300}").await;
+    // Without `exp` the claim check fails first, as in Kong.
+    let t = keys.hs256(json!({"iss": "hs256-key"}));
+    let (body, _) = refused(g.get("/", &[("authorization", &bearer(&t))]).await).await;
+    assert_eq!(body, json!({"exp": "must be a number"}));
+    let t = keys.hs256(json!({"iss": "hs256-key", "exp": now() + 290}));
+    expect_echo(g.get("/", &[("authorization", &bearer(&t))]).await).await;
+    let t = keys.hs256(json!({"iss": "hs256-key", "exp": now() + 400}));
+    let (body, www) = refused(g.get("/", &[("authorization", &bearer(&t))]).await).await;
+    assert_eq!(body, json!({"exp": "exceeds maximum allowed expiration"}));
+    assert_eq!(www, "Bearer error=\"invalid_token\"");
+}
+
+#[tokio::test]
+async fn a_header_name_with_underscores_matches_the_dashed_header() {
+    let keys = Keys::new();
+    let g = gateway(&keys, "{header_names: [x_token]}").await;
+    let t = keys.hs256(json!({"iss": "hs256-key"}));
+    let e = expect_echo(g.get("/", &[("x-token", &bearer(&t))]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
 }

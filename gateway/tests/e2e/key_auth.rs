@@ -268,6 +268,81 @@ async fn clients_cannot_spoof_identity_headers() {
     assert_eq!(e.header("x-consumer-groups"), None);
 }
 
+/// Many upstream stacks (CGI, PHP, WSGI, Rack) read `X_Consumer_ID` and `X-Consumer-ID`
+/// as the same variable, and a client may send a header twice: every spelling goes.
+#[tokio::test]
+async fn spoofed_identity_headers_are_removed_in_every_spelling() {
+    let g = gateway("{anonymous: anon}").await;
+    let spoof: &[(&str, &str)] = &[
+        ("X-Consumer-ID", "admin"),
+        ("x-consumer-id", "admin2"),
+        ("X_Consumer_ID", "admin3"),
+        ("x_consumer_username", "admin"),
+        ("X-Consumer_Custom-ID", "admin-1"),
+        ("x_credential_identifier", "forged"),
+        ("X_Anonymous_Consumer", "false"),
+        ("x_consumer_groups", "admins"),
+    ];
+    for key in [Some("bob-key"), None] {
+        let mut headers = spoof.to_vec();
+        if let Some(k) = key {
+            headers.push(("apikey", k));
+        }
+        let e = expect_echo(g.get("/", &headers).await).await;
+        let identity: Vec<_> = e
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                let k = k.replace('_', "-");
+                k.starts_with("x-consumer-")
+                    || k == "x-credential-identifier"
+                    || k == "x-anonymous-consumer"
+            })
+            .cloned()
+            .collect();
+        let expected: Vec<(String, String)> = match key {
+            Some(_) => vec![
+                ("x-consumer-id".into(), "bob".into()),
+                ("x-consumer-username".into(), "bob".into()),
+                ("x-credential-identifier".into(), "bob-key-0".into()),
+            ],
+            None => vec![
+                ("x-consumer-id".into(), "anon".into()),
+                ("x-consumer-username".into(), "anon".into()),
+                ("x-anonymous-consumer".into(), "true".into()),
+            ],
+        };
+        let mut identity = identity;
+        identity.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(identity, expected, "{key:?}");
+    }
+}
+
+/// With `run_on_preflight: false` an OPTIONS request passes unauthenticated; it must
+/// not carry a client's claimed identity upstream either.
+#[tokio::test]
+async fn unauthenticated_preflights_carry_no_claimed_identity() {
+    let g = gateway("{run_on_preflight: false}").await;
+    let resp = g
+        .req("OPTIONS", "/")
+        .header("origin", "http://example.com")
+        .header("access-control-request-method", "GET")
+        .header("x-consumer-username", "admin")
+        .header("x_consumer_id", "admin")
+        .header("x-credential-identifier", "forged")
+        .header("x-other", "kept")
+        .send()
+        .await
+        .unwrap();
+    let e = expect_echo(resp).await;
+    assert_eq!(e.header("x-consumer-username"), None);
+    assert_eq!(e.header("x_consumer_id"), None);
+    assert_eq!(e.header("x-credential-identifier"), None);
+    assert_eq!(e.header("x-other"), Some("kept"));
+}
+
 #[tokio::test]
 async fn preflight_requests() {
     let g = AuthGateway::start(
@@ -310,4 +385,143 @@ async fn anonymous_must_name_an_existing_consumer() {
         ),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn the_header_is_judged_before_the_query_and_hiding_strips_both() {
+    let g = AuthGateway::start(
+        &(route("r", "/", "{}") + &route("h", "/h", "{hide_credentials: true}")),
+        CONSUMERS,
+    )
+    .await;
+    // A key in the header and one in the query: not a duplicate; the header's is final.
+    let e = expect_echo(g.get("/?apikey=bob-key", &[("apikey", "alice-key")]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    expect_error(
+        g.get("/?apikey=bob-key", &[("apikey", "wrong")]).await,
+        401,
+        "Unauthorized",
+    )
+    .await;
+    // Hiding removes the name from every place, whichever held the judged key.
+    let e = expect_echo(
+        g.get("/h?x=1&apikey=bob-key", &[("apikey", "alice-key")])
+            .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("apikey"), None);
+    assert_eq!(e.target(), "/h?x=1");
+    // An encoded path and odd query bytes come through untouched.
+    let e = expect_echo(g.get("/h/a%20b/c?z=%zz&apikey=bob-key&=e&f=", &[]).await).await;
+    assert_eq!(e.target(), "/h/a%20b/c?z=%zz&=e&f=");
+}
+
+#[tokio::test]
+async fn a_key_name_with_underscores_matches_the_dashed_header() {
+    // Kong (nginx) finds key name `api_key` in an `api-key` header.
+    let g = gateway("{key_names: [api_key], hide_credentials: true}").await;
+    let e = expect_echo(g.get("/", &[("api-key", "alice-key"), ("x-y", "1")]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.header("api-key"), None);
+    assert_eq!(e.header("x-y"), Some("1"));
+    let e = expect_echo(g.get("/?api_key=bob-key", &[]).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    assert_eq!(e.target(), "/");
+    expect_error(
+        g.get("/", &[("api-key", "alice-key"), ("api_key", "bob-key")])
+            .await,
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_query_name_without_value_is_no_key_and_ends_the_search_for_that_name() {
+    // `?apikey` is Kong's boolean `true`: not a key, and the body is not searched for it.
+    let g = gateway("{key_in_body: true}").await;
+    let resp = g
+        .req("POST", "/?apikey")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("apikey=alice-key")
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 401, "No API key found in request").await;
+    let resp = g
+        .req("POST", "/?other")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("apikey=alice-key")
+        .send()
+        .await
+        .unwrap();
+    expect_echo(resp).await;
+    expect_error(
+        g.get("/?apikey&apikey=bob-key", &[]).await,
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn json_body_values_that_are_not_strings() {
+    let g = gateway("{key_in_body: true, key_names: [apikey, token]}").await;
+    let post = |body: &'static str| {
+        g.req("POST", "/")
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body)
+            .send()
+    };
+    // An object is a "table" in Kong's terms: duplicate.
+    expect_error(
+        post(r#"{"apikey": {"k": "alice-key"}}"#).await.unwrap(),
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+    // A number or null is no key; the next name is tried.
+    let e = expect_echo(post(r#"{"apikey": 12, "token": "bob-key"}"#).await.unwrap()).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    expect_error(
+        post(r#"{"apikey": null}"#).await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+    // Not JSON at all: no key.
+    expect_error(
+        post(r#"{"apikey": "alice-key""#).await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_not_searched_and_pass_unchanged() {
+    let g = gateway("{key_in_body: true, hide_credentials: true}").await;
+    let big = format!("apikey=alice-key&pad={}", "x".repeat(70 * 1024));
+    let post = |body: String, key: Option<&str>| {
+        let mut r = g
+            .req("POST", "/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(k) = key {
+            r = r.header("apikey", k.to_string());
+        }
+        r.send()
+    };
+    expect_error(
+        post(big.clone(), None).await.unwrap(),
+        401,
+        "No API key found in request",
+    )
+    .await;
+    // With the key in a header, the large body is forwarded as it came (it was not
+    // read, so its own `apikey` field is not stripped).
+    let e = expect_echo(post(big.clone(), Some("bob-key")).await.unwrap()).await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    assert_eq!(e.body, big);
 }

@@ -15,14 +15,18 @@
 //! - a verified password is remembered in a positive cache (only a right password can
 //!   enter it, so an attacker cannot evict entries with wrong guesses beyond its bound);
 //! - a refused password is remembered in a separate negative cache, so repeating the
-//!   same wrong credentials costs one HMAC, like repeating right ones.
+//!   same wrong credentials costs one HMAC, like repeating right ones;
+//! - concurrent requests with the same credentials, before either cache knows them,
+//!   share one hash run.
 //!
 //! What remains is inherent to slow hashes: each *distinct* wrong password against a
 //! hashed credential costs one hash run. Those runs happen on the blocking thread pool,
-//! at most one per CPU core at a time, so they never stall the proxy's own threads;
-//! prefer plain passwords (or key-auth) where that matters. An unknown username costs no
+//! on all CPU cores but one at most (one on a single core), so a flood of them never
+//! stalls the proxy's own threads, though it slows them; prefer plain passwords (or
+//! key-auth) where that matters. An unknown username costs no
 //! hash at all (Kong behaves the same; it reveals which usernames exist to a client
-//! that can time requests precisely).
+//! that can time requests precisely). For plain passwords an unknown username costs the
+//! same SHA-256 as a wrong password, so there it reveals nothing.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -43,7 +47,16 @@ pub(crate) enum StoredPassword {
     Argon2(Arc<str>),
 }
 
+#[cfg(test)]
+thread_local! {
+    /// SHA-256 runs on this thread, so tests can check that right and wrong passwords
+    /// cost the same work.
+    pub(crate) static SHA256_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn sha256(data: &[u8]) -> [u8; 32] {
+    #[cfg(test)]
+    SHA256_RUNS.with(|n| n.set(n.get() + 1));
     let d = digest::digest(&digest::SHA256, data);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
@@ -89,6 +102,14 @@ impl StoredPassword {
             StoredPassword::Plain(d) => Some(bool::from(sha256(given).ct_eq(d))),
             _ => None,
         }
+    }
+
+    /// The work of [`Self::check_plain`] for a username that has no credential, so that
+    /// an unknown username costs what a wrong plain password does. Always `false`.
+    pub(crate) fn check_unknown_user(given: &[u8]) -> bool {
+        // black_box: the digest and comparison must not be optimised away.
+        std::hint::black_box(bool::from(sha256(given).ct_eq(&[0u8; 32])));
+        false
     }
 
     /// Runs the slow verification of a stored hash (blocking).

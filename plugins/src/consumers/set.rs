@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -36,6 +36,34 @@ pub struct JwtCredential {
     pub verifier: JwtVerifier,
 }
 
+type InFlight = Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>;
+
+fn lock_in_flight(
+    map: &InFlight,
+) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>> {
+    map.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes a slow verification's entry out of the in-flight map when its request is
+/// done or dropped (unless a newer entry replaced it).
+struct InFlightGuard<'a> {
+    map: &'a InFlight,
+    key: [u8; 32],
+    cell: Arc<tokio::sync::OnceCell<bool>>,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = lock_in_flight(self.map);
+        if map
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
 struct KeyAuthEntry {
     consumer: usize,
     /// HMAC of the key under the set's lookup key (the key itself is not kept).
@@ -66,7 +94,14 @@ pub struct ConsumerSet {
     jwt: HashMap<String, JwtCredential>,
     verified: BoundedSet,
     refused: BoundedSet,
+    /// Slow verifications under way, by cache key: concurrent requests with the same
+    /// credentials (a client opening a pool of connections, or a flood repeating one
+    /// guess) wait for one hash run instead of each queueing its own.
+    in_flight: InFlight,
     hash_slots: Arc<tokio::sync::Semaphore>,
+    /// Slow hash verifications run (tests only).
+    #[cfg(test)]
+    slow_runs: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for ConsumerSet {
@@ -93,7 +128,16 @@ fn random_key() -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, &bytes)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// HMAC runs on this thread, so tests can check that right and wrong keys cost the
+    /// same work.
+    static HMAC_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn digest_of(key: &hmac::Key, parts: &[&[u8]]) -> [u8; 32] {
+    #[cfg(test)]
+    HMAC_RUNS.with(|n| n.set(n.get() + 1));
     let mut ctx = hmac::Context::with_key(key);
     for p in parts {
         // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
@@ -129,7 +173,10 @@ impl ConsumerSet {
             jwt: HashMap::new(),
             verified: BoundedSet::new(),
             refused: BoundedSet::new(),
+            in_flight: Mutex::default(),
             hash_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            #[cfg(test)]
+            slow_runs: Default::default(),
         }
     }
 
@@ -385,7 +432,11 @@ impl ConsumerSet {
         if !diags.is_empty() {
             return Err(diags);
         }
+        // Slow hashes run at most one per core but one at a time, so that a flood of
+        // distinct wrong passwords leaves a core to the proxy (on a 2-core machine,
+        // letting hashes take both halved the throughput of everyone else).
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hash_slots = cores.saturating_sub(1).max(1);
         Ok(ConsumerSet {
             consumers,
             by_id,
@@ -396,7 +447,10 @@ impl ConsumerSet {
             jwt,
             verified: BoundedSet::new(),
             refused: BoundedSet::new(),
-            hash_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            in_flight: Mutex::default(),
+            hash_slots: Arc::new(tokio::sync::Semaphore::new(hash_slots)),
+            #[cfg(test)]
+            slow_runs: Default::default(),
         })
     }
 
@@ -450,27 +504,19 @@ impl ConsumerSet {
     }
 
     /// Checks a basic-auth username and password. Plain passwords are compared in
-    /// constant time; stored hashes are verified on the blocking pool (at most one per
-    /// core at a time) and both outcomes are cached (see `password.rs`).
+    /// constant time; stored hashes are verified on the blocking pool (on all cores
+    /// but one at most) and both outcomes are cached (see `password.rs`). An unknown
+    /// username costs the digest a wrong plain password costs.
     pub async fn basic_auth(&self, username: &str, password: &[u8]) -> Option<Authenticated<'_>> {
-        let entry = self.basic_auth.get(username)?;
+        let Some(entry) = self.basic_auth.get(username) else {
+            StoredPassword::check_unknown_user(password);
+            return None;
+        };
         let ok = match entry.password.check_plain(password) {
             Some(ok) => ok,
             None => {
                 let key = digest_of(&self.lookup_key, &[username.as_bytes(), password]);
-                if self.verified.contains(&key) {
-                    true
-                } else if self.refused.contains(&key) {
-                    false
-                } else {
-                    let ok = self.verify_slow(&entry.password, password).await;
-                    if ok {
-                        self.verified.insert(key);
-                    } else {
-                        self.refused.insert(key);
-                    }
-                    ok
-                }
+                self.verify_cached(key, &entry.password, password).await
             }
         };
         ok.then(|| Authenticated {
@@ -479,10 +525,57 @@ impl ConsumerSet {
         })
     }
 
+    /// A stored hash checked through the caches: a known outcome costs nothing more;
+    /// otherwise one hash run, shared by every concurrent request with the same `key`.
+    async fn verify_cached(&self, key: [u8; 32], stored: &StoredPassword, given: &[u8]) -> bool {
+        let cached = || {
+            if self.verified.contains(&key) {
+                Some(true)
+            } else if self.refused.contains(&key) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        if let Some(ok) = cached() {
+            return ok;
+        }
+        let cell = lock_in_flight(&self.in_flight)
+            .entry(key)
+            .or_default()
+            .clone();
+        // Removes the entry however this ends, a client that went away included: an
+        // abandoned entry would stay in the map for good.
+        let _guard = InFlightGuard {
+            map: &self.in_flight,
+            key,
+            cell: cell.clone(),
+        };
+        let ok = *cell
+            .get_or_init(|| async {
+                // A run that finished just before this cell was made filled a cache.
+                if let Some(ok) = cached() {
+                    return ok;
+                }
+                let ok = self.verify_slow(stored, given).await;
+                if ok {
+                    self.verified.insert(key);
+                } else {
+                    self.refused.insert(key);
+                }
+                ok
+            })
+            .await;
+        ok
+    }
+
     async fn verify_slow(&self, stored: &StoredPassword, given: &[u8]) -> bool {
         let Ok(_permit) = self.hash_slots.clone().acquire_owned().await else {
             return false;
         };
+        #[cfg(test)]
+        self.slow_runs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let stored = stored.clone_for_task();
         let given = given.to_vec();
         match tokio::runtime::Handle::try_current() {
@@ -570,6 +663,139 @@ mod tests {
             assert!(s.basic_auth("u2", b"pw2").await.is_some());
             assert!(s.basic_auth("u2", b"nope").await.is_none());
         }
+    }
+
+    fn hmac_runs() -> usize {
+        HMAC_RUNS.with(|n| n.get())
+    }
+
+    fn sha256_runs() -> usize {
+        super::super::password::SHA256_RUNS.with(|n| n.get())
+    }
+
+    /// A wrong API key costs what a right one does: one keyed digest and one map lookup,
+    /// whatever its length.
+    #[test]
+    fn right_and_wrong_keys_cost_the_same_digests() {
+        let s = set(serde_json::json!([
+            {"username": "a", "keyauth_credentials": [{"key": "the-right-key"}]}
+        ]))
+        .unwrap();
+        for (key, found) in [
+            (&b"the-right-key"[..], true),
+            (b"the-wrong-key", false),
+            (b"x", false),
+            (&[b'k'; 4096][..], false),
+        ] {
+            let before = hmac_runs();
+            assert_eq!(s.key_auth(key).is_some(), found);
+            assert_eq!(hmac_runs() - before, 1, "{}", key.len());
+        }
+    }
+
+    /// Plain passwords: a right one, a wrong one and an unknown username each cost one
+    /// SHA-256 and no slow hash.
+    #[tokio::test]
+    async fn right_and_wrong_plain_passwords_cost_the_same_digests() {
+        let s = set(serde_json::json!([
+            {"username": "a", "basicauth_credentials": [{"username": "u", "password": "pw"}]}
+        ]))
+        .unwrap();
+        for (user, pw, ok) in [
+            ("u", &b"pw"[..], true),
+            ("u", b"wrong", false),
+            ("u", b"", false),
+            ("nobody", b"pw", false),
+        ] {
+            let before = sha256_runs();
+            assert_eq!(s.basic_auth(user, pw).await.is_some(), ok, "{user}");
+            assert_eq!(sha256_runs() - before, 1, "{user}");
+        }
+        assert_eq!(s.slow_runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    /// Hashed passwords: each distinct (username, password) costs one slow hash; after
+    /// that a repeated right or wrong password costs one keyed digest and no hash, and an
+    /// unknown username never costs a hash.
+    #[tokio::test]
+    async fn hashed_passwords_cost_one_hash_per_distinct_attempt() {
+        let hash = bcrypt::hash_with_salt("pw", 4, [3u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let s = set(serde_json::json!([
+            {"username": "a", "basicauth_credentials": [{"username": "h", "password": hash}]}
+        ]))
+        .unwrap();
+        let slow = || s.slow_runs.load(std::sync::atomic::Ordering::SeqCst);
+        for round in 0..3 {
+            assert!(s.basic_auth("h", b"pw").await.is_some());
+            assert!(s.basic_auth("h", b"wrong").await.is_none());
+            assert!(s.basic_auth("nobody", b"pw").await.is_none());
+            assert_eq!(slow(), 2, "round {round}");
+        }
+        for round in 0..3 {
+            let before = (hmac_runs(), sha256_runs());
+            assert!(s.basic_auth("h", b"pw").await.is_some());
+            assert!(s.basic_auth("h", b"wrong").await.is_none());
+            assert_eq!(
+                (hmac_runs() - before.0, sha256_runs() - before.1),
+                (2, 0),
+                "round {round}"
+            );
+        }
+        assert!(s.basic_auth("h", b"wrong-2").await.is_none());
+        assert_eq!(slow(), 3);
+    }
+
+    /// Concurrent requests with the same new credentials share one hash run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_attempts_share_one_hash() {
+        let hash = bcrypt::hash_with_salt("pw", 6, [5u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let s = Arc::new(
+            set(serde_json::json!([
+                {"username": "a", "basicauth_credentials": [{"username": "h", "password": hash}]}
+            ]))
+            .unwrap(),
+        );
+        for (pw, ok) in [("pw", true), ("wrong", false)] {
+            let before = s.slow_runs.load(std::sync::atomic::Ordering::SeqCst);
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let s = s.clone();
+                    tokio::spawn(async move { s.basic_auth("h", pw.as_bytes()).await.is_some() })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), ok, "{pw}");
+            }
+            let runs = s.slow_runs.load(std::sync::atomic::Ordering::SeqCst) - before;
+            assert_eq!(runs, 1, "{pw}");
+            assert!(s.in_flight.lock().unwrap().is_empty());
+        }
+        // Requests dropped while they wait (clients that went away) leave nothing behind.
+        let waiting: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let pw = format!("gone-{i}");
+                    s.basic_auth("h", pw.as_bytes()).await.is_some()
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.in_flight.lock().unwrap().len() < 8 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(s.in_flight.lock().unwrap().len(), 8);
+        for t in &waiting {
+            t.abort();
+        }
+        for t in waiting {
+            let _ = t.await;
+        }
+        assert!(s.in_flight.lock().unwrap().is_empty());
     }
 
     #[test]

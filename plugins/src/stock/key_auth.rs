@@ -2,7 +2,9 @@
 //!
 //! - For each of `key_names` in order, the key is looked for in a header
 //!   (`key_in_header`), then the query string (`key_in_query`), then a form or JSON body
-//!   (`key_in_body`). The first key found is the one judged.
+//!   (`key_in_body`). The first key found is the one judged. A name with underscores
+//!   also matches the header spelled with dashes, and `?name` without `=` holds no key
+//!   but ends the search for that name (both as Kong, through nginx, does).
 //! - A name given twice (two headers, `?apikey=a&apikey=b`, a JSON array) answers
 //!   "Duplicate API key found"; a missing or empty key "No API key found in request"; an
 //!   unknown key "Unauthorized". All are 401 with `WWW-Authenticate: Key` (plus
@@ -67,10 +69,22 @@ pub struct KeyAuthConfig {
     pub realm: Option<String>,
 }
 
+/// A key name, and the header names it is read from.
+#[derive(Debug)]
+struct KeyName {
+    /// As configured: the query parameter and body field name.
+    name: String,
+    /// The header of that name.
+    header: HeaderName,
+    /// For a name with underscores, the same with dashes: Kong (nginx) finds
+    /// `api_key` in an `api-key` header.
+    dashed: Option<HeaderName>,
+}
+
 /// The `key-auth` plugin.
 #[derive(Debug)]
 pub struct KeyAuth {
-    key_names: Vec<(String, HeaderName)>,
+    key_names: Vec<KeyName>,
     key_in_header: bool,
     key_in_query: bool,
     key_in_body: bool,
@@ -84,6 +98,9 @@ pub struct KeyAuth {
 enum Found<'a> {
     Key(Cow<'a, [u8]>),
     Duplicate,
+    /// Present but not a string (`?apikey` without `=`): no key, and the later sources
+    /// are not searched for this name (as in Kong).
+    NotAKey,
 }
 
 const NO_KEY: &str = "No API key found in request";
@@ -119,8 +136,10 @@ fn body_kind(req: &PluginRequest<'_>, body: &[u8]) -> BodyKind {
 }
 
 impl KeyAuth {
-    fn in_header<'a>(&self, req: &'a PluginRequest<'_>, name: &HeaderName) -> Option<Found<'a>> {
-        let mut values = req.header().headers.get_all(name).iter();
+    fn in_header<'a>(&self, req: &'a PluginRequest<'_>, name: &KeyName) -> Option<Found<'a>> {
+        let headers = &req.header().headers;
+        let dashed = name.dashed.iter().flat_map(|d| headers.get_all(d));
+        let mut values = headers.get_all(&name.header).iter().chain(dashed);
         let first = values.next()?;
         if values.next().is_some() {
             return Some(Found::Duplicate);
@@ -129,20 +148,12 @@ impl KeyAuth {
     }
 
     fn in_query<'a>(&self, req: &'a PluginRequest<'_>, name: &str) -> Option<Found<'a>> {
-        match urlencoded::find(req.query()?.as_bytes(), name) {
-            urlencoded::Param::Absent => None,
-            urlencoded::Param::One(v) => Some(Found::Key(v)),
-            urlencoded::Param::Many => Some(Found::Duplicate),
-        }
+        from_param(urlencoded::find(req.query()?.as_bytes(), name))
     }
 
     fn in_body<'a>(req: &PluginRequest<'_>, body: &'a [u8], name: &str) -> Option<Found<'a>> {
         match body_kind(req, body) {
-            BodyKind::Form => match urlencoded::find(body, name) {
-                urlencoded::Param::Absent => None,
-                urlencoded::Param::One(v) => Some(Found::Key(v)),
-                urlencoded::Param::Many => Some(Found::Duplicate),
-            },
+            BodyKind::Form => from_param(urlencoded::find(body, name)),
             BodyKind::Json(map) => match map.get(name)? {
                 serde_json::Value::String(s) => {
                     Some(Found::Key(Cow::Owned(s.clone().into_bytes())))
@@ -166,14 +177,13 @@ impl KeyAuth {
         }
     }
 
-    /// Strips the key named `name` from the header, the query and (when read) the body.
-    async fn hide(
-        &self,
-        req: &mut PluginRequest<'_>,
-        name: &str,
-        header: &HeaderName,
-    ) -> Result<(), Response> {
-        req.header_mut().remove_header(header);
+    /// Strips the key named `name` from the headers, the query and (when read) the body.
+    async fn hide(&self, req: &mut PluginRequest<'_>, key_name: &KeyName) -> Result<(), Response> {
+        let name = key_name.name.as_str();
+        req.header_mut().remove_header(&key_name.header);
+        if let Some(dashed) = &key_name.dashed {
+            req.header_mut().remove_header(dashed);
+        }
         let new_query = req
             .query()
             .and_then(|q| urlencoded::remove(q.as_bytes(), name));
@@ -207,10 +217,11 @@ impl KeyAuth {
         let unauthorized = |m| auth::unauthorized(m, &self.www_authenticate);
         let mut key: Option<Vec<u8>> = None;
         let mut body: Option<Option<Bytes>> = None;
-        for (name, header) in &self.key_names {
+        for key_name in &self.key_names {
+            let name = key_name.name.as_str();
             let mut found = None;
             if self.key_in_header {
-                found = self.in_header(req, header).map(own);
+                found = self.in_header(req, key_name).map(own);
             }
             if found.is_none() && self.key_in_query {
                 found = self.in_query(req, name).map(own);
@@ -226,13 +237,13 @@ impl KeyAuth {
             match found {
                 Some(Found::Key(k)) => {
                     if self.hide_credentials {
-                        self.hide(req, name, header).await?;
+                        self.hide(req, key_name).await?;
                     }
                     key = Some(k.into_owned());
                     break;
                 }
                 Some(Found::Duplicate) => return Err(unauthorized(DUPLICATE)),
-                None => {}
+                Some(Found::NotAKey) | None => {}
             }
         }
         let key = match key {
@@ -252,6 +263,16 @@ fn own(f: Found<'_>) -> Found<'static> {
     match f {
         Found::Key(k) => Found::Key(Cow::Owned(k.into_owned())),
         Found::Duplicate => Found::Duplicate,
+        Found::NotAKey => Found::NotAKey,
+    }
+}
+
+fn from_param(p: urlencoded::Param<'_>) -> Option<Found<'_>> {
+    match p {
+        urlencoded::Param::Absent => None,
+        urlencoded::Param::Flag => Some(Found::NotAKey),
+        urlencoded::Param::One(v) => Some(Found::Key(v)),
+        urlencoded::Param::Many => Some(Found::Duplicate),
     }
 }
 
@@ -296,9 +317,27 @@ impl BuildPlugin for KeyAuth {
             ));
         }
         for (i, name) in config.key_names.iter().enumerate() {
-            match HeaderName::from_bytes(name.as_bytes()) {
-                Ok(h) => key_names.push((name.clone(), h)),
-                Err(_) => {
+            // Kong's `typedefs.header_name`: letters, digits, '_' and '-' only.
+            let kong_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            match HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .filter(|_| kong_name)
+            {
+                Some(header) => {
+                    let dashed = name
+                        .contains('_')
+                        .then(|| HeaderName::from_bytes(name.replace('_', "-").as_bytes()).ok())
+                        .flatten();
+                    key_names.push(KeyName {
+                        name: name.clone(),
+                        header,
+                        dashed,
+                    })
+                }
+                None => {
                     let (f, m) = (
                         format!("key_names[{i}]"),
                         format!(
@@ -329,5 +368,32 @@ impl BuildPlugin for KeyAuth {
             run_on_preflight: config.run_on_preflight,
             www_authenticate: auth::header_value("realm", www)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::PluginScope;
+
+    fn build(names: &[&str]) -> Result<KeyAuth, ConfigError> {
+        let config: KeyAuthConfig = serde_json::from_value(serde_json::json!({
+            "key_names": names,
+        }))
+        .unwrap();
+        KeyAuth::build(config, &BuildContext::new(PluginScope::Global))
+    }
+
+    #[test]
+    fn key_names_are_kong_header_names() {
+        let k = build(&["apikey", "X-API-Key", "api_key"]).unwrap();
+        assert_eq!(k.key_names[2].dashed.as_ref().unwrap(), "api-key");
+        assert!(k.key_names[0].dashed.is_none());
+        for bad in ["api.key", "api key", "", "k!"] {
+            let e = build(&["apikey", bad]).unwrap_err();
+            let shown = format!("{e:?}");
+            assert!(shown.contains("key_names[1]"), "{bad}: {shown}");
+        }
+        assert!(build(&[]).is_err());
     }
 }

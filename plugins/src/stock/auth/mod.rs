@@ -34,16 +34,44 @@ pub const ANONYMOUS: &str = "X-Anonymous-Consumer";
 /// `X-Consumer-Groups` (set by `acl`).
 pub const CONSUMER_GROUPS: &str = "X-Consumer-Groups";
 
-/// Every identity header, cleared before an auth plugin sets its own so that a client
-/// cannot send them itself.
+/// Every identity header (lower case), cleared before an auth plugin sets its own so
+/// that a client cannot send them itself.
 const IDENTITY_HEADERS: [&str; 6] = [
-    CONSUMER_ID,
-    CONSUMER_CUSTOM_ID,
-    CONSUMER_USERNAME,
-    CREDENTIAL_IDENTIFIER,
-    ANONYMOUS,
-    CONSUMER_GROUPS,
+    "x-consumer-id",
+    "x-consumer-custom-id",
+    "x-consumer-username",
+    "x-credential-identifier",
+    "x-anonymous-consumer",
+    "x-consumer-groups",
 ];
+
+/// Whether `name` (a lower-case header name) is an identity header in any spelling:
+/// CGI-style upstreams (PHP, WSGI, Rack...) read `x_consumer_id` and `x-consumer-id` as
+/// the same variable, so underscores count as dashes.
+fn is_identity_header(name: &str) -> bool {
+    IDENTITY_HEADERS.iter().any(|h| {
+        h.len() == name.len()
+            && h.bytes()
+                .zip(name.bytes())
+                .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+    })
+}
+
+/// Removes every identity header the client sent, in any spelling (see
+/// [`is_identity_header`]), so that nothing the client claims reaches the upstream.
+pub fn clear_identity_headers(req: &mut PluginRequest<'_>) {
+    let spoofed: Vec<http::HeaderName> = req
+        .header()
+        .headers
+        .keys()
+        .filter(|n| is_identity_header(n.as_str()))
+        .cloned()
+        .collect();
+    let header = req.session.req_header_mut();
+    for name in spoofed {
+        header.remove_header(&name);
+    }
+}
 
 /// Attaches `consumer` to the request (Kong's `set_consumer`): sets the context's
 /// consumer and credential, removes any identity headers the client sent, and sets the
@@ -58,10 +86,8 @@ pub fn set_consumer(
     req.ctx.consumer = Some(consumer.clone());
     req.ctx.credential = credential.map(|c| c.id.clone());
     req.ctx.anonymous = credential.is_none();
+    clear_identity_headers(req);
     let header = req.session.req_header_mut();
-    for name in IDENTITY_HEADERS {
-        header.remove_header(name);
-    }
     let h = consumer.headers();
     let values = [
         (CONSUMER_ID, h.id.as_ref()),
@@ -116,9 +142,15 @@ pub fn continue_as_anonymous(req: &mut PluginRequest<'_>, anonymous: &str) -> Fl
     }
 }
 
-/// Kong skips auth for OPTIONS requests when `run_on_preflight` is false.
-pub fn skip_preflight(req: &PluginRequest<'_>, run_on_preflight: bool) -> bool {
-    !run_on_preflight && req.header().method == http::Method::OPTIONS
+/// Kong skips auth for OPTIONS requests when `run_on_preflight` is false. Such a request
+/// goes upstream unauthenticated, so unless an earlier auth plugin identified a
+/// consumer, the identity headers the client sent are removed.
+pub fn skip_preflight(req: &mut PluginRequest<'_>, run_on_preflight: bool) -> bool {
+    let skip = !run_on_preflight && req.header().method == http::Method::OPTIONS;
+    if skip && req.ctx.consumer.is_none() {
+        clear_identity_headers(req);
+    }
+    skip
 }
 
 /// A 401 with `WWW-Authenticate`.
@@ -131,4 +163,35 @@ pub fn unauthorized(message: &'static str, www_authenticate: &HeaderValue) -> Re
 pub fn header_value(field: &str, value: String) -> Result<HeaderValue, ConfigError> {
     HeaderValue::try_from(value)
         .map_err(|_| ConfigError::new(field, "must not contain control characters"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_in_every_spelling() {
+        for name in [
+            "x-consumer-id",
+            "x_consumer_id",
+            "x-consumer_custom-id",
+            "x_credential_identifier",
+            "x-anonymous-consumer",
+            "x_consumer_groups",
+            "x-consumer-username",
+        ] {
+            assert!(is_identity_header(name), "{name}");
+        }
+        for name in [
+            "x-consumer",
+            "x-consumer-ids",
+            "x-consumer-idx",
+            "apikey",
+            "x-credential",
+            // Only underscores stand for dashes, not the reverse.
+            "x-consumer-custom-id-",
+        ] {
+            assert!(!is_identity_header(name), "{name}");
+        }
+    }
 }

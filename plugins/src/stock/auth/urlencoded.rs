@@ -7,9 +7,11 @@ use std::borrow::Cow;
 /// What a parameter name holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Param<'a> {
-    /// Not present (or present only without `=`, which Kong reads as `true`, not a
-    /// string, and skips).
+    /// Not present.
     Absent,
+    /// Present once, without `=` (`?apikey`): Kong reads the boolean `true`, which is
+    /// no key but still ends the search for this name.
+    Flag,
     /// Exactly one value, decoded.
     One(Cow<'a, [u8]>),
     /// Several values (Kong reads a table: "duplicate").
@@ -83,8 +85,9 @@ pub fn find<'a>(text: &'a [u8], name: &str) -> Param<'a> {
         found = value.map(decode);
     }
     match (count, found) {
+        (0, _) => Param::Absent,
         (1, Some(v)) => Param::One(v),
-        (0 | 1, _) => Param::Absent,
+        (1, None) => Param::Flag,
         _ => Param::Many,
     }
 }
@@ -138,7 +141,8 @@ mod tests {
         );
         assert_eq!(find(b"apikey=a&apikey=b", "apikey"), Param::Many);
         assert_eq!(find(b"apikey=", "apikey"), Param::One(Cow::Borrowed(b"")));
-        assert_eq!(find(b"apikey", "apikey"), Param::Absent);
+        assert_eq!(find(b"apikey", "apikey"), Param::Flag);
+        assert_eq!(find(b"apikey&apikey=x", "apikey"), Param::Many);
         assert_eq!(find(b"other=1", "apikey"), Param::Absent);
         assert_eq!(find(b"", "apikey"), Param::Absent);
     }

@@ -90,7 +90,9 @@ pub struct JwtConfig {
 pub struct Jwt {
     uri_param_names: Vec<String>,
     cookie_names: Vec<String>,
-    header_names: Vec<http::HeaderName>,
+    /// Each header name, with its dashed spelling when it has underscores (Kong, through
+    /// nginx, reads `x_token` from an `x-token` header).
+    header_names: Vec<(http::HeaderName, Option<http::HeaderName>)>,
     key_claim_name: String,
     secret_is_base64: bool,
     claims_to_verify: Vec<Claim>,
@@ -152,18 +154,24 @@ impl Jwt {
                 }
             }
         }
-        if !self.cookie_names.is_empty() {
-            for h in req.header().headers.get_all(http::header::COOKIE) {
-                let Ok(h) = h.to_str() else { continue };
-                for name in &self.cookie_names {
-                    if let Some(v) = cookie(h, name) {
-                        add(v);
-                    }
-                }
+        let headers = &req.header().headers;
+        for name in &self.cookie_names {
+            // nginx's `$cookie_<name>`: the first cookie of that name.
+            let value = headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|h| h.to_str().ok())
+                .find_map(|h| cookie(h, name));
+            if let Some(v) = value {
+                add(v);
             }
         }
-        for name in &self.header_names {
-            let value = req.header().headers.get(name).and_then(|v| v.to_str().ok());
+        for (name, dashed) in &self.header_names {
+            // The first header of that name, as Kong reads it.
+            let value = headers
+                .get(name)
+                .or_else(|| dashed.as_ref().and_then(|d| headers.get(d)))
+                .and_then(|v| v.to_str().ok());
             if let Some(t) = value.and_then(bearer) {
                 add(t);
             }
@@ -212,7 +220,7 @@ impl Jwt {
         let Some((consumer, credential)) = consumers.jwt(key) else {
             return Err(self.invalid(self.no_credentials_message.clone()));
         };
-        if jwt.alg != credential.algorithm {
+        if jwt.alg != Some(credential.algorithm) {
             return Err(self.invalid("Invalid algorithm"));
         }
         match credential.verifier.verify(
@@ -277,7 +285,11 @@ impl BuildPlugin for Jwt {
                     format!("bad header name {h:?}"),
                 )
             })?;
-            header_names.push(name);
+            let dashed = h
+                .contains('_')
+                .then(|| http::HeaderName::from_bytes(h.replace('_', "-").as_bytes()).ok())
+                .flatten();
+            header_names.push((name, dashed));
         }
         if !(0.0..=31_536_000.0).contains(&config.maximum_expiration) {
             return Err(ConfigError::new(
