@@ -322,6 +322,18 @@ impl ProxyHttp for PingwayProxy {
         }
     }
 
+    /// What Pingora's own log lines say about a request: method, path and Host, never the
+    /// query string, which may carry credentials (`?apikey=`, `?jwt=`).
+    fn request_summary(&self, session: &Session, _ctx: &ProxyCtx) -> String {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        format!("{} {}, Host: {host}", req.method, req.uri.path())
+    }
+
     /// No downstream modules: Pingora's default adds a (disabled) compression module
     /// that still costs time on every request.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
@@ -402,7 +414,9 @@ impl ProxyHttp for PingwayProxy {
                 send_generated(session, runtime, st, resp).await?;
                 return Ok(true);
             }
-            if let Some(consumer) = st.req.consumer.as_ref().filter(|_| !st.req.anonymous) {
+            // The anonymous consumer's plugins apply too (Kong's scoping), which is how
+            // anonymous traffic gets its own limits.
+            if let Some(consumer) = st.req.consumer.as_ref() {
                 if applied_consumer.as_deref() != Some(&*consumer.id) {
                     if let Some(own) = runtime.consumer_plugins.get(&consumer.id) {
                         let resolved =

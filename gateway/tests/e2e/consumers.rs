@@ -418,3 +418,71 @@ async fn the_auth_walkthrough_config_works_as_documented() {
     assert_eq!(e.backend, "two");
     assert_eq!(e.header("x-consumer-groups"), Some("admins"));
 }
+
+/// Kong's scoping includes the anonymous consumer: anonymous traffic gets its own,
+/// lower limit, while identified consumers keep the route's.
+#[tokio::test]
+async fn the_anonymous_consumers_own_plugins_apply() {
+    let rest = r#"
+consumers:
+  - username: alice
+    keyauth_credentials: [{key: alice-key}]
+  - username: guest
+    plugins:
+      - name: rate-limiting
+        config: {minute: 1, limit_by: ip}
+"#;
+    let routes = r#"  - name: r
+    paths: ["/"]
+    upstream: echo
+    plugins:
+      - name: key-auth
+        config: {anonymous: guest}
+      - name: rate-limiting
+        config: {minute: 100, limit_by: consumer}
+"#;
+    let g = AuthGateway::start(routes, rest).await;
+    let first = g.get("/", &[]).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-ratelimit-limit-minute"], "1");
+    let echo = expect_echo(first).await;
+    assert_eq!(echo.header("x-anonymous-consumer"), Some("true"));
+    // The anonymous budget is spent (unless the minute just rolled over).
+    let second = g.get("/", &[]).await;
+    assert!(second.status() == 429 || second.headers()["x-ratelimit-remaining-minute"] == "0");
+    // Alice is not affected.
+    let r = g.get("/", &[("apikey", "alice-key")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ratelimit-limit-minute"], "100");
+}
+
+/// Pingora's error lines name the request; they must not carry a key from the query.
+#[tokio::test]
+async fn a_key_in_the_query_never_reaches_the_log() {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: down, targets: [\"{dead}\"], retries: 0}}]
+routes:
+  - name: r
+    upstream: down
+    plugins: [{{name: key-auth}}]
+consumers:
+  - username: alice
+    keyauth_credentials: [{{key: SECRET-QUERY-KEY-123}}]
+"
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let r = client()
+        .get(gw.url("/orders?apikey=SECRET-QUERY-KEY-123&page=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let logged = wait_until(Duration::from_secs(5), || async {
+        gw.log().contains("GET /orders")
+    })
+    .await;
+    assert!(logged, "the failure was not logged:\n{}", gw.log());
+    assert!(!gw.log().contains("SECRET-QUERY-KEY-123"), "{}", gw.log());
+}

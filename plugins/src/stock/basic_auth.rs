@@ -122,21 +122,12 @@ impl BasicAuth {
 #[async_trait::async_trait]
 impl Plugin for BasicAuth {
     async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
-        match &self.anonymous {
-            Some(anonymous) => {
-                if req.ctx.credential.is_some() {
-                    return Flow::Continue;
-                }
-                match self.authenticate(req).await {
-                    Ok(()) => Flow::Continue,
-                    Err(_) => auth::continue_as_anonymous(req, anonymous),
-                }
-            }
-            None => match self.authenticate(req).await {
-                Ok(()) => Flow::Continue,
-                Err(resp) => Flow::Respond(resp),
-            },
+        let anonymous = self.anonymous.as_deref();
+        if auth::already_authenticated(req, anonymous) {
+            return Flow::Continue;
         }
+        let result = self.authenticate(req).await;
+        auth::outcome(req, result, anonymous)
     }
 }
 

@@ -282,22 +282,12 @@ impl Plugin for KeyAuth {
         if auth::skip_preflight(req, self.run_on_preflight) {
             return Flow::Continue;
         }
-        match &self.anonymous {
-            Some(anonymous) => {
-                // OR: already authenticated by another plugin, nothing to do.
-                if req.ctx.credential.is_some() {
-                    return Flow::Continue;
-                }
-                match self.authenticate(req).await {
-                    Ok(()) => Flow::Continue,
-                    Err(_) => auth::continue_as_anonymous(req, anonymous),
-                }
-            }
-            None => match self.authenticate(req).await {
-                Ok(()) => Flow::Continue,
-                Err(resp) => Flow::Respond(resp),
-            },
+        let anonymous = self.anonymous.as_deref();
+        if auth::already_authenticated(req, anonymous) {
+            return Flow::Continue;
         }
+        let result = self.authenticate(req).await;
+        auth::outcome(req, result, anonymous)
     }
 }
 

@@ -126,6 +126,26 @@ pub fn check_anonymous(
     }
 }
 
+/// Kong's OR: an auth plugin with `anonymous` set does nothing when another plugin has
+/// already authenticated the request with a credential.
+pub fn already_authenticated(req: &PluginRequest<'_>, anonymous: Option<&str>) -> bool {
+    anonymous.is_some() && req.ctx.credential.is_some()
+}
+
+/// What an authentication result means: pass; without `anonymous`, answer with the
+/// failure (plugins combine as AND); with it, go on as the anonymous consumer (OR).
+pub fn outcome(
+    req: &mut PluginRequest<'_>,
+    result: Result<(), Response>,
+    anonymous: Option<&str>,
+) -> Flow {
+    match (result, anonymous) {
+        (Ok(()), _) => Flow::Continue,
+        (Err(_), Some(anonymous)) => continue_as_anonymous(req, anonymous),
+        (Err(resp), None) => Flow::Respond(resp),
+    }
+}
+
 /// After a failed authentication with `anonymous` set: continue as that consumer.
 pub fn continue_as_anonymous(req: &mut PluginRequest<'_>, anonymous: &str) -> Flow {
     let consumers = req.consumers;
