@@ -5,10 +5,20 @@ use std::time::Duration;
 
 use crate::common::*;
 
+/// Kills the demo if the test fails before it is stopped on purpose.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn the_walkthrough_works_and_ctrl_c_stops_everything() {
     let (port, one, two) = (free_port(), free_port(), free_port());
-    let mut child = Command::new(pingway_bin())
+    let mut child = KillOnDrop(Command::new(pingway_bin())
         .args(["demo", "--port", &port.to_string()])
         .args([
             "--one-port",
@@ -20,7 +30,7 @@ async fn the_walkthrough_works_and_ctrl_c_stops_everything() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let c = client();
     // Wait for both backends and the gateway without spending the rate limit of `/`:
@@ -79,12 +89,12 @@ async fn the_walkthrough_works_and_ctrl_c_stops_everything() {
 
     // Ctrl-C stops the gateway and both backends.
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break Some(s);
         }
         if std::time::Instant::now() > deadline {
