@@ -18,19 +18,21 @@ impl Drop for KillOnDrop {
 #[tokio::test]
 async fn the_walkthrough_works_and_ctrl_c_stops_everything() {
     let (port, one, two) = (free_port(), free_port(), free_port());
-    let mut child = KillOnDrop(Command::new(pingway_bin())
-        .args(["demo", "--port", &port.to_string()])
-        .args([
-            "--one-port",
-            &one.to_string(),
-            "--two-port",
-            &two.to_string(),
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let mut child = KillOnDrop(
+        Command::new(pingway_bin())
+            .args(["demo", "--port", &port.to_string()])
+            .args([
+                "--one-port",
+                &one.to_string(),
+                "--two-port",
+                &two.to_string(),
+            ])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let c = client();
     // Wait for both backends and the gateway without spending the rate limit of `/`:
@@ -107,6 +109,7 @@ async fn the_walkthrough_works_and_ctrl_c_stops_everything() {
     let mut out = String::new();
     use std::io::Read;
     child
+        .0
         .stdout
         .take()
         .unwrap()
