@@ -19,7 +19,9 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use pingway_plugins::{Flow, LogEntry, PluginRequest, RequestCtx, RequestId, Response};
+use pingway_plugins::{
+    Flow, LogEntry, PluginRequest, RequestCtx, RequestId, Response, ResponseHeaderName,
+};
 
 use crate::chain::{resolve_for_consumer, PluginInstance};
 use crate::respond;
@@ -174,7 +176,10 @@ fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &m
         let _ = header.append_header(headers::VIA, via.clone());
     }
     for (name, value) in st.req.take_response_headers() {
-        let _ = header.insert_header(name, value);
+        let _ = match name {
+            ResponseHeaderName::Static(name) => header.insert_header(name, value),
+            ResponseHeaderName::Name(name) => header.insert_header(name, value),
+        };
     }
     let (plugins, req) = st.chain_and_request(runtime);
     for p in plugins {

@@ -163,6 +163,39 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+/// The name of a header queued with [`RequestCtx::add_response_header`]: a static
+/// string (cheapest to add; use the conventional case, `X-RateLimit-Limit-Minute`) or a
+/// `HeaderName` built at run time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseHeaderName {
+    /// A name known when the code was written.
+    Static(&'static str),
+    /// Any other name.
+    Name(HeaderName),
+}
+
+impl From<&'static str> for ResponseHeaderName {
+    fn from(name: &'static str) -> Self {
+        ResponseHeaderName::Static(name)
+    }
+}
+
+impl From<HeaderName> for ResponseHeaderName {
+    fn from(name: HeaderName) -> Self {
+        ResponseHeaderName::Name(name)
+    }
+}
+
+impl ResponseHeaderName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResponseHeaderName::Static(s) => s,
+            ResponseHeaderName::Name(n) => n.as_str(),
+        }
+    }
+}
+
 /// Per-request state: created by the proxy when a request arrives, visible to every
 /// plugin phase, dropped after `on_log`.
 #[derive(Debug)]
@@ -191,7 +224,7 @@ pub struct RequestCtx {
     /// When the request arrived.
     pub started_at: Instant,
     /// Headers to add to whatever response the client gets (proxied or generated).
-    response_headers: Vec<(HeaderName, HeaderValue)>,
+    response_headers: Vec<(ResponseHeaderName, HeaderValue)>,
     /// Typed per-request data for plugins (`http::Extensions`: one value per type).
     pub extensions: http::Extensions,
 }
@@ -218,17 +251,22 @@ impl RequestCtx {
     /// Asks for `name: value` on the response the client receives, whether it comes from
     /// the upstream or from a plugin. Used by plugins that decide headers in
     /// `on_request` (rate-limit counters, for example).
-    pub fn add_response_header(&mut self, name: HeaderName, value: HeaderValue) {
-        self.response_headers.push((name, value));
+    pub fn add_response_header(&mut self, name: impl Into<ResponseHeaderName>, value: HeaderValue) {
+        self.response_headers.push((name.into(), value));
     }
 
     /// Headers queued with [`Self::add_response_header`].
-    pub fn response_headers(&self) -> &[(HeaderName, HeaderValue)] {
+    pub fn response_headers(&self) -> &[(ResponseHeaderName, HeaderValue)] {
         &self.response_headers
     }
 
+    /// Makes room for `n` more queued headers at once.
+    pub fn reserve_response_headers(&mut self, n: usize) {
+        self.response_headers.reserve(n);
+    }
+
     /// Removes and returns the queued response headers.
-    pub fn take_response_headers(&mut self) -> Vec<(HeaderName, HeaderValue)> {
+    pub fn take_response_headers(&mut self) -> Vec<(ResponseHeaderName, HeaderValue)> {
         std::mem::take(&mut self.response_headers)
     }
 

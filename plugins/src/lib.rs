@@ -18,13 +18,16 @@
 pub mod config;
 pub mod consumers;
 pub mod context;
+pub mod header_values;
 pub mod plugin;
 pub mod registry;
 pub mod stock;
 
 pub use async_trait::async_trait;
 pub use consumers::ConsumerSet;
-pub use context::{BufferedBody, Consumer, CredentialId, RequestCtx, RequestId, RouteInfo};
+pub use context::{
+    BufferedBody, Consumer, CredentialId, RequestCtx, RequestId, ResponseHeaderName, RouteInfo,
+};
 pub use plugin::{Body, BodyError, Flow, LogEntry, Plugin, PluginRequest, Response};
 pub use registry::{BuildContext, BuildPlugin, ConfigError, PluginFactory, PluginScope, Registry};
 

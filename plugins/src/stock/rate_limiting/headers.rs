@@ -11,28 +11,35 @@ use http::header::RETRY_AFTER;
 use http::{HeaderName, HeaderValue};
 
 use super::limiter::{Outcome, PeriodUsage};
+use crate::header_values::number;
 
-const X_LIMIT: [HeaderName; 6] = [
-    HeaderName::from_static("x-ratelimit-limit-second"),
-    HeaderName::from_static("x-ratelimit-limit-minute"),
-    HeaderName::from_static("x-ratelimit-limit-hour"),
-    HeaderName::from_static("x-ratelimit-limit-day"),
-    HeaderName::from_static("x-ratelimit-limit-month"),
-    HeaderName::from_static("x-ratelimit-limit-year"),
+// Kong's spelling. Static names are the cheapest to add (see `header_values`).
+const X_LIMIT: [&str; 6] = [
+    "X-RateLimit-Limit-Second",
+    "X-RateLimit-Limit-Minute",
+    "X-RateLimit-Limit-Hour",
+    "X-RateLimit-Limit-Day",
+    "X-RateLimit-Limit-Month",
+    "X-RateLimit-Limit-Year",
 ];
 
-const X_REMAINING: [HeaderName; 6] = [
-    HeaderName::from_static("x-ratelimit-remaining-second"),
-    HeaderName::from_static("x-ratelimit-remaining-minute"),
-    HeaderName::from_static("x-ratelimit-remaining-hour"),
-    HeaderName::from_static("x-ratelimit-remaining-day"),
-    HeaderName::from_static("x-ratelimit-remaining-month"),
-    HeaderName::from_static("x-ratelimit-remaining-year"),
+const X_REMAINING: [&str; 6] = [
+    "X-RateLimit-Remaining-Second",
+    "X-RateLimit-Remaining-Minute",
+    "X-RateLimit-Remaining-Hour",
+    "X-RateLimit-Remaining-Day",
+    "X-RateLimit-Remaining-Month",
+    "X-RateLimit-Remaining-Year",
 ];
 
-const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const LIMIT: &str = "RateLimit-Limit";
+const REMAINING: &str = "RateLimit-Remaining";
+const RESET: &str = "RateLimit-Reset";
+
+/// How many headers [`rate_limit_headers`] emits for `outcome`.
+pub(crate) fn count(outcome: &Outcome) -> usize {
+    2 * outcome.usage().count() + 3
+}
 
 /// The period the `RateLimit-*` headers describe: the lowest remaining, the longer
 /// window on a tie (Kong's choice).
@@ -48,16 +55,21 @@ pub(crate) fn tightest(outcome: &Outcome) -> Option<&PeriodUsage> {
 
 /// Calls `emit` with each rate-limit header for `outcome`, in a stable order:
 /// the per-period pairs (shortest period first), then the three `RateLimit-*` headers.
-pub(crate) fn rate_limit_headers(outcome: &Outcome, mut emit: impl FnMut(HeaderName, HeaderValue)) {
+/// `limit_value` gives the (prebuilt) value of a period's limit.
+pub(crate) fn rate_limit_headers(
+    outcome: &Outcome,
+    limit_value: impl Fn(usize) -> HeaderValue,
+    mut emit: impl FnMut(&'static str, HeaderValue),
+) {
     for u in outcome.usage() {
         let i = u.period.index();
-        emit(X_LIMIT[i].clone(), HeaderValue::from(u.limit));
-        emit(X_REMAINING[i].clone(), HeaderValue::from(u.remaining));
+        emit(X_LIMIT[i], limit_value(i));
+        emit(X_REMAINING[i], number(u.remaining));
     }
     if let Some(t) = tightest(outcome) {
-        emit(LIMIT, HeaderValue::from(t.limit));
-        emit(REMAINING, HeaderValue::from(t.remaining));
-        emit(RESET, HeaderValue::from(t.reset));
+        emit(LIMIT, limit_value(t.period.index()));
+        emit(REMAINING, number(t.remaining));
+        emit(RESET, number(t.reset));
     }
 }
 
@@ -67,7 +79,7 @@ pub(crate) fn retry_after(outcome: &Outcome) -> Option<(HeaderName, HeaderValue)
     if outcome.allowed {
         return None;
     }
-    tightest(outcome).map(|t| (RETRY_AFTER, HeaderValue::from(t.reset)))
+    tightest(outcome).map(|t| (RETRY_AFTER, number(t.reset)))
 }
 
 #[cfg(test)]
@@ -85,12 +97,27 @@ mod tests {
 
     fn headers(outcome: &Outcome) -> Vec<(String, String)> {
         let mut v = Vec::new();
-        rate_limit_headers(outcome, |n, val| {
-            v.push((
-                n.as_str().to_string(),
-                val.to_str().unwrap_or("?").to_string(),
-            ))
-        });
+        let limits: Vec<HeaderValue> = Period::ALL
+            .iter()
+            .map(|p| {
+                number(
+                    outcome
+                        .usage()
+                        .find(|u| u.period == *p)
+                        .map_or(0, |u| u.limit),
+                )
+            })
+            .collect();
+        rate_limit_headers(
+            outcome,
+            |i| limits[i].clone(),
+            |n, val| {
+                v.push((
+                    n.to_ascii_lowercase(),
+                    val.to_str().unwrap_or("?").to_string(),
+                ))
+            },
+        );
         v
     }
 
@@ -104,9 +131,12 @@ mod tests {
     fn header_names_match_kong() {
         for p in Period::ALL {
             let i = p.index();
-            assert_eq!(X_LIMIT[i].as_str(), format!("x-ratelimit-limit-{p}"));
             assert_eq!(
-                X_REMAINING[i].as_str(),
+                X_LIMIT[i].to_ascii_lowercase(),
+                format!("x-ratelimit-limit-{p}")
+            );
+            assert_eq!(
+                X_REMAINING[i].to_ascii_lowercase(),
                 format!("x-ratelimit-remaining-{p}")
             );
         }

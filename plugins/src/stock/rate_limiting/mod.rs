@@ -52,6 +52,8 @@ use limiter::{Identifier, Limiter, Outcome};
 pub struct RateLimiting {
     settings: Settings,
     limiter: Limiter,
+    /// Each period's limit as a header value, built once (by `Period::index`).
+    limit_values: [HeaderValue; 6],
 }
 
 impl RateLimiting {
@@ -94,9 +96,12 @@ impl RateLimiting {
     /// `error_message` and `Retry-After`.
     fn decide(&self, ctx: &mut RequestCtx, outcome: &Outcome) -> Flow {
         if !self.settings.hide_client_headers {
-            headers::rate_limit_headers(outcome, |name, value| {
-                ctx.add_response_header(name, value)
-            });
+            ctx.reserve_response_headers(headers::count(outcome));
+            headers::rate_limit_headers(
+                outcome,
+                |i| self.limit_values[i].clone(),
+                |name, value| ctx.add_response_header(name, value),
+            );
         }
         if outcome.allowed {
             return Flow::Continue;
@@ -149,7 +154,17 @@ impl BuildPlugin for RateLimiting {
     fn build(config: RateLimitingConfig, _cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
         let settings = config.validate()?;
         let limiter = Limiter::new(settings.limits.iter().copied());
-        Ok(RateLimiting { settings, limiter })
+        let mut limit_values: [HeaderValue; 6] =
+            std::array::from_fn(|_| HeaderValue::from_static("0"));
+        for (period, limit) in &settings.limits {
+            limit_values[period.index()] = crate::header_values::static_value(&limit.to_string())
+                .unwrap_or_else(|| crate::header_values::number(*limit));
+        }
+        Ok(RateLimiting {
+            settings,
+            limiter,
+            limit_values,
+        })
     }
 }
 

@@ -67,7 +67,12 @@ fn request(p: &RateLimiting, ctx: &mut RequestCtx, path: &str, now: u64) -> Flow
 fn queued(ctx: &mut RequestCtx) -> Vec<(String, String)> {
     ctx.take_response_headers()
         .into_iter()
-        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_string()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("?").to_string(),
+            )
+        })
         .collect()
 }
 
