@@ -251,6 +251,12 @@ impl Gateway {
         if let Err(e) = self.reloader.reload_on_sighup() {
             log::warn!("cannot handle SIGHUP: {e}");
         }
+        if let Err(e) = self
+            .reloader
+            .reap_periodically(std::time::Duration::from_millis(250))
+        {
+            log::warn!("cannot start the configuration reaper: {e}");
+        }
         log::info!(
             "serving {} routes from {} on {}",
             current.routes.len(),

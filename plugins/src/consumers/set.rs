@@ -775,6 +775,17 @@ mod tests {
             assert!(s.in_flight.lock().unwrap().is_empty());
         }
         // Requests dropped while they wait (clients that went away) leave nothing behind.
+        // A costlier hash here, so that all eight are surely still waiting when dropped,
+        // however loaded the machine is.
+        let slow_hash = bcrypt::hash_with_salt("pw", 11, [6u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let s = Arc::new(
+            set(serde_json::json!([
+                {"username": "a", "basicauth_credentials": [{"username": "h", "password": slow_hash}]}
+            ]))
+            .unwrap(),
+        );
         let waiting: Vec<_> = (0..8)
             .map(|i| {
                 let s = s.clone();
