@@ -556,7 +556,9 @@ impl ProxyHttp for PingwayProxy {
                 let _ = upstream.insert_header(header::HOST, t.host_header().clone());
             }
         }
-        forwarding_headers(runtime, session, upstream, st);
+        if runtime.headers.forwarded {
+            forwarding_headers(runtime, session, upstream, st);
+        }
         let id = st.req.request_id.header_value().clone();
         let _ = upstream.insert_header(runtime.headers.request_id, id);
         if let Some(via) = &runtime.headers.via {

@@ -50,6 +50,8 @@ pub struct HeaderSettings {
     pub via: Option<HeaderValue>,
     /// Whether to add the latency headers.
     pub latency: bool,
+    /// Whether to send X-Forwarded-* and X-Real-IP upstream.
+    pub forwarded: bool,
 }
 
 /// A compiled configuration.
@@ -220,6 +222,7 @@ impl Runtime {
                     .collect(),
                 via: cfg.proxy.via_header.then(via_value),
                 latency: cfg.proxy.latency_headers,
+                forwarded: cfg.proxy.forwarded_headers,
             },
             instances,
             reused_instances,

@@ -36,6 +36,11 @@ pub fn request_id_header() -> String {
     "x-request-id".into()
 }
 
+/// Send X-Forwarded-* and X-Real-IP upstream, as Kong does.
+pub fn forwarded_headers() -> bool {
+    true
+}
+
 /// Answer with `Via: 1.1 pingway/<version>`.
 pub fn via_header() -> bool {
     true

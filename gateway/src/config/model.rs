@@ -101,6 +101,11 @@ pub struct ProxySettings {
     /// returned to the client.
     #[serde(default = "defaults::request_id_header")]
     pub request_id_header: String,
+    /// Send `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
+    /// `X-Forwarded-Port` and `X-Real-IP` upstream (as Kong does). Turn off when the
+    /// upstreams do not use them: each header costs time on every request.
+    #[serde(default = "defaults::forwarded_headers")]
+    pub forwarded_headers: bool,
     /// Add `Via: 1.1 pingway/<version>` to requests and responses, and
     /// `Server: pingway/<version>` to the responses the gateway generates itself.
     #[serde(default = "defaults::via_header")]
@@ -118,6 +123,7 @@ impl Default for ProxySettings {
             real_ip_header: defaults::real_ip_header(),
             real_ip_recursive: defaults::real_ip_recursive(),
             request_id_header: defaults::request_id_header(),
+            forwarded_headers: defaults::forwarded_headers(),
             via_header: defaults::via_header(),
             latency_headers: defaults::latency_headers(),
         }

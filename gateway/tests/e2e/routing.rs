@@ -212,7 +212,7 @@ async fn no_route_is_a_json_404_with_the_request_id() {
 async fn via_and_latency_headers_can_be_turned_off() {
     let backend = Backend::start("b", Behaviour::Echo).await;
     let yaml = format!(
-        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]\nproxy: {{via_header: false, latency_headers: false, request_id_header: x-correlation-id}}\nupstreams: [{{name: b, targets: [\"{}\"]}}]\nroutes: [{{name: r, upstream: b}}]\n",
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]\nproxy: {{via_header: false, latency_headers: false, forwarded_headers: false, request_id_header: x-correlation-id}}\nupstreams: [{{name: b, targets: [\"{}\"]}}]\nroutes: [{{name: r, upstream: b}}]\n",
         backend.addr
     );
     let gw = GatewayProcess::start(&yaml).await;
@@ -236,6 +236,15 @@ async fn via_and_latency_headers_can_be_turned_off() {
     let echo = Echo::parse(&r.text().await.unwrap());
     assert_eq!(echo.header("x-correlation-id"), Some(id.as_str()));
     assert_eq!(echo.header("via"), None);
+    for absent in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+    ] {
+        assert_eq!(echo.header(absent), None, "{absent} sent upstream");
+    }
     let r = client()
         .get(gw.url("/nowhere-special"))
         .header("host", "x")
