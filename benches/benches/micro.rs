@@ -43,8 +43,47 @@ use pingway::router::{normalize_path, RouteRequest, Router};
 use pingway::runtime::Runtime;
 use pingway_benches::routes;
 
+/// mimalloc, as in the `pingway` binary, counting allocations so the benchmarks can
+/// report allocations per request next to times (one relaxed atomic add per call).
+struct Counting;
+
+static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to mimalloc.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new) }
+    }
+}
+
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
+
+/// Allocations (including reallocations) that `f` makes, averaged over `n` calls.
+fn allocations(n: u64, mut f: impl FnMut()) -> f64 {
+    f(); // warm: lazily created state is not per-request
+    let before = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..n {
+        f();
+    }
+    (ALLOCS.load(std::sync::atomic::Ordering::Relaxed) - before) as f64 / n as f64
+}
 
 /// Polls a future that must complete without waiting.
 fn ready<F: Future>(f: F) -> F::Output {
@@ -307,6 +346,11 @@ fn plugin_chain(c: &mut Criterion) {
     let ip: IpAddr = "127.0.0.1".parse().expect("ip");
     let mut s = session("api.bench.local", "/api/users/42", "x-client: abc\r\n");
 
+    eprintln!(
+        "allocations per pass: 5-plugin chain {:.1}, empty chain {:.1}",
+        allocations(1000, || chain_pass(&five, &mut s, &info, ip)),
+        allocations(1000, || chain_pass(&empty, &mut s, &info, ip)),
+    );
     let mut g = c.benchmark_group("plugin_chain");
     g.throughput(Throughput::Elements(1));
     g.bench_function("5_plugins/all_phases", |b| {
@@ -443,6 +487,21 @@ fn proxy_phases(c: &mut Criterion) {
         .map(|p| session(&p.host, &p.path, ""))
         .collect();
 
+    eprintln!(
+        "allocations per request in the ProxyHttp phases (no I/O): bare {:.1}, pingway 1 route {:.1}, \
+         + ip-restriction + rate-limiting {:.1}, 10k routes {:.1}, scaffolding alone {:.1}",
+        allocations(1000, || phases(&bare, &mut s)),
+        allocations(1000, || phases(&pingway, &mut s)),
+        allocations(1000, || phases(&pingway_s2, &mut s)),
+        allocations(100, || {
+            for t in sessions_10k.iter_mut() {
+                phases(&pingway_10k, t);
+            }
+        }) / sessions_10k.len() as f64,
+        allocations(1000, || {
+            black_box((s.req_header().clone(), upstream_response()));
+        }),
+    );
     let mut g = c.benchmark_group("proxy_phases");
     g.throughput(Throughput::Elements(1));
     g.bench_function("bare_pingora", |b| b.iter(|| phases(&bare, &mut s)));
@@ -469,8 +528,84 @@ fn proxy_phases(c: &mut Criterion) {
     g.finish();
 }
 
+/// What one header insertion costs through `pingora_http`'s API on a request header
+/// read off the wire (so it keeps header-name case, like every request Pingway
+/// forwards), by the kind of name passed.
+fn pingora_headers(c: &mut Criterion) {
+    static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+    let s = session("api.bench.local", "/", "");
+    let value = http::HeaderValue::from_static("127.0.0.1");
+    let fresh = || s.req_header().clone();
+    eprintln!(
+        "allocations per insert_header on a wire request: custom HeaderName {:.1}, \
+         &'static str {:.1}, standard HeaderName {:.1} (after the clone's own {:.1})",
+        allocations(1000, || {
+            let mut h = fresh();
+            let _ = h.insert_header(X_FORWARDED_FOR.clone(), value.clone());
+            black_box(h);
+        }),
+        allocations(1000, || {
+            let mut h = fresh();
+            let _ = h.insert_header("X-Forwarded-For", value.clone());
+            black_box(h);
+        }),
+        allocations(1000, || {
+            let mut h = fresh();
+            let _ = h.insert_header(http::header::VIA, value.clone());
+            black_box(h);
+        }),
+        allocations(1000, || {
+            black_box(fresh());
+        }),
+    );
+    let mut g = c.benchmark_group("pingora_headers");
+    g.bench_function("clone_request_header", |b| b.iter(|| black_box(fresh())));
+    g.bench_function("clone+insert/custom_HeaderName", |b| {
+        b.iter(|| {
+            let mut h = fresh();
+            let _ = h.insert_header(X_FORWARDED_FOR.clone(), value.clone());
+            h
+        })
+    });
+    g.bench_function("clone+insert/static_str", |b| {
+        b.iter(|| {
+            let mut h = fresh();
+            let _ = h.insert_header("X-Forwarded-For", value.clone());
+            h
+        })
+    });
+    g.bench_function("clone+insert/standard_HeaderName", |b| {
+        b.iter(|| {
+            let mut h = fresh();
+            let _ = h.insert_header(http::header::VIA, value.clone());
+            h
+        })
+    });
+    const EIGHT: [http::HeaderName; 8] = [
+        http::HeaderName::from_static("x-forwarded-for"),
+        http::HeaderName::from_static("x-forwarded-proto"),
+        http::HeaderName::from_static("x-forwarded-host"),
+        http::HeaderName::from_static("x-forwarded-port"),
+        http::HeaderName::from_static("x-real-ip"),
+        http::HeaderName::from_static("x-request-id"),
+        http::HeaderName::from_static("x-pingway-a"),
+        http::HeaderName::from_static("x-pingway-b"),
+    ];
+    g.bench_function("clone+insert_8_distinct_custom", |b| {
+        b.iter(|| {
+            let mut h = fresh();
+            for n in &EIGHT {
+                let _ = h.insert_header(n.clone(), value.clone());
+            }
+            h
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    pingora_headers,
     router,
     config,
     plugin_chain,

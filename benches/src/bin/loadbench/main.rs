@@ -11,6 +11,7 @@
 mod measure;
 mod peers;
 mod procs;
+mod profile;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -91,8 +92,12 @@ struct Args {
     out: Option<PathBuf>,
     /// A run is repeated (up to twice) when other processes used more than this much
     /// CPU during it, in percent of one core.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 5.0)]
     max_foreign_cpu: f64,
+    /// Instead of the scenarios: profile these proxies under scenario 1's load (perf
+    /// and strace), e.g. `--profile bare,pingway,nginx`.
+    #[arg(long, value_delimiter = ',')]
+    profile: Vec<String>,
     /// Seconds to wait for other processes to calm down before a run.
     #[arg(long, default_value_t = 300)]
     max_wait: u64,
@@ -310,6 +315,22 @@ fn real_main() -> anyhow::Result<()> {
     );
     eprintln!("{header}");
 
+    if !args.profile.is_empty() {
+        let peers: Vec<Peer> = [Peer::Bare, Peer::Pingway, Peer::Nginx, Peer::Haproxy]
+            .into_iter()
+            .filter(|p| args.profile.iter().any(|k| k == p.key()))
+            .collect();
+        procs::wait_quiet(args.max_foreign_cpu, Duration::from_secs(args.max_wait));
+        let report = format!("{header}\n{}", profile::run(&bench, &peers, up.pid())?);
+        up.stop();
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report)?;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+
     let cases = bench.cases();
     let mut results: Vec<(Case, Vec<Sample>)> =
         cases.iter().map(|c| (c.clone(), Vec::new())).collect();
@@ -338,7 +359,7 @@ fn real_main() -> anyhow::Result<()> {
                         .run_case(&case, up.pid())
                         .with_context(|| format!("scenario {} {}", case.scenario, case.label))?;
                     attempt += 1;
-                    if s.foreign_cpu_pct <= args.max_foreign_cpu || attempt >= 3 {
+                    if s.foreign_cpu_pct <= args.max_foreign_cpu || attempt >= 4 {
                         break s;
                     }
                     eprintln!(
@@ -347,7 +368,7 @@ fn real_main() -> anyhow::Result<()> {
                     );
                 };
                 eprintln!(
-                    "round {} · scenario {} · {:<28} {:>8.0} req/s  p99 {:>6.0} µs  cpu {:>4.0}%  rss {:>6.1} MB  err {}{}",
+                    "round {} · scenario {} · {:<28} {:>8.0} req/s  p99 {:>6.0} µs  cpu {:>4.0}%  rss {:>6.1} MB  err {}  other {:.0}%{}  [{}]",
                     round + 1,
                     case.scenario,
                     case.label,
@@ -356,11 +377,13 @@ fn real_main() -> anyhow::Result<()> {
                     sample.cpu_pct,
                     sample.rss_kib / 1024.0,
                     sample.errors,
+                    sample.foreign_cpu_pct,
                     if sample.reloads > 0.0 {
                         format!("  reloads {}", sample.reloads)
                     } else {
                         String::new()
-                    }
+                    },
+                    sample.cores
                 );
                 results[i].1.push(sample);
             }
@@ -753,6 +776,7 @@ impl Bench {
         let cpu0 = procs::cpu_seconds(pid);
         let up0 = procs::cpu_seconds(upstream_pid);
         let busy0 = procs::machine_busy_seconds();
+        let cores0 = procs::core_times();
         let t0 = Instant::now();
         let (mut sample, loadgen_cpu) = std::thread::scope(|scope| {
             if reloading {
@@ -793,6 +817,7 @@ impl Bench {
         let cpu = procs::cpu_seconds(pid) - cpu0;
         let up_cpu = procs::cpu_seconds(upstream_pid) - up0;
         let busy = procs::machine_busy_seconds() - busy0;
+        sample.cores = procs::core_summary(&cores0, &procs::core_times());
         sample.cpu_pct = 100.0 * cpu / wall;
         sample.rss_kib = procs::peak_rss_kib(pid) as f64;
         sample.foreign_cpu_pct = (100.0 * (busy - cpu - up_cpu - loadgen_cpu) / wall).max(0.0);

@@ -31,6 +31,8 @@ pub struct Sample {
     pub foreign_cpu_pct: f64,
     /// Reloads applied during the run (reload scenario).
     pub reloads: f64,
+    /// What each core did during the run (idle, softirq, steal).
+    pub cores: String,
 }
 
 /// The wrk Lua `done` hook that prints the summary as one JSON line.

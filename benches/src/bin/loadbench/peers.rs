@@ -190,7 +190,7 @@ pub fn nginx_proxy(dir: &Path, port: u16, upstream_port: u16, setup: &NginxSetup
                 };
                 let _ = write!(
                     servers,
-                    "  server {{\n    listen 127.0.0.1:{port}{default} backlog=4096;\n    server_name {name};\n"
+                    "  server {{\n    listen 127.0.0.1:{port}{default};\n    server_name {name};\n"
                 );
                 for loc in by_host.get(host).map(Vec::as_slice).unwrap_or(&[]) {
                     servers.push_str(loc);

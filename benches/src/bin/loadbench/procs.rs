@@ -243,10 +243,58 @@ pub fn machine_busy_seconds() -> f64 {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal ...: only the time that processes'
-    // own utime/stime also count, so the two can be subtracted.
-    let busy: u64 = v.iter().take(3).sum();
+    // user nice system idle iowait irq softirq steal ...: the kernel charges interrupt
+    // ticks to the interrupted process's stime as well, so they are counted here too.
+    let busy: u64 = v
+        .iter()
+        .take(7)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, x)| *x)
+        .sum();
     busy as f64 / TICKS_PER_SECOND
+}
+
+/// Per-core jiffies from `/proc/stat`: (core name, [user nice system idle iowait irq
+/// softirq steal]).
+pub fn core_times() -> Vec<(String, [u64; 8])> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next().unwrap_or("?").to_string();
+            let mut v = [0u64; 8];
+            for (slot, x) in v.iter_mut().zip(f) {
+                *slot = x.parse().unwrap_or(0);
+            }
+            (name, v)
+        })
+        .collect()
+}
+
+/// What each core did between two `core_times` readings: "cpu0 idle 3% softirq 12%
+/// steal 0%", ...
+pub fn core_summary(before: &[(String, [u64; 8])], after: &[(String, [u64; 8])]) -> String {
+    before
+        .iter()
+        .zip(after)
+        .map(|((name, a), (_, b))| {
+            let d: Vec<f64> = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| y.saturating_sub(*x) as f64)
+                .collect();
+            let total: f64 = d.iter().sum::<f64>().max(1.0);
+            format!(
+                "{name} idle {:.0}% si {:.0}% st {:.0}%",
+                100.0 * (d[3] + d[4]) / total,
+                100.0 * d[6] / total,
+                100.0 * d[7] / total
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs `program args` to completion (pinned to `core`); returns its stdout and the CPU

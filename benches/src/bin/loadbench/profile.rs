@@ -1,0 +1,214 @@
+//! `--profile`: where a proxy spends its core under scenario 1's load.
+//!
+//! - `perf record -e cpu-clock` (software clock sampling: these VMs expose no hardware
+//!   counters) on the proxy's processes during a wrk run; reported as the kernel / user
+//!   split by DSO and the top symbols by self time.
+//! - `strace -c -f` attached during a shorter wrk run: system calls per request (strace
+//!   slows the proxy down a lot; only the counts are meaningful, not the times).
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::{measure, procs, Bench, Case, Peer, Setup};
+
+/// Profiles each of `peers` in turn; returns a Markdown section.
+pub fn run(bench: &Bench, peers: &[Peer], upstream_pid: u32) -> anyhow::Result<String> {
+    let mut out = String::from("## Profiles (scenario 1 load)\n\n");
+    for &peer in peers {
+        let case = Case {
+            scenario: 1,
+            label: peer.key().to_string(),
+            peer,
+            setup: Setup::Plain,
+        };
+        let _ = upstream_pid;
+        let proc = bench.start(&case)?;
+        let pid = proc.pid();
+        let addr = bench.addr(peer);
+        let load = &bench.args.load_core;
+        let script = bench.script(Setup::Plain);
+        measure::wrk(load, addr, bench.args.connections, 1.0, script)?;
+
+        // perf, during a wrk run.
+        let data = bench.dir.join(format!("{}.perf.data", peer.key()));
+        let pids = procs::tree(pid)
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let secs = bench.args.duration.max(3);
+        let perf = Command::new("taskset")
+            .args([
+                "-c",
+                load,
+                "perf",
+                "record",
+                "-q",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "-p",
+            ])
+            .arg(&pids)
+            .arg("-o")
+            .arg(&data)
+            .args(["--", "sleep", &secs.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("perf record (apt-get install -y linux-perf)")?;
+        let stat = Command::new("taskset")
+            .args(["-c", load, "perf", "stat", "-x", ",", "-e"])
+            .arg("task-clock,context-switches,cpu-migrations,page-faults")
+            .arg("-p")
+            .arg(&pids)
+            .args(["--", "sleep", &secs.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("perf stat")?;
+        std::thread::sleep(Duration::from_millis(200));
+        let (sample, _) = measure::wrk(
+            load,
+            addr,
+            bench.args.connections,
+            secs as f64 - 0.5,
+            script,
+        )?;
+        let perf_out = perf.wait_with_output()?;
+        let stat_out = stat.wait_with_output()?;
+        let counters = per_request_counters(
+            &String::from_utf8_lossy(&stat_out.stderr),
+            sample.rps * secs as f64,
+        );
+        anyhow::ensure!(
+            perf_out.status.success(),
+            "perf record: {}",
+            String::from_utf8_lossy(&perf_out.stderr)
+        );
+        let dso = perf_report(&data, "dso", 0.5)?;
+        let sym = perf_report(&data, "dso,sym", 0.7)?;
+
+        // strace, during a short wrk run.
+        let trace = bench.dir.join(format!("{}.strace", peer.key()));
+        let mut strace = Command::new("taskset");
+        strace
+            .args(["-c", load, "strace", "-c", "-f", "-o"])
+            .arg(&trace);
+        // Every process (nginx's and HAProxy's workers are not followed by -f when
+        // they already exist).
+        for p in procs::tree(pid) {
+            strace.arg("-p").arg(p.to_string());
+        }
+        let strace = strace
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("strace (apt-get install -y strace)")?;
+        std::thread::sleep(Duration::from_millis(500));
+        let (traced, _) = measure::wrk(load, addr, bench.args.connections, 2.0, script)?;
+        procs::signal(strace.id(), procs::SIGINT);
+        let _ = strace.wait_with_output();
+        let calls = std::fs::read_to_string(&trace).unwrap_or_default();
+        proc.stop();
+
+        let requests = traced.rps * 2.0;
+        let _ = writeln!(
+            out,
+            "### {}\n\nUnder perf: {:.1}k req/s; per request (perf stat, software events): {}.\n\nSamples by DSO (self time):\n\n```\n{}```\n\nTop symbols (self time, ≥ 0.7%):\n\n```\n{}```\n\nSystem calls per request (strace -c -f, {:.0} requests while attached):\n\n```\n{}```\n",
+            case.label,
+            sample.rps / 1000.0,
+            counters,
+            dso,
+            sym,
+            requests,
+            per_request(&calls, requests)
+        );
+    }
+    Ok(out)
+}
+
+/// `perf report` sorted by `keys`, lines above `limit` percent, comments stripped.
+fn perf_report(data: &std::path::Path, keys: &str, limit: f64) -> anyhow::Result<String> {
+    let out = Command::new("perf")
+        .args(["report", "--stdio", "--no-children", "-q", "--sort", keys])
+        .arg(format!("--percent-limit={limit}"))
+        .arg("-i")
+        .arg(data)
+        .output()
+        .context("perf report")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| format!("{}\n", l.trim_end()))
+        .take(40)
+        .collect())
+}
+
+/// strace's summary as calls per request, busiest first.
+fn per_request(summary: &str, requests: f64) -> String {
+    let mut rows: Vec<(String, f64, f64)> = Vec::new();
+    for line in summary.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if f.len() < 5 || f[0].parse::<f64>().is_err() || f.last() == Some(&"total") {
+            continue;
+        }
+        let Ok(calls) = f[3].parse::<f64>() else {
+            continue;
+        };
+        let errors = if f.len() == 6 {
+            f[4].parse::<f64>().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let name = f.last().unwrap_or(&"?").to_string();
+        rows.push((name, calls, errors));
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let mut out = String::new();
+    for (name, calls, errors) in rows.iter().filter(|r| r.1 / requests.max(1.0) >= 0.01) {
+        let _ = writeln!(
+            out,
+            "{name:<16} {:>6.2} per request{}",
+            calls / requests.max(1.0),
+            if *errors > 0.0 {
+                format!(" ({:.2} failed, EAGAIN)", errors / requests.max(1.0))
+            } else {
+                String::new()
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<16} {:>6.2} per request",
+        "all",
+        total / requests.max(1.0)
+    );
+    out
+}
+
+/// `perf stat -x,` output as figures per request.
+fn per_request_counters(csv: &str, requests: f64) -> String {
+    let mut parts = Vec::new();
+    for line in csv.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let Ok(v) = f[0].parse::<f64>() else { continue };
+        let per = v / requests.max(1.0);
+        let name = f[2];
+        parts.push(match name {
+            "task-clock" => format!("{:.1} µs CPU", per * 1000.0),
+            _ => format!("{per:.3} {name}"),
+        });
+    }
+    parts.join(", ")
+}
