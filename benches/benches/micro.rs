@@ -44,29 +44,46 @@ use pingway::runtime::Runtime;
 use pingway_benches::routes;
 
 /// mimalloc, as in the `pingway` binary, counting allocations so the benchmarks can
-/// report allocations per request next to times (one relaxed atomic add per call).
+/// report allocations per request next to times. The counters are thread-local plain
+/// cells (no atomic read-modify-write on every allocation, which would add several
+/// nanoseconds to each and skew the timings); the benchmarks run on one thread.
 struct Counting;
 
-static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    /// (allocations including reallocations, bytes currently allocated).
+    static COUNTS: std::cell::Cell<(u64, i64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn count(allocs: u64, bytes: i64) {
+    let _ = COUNTS.try_with(|c| {
+        let (a, b) = c.get();
+        c.set((a + allocs, b + bytes));
+    });
+}
+
+fn counts() -> (u64, i64) {
+    COUNTS.with(|c| c.get())
+}
 
 // SAFETY: every call is forwarded unchanged to mimalloc.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count(1, layout.size() as i64);
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        count(0, -(layout.size() as i64));
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count(1, layout.size() as i64);
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count(1, new as i64 - layout.size() as i64);
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new) }
     }
@@ -78,11 +95,11 @@ static GLOBAL: Counting = Counting;
 /// Allocations (including reallocations) that `f` makes, averaged over `n` calls.
 fn allocations(n: u64, mut f: impl FnMut()) -> f64 {
     f(); // warm: lazily created state is not per-request
-    let before = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
+    let before = counts().0;
     for _ in 0..n {
         f();
     }
-    (ALLOCS.load(std::sync::atomic::Ordering::Relaxed) - before) as f64 / n as f64
+    (counts().0 - before) as f64 / n as f64
 }
 
 /// Polls a future that must complete without waiting.
@@ -189,6 +206,23 @@ fn config(c: &mut Criterion) {
     let set = routes::generate(10_000, 0);
     let yaml = set.pingway_yaml("127.0.0.1:1", "127.0.0.1:2");
     let registry = Registry::with_stock_plugins();
+    {
+        let live = || counts().1 as f64 / 1048576.0;
+        let base = live();
+        let loaded = load_str(&yaml).expect("loads");
+        let parsed = live() - base;
+        let runtime = Runtime::build(&loaded, &registry, None).expect("builds");
+        let both = live() - base;
+        drop(loaded);
+        let kept = live() - base;
+        eprintln!(
+            "heap for 10k routes: parsed config (document + typed) {parsed:.1} MiB; \
+             + runtime {both:.1} MiB; runtime alone, once the parse is dropped, {kept:.1} MiB \
+             (the YAML text itself: {:.1} MiB)",
+            yaml.len() as f64 / 1048576.0
+        );
+        drop(runtime);
+    }
     let mut g = c.benchmark_group("config");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(8));

@@ -90,6 +90,11 @@ struct Args {
     /// Also write the report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Put the report into benches/README.md, between the `<!-- loadbench:begin -->`
+    /// and `<!-- loadbench:end -->` markers (`profile:` markers with `--profile`), so the
+    /// table there is always a real run's output.
+    #[arg(long)]
+    update_readme: bool,
     /// A run is repeated (up to twice) when other processes used more than this much
     /// CPU during it, in percent of one core.
     #[arg(long, default_value_t = 5.0)]
@@ -98,6 +103,11 @@ struct Args {
     /// and strace), e.g. `--profile bare,pingway,nginx`.
     #[arg(long, value_delimiter = ',')]
     profile: Vec<String>,
+    /// Instead of the scenarios: count user-space instructions and allocations per
+    /// request under callgrind (valgrind), e.g. `--callgrind bare,pingway,nginx`.
+    /// Deterministic: other jobs on the machine do not change these counts.
+    #[arg(long, value_delimiter = ',')]
+    callgrind: Vec<String>,
     /// Seconds to wait for other processes to calm down before a run.
     #[arg(long, default_value_t = 300)]
     max_wait: u64,
@@ -158,6 +168,8 @@ struct Bench {
     key_auth: bool,
     set: RouteSet,
     scripts: Scripts,
+    /// nginx without a master process (for callgrind, which follows one process).
+    single_process: AtomicBool,
 }
 
 struct Scripts {
@@ -269,6 +281,7 @@ fn real_main() -> anyhow::Result<()> {
         key_auth: false,
         set,
         scripts,
+        single_process: AtomicBool::new(false),
     };
     let key_auth_note = bench.decide_key_auth()?;
 
@@ -315,6 +328,24 @@ fn real_main() -> anyhow::Result<()> {
     );
     eprintln!("{header}");
 
+    if !args.callgrind.is_empty() {
+        let peers: Vec<Peer> = [Peer::Bare, Peer::Pingway, Peer::Nginx, Peer::Haproxy]
+            .into_iter()
+            .filter(|p| args.callgrind.iter().any(|k| k == p.key()))
+            .collect();
+        let report = format!("{header}\n{}", profile::callgrind(&bench, &peers)?);
+        up.stop();
+        println!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report)?;
+        }
+        if args.update_readme {
+            update_readme("callgrind", &report)?;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+
     if !args.profile.is_empty() {
         let peers: Vec<Peer> = [Peer::Bare, Peer::Pingway, Peer::Nginx, Peer::Haproxy]
             .into_iter()
@@ -327,6 +358,9 @@ fn real_main() -> anyhow::Result<()> {
         if let Some(out) = &args.out {
             std::fs::write(out, &report)?;
         }
+        if args.update_readme {
+            update_readme("profile", &report)?;
+        }
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
@@ -335,6 +369,7 @@ fn real_main() -> anyhow::Result<()> {
     let mut results: Vec<(Case, Vec<Sample>)> =
         cases.iter().map(|c| (c.clone(), Vec::new())).collect();
     let started = Instant::now();
+    let mut repeated = 0;
     for round in 0..args.rounds {
         for &scenario in &args.scenarios {
             let mut in_scenario: Vec<usize> = (0..results.len())
@@ -362,6 +397,7 @@ fn real_main() -> anyhow::Result<()> {
                     if s.foreign_cpu_pct <= args.max_foreign_cpu || attempt >= 4 {
                         break s;
                     }
+                    repeated += 1;
                     eprintln!(
                         "  (other processes used {:.0}% of a core: repeating)",
                         s.foreign_cpu_pct
@@ -392,15 +428,42 @@ fn real_main() -> anyhow::Result<()> {
     up.stop();
 
     let report = format!(
-        "{header}- Harness wall time: {:.0} s\n\n{}",
+        "{header}- Harness wall time: {:.0} s; {repeated} run(s) repeated because other processes used more than {}% of a core during them\n\n{}",
         started.elapsed().as_secs_f64(),
+        args.max_foreign_cpu,
         table(&results, &args)
     );
     println!("{report}");
     if let Some(out) = &args.out {
         std::fs::write(out, &report)?;
     }
+    if args.update_readme {
+        update_readme("loadbench", &report)?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Replaces what lies between `<!-- {name}:begin -->` and `<!-- {name}:end -->` in
+/// benches/README.md with `report`.
+fn update_readme(name: &str, report: &str) -> anyhow::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
+        bail!("{} has no {begin} ... {end} markers", path.display());
+    };
+    anyhow::ensure!(b < e, "{begin} comes after {end} in {}", path.display());
+    let updated = format!(
+        "{}{begin}\n{}\n{}",
+        &text[..b],
+        report.trim_end(),
+        &text[e..]
+    );
+    std::fs::write(&path, updated)?;
+    eprintln!("updated {}", path.display());
     Ok(())
 }
 
@@ -473,7 +536,7 @@ impl Bench {
         let mut h = String::new();
         let _ = writeln!(
             h,
-            "## loadbench {} (UTC)\n",
+            "**loadbench, {} (UTC)**\n",
             procs::version_of("date", &["-u", "+%Y-%m-%d %H:%M"])
         );
         let _ = writeln!(
@@ -636,10 +699,12 @@ impl Bench {
                     _ if variant_b => NginxSetup::PlainB,
                     _ => NginxSetup::Plain,
                 };
-                (
-                    "nginx-proxy.conf",
-                    peers::nginx_proxy(&self.dir, self.port(peer), self.upstream.port(), &s),
-                )
+                let mut text =
+                    peers::nginx_proxy(&self.dir, self.port(peer), self.upstream.port(), &s);
+                if self.single_process.load(Ordering::Relaxed) {
+                    text = text.replacen("daemon off;\n", "daemon off;\nmaster_process off;\n", 1);
+                }
+                ("nginx-proxy.conf", text)
             }
             Peer::Haproxy => {
                 let s = match setup {
@@ -665,60 +730,70 @@ impl Bench {
     }
 
     fn start(&self, case: &Case) -> anyhow::Result<Proc> {
+        self.start_wrapped(case, &[])
+    }
+
+    /// Starts the case's proxy, its command prefixed by `wrapper` (e.g. valgrind), and
+    /// waits until it answers.
+    fn start_wrapped(&self, case: &Case, wrapper: &[String]) -> anyhow::Result<Proc> {
         let peer = case.peer;
         let core = &self.args.proxy_core;
         let log = self.dir.join(format!("{}.log", peer.key()));
         let conf = self.write_config(peer, case.setup, false)?;
-        let mut proc = match peer {
-            Peer::Bare => Proc::spawn(
+        let (name, program, mut args, stop): (&str, PathBuf, Vec<String>, i32) = match peer {
+            Peer::Bare => (
                 "bare pingora",
-                core,
-                &self.bins.join("bare-pingora"),
-                &[
+                self.bins.join("bare-pingora"),
+                vec![
                     "--listen".into(),
                     self.addr(peer).to_string(),
                     "--upstream".into(),
                     self.upstream.to_string(),
                 ],
-                &log,
                 procs::SIGINT,
-            )?,
-            Peer::Pingway => Proc::spawn(
+            ),
+            Peer::Pingway => (
                 "pingway",
-                core,
-                &self.bins.join("pingway"),
-                &["run".into(), "--config".into(), conf.display().to_string()],
-                &log,
+                self.bins.join("pingway"),
+                vec!["run".into(), "--config".into(), conf.display().to_string()],
                 procs::SIGINT,
-            )?,
-            Peer::Nginx => Proc::spawn(
+            ),
+            Peer::Nginx => (
                 "nginx",
-                core,
-                Path::new("/usr/sbin/nginx"),
-                &[
+                PathBuf::from("/usr/sbin/nginx"),
+                vec![
                     "-p".into(),
                     self.dir.display().to_string(),
                     "-c".into(),
                     conf.display().to_string(),
                 ],
-                &log,
                 procs::SIGTERM,
-            )?,
+            ),
             Peer::Haproxy => {
                 let mut a = vec!["-db".to_string(), "-f".into(), conf.display().to_string()];
                 if matches!(case.setup, Setup::Reload | Setup::ReloadRoutes) {
                     a.insert(0, "-W".into());
                 }
-                Proc::spawn(
+                (
                     "haproxy",
-                    core,
-                    Path::new("/usr/sbin/haproxy"),
-                    &a,
-                    &log,
+                    PathBuf::from("/usr/sbin/haproxy"),
+                    a,
                     procs::SIGTERM,
-                )?
+                )
             }
         };
+        let program = match wrapper.split_first() {
+            Some((first, rest)) => {
+                args.insert(0, program.display().to_string());
+                for (i, w) in rest.iter().enumerate() {
+                    args.insert(i, w.clone());
+                }
+                PathBuf::from(first)
+            }
+            None => program,
+        };
+        let ready_within = if wrapper.is_empty() { 20 } else { 120 };
+        let mut proc = Proc::spawn(name, core, &program, &args, &log, stop)?;
         let (host, path) = match case.setup {
             Setup::Routes | Setup::ReloadRoutes | Setup::PlainSpread => {
                 let p = &self.set.probes[0];
@@ -738,7 +813,7 @@ impl Bench {
             &path,
             &headers,
             200,
-            Duration::from_secs(20),
+            Duration::from_secs(ready_within),
         )
         .with_context(|| format!("log: {}", log.display()))?;
         Ok(proc)
@@ -930,6 +1005,11 @@ fn ratio(v: f64, base: Option<f64>) -> String {
 
 fn table(results: &[(Case, Vec<Sample>)], args: &Args) -> String {
     let mut out = String::new();
+    out.push_str(
+        "Scenarios: 1 one route, no plugins; 2 ip-restriction + rate-limiting (and peers' equivalents); \
+         3 10,000 routes, requests spread over 1,000 of them; 4 fixed rate (open loop); \
+         5 a reload every second under load.\n\n",
+    );
     out.push_str(
         "Each cell: value (ratio to bare Pingora | ratio to nginx, same scenario). Medians of the rounds. \
          req/s counts successful responses; CPU is the proxy's user+system time over wall time (100% = one core); \

@@ -16,7 +16,7 @@ use crate::{measure, procs, Bench, Case, Peer, Setup};
 
 /// Profiles each of `peers` in turn; returns a Markdown section.
 pub fn run(bench: &Bench, peers: &[Peer], upstream_pid: u32) -> anyhow::Result<String> {
-    let mut out = String::from("## Profiles (scenario 1 load)\n\n");
+    let mut out = String::from("**Profiles under scenario 1 load**\n\n");
     for &peer in peers {
         let case = Case {
             scenario: 1,
@@ -119,7 +119,7 @@ pub fn run(bench: &Bench, peers: &[Peer], upstream_pid: u32) -> anyhow::Result<S
         let requests = traced.rps * 2.0;
         let _ = writeln!(
             out,
-            "### {}\n\nUnder perf: {:.1}k req/s; per request (perf stat, software events): {}.\n\nSamples by DSO (self time):\n\n```\n{}```\n\nTop symbols (self time, ≥ 0.7%):\n\n```\n{}```\n\nSystem calls per request (strace -c -f, {:.0} requests while attached):\n\n```\n{}```\n",
+            "#### {}\n\nUnder perf: {:.1}k req/s; per request (perf stat, software events): {}.\n\nSamples by DSO (self time):\n\n```\n{}```\n\nTop symbols (self time, ≥ 0.7%):\n\n```\n{}```\n\nSystem calls per request (strace -c -f, {:.0} requests while attached):\n\n```\n{}```\n",
             case.label,
             sample.rps / 1000.0,
             counters,
@@ -211,4 +211,169 @@ fn per_request_counters(csv: &str, requests: f64) -> String {
         });
     }
     parts.join(", ")
+}
+
+/// Instructions, memcpy instructions and allocator calls per request of each of `peers`
+/// under callgrind, instrumentation switched on only while wrk runs (scenario 1).
+pub fn callgrind(bench: &Bench, peers: &[Peer]) -> anyhow::Result<String> {
+    bench
+        .single_process
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut rows: Vec<(Peer, f64, f64, f64, f64)> = Vec::new();
+    for &peer in peers {
+        let case = Case {
+            scenario: 1,
+            label: peer.key().to_string(),
+            peer,
+            setup: Setup::Plain,
+        };
+        let out = bench.dir.join(format!("callgrind.{}", peer.key()));
+        let wrapper = vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            "--instr-atstart=no".into(),
+            format!("--callgrind-out-file={}.%p", out.display()),
+        ];
+        let proc = bench.start_wrapped(&case, &wrapper)?;
+        let pid = proc.pid();
+        let addr = bench.addr(peer);
+        let load = &bench.args.load_core;
+        let script = bench.script(Setup::Plain);
+        measure::wrk(load, addr, 8, 2.0, script)?;
+        let control = |arg: &[&str]| {
+            Command::new("callgrind_control")
+                .args(arg)
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        };
+        control(&["-i", "on"])?;
+        let (sample, _) = measure::wrk(load, addr, 8, 10.0, script)?;
+        control(&["-i", "off"])?;
+        control(&["-d"])?;
+        std::thread::sleep(Duration::from_millis(500));
+        proc.stop();
+        let requests = sample.rps * 10.0;
+        // The dump made by `-d` is the file with a part number.
+        let dump = std::fs::read_dir(&bench.dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(&format!("callgrind.{}.", peer.key())) && n.ends_with(".1")
+                })
+            })
+            .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .context("no callgrind dump")?;
+        let (total, memcpy, allocs) = parse_callgrind(&std::fs::read_to_string(&dump)?);
+        rows.push((
+            peer,
+            total / requests,
+            memcpy / requests,
+            allocs / requests,
+            requests,
+        ));
+    }
+    let find = |p: Peer| rows.iter().find(|r| r.0 == p).map(|r| r.1);
+    let mut out = String::from(
+        "**Instructions per request (callgrind, scenario 1, 10 s of wrk -c8 while instrumented)**\n\n\
+         | proxy | instructions / request | × bare | × nginx | of which memcpy | allocator calls / request | requests |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for (peer, ir, memcpy, allocs, requests) in &rows {
+        let ratio = |b: Option<f64>| b.map_or("–".to_string(), |b| format!("{:.2}", ir / b));
+        let _ = writeln!(
+            out,
+            "| {} | {:.1}k | {} | {} | {:.1}k | {:.1} | {:.0} |",
+            peer.key(),
+            ir / 1000.0,
+            ratio(find(Peer::Bare)),
+            ratio(find(Peer::Nginx)),
+            memcpy / 1000.0,
+            allocs,
+            requests
+        );
+    }
+    out.push_str(
+        "\nUser space only (the kernel is not instrumented); allocator calls are calls to \
+         malloc/calloc/realloc (nginx, HAProxy) or mimalloc's entry points (Pingora, Pingway).\n",
+    );
+    Ok(out)
+}
+
+/// (total instructions, instructions in memcpy/memmove, allocator calls) from a
+/// callgrind output file.
+fn parse_callgrind(text: &str) -> (f64, f64, f64) {
+    let mut names: std::collections::HashMap<String, String> = Default::default();
+    let mut total = 0.0;
+    let mut memcpy = 0.0;
+    let mut allocs = 0.0;
+    let mut in_memcpy = false;
+    let mut callee: Option<String> = None;
+    let mut take_call = false;
+    let is_alloc = |n: &str| {
+        matches!(
+            n,
+            "mi_malloc_aligned"
+                | "mi_zalloc_aligned"
+                | "mi_realloc_aligned"
+                | "mi_malloc"
+                | "mi_zalloc"
+                | "mi_realloc"
+                | "malloc"
+                | "calloc"
+                | "realloc"
+        )
+    };
+    // `fn=(id) name` the first time, `fn=(id)` after.
+    let name_of = |line: &str, names: &mut std::collections::HashMap<String, String>| {
+        let rest = line.split_once('=').map_or("", |(_, r)| r);
+        let (id, name) = match rest.split_once(' ') {
+            Some((id, name)) => (id.to_string(), Some(name.to_string())),
+            None => (rest.trim().to_string(), None),
+        };
+        if let Some(n) = name {
+            names.insert(id.clone(), n);
+        }
+        names.get(&id).cloned().unwrap_or_default()
+    };
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("totals:") {
+            total = t.trim().parse().unwrap_or(0.0);
+        } else if line.starts_with("fn=") {
+            let n = name_of(line, &mut names);
+            in_memcpy = n.contains("memcpy") || n.contains("memmove");
+            callee = None;
+        } else if line.starts_with("cfn=") {
+            callee = Some(name_of(line, &mut names));
+        } else if let Some(c) = line.strip_prefix("calls=") {
+            take_call = true;
+            if callee.as_deref().is_some_and(is_alloc) {
+                allocs += c
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-' || c == '*')
+        {
+            if take_call {
+                // The cost line of a call: inclusive, already counted in the callee.
+                take_call = false;
+            } else if in_memcpy {
+                memcpy += line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+        } else if !line.starts_with("cob=")
+            && !line.starts_with("cfi=")
+            && !line.starts_with("cfl=")
+        {
+            // fl=, fi=, fe=, ob= etc. do not end a call line; nothing to do.
+        }
+    }
+    (total, memcpy, allocs)
 }
