@@ -348,16 +348,15 @@ fn children_cpu_seconds() -> f64 {
     tv(u.utime) + tv(u.stime)
 }
 
-/// Waits (up to `max`) until the machine's busy CPU over half a second, beyond `own`
-/// seconds per second of our own idle processes, is under `threshold` percent of a
-/// core. Returns how long it waited, or `None` if it never got quiet.
+/// Waits (up to `max`) until the machine's busy CPU over 0.3 s is under `threshold`
+/// percent of a core. Returns how long it waited, or `None` if it never got quiet.
 pub fn wait_quiet(threshold: f64, max: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut announced = false;
     loop {
         let b0 = machine_busy_seconds();
-        std::thread::sleep(Duration::from_millis(500));
-        let busy = 100.0 * (machine_busy_seconds() - b0) / 0.5;
+        std::thread::sleep(Duration::from_millis(300));
+        let busy = 100.0 * (machine_busy_seconds() - b0) / 0.3;
         if busy < threshold {
             return Some(start.elapsed());
         }
