@@ -504,6 +504,25 @@ const SCENARIO2: &str = "    plugins:
         config: {second: 1000000000, policy: local, limit_by: ip}
 ";
 
+/// Size of the future Pingora boxes for every request (`HttpServerApp::process_new_http`
+/// is an `#[async_trait]` method, so `<T as ServerApp>::process_new` allocates it and
+/// moves it into the box once per request on a keep-alive connection).
+fn request_future_size<SV>(inner: SV) -> usize
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    use pingora_core::apps::HttpServerApp;
+    let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
+    let app = Arc::new(pingora_proxy::http_proxy(&conf, inner));
+    let (_tx, shutdown) = tokio::sync::watch::channel(false);
+    let session = pingora_core::protocols::http::ServerSession::new_http1(Box::new(Cursor::new(
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+    )));
+    let fut = app.process_new_http(session, &shutdown);
+    std::mem::size_of_val(&*fut)
+}
+
 fn proxy_phases(c: &mut Criterion) {
     let one_route = "listeners: [{address: \"127.0.0.1:1\"}]\n\
                      upstreams: [{name: up, targets: [\"127.0.0.1:2\"]}]\n\
@@ -521,6 +540,13 @@ fn proxy_phases(c: &mut Criterion) {
         .map(|p| session(&p.host, &p.path, ""))
         .collect();
 
+    eprintln!(
+        "per-request future boxed by Pingora (process_new_http): bare {} bytes, pingway {} bytes \
+         (pingway::proxy::ProxyCtx: {} bytes)",
+        request_future_size(Bare("127.0.0.1:2".parse().expect("addr"))),
+        request_future_size(pingway_proxy(one_route)),
+        std::mem::size_of::<pingway::proxy::ProxyCtx>(),
+    );
     eprintln!(
         "allocations per request in the ProxyHttp phases (no I/O): bare {:.1}, pingway 1 route {:.1}, \
          + ip-restriction + rate-limiting {:.1}, 10k routes {:.1}, scaffolding alone {:.1}",

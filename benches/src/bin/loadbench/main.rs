@@ -112,6 +112,13 @@ struct Args {
     /// Deterministic: other jobs on the machine do not change these counts.
     #[arg(long, value_delimiter = ',')]
     callgrind: Vec<String>,
+    /// The scenario `--callgrind` loads: 1 (one route) or 3 (the route table, spread
+    /// requests).
+    #[arg(long, default_value_t = 1)]
+    callgrind_scenario: u8,
+    /// With `--callgrind`: also simulate the caches (slower) and report misses.
+    #[arg(long)]
+    callgrind_cache_sim: bool,
     /// Seconds to wait for other processes to calm down before a run.
     #[arg(long, default_value_t = 300)]
     max_wait: u64,
@@ -338,14 +345,22 @@ fn real_main() -> anyhow::Result<()> {
             .into_iter()
             .filter(|p| args.callgrind.iter().any(|k| k == p.key()))
             .collect();
-        let report = format!("{header}\n{}", profile::callgrind(&bench, &peers)?);
+        let report = format!(
+            "{header}\n{}",
+            profile::callgrind(&bench, &peers, args.callgrind_scenario)?
+        );
         up.stop();
         println!("{report}");
         if let Some(out) = &args.out {
             std::fs::write(out, &report)?;
         }
         if args.update_readme {
-            update_readme("callgrind", &report)?;
+            let marker = if args.callgrind_scenario == 1 {
+                "callgrind".to_string()
+            } else {
+                format!("callgrind{}", args.callgrind_scenario)
+            };
+            update_readme(&marker, &report)?;
         }
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());

@@ -215,18 +215,40 @@ fn per_request_counters(csv: &str, requests: f64) -> String {
 
 /// Instructions, memcpy instructions and allocator calls per request of each of `peers`
 /// under callgrind, instrumentation switched on only while wrk runs (scenario 1).
-pub fn callgrind(bench: &Bench, peers: &[Peer]) -> anyhow::Result<String> {
+pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<String> {
     bench
         .single_process
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut rows: Vec<(Peer, f64, f64, f64, f64)> = Vec::new();
+    // Scenario 3: the route table, and Pingway with one route under the same requests.
+    let mut cases: Vec<Case> = Vec::new();
     for &peer in peers {
-        let case = Case {
-            scenario: 1,
-            label: peer.key().to_string(),
-            peer,
-            setup: Setup::Plain,
+        let (setup, label) = match (scenario, peer) {
+            (3, Peer::Bare) => (Setup::PlainSpread, "bare (spread reqs)".to_string()),
+            (3, _) => (
+                Setup::Routes,
+                format!("{} {} routes", peer.key(), bench.set.routes.len()),
+            ),
+            _ => (Setup::Plain, peer.key().to_string()),
         };
+        cases.push(Case {
+            scenario,
+            label,
+            peer,
+            setup,
+        });
+        if scenario == 3 && peer == Peer::Pingway {
+            cases.push(Case {
+                scenario,
+                label: "pingway 1 route (spread reqs)".into(),
+                peer,
+                setup: Setup::PlainSpread,
+            });
+        }
+    }
+    let mut rows: Vec<(Case, f64, f64, f64, f64)> = Vec::new();
+    let mut misses: Vec<(String, String)> = Vec::new();
+    for case in cases {
+        let peer = case.peer;
         let out = bench.dir.join(format!("callgrind.{}", peer.key()));
         let wrapper = vec![
             "valgrind".to_string(),
@@ -234,11 +256,15 @@ pub fn callgrind(bench: &Bench, peers: &[Peer]) -> anyhow::Result<String> {
             "--instr-atstart=no".into(),
             format!("--callgrind-out-file={}.%p", out.display()),
         ];
+        let mut wrapper = wrapper;
+        if bench.args.callgrind_cache_sim {
+            wrapper.push("--cache-sim=yes".into());
+        }
         let proc = bench.start_wrapped(&case, &wrapper)?;
         let pid = proc.pid();
         let addr = bench.addr(peer);
         let load = &bench.args.load_core;
-        let script = bench.script(Setup::Plain);
+        let script = bench.script(case.setup);
         measure::wrk(load, addr, 8, 2.0, script)?;
         let control = |arg: &[&str]| {
             Command::new("callgrind_control")
@@ -266,27 +292,32 @@ pub fn callgrind(bench: &Bench, peers: &[Peer]) -> anyhow::Result<String> {
             })
             .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .context("no callgrind dump")?;
-        let (total, memcpy, allocs) = parse_callgrind(&std::fs::read_to_string(&dump)?);
+        let text = std::fs::read_to_string(&dump)?;
+        let (total, memcpy, allocs) = parse_callgrind(&text);
+        if bench.args.callgrind_cache_sim {
+            misses.push((case.label.clone(), cache_misses(&text, requests)));
+        }
         rows.push((
-            peer,
+            case,
             total / requests,
             memcpy / requests,
             allocs / requests,
             requests,
         ));
     }
-    let find = |p: Peer| rows.iter().find(|r| r.0 == p).map(|r| r.1);
-    let mut out = String::from(
-        "**Instructions per request (callgrind, scenario 1, 10 s of wrk -c8 while instrumented)**\n\n\
+    let find = |p: Peer| rows.iter().find(|r| r.0.peer == p).map(|r| r.1);
+    let out = String::from(
+        "**Instructions per request (callgrind, scenario {scenario}, 10 s of wrk -c8 while instrumented)**\n\n\
          | proxy | instructions / request | × bare | × nginx | of which memcpy | allocator calls / request | requests |\n\
          |---|---|---|---|---|---|---|\n",
     );
-    for (peer, ir, memcpy, allocs, requests) in &rows {
+    let mut out = out.replace("{scenario}", &scenario.to_string());
+    for (case, ir, memcpy, allocs, requests) in &rows {
         let ratio = |b: Option<f64>| b.map_or("–".to_string(), |b| format!("{:.2}", ir / b));
         let _ = writeln!(
             out,
             "| {} | {:.1}k | {} | {} | {:.1}k | {:.1} | {:.0} |",
-            peer.key(),
+            case.label,
             ir / 1000.0,
             ratio(find(Peer::Bare)),
             ratio(find(Peer::Nginx)),
@@ -294,6 +325,12 @@ pub fn callgrind(bench: &Bench, peers: &[Peer]) -> anyhow::Result<String> {
             allocs,
             requests
         );
+    }
+    if !misses.is_empty() {
+        out.push_str("\nSimulated cache misses per request (callgrind --cache-sim=yes):\n\n");
+        for (label, m) in &misses {
+            let _ = writeln!(out, "- {label}: {m}");
+        }
     }
     out.push_str(
         "\nUser space only (the kernel is not instrumented); allocator calls are calls to \
@@ -340,7 +377,11 @@ fn parse_callgrind(text: &str) -> (f64, f64, f64) {
     };
     for line in text.lines() {
         if let Some(t) = line.strip_prefix("totals:") {
-            total = t.trim().parse().unwrap_or(0.0);
+            total = t
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
         } else if line.starts_with("fn=") {
             let n = name_of(line, &mut names);
             in_memcpy = n.contains("memcpy") || n.contains("memmove");
@@ -376,4 +417,39 @@ fn parse_callgrind(text: &str) -> (f64, f64, f64) {
         }
     }
     (total, memcpy, allocs)
+}
+
+/// Data-cache misses per request from a `--cache-sim=yes` callgrind file.
+fn cache_misses(text: &str, requests: f64) -> String {
+    let events: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("events:"))
+        .map(|e| e.split_whitespace().collect())
+        .unwrap_or_default();
+    let totals: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:"))
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let get = |name: &str| {
+        events
+            .iter()
+            .position(|e| *e == name)
+            .and_then(|i| totals.get(i))
+            .copied()
+            .unwrap_or(0.0)
+            / requests.max(1.0)
+    };
+    format!(
+        "L1 data {:.0} (read {:.0}, write {:.0}), last level data {:.1}, L1 instruction {:.0}",
+        get("D1mr") + get("D1mw"),
+        get("D1mr"),
+        get("D1mw"),
+        get("DLmr") + get("DLmw"),
+        get("I1mr")
+    )
 }
