@@ -187,13 +187,38 @@ fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &m
     }
 }
 
-/// Formats a value into a header value without a temporary heap string.
-fn display_header(value: impl std::fmt::Display) -> Option<HeaderValue> {
-    use std::io::Write;
-    let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    write!(cursor, "{value}").ok()?;
-    let len = cursor.position() as usize;
+/// An IP address as a header value. IPv4 (the common case) is written by hand:
+/// `core::fmt` costs more than the rest of the header.
+fn ip_header(ip: IpAddr) -> Option<HeaderValue> {
+    let mut buf = [0u8; 48];
+    let len = match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            n
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            write!(cursor, "{v6}").ok()?;
+            cursor.position() as usize
+        }
+    };
     HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
@@ -217,7 +242,7 @@ fn forwarding_headers(
             .iter()
             .peekable();
         let value = if lines.peek().is_none() {
-            peer_value = display_header(peer_ip);
+            peer_value = ip_header(peer_ip);
             peer_value.clone()
         } else {
             let mut xff = Vec::with_capacity(64);
@@ -227,8 +252,10 @@ fn forwarding_headers(
                 }
                 xff.extend_from_slice(v.as_bytes());
             }
-            use std::io::Write;
-            let _ = write!(xff, ", {peer_ip}");
+            xff.extend_from_slice(b", ");
+            if let Some(ip) = ip_header(peer_ip) {
+                xff.extend_from_slice(ip.as_bytes());
+            }
             HeaderValue::from_bytes(&xff).ok()
         };
         if let Some(v) = value {
@@ -261,7 +288,7 @@ fn forwarding_headers(
     // Usually the client is the peer: reuse the value just made.
     let real_ip = match (peer_value, st.req.peer_addr) {
         (Some(v), Some(peer)) if peer.ip().to_canonical() == st.req.client_ip => Some(v),
-        _ => display_header(st.req.client_ip),
+        _ => ip_header(st.req.client_ip),
     };
     if let Some(v) = real_ip {
         let _ = upstream.insert_header(headers::X_REAL_IP, v);
@@ -686,6 +713,27 @@ impl ProxyHttp for PingwayProxy {
         };
         for p in chain {
             p.plugin.on_log(&entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_header_values_match_the_standard_formatting() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header(parsed).unwrap(), parsed.to_string().as_str());
         }
     }
 }
