@@ -162,6 +162,7 @@ impl Runtime {
         }
         let mut routes = Vec::with_capacity(cfg.routes.len());
         for (i, r) in cfg.routes.iter().enumerate() {
+            pingway_plugins::pace::point();
             let slots = instances.build_list(
                 &r.plugins,
                 &format!("routes[{i}].plugins"),

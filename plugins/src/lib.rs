@@ -19,6 +19,7 @@ pub mod config;
 pub mod consumers;
 pub mod context;
 pub mod header_values;
+pub mod pace;
 pub mod plugin;
 pub mod registry;
 pub mod stock;

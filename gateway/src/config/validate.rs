@@ -200,6 +200,7 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
 fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
     let mut names = HashMap::new();
     for (i, r) in config.routes.iter().enumerate() {
+        pingway_plugins::pace::point();
         let base = format!("routes[{i}]");
         if r.name.is_empty() {
             out.push(Diagnostic::new(format!("{base}.name"), "must not be empty"));

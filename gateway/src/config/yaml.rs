@@ -13,6 +13,7 @@ use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 pub fn parse(text: &str) -> Result<ConfigNode, Vec<Diagnostic>> {
     let mut builder = Builder::default();
     for item in Parser::new_from_str(text) {
+        pingway_plugins::pace::point();
         match item {
             Ok((event, span)) => builder.on_event(event, location(span.start))?,
             Err(e) => {

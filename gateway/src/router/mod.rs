@@ -109,6 +109,7 @@ impl Router {
         let mut conditions = Vec::with_capacity(routes.len());
         let mut matchers = Vec::with_capacity(routes.len());
         for (i, route) in routes.iter().enumerate() {
+            pingway_plugins::pace::point();
             let base = format!("routes[{i}]");
             let mut hosts = Vec::with_capacity(route.hosts.len());
             for (j, raw) in route.hosts.iter().enumerate() {

@@ -468,6 +468,7 @@ impl<'de> SeqAccess<'de> for ItemsAccess<'_, '_> {
         let Some(node) = self.items.get(self.next) else {
             return Ok(None);
         };
+        crate::pace::point();
         let path = Path::Index(self.de.path, self.next);
         self.next += 1;
         seed.deserialize(self.de.child(node, &path)).map(Some)
@@ -583,6 +584,7 @@ impl<'de> MapAccess<'de> for EntriesAccess<'_, '_> {
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
         for entry in self.entries.by_ref() {
+            crate::pace::point();
             if let Some(fields) = self.only {
                 if !fields.contains(&entry.0.name.as_str()) {
                     continue;
