@@ -2,7 +2,7 @@
 //! in Kong's JSON format `{"message": ..., "request_id": ...}`.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderName, HeaderValue, StatusCode};
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingway_plugins::{Body, Response};
@@ -76,10 +76,35 @@ pub fn render(resp: &Response, request_id: &str, head: bool) -> (ResponseHeader,
     }
     let _ = header.insert_header(header::CONTENT_LENGTH, body.len());
     for (name, value) in &resp.headers {
-        let _ = header.append_header(name.clone(), value.clone());
+        let _ = match titled(name) {
+            Some(titled) => header.append_header(titled, value.clone()),
+            None => header.append_header(name.clone(), value.clone()),
+        };
     }
     let body = if head { Bytes::new() } else { body };
     (header, body)
+}
+
+/// The conventional spelling of standard names plugins put on the responses they answer
+/// with, which Pingora would otherwise write in lowercase (it titles only a dozen names,
+/// such as `Content-Type`). Names are case-insensitive; this is for people reading them.
+fn titled(name: &HeaderName) -> Option<&'static str> {
+    Some(match *name {
+        header::RETRY_AFTER => "Retry-After",
+        header::WWW_AUTHENTICATE => "WWW-Authenticate",
+        header::PROXY_AUTHENTICATE => "Proxy-Authenticate",
+        header::LOCATION => "Location",
+        header::ALLOW => "Allow",
+        header::VARY => "Vary",
+        header::CACHE_CONTROL => "Cache-Control",
+        header::ACCESS_CONTROL_ALLOW_ORIGIN => "Access-Control-Allow-Origin",
+        header::ACCESS_CONTROL_ALLOW_METHODS => "Access-Control-Allow-Methods",
+        header::ACCESS_CONTROL_ALLOW_HEADERS => "Access-Control-Allow-Headers",
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS => "Access-Control-Allow-Credentials",
+        header::ACCESS_CONTROL_EXPOSE_HEADERS => "Access-Control-Expose-Headers",
+        header::ACCESS_CONTROL_MAX_AGE => "Access-Control-Max-Age",
+        _ => return None,
+    })
 }
 
 /// `{"message":"...","request_id":"..."}` with proper escaping.
@@ -131,6 +156,25 @@ mod tests {
         assert!(std::str::from_utf8(&b)
             .unwrap()
             .contains(r#"bad \"thing\""#));
+    }
+
+    #[test]
+    fn plugin_headers_are_written_in_their_usual_spelling() {
+        let r = Response::error(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded")
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("20"))
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Key"))
+            .with_header(
+                HeaderName::from_static("x-custom"),
+                HeaderValue::from_static("1"),
+            );
+        let (h, _) = render(&r, "x", false);
+        let mut wire = Vec::new();
+        h.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.contains("Retry-After: 20\r\n"), "{wire}");
+        assert!(wire.contains("WWW-Authenticate: Key\r\n"), "{wire}");
+        // Names without a usual spelling keep the one they were given.
+        assert!(wire.contains("x-custom: 1\r\n"), "{wire}");
     }
 
     #[test]
