@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use pingway_plugins::{
@@ -364,6 +364,24 @@ impl ProxyHttp for PingwayProxy {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         format!("{} {}, Host: {host}", req.method, req.uri.path())
+    }
+
+    /// A client that went away before its response is routine (nginx and Kong log it as a
+    /// 499, not as an error): logged at debug level instead of Pingora's error line.
+    /// Upstream failures keep their error line.
+    fn suppress_error_log(&self, session: &Session, ctx: &ProxyCtx, error: &Error) -> bool {
+        let client_gone = error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        if client_gone {
+            log::debug!(
+                "client closed the connection before the response: {error}, {}",
+                self.request_summary(session, ctx)
+            );
+        }
+        client_gone
     }
 
     /// No downstream modules: Pingora's default adds a (disabled) compression module

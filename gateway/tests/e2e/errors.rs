@@ -135,3 +135,37 @@ async fn a_malformed_request_gets_400_and_the_gateway_keeps_serving() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_early_is_not_logged_as_an_error_but_upstream_failures_are() {
+    let slow = Backend::start("slow", Behaviour::Slow(Duration::from_millis(800))).await;
+    let mut gw = GatewayProcess::start(&config(&[slow.addr.to_string()], "    retries: 0")).await;
+    // The client gives up before the upstream answers.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    assert!(impatient.get(gw.url("/leaving")).send().await.is_err());
+    // Let the gateway notice: the upstream answers after 800 ms, and the write fails.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(gw.is_running(), "the gateway survives the client leaving");
+    let log = gw.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("/leaving")),
+        "a client leaving early is not an error:\n{log}"
+    );
+
+    // An upstream that is down still gets its error line.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let gw = GatewayProcess::start(&config(&[dead], "    retries: 0")).await;
+    let resp = client().get(gw.url("/broken")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("/broken")),
+        "upstream failures stay errors:\n{log}"
+    );
+}
