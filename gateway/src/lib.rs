@@ -18,6 +18,7 @@ pub mod client_identity;
 pub mod demo;
 pub mod gateway;
 pub mod headers;
+pub mod memory;
 pub mod proxy;
 pub mod reload;
 pub mod respond;

@@ -8,7 +8,12 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Huge pages cost a proxy latency and memory (see `pingway::memory`).
+    let thp = pingway::memory::disable_transparent_huge_pages();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = thp {
+        log::warn!("could not turn transparent huge pages off: {e}");
+    }
     let cli = pingway::cli::Cli::parse();
     let code = pingway::cli::run(cli, pingway::plugins::Registry::with_stock_plugins());
     std::process::exit(code);

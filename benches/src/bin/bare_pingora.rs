@@ -74,6 +74,8 @@ impl ProxyHttp for Bare {
 }
 
 fn main() {
+    // The same allocator settings as the `pingway` binary, so that the floor is fair.
+    let _ = pingway::memory::disable_transparent_huge_pages();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
     let conf = ServerConf {

@@ -12,6 +12,8 @@ use pingway_examples::RequestDigest;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As the bundled binary does: huge pages cost a proxy latency and memory.
+    let _ = pingway::memory::disable_transparent_huge_pages();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut registry = Registry::with_stock_plugins();
     registry.register::<RequestDigest>();
