@@ -161,11 +161,15 @@ async fn a_client_that_leaves_early_is_not_logged_as_an_error_but_upstream_failu
     let gw = GatewayProcess::start(&config(&[dead], "    retries: 0")).await;
     let resp = client().get(gw.url("/broken")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = gw.log();
-    assert!(
+    // The line is written after the response: give it a moment.
+    let logged = |log: &str| {
         log.lines()
-            .any(|l| l.contains("ERROR") && l.contains("/broken")),
-        "upstream failures stay errors:\n{log}"
-    );
+            .any(|l| l.contains("ERROR") && l.contains("/broken"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !logged(&gw.log()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = gw.log();
+    assert!(logged(&log), "upstream failures stay errors:\n{log}");
 }
