@@ -18,7 +18,7 @@ import re, sys
 lines = open(sys.argv[1]).read().splitlines()
 out, name = [], None
 for l in lines:
-    if re.match(r"^(allocations|heap) ", l):
+    if re.match(r"^(allocations|heap|per-request) ", l):
         out.append(l)
     m = re.match(r"^(\S+)\s+time:\s+\[(.*)\]", l)
     if m:
