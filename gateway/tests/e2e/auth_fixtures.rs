@@ -48,6 +48,17 @@ impl AuthGateway {
         }
         r.send().await.expect("request")
     }
+
+    /// A CORS preflight for `path`: OPTIONS with `Origin` and
+    /// `Access-Control-Request-Method: GET`.
+    pub async fn preflight(&self, path: &str) -> reqwest::Response {
+        self.req("OPTIONS", path)
+            .header("origin", "http://example.com")
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .expect("request")
+    }
 }
 
 /// Asserts a 401/403 JSON answer with `message`, and returns the response headers.

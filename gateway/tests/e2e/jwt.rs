@@ -505,13 +505,7 @@ async fn anonymous_and_preflight() {
     assert_eq!(e.header("x-anonymous-consumer"), None);
     assert_eq!(e.header("x-consumer-username"), Some("alice"));
 
-    let resp = g
-        .req("OPTIONS", "/p")
-        .header("origin", "http://example.com")
-        .header("access-control-request-method", "GET")
-        .send()
-        .await
-        .unwrap();
+    let resp = g.preflight("/p").await;
     expect_echo(resp).await;
     let (body, _) = refused(g.get("/p", &[]).await).await;
     assert_eq!(body["message"], "Unauthorized");

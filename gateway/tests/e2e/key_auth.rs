@@ -350,19 +350,8 @@ async fn preflight_requests() {
         CONSUMERS,
     )
     .await;
-    let pre = |path: &str| {
-        g.req("OPTIONS", path)
-            .header("origin", "http://example.com")
-            .header("access-control-request-method", "GET")
-            .send()
-    };
-    expect_error(
-        pre("/on").await.unwrap(),
-        401,
-        "No API key found in request",
-    )
-    .await;
-    let e = expect_echo(pre("/off").await.unwrap()).await;
+    expect_error(g.preflight("/on").await, 401, "No API key found in request").await;
+    let e = expect_echo(g.preflight("/off").await).await;
     assert!(
         e.request_line.starts_with("OPTIONS /off"),
         "{}",
