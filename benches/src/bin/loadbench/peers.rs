@@ -78,34 +78,36 @@ pub fn pingway_many_routes(
 /// The fast upstream: nginx answering every request with a fixed 20-byte body.
 pub fn nginx_upstream(dir: &Path, port: u16) -> String {
     format!(
-        "worker_processes 1;\n\
-         daemon off;\n\
-         pid {dir}/upstream.pid;\n\
-         error_log {dir}/upstream.error.log warn;\n\
-         events {{ worker_connections 8192; }}\n\
-         http {{\n\
-         \x20 access_log off;\n\
-         \x20 keepalive_timeout 300s;\n\
-         \x20 keepalive_requests 100000000;\n\
-         {temp}\
+        "{head}\
          \x20 server {{\n\
          \x20   listen 127.0.0.1:{port} backlog=4096;\n\
          \x20   location / {{ default_type text/plain; return 200 \"hello from upstream\\n\"; }}\n\
          \x20 }}\n\
          }}\n",
-        dir = dir.display(),
-        temp = nginx_temp_paths(dir, "upstream"),
+        head = nginx_head(dir, "upstream", "upstream"),
     )
 }
 
-fn nginx_temp_paths(dir: &Path, name: &str) -> String {
+/// The part every nginx configuration here shares, up to inside `http {`: one worker in
+/// the foreground, its pid and error log named `<file>`, no access log, keep-alive
+/// without limits, temporary files under `<tmp>-tmp/`.
+fn nginx_head(dir: &Path, file: &str, tmp: &str) -> String {
     let d = dir.display();
     format!(
-        "  client_body_temp_path {d}/{name}-tmp/body;\n\
-         \x20 proxy_temp_path {d}/{name}-tmp/proxy;\n\
-         \x20 fastcgi_temp_path {d}/{name}-tmp/fastcgi;\n\
-         \x20 uwsgi_temp_path {d}/{name}-tmp/uwsgi;\n\
-         \x20 scgi_temp_path {d}/{name}-tmp/scgi;\n"
+        "worker_processes 1;\n\
+         daemon off;\n\
+         pid {d}/{file}.pid;\n\
+         error_log {d}/{file}.error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n\
+         \x20 access_log off;\n\
+         \x20 keepalive_timeout 300s;\n\
+         \x20 keepalive_requests 100000000;\n\
+         \x20 client_body_temp_path {d}/{tmp}-tmp/body;\n\
+         \x20 proxy_temp_path {d}/{tmp}-tmp/proxy;\n\
+         \x20 fastcgi_temp_path {d}/{tmp}-tmp/fastcgi;\n\
+         \x20 uwsgi_temp_path {d}/{tmp}-tmp/uwsgi;\n\
+         \x20 scgi_temp_path {d}/{tmp}-tmp/scgi;\n"
     )
 }
 
@@ -200,16 +202,7 @@ pub fn nginx_proxy(dir: &Path, port: u16, upstream_port: u16, setup: &NginxSetup
         }
     }
     format!(
-        "worker_processes 1;\n\
-         daemon off;\n\
-         pid {dir}/nginx-proxy.pid;\n\
-         error_log {dir}/nginx-proxy.error.log warn;\n\
-         events {{ worker_connections 8192; }}\n\
-         http {{\n\
-         \x20 access_log off;\n\
-         \x20 keepalive_timeout 300s;\n\
-         \x20 keepalive_requests 100000000;\n\
-         {temp}\
+        "{head}\
          \x20 upstream up {{\n\
          \x20   server 127.0.0.1:{upstream_port};\n\
          \x20   keepalive 64;\n\
@@ -219,8 +212,7 @@ pub fn nginx_proxy(dir: &Path, port: u16, upstream_port: u16, setup: &NginxSetup
          \x20 proxy_http_version 1.1;\n\
          \x20 proxy_set_header Connection \"\";\n\
          {http}{servers}}}\n",
-        dir = dir.display(),
-        temp = nginx_temp_paths(dir, "proxy"),
+        head = nginx_head(dir, "nginx-proxy", "proxy"),
     )
 }
 

@@ -39,6 +39,18 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
+/// `program args` under `taskset -c core` and [`NICE`], with no stdin.
+fn pinned(core: &str, program: &std::ffi::OsStr, args: &[String]) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.arg("-c")
+        .arg(core)
+        .args(NICE)
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A process we started, pinned to `core`; killed when dropped.
 pub struct Proc {
     /// What it is, for messages.
@@ -59,13 +71,7 @@ impl Proc {
     ) -> anyhow::Result<Proc> {
         let out =
             std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
-        let child = Command::new("taskset")
-            .arg("-c")
-            .arg(core)
-            .args(NICE)
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
+        let child = pinned(core, program.as_os_str(), args)
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
@@ -301,13 +307,7 @@ pub fn core_summary(before: &[(String, [u64; 8])], after: &[(String, [u64; 8])])
 /// seconds it used.
 pub fn run_pinned(core: &str, program: &str, args: &[String]) -> anyhow::Result<(String, f64)> {
     let before = children_cpu_seconds();
-    let out = Command::new("taskset")
-        .arg("-c")
-        .arg(core)
-        .args(NICE)
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::null())
+    let out = pinned(core, program.as_ref(), args)
         .output()
         .with_context(|| format!("start {program}"))?;
     let cpu = children_cpu_seconds() - before;
