@@ -1,6 +1,9 @@
 //! Header names the proxy adds to every request and response, as Title-Case static
 //! strings (as nginx writes them), which Pingora inserts with one allocation less than a
-//! `HeaderName`. Values come from [`pingway_plugins::header_values`].
+//! `HeaderName`. Values come from [`pingway_plugins::header_values`]. [`titled`] gives
+//! the usual spelling of the standard names plugins add.
+
+use http::header::{self, HeaderName};
 
 pub use pingway_plugins::header_values::{
     intern, number as millis_value, static_value, title_case,
@@ -24,3 +27,26 @@ pub const UPSTREAM_LATENCY: &str = "X-Pingway-Upstream-Latency";
 pub const PROXY_LATENCY: &str = "X-Pingway-Proxy-Latency";
 /// Time to a response the gateway generated, like Kong's `X-Kong-Response-Latency`.
 pub const RESPONSE_LATENCY: &str = "X-Pingway-Response-Latency";
+
+/// The conventional spelling of standard names plugins put on responses (the ones they
+/// answer with and the ones they queue for proxied responses), which Pingora would
+/// otherwise write in lowercase (it titles only a dozen names, such as `Content-Type`).
+/// Names are case-insensitive; this is for people reading them.
+pub fn titled(name: &HeaderName) -> Option<&'static str> {
+    Some(match *name {
+        header::RETRY_AFTER => "Retry-After",
+        header::WWW_AUTHENTICATE => "WWW-Authenticate",
+        header::PROXY_AUTHENTICATE => "Proxy-Authenticate",
+        header::LOCATION => "Location",
+        header::ALLOW => "Allow",
+        header::VARY => "Vary",
+        header::CACHE_CONTROL => "Cache-Control",
+        header::ACCESS_CONTROL_ALLOW_ORIGIN => "Access-Control-Allow-Origin",
+        header::ACCESS_CONTROL_ALLOW_METHODS => "Access-Control-Allow-Methods",
+        header::ACCESS_CONTROL_ALLOW_HEADERS => "Access-Control-Allow-Headers",
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS => "Access-Control-Allow-Credentials",
+        header::ACCESS_CONTROL_EXPOSE_HEADERS => "Access-Control-Expose-Headers",
+        header::ACCESS_CONTROL_MAX_AGE => "Access-Control-Max-Age",
+        _ => return None,
+    })
+}

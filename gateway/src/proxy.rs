@@ -178,7 +178,10 @@ fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &m
     for (name, value) in st.req.take_response_headers() {
         let _ = match name {
             ResponseHeaderName::Static(name) => header.insert_header(name, value),
-            ResponseHeaderName::Name(name) => header.insert_header(name, value),
+            ResponseHeaderName::Name(name) => match headers::titled(&name) {
+                Some(titled) => header.insert_header(titled, value),
+                None => header.insert_header(name, value),
+            },
         };
     }
     let (plugins, req) = st.chain_and_request(runtime);

@@ -2,10 +2,12 @@
 //! in Kong's JSON format `{"message": ..., "request_id": ...}`.
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingway_plugins::{Body, Response};
+
+use crate::headers;
 
 /// The message for "no route matched".
 pub const NO_ROUTE: &str = "no route matched";
@@ -76,35 +78,13 @@ pub fn render(resp: &Response, request_id: &str, head: bool) -> (ResponseHeader,
     }
     let _ = header.insert_header(header::CONTENT_LENGTH, body.len());
     for (name, value) in &resp.headers {
-        let _ = match titled(name) {
+        let _ = match headers::titled(name) {
             Some(titled) => header.append_header(titled, value.clone()),
             None => header.append_header(name.clone(), value.clone()),
         };
     }
     let body = if head { Bytes::new() } else { body };
     (header, body)
-}
-
-/// The conventional spelling of standard names plugins put on the responses they answer
-/// with, which Pingora would otherwise write in lowercase (it titles only a dozen names,
-/// such as `Content-Type`). Names are case-insensitive; this is for people reading them.
-fn titled(name: &HeaderName) -> Option<&'static str> {
-    Some(match *name {
-        header::RETRY_AFTER => "Retry-After",
-        header::WWW_AUTHENTICATE => "WWW-Authenticate",
-        header::PROXY_AUTHENTICATE => "Proxy-Authenticate",
-        header::LOCATION => "Location",
-        header::ALLOW => "Allow",
-        header::VARY => "Vary",
-        header::CACHE_CONTROL => "Cache-Control",
-        header::ACCESS_CONTROL_ALLOW_ORIGIN => "Access-Control-Allow-Origin",
-        header::ACCESS_CONTROL_ALLOW_METHODS => "Access-Control-Allow-Methods",
-        header::ACCESS_CONTROL_ALLOW_HEADERS => "Access-Control-Allow-Headers",
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS => "Access-Control-Allow-Credentials",
-        header::ACCESS_CONTROL_EXPOSE_HEADERS => "Access-Control-Expose-Headers",
-        header::ACCESS_CONTROL_MAX_AGE => "Access-Control-Max-Age",
-        _ => return None,
-    })
 }
 
 /// `{"message":"...","request_id":"..."}` with proper escaping.
@@ -129,6 +109,7 @@ pub fn new_header(status: StatusCode, size_hint: usize) -> ResponseHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderName;
 
     #[test]
     fn messages_are_json_with_request_id() {
