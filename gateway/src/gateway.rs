@@ -27,11 +27,13 @@ use arc_swap::ArcSwap;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
 use pingora_core::services::ServiceWithDependents;
 use pingway_plugins::config::Diagnostic;
 use pingway_plugins::{BuildPlugin, PluginFactory, Registry};
 
 use crate::config::{self, LoadError};
+use crate::downstream::GuardedApp;
 use crate::proxy::PingwayProxy;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
@@ -221,11 +223,16 @@ impl Gateway {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
 
-        let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        // The proxy behind the client-connection guards (connection cap, head deadline).
+        let proxy = pingora_proxy::http_proxy(
             &server.configuration,
             PingwayProxy::new(self.runtime.clone()),
-            "pingway proxy",
         );
+        let head_rt = self.runtime.clone();
+        let guarded = GuardedApp::new(proxy, settings.max_connections, move || {
+            head_rt.load().config.proxy.client_header_timeout.get()
+        });
+        let mut proxy = Service::new("pingway proxy".to_string(), guarded);
         for l in &current.config.listeners {
             proxy.add_tcp(&l.address);
         }

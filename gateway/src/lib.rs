@@ -16,11 +16,13 @@ pub use pingway_plugins as plugins;
 pub mod chain;
 pub mod client_identity;
 pub mod demo;
+pub mod downstream;
 pub mod gateway;
 pub mod headers;
 pub mod memory;
 pub mod proxy;
 pub mod reload;
+pub mod request_head;
 pub mod respond;
 pub mod runtime;
 

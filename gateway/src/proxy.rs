@@ -24,6 +24,8 @@ use pingway_plugins::{
 };
 
 use crate::chain::{resolve_for_consumer, PluginInstance};
+use crate::downstream::Connection;
+use crate::request_head::{self, SlashOutcome};
 use crate::respond;
 use crate::router::{normalize_path, RouteRequest};
 use crate::runtime::{CompiledRoute, Runtime};
@@ -83,6 +85,10 @@ struct State {
     /// The chain in force once an authenticated consumer's own plugins applied (Kong's
     /// consumer scoping); `None` while the route's chain applies unchanged.
     chain_override: Option<Box<[PluginInstance]>>,
+    /// When the first piece of the request body arrived, and how many bytes came since
+    /// (for `client_body_min_rate`).
+    body_started: Option<Instant>,
+    body_bytes: u64,
 }
 
 impl State {
@@ -328,6 +334,50 @@ fn strip_prefix(upstream: &mut RequestHeader, matched_len: usize) {
     }
 }
 
+/// Method, path and Host of a request for log lines, never the query string, which may
+/// carry credentials (`?apikey=`, `?jwt=`).
+fn request_summary(session: &Session) -> String {
+    let req = session.req_header();
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    format!("{} {}, Host: {host}", req.method, req.uri.path())
+}
+
+/// 408 when a request body falls behind `client_body_min_rate` after its
+/// `client_body_timeout` of grace: each `min_rate` bytes extend its deadline by a second
+/// (mod_reqtimeout's rule). A body that stops altogether is ended by the read timeout
+/// instead.
+fn check_body_rate(runtime: &Runtime, st: &mut State, chunk: Option<&Bytes>) -> Result<()> {
+    let settings = &runtime.config.proxy;
+    let Some(len) = chunk.map(Bytes::len) else {
+        return Ok(());
+    };
+    let started = *st.body_started.get_or_insert_with(Instant::now);
+    st.body_bytes = st.body_bytes.saturating_add(len as u64);
+    let min_rate = settings.client_body_min_rate;
+    if min_rate == 0 {
+        return Ok(());
+    }
+    let allowed =
+        settings.client_body_timeout.get() + Duration::from_secs(st.body_bytes / min_rate);
+    if started.elapsed() > allowed {
+        let mut e = Error::explain(
+            ErrorType::ReadTimedout,
+            format!(
+                "request body slower than client_body_min_rate ({} bytes in {:?})",
+                st.body_bytes,
+                started.elapsed()
+            ),
+        );
+        e.as_down();
+        return Err(e);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ProxyHttp for PingwayProxy {
     type CTX = ProxyCtx;
@@ -353,6 +403,8 @@ impl ProxyHttp for PingwayProxy {
                 upstream_status: None,
                 upstream_addr: None,
                 chain_override: None,
+                body_started: None,
+                body_bytes: 0,
             },
         }
     }
@@ -360,13 +412,7 @@ impl ProxyHttp for PingwayProxy {
     /// What Pingora's own log lines say about a request: method, path and Host, never the
     /// query string, which may carry credentials (`?apikey=`, `?jwt=`).
     fn request_summary(&self, session: &Session, _ctx: &ProxyCtx) -> String {
-        let req = session.req_header();
-        let host = req
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        format!("{} {}, Host: {host}", req.method, req.uri.path())
+        request_summary(session)
     }
 
     /// A client that went away before its response is routine (nginx and Kong log it as a
@@ -406,10 +452,40 @@ impl ProxyHttp for PingwayProxy {
             st.req.peer_addr = peer;
         }
 
+        // The head is in: its deadline is over, the body's begin.
+        let proxy_settings = &runtime.config.proxy;
+        if let Some(connection) = Connection::current() {
+            connection.head_complete(proxy_settings.client_header_timeout.get());
+        }
+        session.set_read_timeout(Some(proxy_settings.client_body_timeout.get()));
+
+        // What is routed must be what the upstream acts on: refuse request-targets,
+        // hosts and encoded slashes that a backend could read differently.
+        if let Err(rejection) = request_head::check(session.req_header_mut(), &runtime.head_policy)
+        {
+            let resp = Response::error(rejection.status, rejection.message);
+            send_generated(session, runtime, st, resp).await?;
+            return Ok(true);
+        }
+
         // Route.
         let found = {
             let req = session.req_header();
-            let path = normalize_path(req.uri.path());
+            let unescaped =
+                match request_head::escaped_slashes(req.uri.path(), proxy_settings.escaped_slashes)
+                {
+                    Ok(SlashOutcome::Unchanged) => None,
+                    Ok(SlashOutcome::Unescaped(p)) => Some(p),
+                    Err(rejection) => {
+                        let resp = Response::error(rejection.status, rejection.message);
+                        send_generated(session, runtime, st, resp).await?;
+                        return Ok(true);
+                    }
+                };
+            let path = match &unescaped {
+                Some(p) => Cow::Owned(normalize_path(p).into_owned()),
+                None => normalize_path(req.uri.path()),
+            };
             let host = req
                 .headers
                 .get(header::HOST)
@@ -507,6 +583,7 @@ impl ProxyHttp for PingwayProxy {
         end_of_stream: bool,
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
+        check_body_rate(&ctx.runtime, &mut ctx.state, body.as_ref())?;
         // A plugin read the whole body and replaced it (key-auth's hide_credentials):
         // Pingora replays what was read from its retry buffer, in one piece; send the
         // replacement instead.
@@ -604,6 +681,7 @@ impl ProxyHttp for PingwayProxy {
                 let _ = upstream.insert_header(header::HOST, t.host_header().clone());
             }
         }
+        request_head::single_content_length(upstream);
         if runtime.headers.forwarded {
             forwarding_headers(runtime, session, upstream, st);
         }
@@ -687,7 +765,18 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> FailToProxy {
         let ProxyCtx { runtime, state: st } = ctx;
-        let code = respond::status_for_error(e);
+        let mut code = respond::status_for_error(e);
+        if code == 504 && e.esource() == &ErrorSource::Upstream && !session.is_body_done() {
+            // The upstream was still waiting for the request body: the client stalled,
+            // not the upstream (nginx counts the upstream's read timeout only once the
+            // request is sent).
+            log::warn!(
+                "client timed out sending its request body (upstream waited {}), {}",
+                e.etype().as_str(),
+                request_summary(session)
+            );
+            code = 408;
+        }
         if code > 0 && session.response_written().is_none() {
             // Pingora closes the client connection after a failed proxy attempt; say so
             // rather than promise keep-alive.
@@ -712,6 +801,9 @@ impl ProxyHttp for PingwayProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut ProxyCtx) {
         let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(connection) = Connection::current() {
+            connection.request_done();
+        }
         // The target's in-flight count ends with the request.
         st.selected = None;
         let chain = st.chain(runtime);

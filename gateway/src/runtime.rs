@@ -12,6 +12,7 @@ use pingway_plugins::{ConsumerSet, Registry, RouteInfo};
 use crate::chain::{CachedInstance, Chain, InstanceBuilder, InstanceKey, ScopeKey, Slot};
 use crate::client_identity::ClientIdentity;
 use crate::config::{self, GatewayConfig, LoadedConfig};
+use crate::request_head::HeadPolicy;
 use crate::router::Router;
 use crate::upstream::Upstream;
 
@@ -75,6 +76,8 @@ pub struct Runtime {
     pub identity: ClientIdentity,
     /// Headers the proxy adds to responses.
     pub headers: HeaderSettings,
+    /// What a request head is checked against before routing.
+    pub head_policy: HeadPolicy,
     /// Plugin instances by attachment, offered to the next reload for reuse.
     instances: HashMap<InstanceKey, CachedInstance>,
     /// How many plugin instances were carried over from the previous configuration.
@@ -206,6 +209,12 @@ impl Runtime {
             consumers,
             consumer_plugins,
             identity: ClientIdentity::new(&cfg.proxy),
+            head_policy: HeadPolicy::new(
+                cfg.proxy.escaped_slashes,
+                cfg.proxy.max_request_header_bytes,
+                cfg.proxy.max_request_headers,
+                &cfg.proxy.request_id_header,
+            ),
             headers: HeaderSettings {
                 request_id: crate::headers::intern(&crate::headers::title_case(
                     &cfg.proxy.request_id_header,

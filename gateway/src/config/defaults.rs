@@ -15,6 +15,38 @@ pub fn upstream_keepalive_pool() -> usize {
     128
 }
 
+/// Client connections served at once by the process (nginx's `worker_connections` is
+/// 512 per worker; a gateway in front of many keep-alive clients needs more).
+pub fn max_connections() -> usize {
+    10_000
+}
+
+/// Time for a request head to arrive (nginx's `client_header_timeout`).
+pub fn client_header_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Longest wait for the next piece of a request body (nginx's `client_body_timeout`).
+pub fn client_body_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Slowest average body rate once `client_body_timeout` has passed (mod_reqtimeout's
+/// `MinRate=500`).
+pub fn client_body_min_rate() -> u64 {
+    500
+}
+
+/// Largest request head: nginx's `large_client_header_buffers 4 8k` holds 32 KiB.
+pub fn max_request_header_bytes() -> usize {
+    32 * 1024
+}
+
+/// Most header lines in a request (Envoy's `max_headers_count` default).
+pub fn max_request_headers() -> usize {
+    100
+}
+
 /// Pingora's work-stealing scheduler across worker threads.
 pub fn work_stealing() -> bool {
     true

@@ -60,6 +60,10 @@ pub struct ServerSettings {
     /// Idle upstream connections kept for reuse.
     #[serde(default = "defaults::upstream_keepalive_pool")]
     pub upstream_keepalive_pool: usize,
+    /// Client connections served at once by the whole process; a connection beyond it is
+    /// closed as soon as it is accepted (and counted). 0: no limit.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -69,6 +73,7 @@ impl Default for ServerSettings {
             work_stealing: defaults::work_stealing(),
             grace_period: defaults::grace_period(),
             upstream_keepalive_pool: defaults::upstream_keepalive_pool(),
+            max_connections: defaults::max_connections(),
         }
     }
 }
@@ -114,6 +119,50 @@ pub struct ProxySettings {
     /// responses and `X-Pingway-Response-Latency` to responses the gateway generates.
     #[serde(default = "defaults::latency_headers")]
     pub latency_headers: bool,
+    /// What to do with `%2F` and `%5C` (encoded `/` and `\`) in a request path. Many
+    /// backends decode them into path separators after the gateway has routed, so
+    /// `/admin%2Fx` could reach an `/admin` handler through a route without its plugins.
+    #[serde(default)]
+    pub escaped_slashes: EscapedSlashes,
+    /// Time a client has to send a request's head (request line and headers), counted from
+    /// its first byte (from the connection's start for the first request). Past it the
+    /// connection is closed, after a 408 if part of the head had come.
+    #[serde(default = "defaults::client_header_timeout")]
+    pub client_header_timeout: Duration,
+    /// Longest wait for the next piece of a request body (nginx's
+    /// `client_body_timeout`), and the time a body always has before
+    /// `client_body_min_rate` applies. Past it the client gets 408.
+    #[serde(default = "defaults::client_body_timeout")]
+    pub client_body_timeout: Duration,
+    /// Slowest average rate, in bytes per second, at which a request body may arrive once
+    /// `client_body_timeout` has passed since its start: each `client_body_min_rate` bytes
+    /// received extend the body's deadline by one second (Apache's `mod_reqtimeout`
+    /// `MinRate`). A body that falls behind gets 408. 0: no rate floor.
+    #[serde(default = "defaults::client_body_min_rate")]
+    pub client_body_min_rate: u64,
+    /// Largest request head, in bytes: the request line and every header line. A larger
+    /// one gets 431 before any plugin runs.
+    #[serde(default = "defaults::max_request_header_bytes")]
+    pub max_request_header_bytes: usize,
+    /// Most header lines a request may have; more get 431 before any plugin runs.
+    #[serde(default = "defaults::max_request_headers")]
+    pub max_request_headers: usize,
+}
+
+/// What to do with an encoded slash (`%2F`) or backslash (`%5C`) in a request path, after
+/// Envoy's `path_with_escaped_slashes_action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// Answer 400: the safe choice when backends may decode them into separators.
+    #[default]
+    Reject,
+    /// Decode them to `/` and `\` before routing, then normalize; routes and backends
+    /// see the same path.
+    Unescape,
+    /// Route and forward them encoded (for APIs that put encoded slashes in identifiers;
+    /// only safe when no backend decodes them into separators).
+    Keep,
 }
 
 impl Default for ProxySettings {
@@ -126,6 +175,12 @@ impl Default for ProxySettings {
             forwarded_headers: defaults::forwarded_headers(),
             via_header: defaults::via_header(),
             latency_headers: defaults::latency_headers(),
+            escaped_slashes: EscapedSlashes::default(),
+            client_header_timeout: defaults::client_header_timeout(),
+            client_body_timeout: defaults::client_body_timeout(),
+            client_body_min_rate: defaults::client_body_min_rate(),
+            max_request_header_bytes: defaults::max_request_header_bytes(),
+            max_request_headers: defaults::max_request_headers(),
         }
     }
 }

@@ -1,0 +1,412 @@
+//! Guards on client connections that Pingora does not give: a cap on the connections
+//! served at once, and a deadline for a whole request head.
+//!
+//! Pingora times out each read of a request head separately, so a client that sends one
+//! byte a second (slowloris) holds its connection for ever. [`GuardedApp`] wraps the
+//! proxy's `ServerApp`: it refuses connections beyond `server.max_connections`, and wraps
+//! each accepted stream in a [`GuardedStream`] that ends the connection when a request's
+//! head has not fully arrived within `proxy.client_header_timeout` of its first byte (of
+//! the accept, for the first request). A client that had sent part of a head gets a 408
+//! first; one that had sent nothing is closed quietly, as nginx does.
+//!
+//! The proxy tells the stream when a head is complete and when the request is over
+//! through the [`Connection`] state, which it reaches with [`Connection::current`] (a
+//! task-local: an HTTP/1 connection's requests all run on its own task).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::{SslDigest, TlsRef};
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora_core::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+
+/// What a client whose head timed out part-way gets before the connection closes.
+const HEAD_TIMEOUT_RESPONSE: &[u8] = concat!(
+    "HTTP/1.1 408 Request Timeout\r\n",
+    "Content-Type: application/json; charset=utf-8\r\n",
+    "Content-Length: 30\r\n",
+    "Connection: close\r\n",
+    "Server: pingway/",
+    env!("CARGO_PKG_VERSION"),
+    "\r\n\r\n",
+    "{\"message\":\"Request timeout\"}\n",
+)
+.as_bytes();
+
+tokio::task_local! {
+    static CONNECTION: Arc<Connection>;
+}
+
+/// Counters of what the guards refused, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct GuardCounters {
+    refused_connections: AtomicU64,
+    head_timeouts: AtomicU64,
+}
+
+impl GuardCounters {
+    /// Connections closed at accept because `server.max_connections` were open.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed because a request head did not arrive in time.
+    pub fn head_timeouts(&self) -> u64 {
+        self.head_timeouts.load(Ordering::Relaxed)
+    }
+}
+
+/// The state one client connection shares between its stream and the proxy.
+#[derive(Debug)]
+pub struct Connection {
+    /// Whether a request's head has been read and the request is not over yet.
+    in_request: AtomicBool,
+    /// `proxy.client_header_timeout` in milliseconds, refreshed by each request from the
+    /// configuration it runs on.
+    head_timeout_ms: AtomicU64,
+}
+
+impl Connection {
+    fn new(head_timeout: Duration) -> Self {
+        Connection {
+            in_request: AtomicBool::new(false),
+            head_timeout_ms: AtomicU64::new(millis(head_timeout)),
+        }
+    }
+
+    /// The connection the current task serves, if it runs behind a [`GuardedApp`].
+    pub fn current() -> Option<Arc<Connection>> {
+        CONNECTION.try_with(Arc::clone).ok()
+    }
+
+    /// The request's head is complete: its deadline no longer applies. `head_timeout` is
+    /// the one the next head on this connection gets.
+    pub fn head_complete(&self, head_timeout: Duration) {
+        self.head_timeout_ms
+            .store(millis(head_timeout), Ordering::Relaxed);
+        self.in_request.store(true, Ordering::Release);
+    }
+
+    /// The request is over: the next bytes start a new head, which has a deadline again.
+    pub fn request_done(&self) {
+        self.in_request.store(false, Ordering::Release);
+    }
+
+    fn awaiting_head(&self) -> bool {
+        !self.in_request.load(Ordering::Acquire)
+    }
+
+    fn head_timeout(&self) -> Duration {
+        Duration::from_millis(self.head_timeout_ms.load(Ordering::Relaxed))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// A `ServerApp` that applies the connection cap and the head deadline around another.
+pub struct GuardedApp<A> {
+    inner: Arc<A>,
+    /// One permit per connection served; `None` when there is no cap.
+    slots: Option<Arc<Semaphore>>,
+    /// The head timeout a new connection starts with.
+    head_timeout: Box<dyn Fn() -> Duration + Send + Sync>,
+    counters: Arc<GuardCounters>,
+    /// Milliseconds since the process started when a refusal was last logged: refusals
+    /// come in floods and are logged at most once every ten seconds.
+    last_refusal_log: AtomicU64,
+}
+
+impl<A> GuardedApp<A> {
+    /// Guards `inner`: at most `max_connections` at once (0: no cap); `head_timeout` says
+    /// what `proxy.client_header_timeout` is now.
+    pub fn new(
+        inner: A,
+        max_connections: usize,
+        head_timeout: impl Fn() -> Duration + Send + Sync + 'static,
+    ) -> Self {
+        let slots = (max_connections > 0)
+            .then(|| Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS))));
+        GuardedApp {
+            inner: Arc::new(inner),
+            slots,
+            head_timeout: Box::new(head_timeout),
+            counters: Arc::new(GuardCounters::default()),
+            last_refusal_log: AtomicU64::new(0),
+        }
+    }
+
+    /// What the guards refused so far.
+    pub fn counters(&self) -> Arc<GuardCounters> {
+        self.counters.clone()
+    }
+
+    fn refuse(&self) {
+        let refused = self
+            .counters
+            .refused_connections
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        let now = millis(process_start().elapsed());
+        let last = self.last_refusal_log.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= 10_000;
+        if due
+            && self
+                .last_refusal_log
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(
+                "server.max_connections reached: closing new connections ({refused} so far)"
+            );
+        }
+    }
+}
+
+fn process_start() -> &'static std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now)
+}
+
+#[async_trait]
+impl<A> ServerApp for GuardedApp<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let permit = match &self.slots {
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    self.refuse();
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let connection = Arc::new(Connection::new((self.head_timeout)()));
+        let stream: Stream = Box::new(GuardedStream::new(
+            stream,
+            connection.clone(),
+            permit,
+            self.counters.clone(),
+        ));
+        CONNECTION
+            .scope(connection, self.inner.process_new(stream, shutdown))
+            .await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
+
+/// A client stream whose request heads must arrive within their deadline.
+pub struct GuardedStream {
+    inner: Stream,
+    connection: Arc<Connection>,
+    /// The running head's deadline; `None` between a complete head and the next head's
+    /// first byte.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether the running head has had any bytes (a 408 is owed if it times out).
+    head_started: bool,
+    /// Held for as long as the connection is open.
+    _permit: Option<OwnedSemaphorePermit>,
+    counters: Arc<GuardCounters>,
+}
+
+impl GuardedStream {
+    fn new(
+        inner: Stream,
+        connection: Arc<Connection>,
+        permit: Option<OwnedSemaphorePermit>,
+        counters: Arc<GuardCounters>,
+    ) -> Self {
+        // The first head's clock starts at the accept: a connection that never sends
+        // anything is a slowloris too.
+        let deadline = Some(Box::pin(tokio::time::sleep(connection.head_timeout())));
+        GuardedStream {
+            inner,
+            connection,
+            deadline,
+            head_started: false,
+            _permit: permit,
+            counters,
+        }
+    }
+
+    /// The head's deadline passed: a 408 if part of it came (best effort, without
+    /// waiting), then end the read.
+    fn head_timed_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.counters.head_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.deadline = None;
+        if !self.head_started {
+            // Nothing of a request came: end of stream, closed quietly.
+            return Poll::Ready(Ok(()));
+        }
+        let _ = Pin::new(&mut self.inner).poll_write(cx, HEAD_TIMEOUT_RESPONSE);
+        let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client_header_timeout: the request head did not arrive in time",
+        )))
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let awaiting = this.connection.awaiting_head();
+        if !awaiting {
+            this.deadline = None;
+            this.head_started = false;
+        } else if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return this.head_timed_out(cx);
+            }
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if awaiting && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.head_started = true;
+            if this.deadline.is_none() {
+                // A later request's head starts with its first byte; the idle time
+                // before it is the keep-alive timeout's business.
+                let timeout = this.connection.head_timeout();
+                this.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+            }
+        }
+        read
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+impl fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("inner", &self.inner)
+            .field("awaiting_head", &self.connection.awaiting_head())
+            .finish()
+    }
+}
