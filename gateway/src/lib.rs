@@ -19,6 +19,7 @@ pub mod demo;
 pub mod downstream;
 pub mod gateway;
 pub mod headers;
+pub mod logging;
 pub mod memory;
 pub mod proxy;
 pub mod reload;

@@ -10,7 +10,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     // Huge pages cost a proxy latency and memory (see `pingway::memory`).
     let thp = pingway::memory::disable_transparent_huge_pages();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // RUST_LOG, default info; never request or response contents (see pingway::logging).
+    pingway::logging::init();
     if let Err(e) = thp {
         log::warn!("could not turn transparent huge pages off: {e}");
     }

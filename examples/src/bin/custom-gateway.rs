@@ -14,7 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     // As the bundled binary does: huge pages cost a proxy latency and memory.
     let _ = pingway::memory::disable_transparent_huge_pages();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // RUST_LOG, default info; never request or response contents (see pingway::logging).
+    pingway::logging::init();
     let mut registry = Registry::with_stock_plugins();
     registry.register::<RequestDigest>();
     let cli = pingway::cli::Cli::parse();

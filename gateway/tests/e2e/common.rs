@@ -63,6 +63,11 @@ impl GatewayProcess {
 
     /// Like [`Self::start`], with extra `pingway run` arguments.
     pub async fn start_with_args(yaml: &str, extra: &[&str]) -> GatewayProcess {
+        Self::start_logging(yaml, extra, "info").await
+    }
+
+    /// Like [`Self::start_with_args`], with `RUST_LOG` set to `level`.
+    pub async fn start_logging(yaml: &str, extra: &[&str], level: &str) -> GatewayProcess {
         for _ in 0..3 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("tempdir");
@@ -75,7 +80,7 @@ impl GatewayProcess {
                 .arg("--config")
                 .arg(&config_path)
                 .args(extra)
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", level)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

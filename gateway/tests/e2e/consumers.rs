@@ -211,8 +211,10 @@ consumers:
     assert!(!out.contains("same-secret-key"), "{out}");
 }
 
-/// Right and wrong credentials of every kind, a refused reload that names them, and
-/// upstream failures (which Pingora logs with the request line): no secret in the log.
+/// Right and wrong credentials of every kind, in headers, the query and the body, a
+/// refused reload that names them, and upstream failures (which Pingora logs with the
+/// request line): no secret in the log, even at trace level, where Pingora dumps request
+/// and response heads and bodies.
 ///
 /// The key-auth routes hide credentials: Pingora's "Fail to proxy" lines quote the
 /// request's path and query as the plugins left them, so without `hide_credentials` a
@@ -241,6 +243,8 @@ consumers:
         route("kd", "down", "key-auth"),
         route("bd", "down", "basic-auth"),
         jwt_route("jd", "down"),
+        // Keys in a form body: Pingora's trace lines print body chunks.
+        "  - name: kb\n    paths: [\"/kb\"]\n    upstream: echo\n    plugins:\n      - name: key-auth\n        config: {key_in_body: true, hide_credentials: true}\n".to_string(),
     ]
     .concat();
     let backend = Backend::start("echo", Behaviour::Echo).await;
@@ -250,7 +254,7 @@ consumers:
             "upstreams:\n  - name: down\n    targets: [\"127.0.0.1:1\"]\n",
         )
     };
-    let gw = GatewayProcess::start(&yaml(consumers)).await;
+    let gw = GatewayProcess::start_logging(&yaml(consumers), &[], "trace").await;
     let client = client();
     let basic = |u: &str, p: &str| {
         format!(
@@ -310,6 +314,19 @@ consumers:
             401
         ]
     );
+    for (body, want) in [
+        ("apikey=SeCrEt-KeY-1&x=1", 200),
+        ("apikey=SeCrEt-KeY-wrong", 401),
+    ] {
+        let r = client
+            .post(gw.url("/kb"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{body}");
+    }
     // A reload refused because of a duplicate key.
     let dup =
         format!("{consumers}  - username: bob\n    keyauth_credentials: [{{key: SeCrEt-KeY-1}}]\n");

@@ -1,0 +1,149 @@
+//! The process logger: `env_logger` (`RUST_LOG`, default `info`) behind a filter that
+//! keeps request and response contents out of the log at every level.
+//!
+//! Pingora's debug and trace lines print whole request heads (`Sending header to
+//! upstream RequestHeader { .. headers: {"apikey": ..} }`), response heads and body
+//! chunks, which carry API keys, `Authorization` values, tokens and cookies. Those lines
+//! are dropped; Pingora's other lines (connection events, errors, timings) are kept.
+//! Pingway's own lines never print header values or query strings.
+
+use log::{Log, Metadata, Record};
+
+/// What gives a Pingora line away as carrying request or response contents: the
+/// `Debug` form of a header map or of a body task, or a message that dumps one.
+const CONTENT_MARKERS: &[&str] = &[
+    "headers: {",
+    "Body(",
+    "Header(",
+    "Trailer(",
+    "Sending header to upstream",
+    "Request header:",
+    "Response header:",
+    "Writing request header",
+    "Response body:",
+    "Request to h2:",
+    "Request to custom:",
+];
+
+/// Installs the logger. Call once, first thing in `main` (what the bundled binary and
+/// the examples do).
+pub fn init() {
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(RedactingLogger { inner })).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// A logger that drops Pingora's lines that carry request or response contents.
+pub struct RedactingLogger<L> {
+    inner: L,
+}
+
+impl<L> RedactingLogger<L> {
+    /// Wraps `inner`.
+    pub fn new(inner: L) -> Self {
+        RedactingLogger { inner }
+    }
+}
+
+/// Whether a record would show request or response contents.
+pub fn carries_contents(record: &Record<'_>) -> bool {
+    // Only Pingora's debug and trace lines dump contents; its info, warn and error lines
+    // quote Pingway's request summary (method, path, Host), never headers or the query.
+    if record.level() <= log::Level::Info || !record.target().starts_with("pingora") {
+        return false;
+    }
+    let text = match record.args().as_str() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(record.args().to_string()),
+    };
+    CONTENT_MARKERS.iter().any(|m| text.contains(m))
+}
+
+impl<L: Log> Log for RedactingLogger<L> {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.inner.enabled(record.metadata()) && !carries_contents(record) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<String>>);
+
+    impl Log for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &Record<'_>) {
+            self.0.lock().unwrap().push(record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+
+    fn log_one(logger: &RedactingLogger<Capture>, level: log::Level, target: &str, msg: &str) {
+        logger.log(
+            &Record::builder()
+                .level(level)
+                .target(target)
+                .args(format_args!("{msg}"))
+                .build(),
+        );
+    }
+
+    #[test]
+    fn pingora_content_dumps_are_dropped_and_the_rest_kept() {
+        let logger = RedactingLogger::new(Capture::default());
+        let head = r#"Sending header to upstream RequestHeader { base: Parts { method: GET, headers: {"apikey": "k1"} } }"#;
+        log_one(&logger, log::Level::Debug, "pingora_proxy::proxy_h1", head);
+        log_one(
+            &logger,
+            log::Level::Trace,
+            "pingora_core::protocols::http::v1::client",
+            "Response body: Some(b\"token\")",
+        );
+        log_one(
+            &logger,
+            log::Level::Debug,
+            "pingora_proxy::proxy_h1",
+            "upstream event: Body(Some(b\"apikey=k1\"), false)",
+        );
+        log_one(
+            &logger,
+            log::Level::Debug,
+            "pingora_core::connectors",
+            "Inet FD to: 127.0.0.1:80 is reusable",
+        );
+        log_one(&logger, log::Level::Debug, "pingway::proxy", "headers: {");
+        log_one(
+            &logger,
+            log::Level::Error,
+            "pingora_proxy",
+            "Fail to proxy: Upstream ConnectRefused, GET /k, Host: h",
+        );
+        let kept = logger.inner.0.lock().unwrap().clone();
+        assert_eq!(
+            kept,
+            [
+                "Inet FD to: 127.0.0.1:80 is reusable",
+                "headers: {",
+                "Fail to proxy: Upstream ConnectRefused, GET /k, Host: h",
+            ]
+        );
+    }
+}
