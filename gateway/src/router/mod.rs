@@ -47,6 +47,8 @@ mod table;
 mod tests;
 #[cfg(test)]
 mod tests_large;
+#[cfg(test)]
+mod tests_normalize_props;
 
 use std::collections::HashMap;
 

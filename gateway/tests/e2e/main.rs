@@ -12,6 +12,7 @@ mod cli;
 mod consumers;
 mod demo;
 mod errors;
+mod hardening;
 mod ip_restriction;
 mod jwt;
 mod key_auth;

@@ -1,0 +1,453 @@
+//! Hostile requests over raw sockets, so that no client library normalises anything:
+//! request-targets, encoded slashes, `Connection` nominations, slow heads and bodies,
+//! stalled bodies, oversized heads, the connection cap.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+/// Route `/admin` behind key-auth (key `k1`), route `/` open, one echo backend.
+fn two_routes(backend: &Backend, proxy: &str, admin_plugin: &str) -> String {
+    format!(
+        r#"listeners: [{{address: "127.0.0.1:{{PORT}}"}}]
+{proxy}
+upstreams:
+  - name: up
+    targets: ["{addr}"]
+    read_timeout: 5s
+routes:
+  - name: admin
+    paths: [/admin]
+    upstream: up
+    plugins:
+      - name: key-auth
+        config: {admin_plugin}
+  - name: open
+    paths: [/]
+    upstream: up
+consumers:
+  - username: alice
+    keyauth_credentials: [{{key: k1}}]
+  - username: anon
+"#,
+        addr = backend.addr
+    )
+}
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn message(&self) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        v["message"].as_str().unwrap_or_default().to_string()
+    }
+
+    fn echo(&self) -> Echo {
+        Echo::parse(&self.body)
+    }
+}
+
+/// Reads one response (head and `Content-Length` body) from `stream`; None when the
+/// connection closes first.
+async fn read_response(stream: &mut TcpStream) -> Option<Raw> {
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())
+                            .flatten()
+                    })
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let status = head.split(' ').nth(1)?.parse().ok()?;
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                return Some(Raw { status, head, body });
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("a response or a close within the test's limit")
+}
+
+async fn connect(gw: &GatewayProcess) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap()
+}
+
+/// Sends `request` as is and reads the answer.
+async fn send_raw(gw: &GatewayProcess, request: &[u8]) -> Raw {
+    let mut s = connect(gw).await;
+    s.write_all(request).await.unwrap();
+    read_response(&mut s).await.expect("a response")
+}
+
+async fn get(gw: &GatewayProcess, target: &str, extra: &str) -> Raw {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: gw\r\n{extra}Connection: close\r\n\r\n");
+    send_raw(gw, req.as_bytes()).await
+}
+
+#[tokio::test]
+async fn targets_without_a_leading_slash_get_400_and_never_reach_a_route() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let gw = GatewayProcess::start(&two_routes(&backend, "", "{}")).await;
+    for target in [
+        "admin",
+        "admin/secret",
+        "../admin",
+        "x/../admin",
+        "?x=/admin",
+    ] {
+        let r = get(&gw, target, "").await;
+        assert_eq!(r.status, 400, "{target}: {r:?}");
+        assert_eq!(r.message(), "invalid request target", "{target}");
+        assert!(r.header("x-request-id").is_some());
+    }
+    assert_eq!(backend.hits(), 0);
+    // The forms RFC 9112 allows still work; absolute-form goes upstream as origin-form.
+    // (Pingora itself refuses an absolute-form target whose authority differs from Host.)
+    assert_eq!(get(&gw, "/admin", "").await.status, 401);
+    assert_eq!(get(&gw, "/admin", "apikey: k1\r\n").await.status, 200);
+    let r = send_raw(
+        &gw,
+        b"GET http://api.example.com/admin/x?y=1 HTTP/1.1\r\nHost: api.example.com\r\napikey: k1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let e = r.echo();
+    assert_eq!(e.target(), "/admin/x?y=1");
+    assert_eq!(e.header("x-forwarded-host"), Some("api.example.com"));
+    let r = send_raw(
+        &gw,
+        b"GET HTTP://h/admin HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 401, "{r:?}");
+}
+
+#[tokio::test]
+async fn encoded_slashes_are_refused_unless_configured() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let gw = GatewayProcess::start(&two_routes(&backend, "", "{}")).await;
+    for target in [
+        "/admin%2fsecret",
+        "/%2fadmin",
+        "/admin%2f",
+        "/admin%2Fsecret",
+        "/admin%5Csecret",
+        "/x/..%2fadmin",
+    ] {
+        let r = get(&gw, target, "").await;
+        assert_eq!(r.status, 400, "{target}: {r:?}");
+        assert_eq!(r.message(), "encoded slash in request path");
+    }
+    assert_eq!(backend.hits(), 0);
+    // A query may carry them.
+    let r = get(&gw, "/open?next=%2Fadmin", "").await;
+    assert_eq!(r.status, 200);
+
+    // unescape: routed as the backend will read it, so the admin route's key-auth runs.
+    let gw = GatewayProcess::start(&two_routes(
+        &backend,
+        "proxy: {escaped_slashes: unescape}",
+        "{}",
+    ))
+    .await;
+    assert_eq!(get(&gw, "/admin%2fsecret", "").await.status, 401);
+    assert_eq!(get(&gw, "/%2Fadmin", "").await.status, 401);
+    let r = get(&gw, "/admin%2Fsecret", "apikey: k1\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo().target(), "/admin/secret");
+
+    // keep: today's behaviour, forwarded as sent.
+    let gw = GatewayProcess::start(&two_routes(
+        &backend,
+        "proxy: {escaped_slashes: keep}",
+        "{}",
+    ))
+    .await;
+    let r = get(&gw, "/admin%2fsecret", "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo().target(), "/admin%2fsecret");
+}
+
+#[tokio::test]
+async fn connection_cannot_strip_the_identity_headers_the_gateway_adds() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let gw = GatewayProcess::start(&two_routes(&backend, "", "{anonymous: anon}")).await;
+    // Anonymous: without the fix the upstream saw no X-Anonymous-Consumer.
+    let r = get(&gw, "/admin", "Connection: close, X-Anonymous-Consumer\r\n").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        r.message(),
+        "Connection header names a header the gateway sets"
+    );
+    let r = get(
+        &gw,
+        "/admin",
+        "apikey: k1\r\nConnection: X-Consumer-Username, X-Consumer-ID, X-Credential-Identifier, X-Consumer-Groups\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(backend.hits(), 0);
+    // Other nominated headers are hop-by-hop: removed before the plugins run.
+    let r = get(
+        &gw,
+        "/admin",
+        "apikey: k1\r\nX-Hop: 1\r\nConnection: keep-alive, X-Hop\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let e = r.echo();
+    assert_eq!(e.header("x-hop"), None);
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    let r = get(&gw, "/admin", "").await;
+    assert_eq!(r.echo().header("x-anonymous-consumer"), Some("true"));
+}
+
+#[tokio::test]
+async fn host_framing_and_head_size_follow_rfc_9112_with_stated_limits() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let gw = GatewayProcess::start(&two_routes(
+        &backend,
+        "proxy: {max_request_header_bytes: 4096, max_request_headers: 20}",
+        "{}",
+    ))
+    .await;
+    // HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it.
+    let r = send_raw(&gw, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.message(), "missing or ambiguous Host header");
+    let r = send_raw(
+        &gw,
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(send_raw(&gw, b"GET / HTTP/1.0\r\n\r\n").await.status, 200);
+    // Two identical Content-Length headers: the upstream gets one.
+    let r = send_raw(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let e = r.echo();
+    let lengths: Vec<_> = e
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "content-length")
+        .collect();
+    assert_eq!(lengths.len(), 1, "{e:?}");
+    assert_eq!(e.body, "hello");
+    // Over the limits: 431, before any plugin (the backend is never asked).
+    let hits = backend.hits();
+    let big = format!("X-Big: {}\r\n", "v".repeat(5000));
+    let r = get(&gw, "/", &big).await;
+    assert_eq!(r.status, 431, "{r:?}");
+    assert_eq!(r.message(), "Request header fields too large");
+    let many: String = (0..25).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert_eq!(get(&gw, "/", &many).await.status, 431);
+    assert_eq!(backend.hits(), hits);
+}
+
+#[tokio::test]
+async fn a_head_sent_byte_by_byte_is_cut_with_408() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let gw = GatewayProcess::start(&two_routes(
+        &backend,
+        "proxy: {client_header_timeout: 500ms}",
+        "{}",
+    ))
+    .await;
+    let mut s = connect(&gw).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\n")
+        .await
+        .unwrap();
+    // One byte every 50 ms, for at most 30 s: each read comes well within Pingora's
+    // per-read timeout, so only a deadline on the whole head ends it.
+    let mut answer = Vec::new();
+    for _ in 0..600 {
+        if s.write_all(b"X").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    // Whatever the loop left unread.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    answer.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert!(text.contains("Request timeout"), "{text}");
+    assert_eq!(backend.hits(), 0);
+
+    // A connection that never sends a byte is closed without an answer.
+    let mut idle = connect(&gw).await;
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(30), idle.read_to_end(&mut buf))
+        .await
+        .expect("the gateway closes an idle connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf));
+
+    // A keep-alive connection: the second head has its deadline too.
+    let mut s = connect(&gw).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap().status, 200);
+    s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let r = read_response(&mut s).await.expect("a 408");
+    assert_eq!(r.status, 408);
+}
+
+#[tokio::test]
+async fn a_body_trickled_below_the_minimum_rate_gets_408() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let gw = GatewayProcess::start(&two_routes(
+        &backend,
+        "proxy: {client_body_timeout: 500ms, client_body_min_rate: 1000}",
+        "{}",
+    ))
+    .await;
+    let mut s = connect(&gw).await;
+    s.write_all(b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    for _ in 0..600 {
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    answer.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert!(text.contains("\"message\":\"Request timeout\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_the_clients_408_not_the_upstreams_504() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    // The upstream's read timeout is the shorter: it fires first, while the gateway is
+    // still waiting for the client's body.
+    let yaml = two_routes(&backend, "proxy: {client_body_timeout: 3s}", "{}")
+        .replace("read_timeout: 5s", "read_timeout: 300ms");
+    let gw = GatewayProcess::start(&yaml).await;
+    let mut s = connect(&gw).await;
+    s.write_all(b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let r = read_response(&mut s).await.expect("an answer");
+    assert_eq!(r.status, 408, "{r:?}");
+    assert_eq!(r.message(), "Request timeout");
+    let logged = wait_until(Duration::from_secs(10), || {
+        let log = gw.log();
+        async move { log.contains("client timed out sending its request body") }
+    })
+    .await;
+    assert!(logged, "{}", gw.log());
+
+    // The client's own body timeout, when it is the shorter.
+    let yaml = two_routes(&backend, "proxy: {client_body_timeout: 300ms}", "{}");
+    let gw = GatewayProcess::start(&yaml).await;
+    let mut s = connect(&gw).await;
+    s.write_all(b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let r = read_response(&mut s).await.expect("an answer");
+    assert_eq!(r.status, 408, "{r:?}");
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let yaml = two_routes(&backend, "server: {max_connections: 2}", "{}");
+    let gw = GatewayProcess::start(&yaml).await;
+    // Hold two connections open with a served request each.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect(&gw).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut s).await.unwrap().status, 200);
+        held.push(s);
+    }
+    // A third is closed unanswered (the readiness probe's connection may still be
+    // closing at first: wait for the refusal).
+    let refused = wait_until(Duration::from_secs(10), || {
+        let port = gw.port;
+        async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+                .await
+                .ok();
+            read_response(&mut s).await.is_none()
+        }
+    })
+    .await;
+    assert!(refused, "a third connection was served");
+    // Once one closes, a new connection is served again.
+    drop(held.pop());
+    let served = wait_until(Duration::from_secs(10), || {
+        let port = gw.port;
+        async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+                .await
+                .ok();
+            read_response(&mut s).await.is_some_and(|r| r.status == 200)
+        }
+    })
+    .await;
+    assert!(served);
+    let logged = gw.log().contains("server.max_connections reached");
+    assert!(logged, "{}", gw.log());
+}
