@@ -52,14 +52,59 @@ tokio::task_local! {
     static CONNECTION: Arc<Connection>;
 }
 
+/// Words in the error a timed-out head ends with. Pingora logs that error once per
+/// connection at error level; the process logger drops those lines (a slowloris flood
+/// would fill the log) and [`GuardCounters`] logs a count at most every ten seconds.
+pub const HEAD_TIMEOUT_MARKER: &str = "client_header_timeout: the request head did not arrive";
+
 /// Counters of what the guards refused, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct GuardCounters {
     refused_connections: AtomicU64,
     head_timeouts: AtomicU64,
+    refusal_log: EveryTenSeconds,
+    head_timeout_log: EveryTenSeconds,
+}
+
+/// A gate that opens at most once every ten seconds: events that come in floods are
+/// logged as a count, not line by line.
+#[derive(Debug, Default)]
+struct EveryTenSeconds {
+    /// Milliseconds since the process started when the gate last opened (0: never).
+    last: AtomicU64,
+}
+
+impl EveryTenSeconds {
+    fn due(&self) -> bool {
+        let now = millis(process_start().elapsed()).max(1);
+        let last = self.last.load(Ordering::Relaxed);
+        (last == 0 || now.saturating_sub(last) >= 10_000)
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 impl GuardCounters {
+    fn connection_refused(&self) {
+        let refused = self.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.refusal_log.due() {
+            log::warn!(
+                "server.max_connections reached: closing new connections ({refused} so far)"
+            );
+        }
+    }
+
+    fn head_timed_out(&self) {
+        let timeouts = self.head_timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.head_timeout_log.due() {
+            log::warn!(
+                "request heads not received within client_header_timeout: {timeouts} connection(s) closed so far"
+            );
+        }
+    }
+
     /// Connections closed at accept because `server.max_connections` were open.
     pub fn refused_connections(&self) -> u64 {
         self.refused_connections.load(Ordering::Relaxed)
@@ -128,9 +173,6 @@ pub struct GuardedApp<A> {
     /// The head timeout a new connection starts with.
     head_timeout: Box<dyn Fn() -> Duration + Send + Sync>,
     counters: Arc<GuardCounters>,
-    /// Milliseconds since the process started when a refusal was last logged: refusals
-    /// come in floods and are logged at most once every ten seconds.
-    last_refusal_log: AtomicU64,
 }
 
 impl<A> GuardedApp<A> {
@@ -148,34 +190,12 @@ impl<A> GuardedApp<A> {
             slots,
             head_timeout: Box::new(head_timeout),
             counters: Arc::new(GuardCounters::default()),
-            last_refusal_log: AtomicU64::new(0),
         }
     }
 
     /// What the guards refused so far.
     pub fn counters(&self) -> Arc<GuardCounters> {
         self.counters.clone()
-    }
-
-    fn refuse(&self) {
-        let refused = self
-            .counters
-            .refused_connections
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        let now = millis(process_start().elapsed());
-        let last = self.last_refusal_log.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= 10_000;
-        if due
-            && self
-                .last_refusal_log
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            log::warn!(
-                "server.max_connections reached: closing new connections ({refused} so far)"
-            );
-        }
     }
 }
 
@@ -198,7 +218,7 @@ where
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    self.refuse();
+                    self.counters.connection_refused();
                     return None;
                 }
             },
@@ -258,7 +278,7 @@ impl GuardedStream {
     /// The head's deadline passed: a 408 if part of it came (best effort, without
     /// waiting), then end the read.
     fn head_timed_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.counters.head_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.counters.head_timed_out();
         self.deadline = None;
         if !self.head_started {
             // Nothing of a request came: end of stream, closed quietly.
@@ -268,7 +288,7 @@ impl GuardedStream {
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            "client_header_timeout: the request head did not arrive in time",
+            HEAD_TIMEOUT_MARKER,
         )))
     }
 }
@@ -408,5 +428,33 @@ impl fmt::Debug for GuardedStream {
             .field("inner", &self.inner)
             .field("awaiting_head", &self.connection.awaiting_head())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_timeout_response_is_well_framed_json() {
+        let text = std::str::from_utf8(HEAD_TIMEOUT_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["message"], "Request timeout");
+    }
+
+    #[test]
+    fn flood_logs_open_at_most_once_per_ten_seconds() {
+        let gate = EveryTenSeconds::default();
+        assert!(gate.due());
+        assert!(!gate.due());
+        assert!(!gate.due());
     }
 }

@@ -48,6 +48,17 @@ impl<L> RedactingLogger<L> {
     }
 }
 
+/// Whether a record is Pingora's error line for a connection the head deadline closed,
+/// which `pingway::downstream` counts and logs as a total instead.
+fn is_head_timeout(record: &Record<'_>) -> bool {
+    record.target().starts_with("pingora")
+        && record.level() == log::Level::Error
+        && record
+            .args()
+            .to_string()
+            .contains(crate::downstream::HEAD_TIMEOUT_MARKER)
+}
+
 /// Whether a record would show request or response contents.
 pub fn carries_contents(record: &Record<'_>) -> bool {
     // Only Pingora's debug and trace lines dump contents; its info, warn and error lines
@@ -68,7 +79,10 @@ impl<L: Log> Log for RedactingLogger<L> {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.inner.enabled(record.metadata()) && !carries_contents(record) {
+        if self.inner.enabled(record.metadata())
+            && !carries_contents(record)
+            && !is_head_timeout(record)
+        {
             self.inner.log(record);
         }
     }

@@ -272,6 +272,13 @@ async fn host_framing_and_head_size_follow_rfc_9112_with_stated_limits() {
         .collect();
     assert_eq!(lengths.len(), 1, "{e:?}");
     assert_eq!(e.body, "hello");
+    // Different ones are refused (by Pingora, before the gateway's checks).
+    let r = send_raw(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
     // Over the limits: 431, before any plugin (the backend is never asked).
     let hits = backend.hits();
     let big = format!("X-Big: {}\r\n", "v".repeat(5000));
@@ -318,6 +325,14 @@ async fn a_head_sent_byte_by_byte_is_cut_with_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("Request timeout"), "{text}");
     assert_eq!(backend.hits(), 0);
+    // Logged as a count, not as an error line per connection.
+    let counted = wait_until(Duration::from_secs(10), || {
+        let log = gw.log();
+        async move { log.contains("request heads not received within client_header_timeout") }
+    })
+    .await;
+    assert!(counted, "{}", gw.log());
+    assert!(!gw.log().contains("ERROR"), "{}", gw.log());
 
     // A connection that never sends a byte is closed without an answer.
     let mut idle = connect(&gw).await;
