@@ -50,50 +50,59 @@ const MAX_BOUNDARY: usize = 70;
 
 /// The `boundary` parameter of a `multipart/form-data` content type, unquoted.
 pub fn boundary(content_type: &str) -> Result<Cow<'_, str>, MultipartError> {
-    let mut params = content_type.split(';');
-    params.next(); // the media type itself
-    for param in params {
-        let Some((name, value)) = param.split_once('=') else {
-            continue;
-        };
-        if !name.trim().eq_ignore_ascii_case("boundary") {
-            continue;
-        }
-        let value = value.trim();
-        let value = match value.strip_prefix('"') {
-            Some(quoted) => unquote(quoted).ok_or(MultipartError::NoBoundary)?,
-            None => Cow::Borrowed(value),
-        };
-        if value.is_empty() || value.len() > MAX_BOUNDARY {
-            return Err(MultipartError::NoBoundary);
-        }
-        return Ok(value);
+    let value = parameters(content_type)
+        .find(|(name, _)| name.eq_ignore_ascii_case("boundary"))
+        .map(|(_, value)| value)
+        .ok_or(MultipartError::NoBoundary)?;
+    if value.is_empty() || value.len() > MAX_BOUNDARY {
+        return Err(MultipartError::NoBoundary);
     }
-    Err(MultipartError::NoBoundary)
+    Ok(value)
 }
 
-/// The content of a quoted string whose opening quote is already consumed: up to the
-/// closing quote, with `\x` standing for `x`. `None` without a closing quote.
-fn unquote(s: &str) -> Option<Cow<'_, str>> {
-    let end = {
-        let mut escaped = false;
-        let mut found = None;
-        for (i, c) in s.char_indices() {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => {
-                    found = Some(i);
-                    break;
-                }
-                _ => {}
+/// The `name=value` parameters after the first `;` of a header value such as
+/// `form-data; name="a"; filename=b.txt`, values unquoted. Stops at the first
+/// parameter it cannot read (no `=`, or an unterminated quoted string).
+fn parameters(header: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    let mut rest = header.find(';').map_or("", |i| &header[i + 1..]);
+    std::iter::from_fn(move || {
+        let (name, tail) = rest.split_once('=')?;
+        let tail = tail.trim_start();
+        let (value, after) = match tail.strip_prefix('"') {
+            Some(quoted) => quoted_string(quoted)?,
+            None => {
+                let end = tail.find(';').unwrap_or(tail.len());
+                (Cow::Borrowed(tail[..end].trim_end()), &tail[end..])
             }
+        };
+        // Up to and past the next `;` (anything before it is ignored).
+        rest = after.find(';').map_or("", |i| &after[i + 1..]);
+        // A parameter without `=` before this one (`form-data; x; name=a`) is skipped.
+        let name = name.rsplit(';').next().unwrap_or(name);
+        Some((name.trim(), value))
+    })
+}
+
+/// A quoted string whose opening quote is already consumed: its content (`\x` stands
+/// for `x`) and what follows the closing quote. `None` without a closing quote.
+fn quoted_string(s: &str) -> Option<(Cow<'_, str>, &str)> {
+    let mut escaped = false;
+    let mut close = None;
+    for (i, c) in s.char_indices() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => {
+                close = Some(i);
+                break;
+            }
+            _ => {}
         }
-        found?
-    };
-    let inner = &s[..end];
+    }
+    let close = close?;
+    let (inner, after) = (&s[..close], &s[close + 1..]);
     if !inner.contains('\\') {
-        return Some(Cow::Borrowed(inner));
+        return Some((Cow::Borrowed(inner), after));
     }
     let mut out = String::with_capacity(inner.len());
     let mut escaped = false;
@@ -105,7 +114,7 @@ fn unquote(s: &str) -> Option<Cow<'_, str>> {
             escaped = false;
         }
     }
-    Some(Cow::Owned(out))
+    Some((Cow::Owned(out), after))
 }
 
 /// The first position of `needle` in `hay` at or after `from`.
@@ -237,53 +246,16 @@ fn disposition(headers: &[u8]) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
             continue;
         }
         let (mut name, mut filename) = (None, None);
-        let mut rest = value;
-        // form-data; name="a"; filename="b": parameters, values quoted or not.
-        while let Some(semi) = rest.find(';') {
-            rest = &rest[semi + 1..];
-            let Some((key, tail)) = rest.split_once('=') else {
-                break;
-            };
-            let tail = tail.trim_start();
-            let (value, after) = match tail.strip_prefix('"') {
-                Some(quoted) => match unquote(quoted) {
-                    Some(v) => {
-                        // Skip past the closing quote: the unquoted length plus the
-                        // escapes is not known, so find it again.
-                        let close = closing_quote(quoted).unwrap_or(quoted.len());
-                        (v, &quoted[(close + 1).min(quoted.len())..])
-                    }
-                    None => break,
-                },
-                None => {
-                    let end = tail.find(';').unwrap_or(tail.len());
-                    (Cow::Borrowed(tail[..end].trim()), &tail[end..])
-                }
-            };
-            match key.trim().to_ascii_lowercase().as_str() {
-                "name" if name.is_none() => name = Some(value),
-                "filename" if filename.is_none() => filename = Some(value),
-                _ => {}
+        for (key, v) in parameters(value) {
+            if key.eq_ignore_ascii_case("name") && name.is_none() {
+                name = Some(v);
+            } else if key.eq_ignore_ascii_case("filename") && filename.is_none() {
+                filename = Some(v);
             }
-            rest = after;
         }
         return (name, filename);
     }
     (None, None)
-}
-
-/// The index of the closing quote of a quoted string whose opening quote is consumed.
-fn closing_quote(s: &str) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        match (escaped, c) {
-            (true, _) => escaped = false,
-            (false, '\\') => escaped = true,
-            (false, '"') => return Some(i),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// What a multipart body holds under a field name.
@@ -365,6 +337,10 @@ mod tests {
         assert_eq!(
             b("multipart/form-data;boundary=\"q\\\"x\"").as_deref(),
             Ok("q\"x")
+        );
+        assert_eq!(
+            b("multipart/form-data; boundary=\"a;b\"; charset=x").as_deref(),
+            Ok("a;b")
         );
         assert_eq!(b("multipart/form-data"), Err(MultipartError::NoBoundary));
         assert_eq!(
@@ -478,5 +454,8 @@ mod tests {
         let p = parts(body.as_bytes(), "b").expect("valid");
         assert_eq!(p[0].name.as_deref(), Some("a\"b"));
         assert_eq!(p[0].filename.as_deref(), Some("x;y.txt"));
+        let body = "--b\r\nContent-Disposition: form-data; odd; NAME=k\r\n\r\nv\r\n--b--";
+        let p = parts(body.as_bytes(), "b").expect("valid");
+        assert_eq!(p[0].name.as_deref(), Some("k"));
     }
 }
