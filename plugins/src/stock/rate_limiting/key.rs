@@ -71,7 +71,7 @@ pub(crate) type BuildDigestHasher = BuildHasherDefault<DigestHasher>;
 /// The operating system's random source failed, so no secret could be drawn.
 #[derive(Debug, thiserror::Error)]
 #[error("could not draw a random secret for the rate-limiting keys")]
-pub struct RandomUnavailable;
+pub(crate) struct RandomUnavailable;
 
 /// Turns identifiers into [`KeyDigest`]s with one instance's secret.
 pub(crate) struct KeyHasher {

@@ -48,7 +48,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 
 pub use config::{LimitBy, Policy, RateLimitingConfig, RedisConfig};
-pub use key::RandomUnavailable;
 
 use crate::context::RequestCtx;
 use crate::plugin::{Flow, Plugin, PluginRequest, Response};
