@@ -74,9 +74,9 @@ async fn deny_list_blocks_members_only() {
     .await;
     let e = expect_echo(g.get("/deny", &[("apikey", "admin-key")]).await).await;
     assert_eq!(e.header("x-consumer-groups"), Some("admins, staff"));
-    // No groups is not a denied group.
+    // No groups is not a denied group; Kong still sends the header, empty.
     let e = expect_echo(g.get("/deny", &[("apikey", "loner-key")]).await).await;
-    assert_eq!(e.header("x-consumer-groups"), None);
+    assert_eq!(e.header("x-consumer-groups"), Some(""));
 }
 
 #[tokio::test]
@@ -167,6 +167,12 @@ async fn more() -> AuthGateway {
             "{anonymous: anon-guest}",
             "{deny: [guests]}",
         ),
+        route(
+            "anon-nogroups",
+            "/anon-nogroups",
+            "{anonymous: anon}",
+            "{deny: [developers]}",
+        ),
     ]
     .concat();
     let global =
@@ -199,6 +205,19 @@ async fn any_one_allowed_group_is_enough() {
     let g = more().await;
     let e = expect_echo(g.get("/multi", &[("apikey", "admin-key")]).await).await;
     assert_eq!(e.header("x-consumer-groups"), Some("admins, staff"));
+}
+
+#[tokio::test]
+async fn a_consumer_without_groups_gets_an_empty_groups_header() {
+    let g = more().await;
+    // The anonymous consumer has no groups: Kong sends `X-Consumer-Groups` empty.
+    let e = expect_echo(
+        g.get("/anon-nogroups", &[("x-consumer-groups", "forged")])
+            .await,
+    )
+    .await;
+    assert_eq!(e.header("x-anonymous-consumer"), Some("true"));
+    assert_eq!(e.header("x-consumer-groups"), Some(""));
 }
 
 #[tokio::test]

@@ -109,6 +109,45 @@ routes:
 }
 
 #[test]
+fn sync_rate_without_the_redis_policy_is_refused_as_kong_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "sync.yaml",
+        "listeners: [{address: 127.0.0.1:8080}]
+upstreams:
+  - name: one
+    targets: [127.0.0.1:9001]
+routes:
+  - name: r
+    upstream: one
+    plugins:
+      - name: rate-limiting
+        config: {minute: 10, policy: local, sync_rate: 10}
+  - name: off
+    upstream: one
+    paths: [/off]
+    plugins:
+      - name: rate-limiting
+        config: {minute: 10, sync_rate: -1}
+",
+    );
+    let (code, _, stderr) = validate(&file);
+    assert_eq!(code, 1, "{stderr}");
+    let f = file.display().to_string();
+    let want = format!(
+        "{f}:10:56: routes[0].plugins[0].config.sync_rate: sync_rate can only be used with the redis policy"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&want),
+        "\n got: {}\nwant: {want}",
+        lines[0]
+    );
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let (code, _, stderr) = validate(std::path::Path::new("/nonexistent/pingway.yaml"));
     assert_eq!(code, 1);

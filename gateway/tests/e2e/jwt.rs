@@ -324,7 +324,7 @@ async fn bad_tokens_get_kongs_messages() {
     for (token, message) in cases {
         let (body, www) = refused(g.get("/", &[("authorization", &bearer(&token))]).await).await;
         assert_eq!(body["message"], message, "{token}");
-        assert_eq!(www, "Bearer realm=\"api\" error=\"invalid_token\"");
+        assert_eq!(www, "Bearer realm=\"api\", error=\"invalid_token\"");
     }
     assert_eq!(g.backend.hits(), 0);
 }

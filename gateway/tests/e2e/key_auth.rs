@@ -141,7 +141,7 @@ async fn sources_can_be_switched_off_and_names_changed() {
 }
 
 #[tokio::test]
-async fn hide_credentials_strips_exactly_the_key() {
+async fn hide_credentials_strips_the_key_and_normalizes_the_query_as_kong() {
     let g = gateway("{hide_credentials: true}").await;
     let e = expect_echo(
         g.get("/p", &[("apikey", "alice-key"), ("x-other", "kept")])
@@ -151,11 +151,21 @@ async fn hide_credentials_strips_exactly_the_key() {
     assert_eq!(e.header("apikey"), None);
     assert_eq!(e.header("x-other"), Some("kept"));
     assert_eq!(e.header("x-consumer-username"), Some("alice"));
-    // The rest of the query string keeps its bytes and order.
+    // The rest of the query string keeps its order but is re-encoded as Kong's
+    // clear_query_arg does: decoded, then escaped again, spaces as %20.
     let e = expect_echo(g.get("/p?a=%2F1&apikey=alice-key&b=x+y&c", &[]).await).await;
-    assert_eq!(e.target(), "/p?a=%2F1&b=x+y&c");
+    assert_eq!(e.target(), "/p?a=%2F1&b=x%20y&c=");
+    let e = expect_echo(g.get("/p?z=1&apikey=alice-key&c=valu%651", &[]).await).await;
+    assert_eq!(e.target(), "/p?z=1&c=value1");
     let e = expect_echo(g.get("/p?apikey=alice-key", &[]).await).await;
     assert_eq!(e.target(), "/p");
+    // Kong rewrites the query whenever it hides a key, wherever the key was.
+    let e = expect_echo(g.get("/p?b=x+y&d=%7e", &[("apikey", "alice-key")]).await).await;
+    assert_eq!(e.target(), "/p?b=x%20y&d=%7E");
+    // Without hide_credentials the query is forwarded as sent.
+    let plain = gateway("{}").await;
+    let e = expect_echo(plain.get("/p?apikey=alice-key&b=x+y&c=valu%651", &[]).await).await;
+    assert_eq!(e.target(), "/p?apikey=alice-key&b=x+y&c=valu%651");
 }
 
 #[tokio::test]
@@ -401,9 +411,10 @@ async fn the_header_is_judged_before_the_query_and_hiding_strips_both() {
     assert_eq!(e.header("x-consumer-username"), Some("alice"));
     assert_eq!(e.header("apikey"), None);
     assert_eq!(e.target(), "/h?x=1");
-    // An encoded path and odd query bytes come through untouched.
+    // The encoded path comes through untouched; odd query bytes are re-encoded as Kong
+    // does (a stray '%' becomes %25).
     let e = expect_echo(g.get("/h/a%20b/c?z=%zz&apikey=bob-key&=e&f=", &[]).await).await;
-    assert_eq!(e.target(), "/h/a%20b/c?z=%zz&=e&f=");
+    assert_eq!(e.target(), "/h/a%20b/c?z=%25zz&=e&f=");
 }
 
 #[tokio::test]
@@ -513,4 +524,126 @@ async fn bodies_over_64_kib_are_not_searched_and_pass_unchanged() {
     let e = expect_echo(post(big.clone(), Some("bob-key")).await.unwrap()).await;
     assert_eq!(e.header("x-consumer-username"), Some("bob"));
     assert_eq!(e.body, big);
+}
+
+/// A multipart body with a text field, the key field (unless `key` is `None`) and a
+/// file, with CRLF line ends and boundary `XyZ`.
+fn multipart_body(key: Option<&str>) -> String {
+    let key_part = key.map_or(String::new(), |k| {
+        format!("--XyZ\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\n{k}\r\n")
+    });
+    format!(
+        "preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\none\r\n\
+         {key_part}\
+         --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\nline 1\r\nline 2\r\n--XyZ--\r\n"
+    )
+}
+
+async fn post_multipart(g: &AuthGateway, content_type: &str, body: String) -> reqwest::Response {
+    g.req("POST", "/upload")
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn key_in_a_multipart_body_authenticates() {
+    let g = gateway("{key_in_body: true}").await;
+    let body = multipart_body(Some("alice-key"));
+    let e =
+        expect_echo(post_multipart(&g, "multipart/form-data; boundary=XyZ", body.clone()).await)
+            .await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    // Not hiding: the body reaches the upstream as sent.
+    assert_eq!(e.body, body);
+    // A quoted boundary is the same boundary.
+    let e =
+        expect_echo(post_multipart(&g, "Multipart/Form-Data; boundary=\"XyZ\"", body).await).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    // A wrong key, two key parts, no key part, a body without its closing delimiter.
+    let wrong = multipart_body(Some("nope"));
+    expect_error(
+        post_multipart(&g, "multipart/form-data; boundary=XyZ", wrong).await,
+        401,
+        "Unauthorized",
+    )
+    .await;
+    let twice = multipart_body(Some("alice-key")).replace(
+        "--XyZ--",
+        "--XyZ\r\nContent-Disposition: form-data; name=apikey\r\n\r\nbob-key\r\n--XyZ--",
+    );
+    expect_error(
+        post_multipart(&g, "multipart/form-data; boundary=XyZ", twice).await,
+        401,
+        "Duplicate API key found",
+    )
+    .await;
+    expect_error(
+        post_multipart(
+            &g,
+            "multipart/form-data; boundary=XyZ",
+            multipart_body(None),
+        )
+        .await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+    let unterminated = multipart_body(Some("alice-key")).replace("--XyZ--\r\n", "");
+    expect_error(
+        post_multipart(&g, "multipart/form-data; boundary=XyZ", unterminated).await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+    // key_in_body off: multipart bodies are not searched.
+    let off = gateway("{}").await;
+    expect_error(
+        post_multipart(
+            &off,
+            "multipart/form-data; boundary=XyZ",
+            multipart_body(Some("alice-key")),
+        )
+        .await,
+        401,
+        "No API key found in request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_multipart_key_is_hidden_and_the_rest_of_the_body_kept() {
+    let g = gateway("{key_in_body: true, hide_credentials: true}").await;
+    let e = expect_echo(
+        post_multipart(
+            &g,
+            "multipart/form-data; boundary=XyZ",
+            multipart_body(Some("bob-key")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(e.header("x-consumer-username"), Some("bob"));
+    // Exactly the key's part is gone: preamble, other parts and file byte for byte.
+    let expected = multipart_body(None);
+    assert_eq!(e.body, expected);
+    assert_eq!(
+        e.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+    // With the key in a header, a multipart body without the key passes unchanged.
+    let resp = g
+        .req("POST", "/upload")
+        .header("apikey", "alice-key")
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(multipart_body(None))
+        .send()
+        .await
+        .unwrap();
+    let e = expect_echo(resp).await;
+    assert_eq!(e.header("x-consumer-username"), Some("alice"));
+    assert_eq!(e.body, multipart_body(None));
 }

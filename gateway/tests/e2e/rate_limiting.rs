@@ -114,6 +114,84 @@ async fn limit_by_header_keeps_clients_apart() {
     assert_eq!(statuses["b"], vec![200, 200, 429]);
 }
 
+/// 20,000 clients, each with a distinct 4 KB identifier, against `max_tracked_keys:
+/// 1000`: every one is answered as a new client, the gateway's memory does not grow
+/// with what clients send (identifiers stored whole would take 80 MB), and the
+/// evictions are logged, not once per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_long_identifiers_keep_memory_bounded() {
+    const CLIENTS: usize = 20_000;
+    const TASKS: usize = 4;
+    let backend = Backend::start("b", Behaviour::Status(204)).await;
+    let gw = gateway(
+        &backend,
+        "{hour: 2, limit_by: header, header_name: x-client, max_tracked_keys: 1000}",
+        "",
+    )
+    .await;
+    let c = client();
+    // A 4 KB identifier, distinct per client.
+    let id = |i: usize| format!("{i:08}-{}", "x".repeat(4087));
+    let send = |c: reqwest::Client, url: String, value: String| async move {
+        let r = c.get(url).header("x-client", value).send().await.unwrap();
+        (
+            r.status().as_u16(),
+            header(&r, "x-ratelimit-remaining-hour"),
+        )
+    };
+    // Warm up (connections, buffers, the allocator) before taking the baseline.
+    for i in 0..200 {
+        let (status, _) = send(c.clone(), gw.url("/"), id(CLIENTS + i)).await;
+        assert_eq!(status, 204);
+    }
+    let before = gw.rss_kib();
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (c, url) = (c.clone(), gw.url("/"));
+            tokio::spawn(async move {
+                let mut wrong = Vec::new();
+                for i in (t..CLIENTS).step_by(TASKS) {
+                    let answer = send(c.clone(), url.clone(), id(i)).await;
+                    if answer != (204, Some("1".to_string())) {
+                        wrong.push((i, answer));
+                    }
+                }
+                wrong
+            })
+        })
+        .collect();
+    for t in tasks {
+        let wrong = t.await.unwrap();
+        assert!(
+            wrong.is_empty(),
+            "wrong answers: {:?}",
+            &wrong[..wrong.len().min(5)]
+        );
+    }
+    let grown_kib = gw.rss_kib().saturating_sub(before);
+    assert!(
+        grown_kib < 50 * 1024,
+        "RSS grew by {grown_kib} KiB for {CLIENTS} identifiers of 4 KB"
+    );
+    // At the cap, a client is still counted exactly.
+    let fresh = id(CLIENTS + 1_000);
+    for remaining in ["1", "0"] {
+        assert_eq!(
+            send(c.clone(), gw.url("/"), fresh.clone()).await,
+            (204, Some(remaining.to_string()))
+        );
+    }
+    assert_eq!(send(c.clone(), gw.url("/"), fresh).await.0, 429);
+    // Evictions are logged at most once a minute, not per request.
+    let warnings = gw.log().matches("evicting counters").count();
+    let minutes = started.elapsed().as_secs() / 60;
+    assert!(
+        (1..=1 + minutes as usize).contains(&warnings),
+        "{warnings} eviction warnings in {minutes} min"
+    );
+}
+
 /// 400 requests at once against a limit of 100: exactly 100 pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exact_under_concurrency() {

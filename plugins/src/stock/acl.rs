@@ -8,14 +8,15 @@
 //!   `allow` list: 403 when it authenticated with a credential, 401 when it is the
 //!   anonymous consumer, as in Kong).
 //! - Allowed requests carry the consumer's groups upstream in `X-Consumer-Groups`
-//!   (`a, b`), unless `hide_groups_header`.
+//!   (`a, b`; empty for a consumer without groups, as Kong sends it), unless
+//!   `hide_groups_header`.
 //!
 //! `always_use_authenticated_groups` is accepted for compatibility; no stock plugin sets
 //! Kong's "authenticated groups" (LDAP/OAuth2 groups), so it has no effect.
 
 use std::collections::HashSet;
 
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -79,9 +80,14 @@ impl Plugin for Acl {
         let header = req.header_mut();
         header.remove_header(CONSUMER_GROUPS);
         if !self.hide_groups_header {
-            if let Some(v) = &consumer.headers().groups {
-                let _ = header.insert_header(CONSUMER_GROUPS, v.clone());
-            }
+            // Kong sends `table.concat(groups, ", ")`: an empty value, not no header,
+            // for a consumer without groups (only possible on a `deny` list).
+            let value = consumer
+                .headers()
+                .groups
+                .clone()
+                .unwrap_or_else(|| HeaderValue::from_static(""));
+            let _ = header.insert_header(CONSUMER_GROUPS, value);
         }
         Flow::Continue
     }

@@ -1,17 +1,18 @@
 //! `key-auth`: authenticate with an API key, as Kong does.
 //!
 //! - For each of `key_names` in order, the key is looked for in a header
-//!   (`key_in_header`), then the query string (`key_in_query`), then a form or JSON body
-//!   (`key_in_body`). The first key found is the one judged. A name with underscores
+//!   (`key_in_header`), then the query string (`key_in_query`), then a form, multipart
+//!   or JSON body (`key_in_body`). The first key found is the one judged. A name with underscores
 //!   also matches the header spelled with dashes, and `?name` without `=` holds no key
 //!   but ends the search for that name (both as Kong, through nginx, does).
 //! - A name given twice (two headers, `?apikey=a&apikey=b`, a JSON array) answers
 //!   "Duplicate API key found"; a missing or empty key "No API key found in request"; an
 //!   unknown key "Unauthorized". All are 401 with `WWW-Authenticate: Key` (plus
 //!   `realm="..."` when `realm` is set).
-//! - `hide_credentials` removes exactly the key: the header, the query parameter (the
-//!   rest of the query string keeps its bytes), and the body field (the rest of the body
-//!   keeps its bytes).
+//! - `hide_credentials` removes the key: the header; the query parameter, the rest of
+//!   the query string being re-encoded as Kong's `clear_query_arg` does (order kept,
+//!   encoding normalized: see [`urlencoded::clear_query_arg`]); and the body field or
+//!   multipart part (the rest of the body keeps its bytes).
 //! - `anonymous` and `run_on_preflight` behave as described in `stock::auth`.
 //!
 //! Keys are looked up by a keyed hash and compared in constant time (see
@@ -24,7 +25,7 @@ use http::{HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::auth::{self, json_body, urlencoded};
+use super::auth::{self, json_body, multipart, urlencoded};
 use crate::context::BufferedBody;
 use crate::plugin::{Flow, Plugin, PluginRequest, Response};
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
@@ -51,8 +52,8 @@ pub struct KeyAuthConfig {
     /// Look for the key in the query string.
     #[serde(default = "yes")]
     pub key_in_query: bool,
-    /// Look for the key in a form (`application/x-www-form-urlencoded`) or JSON body of
-    /// up to 64 KiB.
+    /// Look for the key in a form (`application/x-www-form-urlencoded`),
+    /// `multipart/form-data` or JSON body of up to 64 KiB.
     #[serde(default)]
     pub key_in_body: bool,
     /// Remove the key from the request before it goes upstream.
@@ -111,25 +112,28 @@ const UNAUTHORIZED: &str = "Unauthorized";
 enum BodyKind {
     Form,
     Json(serde_json::Map<String, serde_json::Value>),
+    /// `multipart/form-data`, with its boundary.
+    Multipart(String),
     Other,
 }
 
 fn body_kind(req: &PluginRequest<'_>, body: &[u8]) -> BodyKind {
-    let ct = req
-        .header_str("content-type")
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let full = req.header_str("content-type").unwrap_or_default();
+    let ct = full
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match ct.as_str() {
         "application/x-www-form-urlencoded" => BodyKind::Form,
         "application/json" => match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(serde_json::Value::Object(map)) => BodyKind::Json(map),
             _ => BodyKind::Other,
+        },
+        "multipart/form-data" => match multipart::boundary(full) {
+            Ok(b) => BodyKind::Multipart(b.into_owned()),
+            Err(_) => BodyKind::Other,
         },
         _ => BodyKind::Other,
     }
@@ -164,6 +168,12 @@ impl KeyAuth {
                 }
                 _ => None,
             },
+            BodyKind::Multipart(boundary) => match multipart::field(body, &boundary, name) {
+                Ok(multipart::Field::One(v)) => Some(Found::Key(Cow::Borrowed(v))),
+                Ok(multipart::Field::Many) => Some(Found::Duplicate),
+                // A malformed body holds no key (and is forwarded as it is).
+                Ok(multipart::Field::Absent) | Err(_) => None,
+            },
             BodyKind::Other => None,
         }
     }
@@ -184,9 +194,12 @@ impl KeyAuth {
         if let Some(dashed) = &key_name.dashed {
             req.header_mut().remove_header(dashed);
         }
+        // Kong's `clear_query_arg`: the query is rebuilt (normalized) whenever a key was
+        // found and hidden, wherever it was found.
         let new_query = req
             .query()
-            .and_then(|q| urlencoded::remove(q.as_bytes(), name));
+            .filter(|q| !q.is_empty())
+            .map(|q| urlencoded::clear_query_arg(q.as_bytes(), name));
         if let Some(q) = new_query {
             let path = req.path().to_string();
             let mut target = path.into_bytes();
@@ -203,6 +216,7 @@ impl KeyAuth {
                 let stripped = match body_kind(req, &body) {
                     BodyKind::Form => urlencoded::remove(&body, name),
                     BodyKind::Json(_) => json_body::remove_member(&body, name),
+                    BodyKind::Multipart(boundary) => multipart::remove(&body, &boundary, name),
                     BodyKind::Other => None,
                 };
                 if let Some(b) = stripped {

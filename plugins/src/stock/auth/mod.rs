@@ -1,6 +1,6 @@
 //! What the authentication plugins share: attaching a consumer to a request (Kong's
-//! `set_consumer`), the `anonymous` fallback, and the readers for query strings, form
-//! and JSON bodies that find and strip credentials.
+//! `set_consumer`), the `anonymous` fallback, and the readers for query strings, form,
+//! multipart and JSON bodies that find and strip credentials.
 //!
 //! # AND and OR
 //!
@@ -11,6 +11,7 @@
 //! consumer: several such plugins on a route mean any one suffices (OR).
 
 pub mod json_body;
+pub mod multipart;
 pub mod urlencoded;
 
 use std::sync::Arc;

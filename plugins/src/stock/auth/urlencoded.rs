@@ -1,6 +1,7 @@
 //! `application/x-www-form-urlencoded` text (query strings and form bodies): find a
-//! parameter as Kong's `get_query`/`get_body` would, and remove one while keeping every
-//! other byte as it was.
+//! parameter as Kong's `get_query`/`get_body` would; remove one while keeping every
+//! other byte as it was ([`remove`], for form bodies); or remove one from a query string
+//! as Kong's `kong.service.request.clear_query_arg` does ([`clear_query_arg`]).
 
 use std::borrow::Cow;
 
@@ -125,6 +126,59 @@ pub fn remove(text: &[u8], name: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Kong's `kong.service.request.clear_query_arg(name)` (Kong 3.10 and later, used by
+/// `key-auth`'s `hide_credentials`): the query string is parsed and serialized again
+/// as WHATWG `URLSearchParams` does (Kong uses the ada library), without `name`, then
+/// Kong writes spaces as `%20` instead of `+`. So the order of the other parameters is
+/// kept, but their encoding is normalized:
+///
+/// - `&&` and other empty pairs are dropped; a pair without `=` gets one (`c` → `c=`);
+/// - names and values are percent-decoded (`+` is a space; an invalid `%` sequence is
+///   taken literally), read as UTF-8 (invalid bytes become U+FFFD), and encoded again
+///   with every byte except ASCII letters, digits and `*-._` escaped as `%XX` (upper
+///   case hex), spaces as `%20`: `c=valu%651` becomes `c=value1`, `b=x+y` becomes
+///   `b=x%20y`, `z=%zz` becomes `z=%25zz`.
+///
+/// Kong 3.0 to 3.8 rebuilt the query from a table instead (`set_query`), sorting the
+/// parameters; 3.9 kept `+`. This follows the current behaviour.
+pub fn clear_query_arg(text: &[u8], name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for part in text.split(|&b| b == b'&') {
+        if part.is_empty() {
+            continue;
+        }
+        let (key, value) = match part.iter().position(|&b| b == b'=') {
+            Some(eq) => (&part[..eq], &part[eq + 1..]),
+            None => (part, &b""[..]),
+        };
+        let key = String::from_utf8_lossy(&decode(key)).into_owned();
+        if key == name {
+            continue;
+        }
+        let value = decode(value);
+        if !out.is_empty() {
+            out.push(b'&');
+        }
+        encode_component(key.as_bytes(), &mut out);
+        out.push(b'=');
+        encode_component(String::from_utf8_lossy(&value).as_bytes(), &mut out);
+    }
+    out
+}
+
+/// The `application/x-www-form-urlencoded` byte serializer, with `%20` for spaces (see
+/// [`clear_query_arg`]).
+fn encode_component(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +213,27 @@ mod tests {
             b"z=1".to_vec()
         );
         assert_eq!(remove(b"a=1", "apikey"), None);
+    }
+
+    #[test]
+    fn clearing_a_query_arg_normalizes_the_rest_as_kong() {
+        let clear = |q: &str| String::from_utf8(clear_query_arg(q.as_bytes(), "apikey")).unwrap();
+        assert_eq!(clear("a=1&apikey=k&c=valu%651"), "a=1&c=value1");
+        // Order kept, spaces as %20, reserved bytes escaped, pairs without '=' get one.
+        assert_eq!(
+            clear("z=1&a=%2F1&apikey=k&b=x+y%20w&c&&d=~!'()"),
+            "z=1&a=%2F1&b=x%20y%20w&c=&d=%7E%21%27%28%29"
+        );
+        // Every occurrence, under any spelling of the name, goes.
+        assert_eq!(clear("apikey=a&api%6Bey=b&apikey&x=%2b"), "x=%2B");
+        // Invalid escapes are literal; invalid UTF-8 becomes U+FFFD; empty names stay.
+        assert_eq!(
+            clear("z=%zz&=e&f=&u=%C3%A9%FF"),
+            "z=%25zz&=e&f=&u=%C3%A9%EF%BF%BD"
+        );
+        assert_eq!(clear("apikey=k"), "");
+        assert_eq!(clear(""), "");
+        assert_eq!(clear("a-b.c_d*=A*"), "a-b.c_d*=A*");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   verify, then `claims_to_verify` and `maximum_expiration` are checked; claim
 //!   failures answer a map such as `{"exp":"token expired"}`.
 //! - Every failure after the token was found carries
-//!   `WWW-Authenticate: Bearer error="invalid_token"` (with `realm="..."` first when set).
+//!   `WWW-Authenticate: Bearer error="invalid_token"` (with `realm="...", ` first when
+//!   set: `Bearer realm="api", error="invalid_token"`).
 //! - `anonymous` and `run_on_preflight` behave as described in `stock::auth`.
 //!
 //! Supported algorithms: HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA.
@@ -307,7 +308,12 @@ impl BuildPlugin for Jwt {
             Some(r) => format!("Bearer realm=\"{r}\""),
             None => "Bearer".to_string(),
         };
-        let with_error = format!("{base} error=\"invalid_token\"");
+        // RFC 7235: the scheme is followed by a space, auth-params by a comma (as Kong
+        // sends it: `Bearer realm="api", error="invalid_token"`).
+        let with_error = match &config.realm {
+            Some(_) => format!("{base}, error=\"invalid_token\""),
+            None => format!("{base} error=\"invalid_token\""),
+        };
         let k = &config.key_claim_name;
         let mut cookies: Vec<String> = Vec::new();
         let mut seen = HashSet::new();

@@ -50,9 +50,14 @@ pub struct RateLimitingConfig {
     /// Message of the answer to a limited request.
     #[serde(default = "default_error_message")]
     pub error_message: String,
-    /// How often counters are synchronized with Redis, in seconds. Accepted for Kong
-    /// compatibility; ignored with the `local` policy.
+    /// How often counters are synchronized with Redis, in seconds; -1 (the default)
+    /// means never. As in Kong, any other value is refused unless `policy` is `redis`.
     pub sync_rate: Option<f64>,
+    /// Pingway extension (not a Kong field): how many clients (distinct identifiers)
+    /// each configured period tracks at most in its current window; a new client
+    /// beyond it evicts another's counter. Default 100,000.
+    #[schemars(range(min = 1))]
+    pub max_tracked_keys: Option<usize>,
     /// Redis connection settings (Kong 3.6+ layout). Accepted; unused with `local`.
     pub redis: Option<RedisConfig>,
     /// Redis host (Kong's older flat layout). Accepted; unused with `local`.
@@ -148,6 +153,9 @@ fn default_error_message() -> String {
 
 const DEFAULT_MESSAGE: &str = "API rate limit exceeded";
 
+/// Kong's `SYNC_RATE_REALTIME`: the default `sync_rate`, meaning no periodic sync.
+const SYNC_RATE_OFF: f64 = -1.0;
+
 /// A validated configuration, in the form the plugin uses per request.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -161,6 +169,8 @@ pub(crate) struct Settings {
     pub hide_client_headers: bool,
     pub error_code: StatusCode,
     pub error_message: Cow<'static, str>,
+    /// The most identifiers each period tracks (`max_tracked_keys`).
+    pub max_keys: usize,
 }
 
 /// Collects every problem before failing, so one run reports them all.
@@ -265,6 +275,26 @@ impl RateLimitingConfig {
             ),
         }
 
+        let max_keys = match self.max_tracked_keys {
+            None => super::limiter::DEFAULT_MAX_KEYS,
+            Some(0) => {
+                problems.add("max_tracked_keys", "must be greater than 0");
+                1
+            }
+            Some(n) => n,
+        };
+
+        // Kong's schema check: `sync_rate` other than -1 (its default, "off") is refused
+        // unless the policy is redis, rather than silently ignored.
+        if let Some(rate) = self.sync_rate {
+            if self.policy != Policy::Redis && rate != SYNC_RATE_OFF {
+                problems.add(
+                    "sync_rate",
+                    "sync_rate can only be used with the redis policy",
+                );
+            }
+        }
+
         let error_code = match StatusCode::from_u16(self.error_code) {
             Ok(s) if (100..=599).contains(&s.as_u16()) => s,
             _ => {
@@ -292,6 +322,7 @@ impl RateLimitingConfig {
             hide_client_headers: self.hide_client_headers,
             error_code,
             error_message,
+            max_keys,
         })
     }
 }

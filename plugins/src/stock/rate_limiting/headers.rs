@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn one_period() {
-        let l = Limiter::new([(Period::Minute, 10)]);
+        let l = Limiter::with_default_cap([(Period::Minute, 10)]);
         let o = l.check(id(), T0 + 13);
         assert_eq!(
             headers(&o),
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn several_periods_report_the_tightest() {
-        let l = Limiter::new([
+        let l = Limiter::with_default_cap([
             (Period::Second, 5),
             (Period::Minute, 6),
             (Period::Hour, 100),
@@ -194,7 +194,11 @@ mod tests {
 
     #[test]
     fn blocked_request_reports_zero_and_retry_after() {
-        let l = Limiter::new([(Period::Second, 2), (Period::Minute, 2), (Period::Hour, 50)]);
+        let l = Limiter::with_default_cap([
+            (Period::Second, 2),
+            (Period::Minute, 2),
+            (Period::Hour, 50),
+        ]);
         assert!(l.check(id(), T0 + 20).allowed);
         assert!(l.check(id(), T0 + 21).allowed);
         let o = l.check(id(), T0 + 22);
@@ -222,7 +226,7 @@ mod tests {
     fn retry_after_uses_the_longest_exhausted_window() {
         // Both the second and the minute are exhausted: retrying after the second ends
         // would be refused again, so Retry-After is the minute's reset.
-        let l = Limiter::new([(Period::Second, 1), (Period::Minute, 1)]);
+        let l = Limiter::with_default_cap([(Period::Second, 1), (Period::Minute, 1)]);
         assert!(l.check(id(), T0 + 50).allowed);
         let o = l.check(id(), T0 + 50);
         assert!(!o.allowed);

@@ -20,6 +20,12 @@
 //! Unlike Kong, which reads the counter and increments it later (so concurrent requests
 //! can overshoot), counting is exact: see `limiter.rs`.
 //!
+//! Memory is bounded whatever clients send: identifiers are stored as a 16-byte keyed
+//! digest (`key.rs`), and each period tracks at most `max_tracked_keys` (a Pingway
+//! extension, default 100,000) identifiers per window, evicting when full
+//! (`counters.rs`). [`RateLimiting::evictions`] counts evictions; they are also logged
+//! at most once a minute.
+//!
 //! # Why not `governor`
 //!
 //! `governor` implements GCRA, a token bucket that refills continuously. Kong's plugin
@@ -30,7 +36,9 @@
 //! same traffic; the fixed-window counters here are small enough to own.
 
 mod config;
+mod counters;
 mod headers;
+mod key;
 mod limiter;
 mod period;
 
@@ -57,6 +65,14 @@ pub struct RateLimiting {
 }
 
 impl RateLimiting {
+    /// How many counters this instance has evicted since it was built, to keep each
+    /// period within `max_tracked_keys` identifiers. A growing number means more
+    /// distinct clients per window than the cap (or a flood of made-up identifiers);
+    /// evicted clients start again from zero.
+    pub fn evictions(&self) -> u64 {
+        self.limiter.evictions()
+    }
+
     /// Who the request is counted for. `path` is the request path; `header` is the
     /// `header_name` header's value, when `limit_by` is `header`.
     fn identify<'a>(
@@ -153,7 +169,8 @@ impl BuildPlugin for RateLimiting {
 
     fn build(config: RateLimitingConfig, _cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
         let settings = config.validate()?;
-        let limiter = Limiter::new(settings.limits.iter().copied());
+        let limiter = Limiter::new(settings.limits.iter().copied(), settings.max_keys)
+            .map_err(|e| ConfigError::new("", e.to_string()))?;
         let mut limit_values: [HeaderValue; 6] =
             std::array::from_fn(|_| HeaderValue::from_static("0"));
         for (period, limit) in &settings.limits {

@@ -219,6 +219,43 @@ fn rejects_unsupported_policies() {
 }
 
 #[test]
+fn sync_rate_is_refused_without_the_redis_policy() {
+    // Kong: "sync_rate can only be used with the redis policy", unless it is -1 (off).
+    let expected = vec![(
+        "plugins[0].config.sync_rate".to_string(),
+        "sync_rate can only be used with the redis policy".to_string(),
+    )];
+    assert_eq!(problems(json!({"minute": 1, "sync_rate": 10})), expected);
+    assert_eq!(
+        problems(json!({"minute": 1, "policy": "local", "sync_rate": 0.5})),
+        expected
+    );
+    assert!(problems(json!({"minute": 1, "sync_rate": -1})).is_empty());
+    assert!(problems(json!({"minute": 1, "sync_rate": null})).is_empty());
+    // With redis the policy itself is refused (not supported yet), not sync_rate.
+    let p = problems(json!({"minute": 1, "policy": "redis", "sync_rate": 10}));
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].0, "plugins[0].config.policy");
+}
+
+#[test]
+fn max_tracked_keys_is_a_positive_pingway_extension() {
+    assert!(problems(json!({"minute": 1, "max_tracked_keys": 10})).is_empty());
+    assert_eq!(
+        problems(json!({"minute": 1, "max_tracked_keys": 0})),
+        vec![(
+            "plugins[0].config.max_tracked_keys".to_string(),
+            "must be greater than 0".to_string()
+        )]
+    );
+    assert_eq!(
+        plugin(json!({"minute": 1})).settings.max_keys,
+        limiter::DEFAULT_MAX_KEYS
+    );
+    assert_eq!(plugin(json!({"minute": 1})).evictions(), 0);
+}
+
+#[test]
 fn reports_every_problem_at_once() {
     let p = problems(json!({
         "minute": 0, "limit_by": "header", "policy": "redis", "error_code": 1000
