@@ -30,14 +30,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::ResponseHeader;
 use pingora_proxy::{ProxyHttp, Session};
 use pingway::chain::{Chain, PluginInstance, Slot};
 use pingway::config::{load_str, PluginConfig};
-use pingway::plugins::consumers::ConsumerSet;
+use pingway::plugin_host::{ClientRequest, ResponseHeadOf, UpstreamHead};
 use pingway::plugins::{
-    BuildContext, Flow, LogEntry, Plugin, PluginRequest, PluginScope, Registry, RequestCtx,
-    RequestId, ResponseHeaderName, RouteInfo,
+    BuildContext, Flow, LogEntry, Plugin, PluginScope, Registry, Request, RequestCtx, RequestId,
+    ResponseHeaderName, ResponseView, RouteInfo, Services, UpstreamRequest,
 };
 use pingway::proxy::PingwayProxy;
 use pingway::router::{normalize_path, RouteRequest, Router};
@@ -206,7 +206,7 @@ fn router(c: &mut Criterion) {
 fn config(c: &mut Criterion) {
     let set = routes::generate(10_000, 0);
     let yaml = set.pingway_yaml("127.0.0.1:1", "127.0.0.1:2");
-    let registry = Registry::with_stock_plugins();
+    let registry = pingway::stock::registry();
     {
         let live = || counts().1 as f64 / 1048576.0;
         let base = live();
@@ -257,11 +257,11 @@ struct Tagger;
 static TAG: http::HeaderName = http::HeaderName::from_static("x-bench-tag");
 
 impl Plugin for Tagger {
-    fn on_upstream_request(&self, upstream: &mut RequestHeader, _ctx: &mut RequestCtx) {
-        let _ = upstream.insert_header(TAG.clone(), http::HeaderValue::from_static("up"));
+    fn on_upstream_request(&self, upstream: &mut UpstreamRequest<'_>) {
+        upstream.insert_header(TAG.clone(), http::HeaderValue::from_static("up"));
     }
-    fn on_response(&self, response: &mut ResponseHeader, _ctx: &mut RequestCtx) {
-        let _ = response.insert_header(TAG.clone(), http::HeaderValue::from_static("down"));
+    fn on_response(&self, response: &mut ResponseView<'_>) {
+        response.insert_header(TAG.clone(), http::HeaderValue::from_static("down"));
     }
 }
 
@@ -315,19 +315,24 @@ fn chain(registry: &Registry, configs: &[PluginConfig], extra: Vec<Arc<dyn Plugi
 fn chain_pass(chain: &Chain, session: &mut Session, info: &Arc<RouteInfo>, ip: IpAddr) {
     let mut ctx = RequestCtx::new(RequestId::default(), ip, None);
     ctx.route = Some(info.clone());
+    let services = Services::empty();
     for p in chain.plugins() {
-        let flow = ready(p.plugin.on_request(&mut PluginRequest {
-            session: &mut *session,
-            ctx: &mut ctx,
-            consumers: ConsumerSet::empty(),
-        }));
+        let mut source = ClientRequest(&mut *session);
+        let flow = ready(
+            p.plugin
+                .on_request(&mut Request::new(&mut source, &mut ctx, services)),
+        );
         if let Flow::Respond(r) = flow {
             panic!("{:?} answered {}", p, r.status);
         }
     }
     let mut upstream = session.req_header().clone();
-    for p in chain.plugins() {
-        p.plugin.on_upstream_request(&mut upstream, &mut ctx);
+    {
+        let mut head = UpstreamHead(&mut upstream);
+        let mut view = UpstreamRequest::new(&mut head, &mut ctx);
+        for p in chain.plugins() {
+            p.plugin.on_upstream_request(&mut view);
+        }
     }
     let mut response = upstream_response();
     for (name, value) in ctx.take_response_headers() {
@@ -336,21 +341,17 @@ fn chain_pass(chain: &Chain, session: &mut Session, info: &Arc<RouteInfo>, ip: I
             ResponseHeaderName::Name(name) => response.insert_header(name, value),
         };
     }
-    for p in chain.plugins() {
-        p.plugin.on_response(&mut response, &mut ctx);
+    {
+        let mut head = ResponseHeadOf(&mut response);
+        let mut view = ResponseView::new(&mut head, &mut ctx);
+        for p in chain.plugins() {
+            p.plugin.on_response(&mut view);
+        }
     }
-    let entry = LogEntry {
-        request: session.req_header(),
-        status: 200,
-        upstream_addr: None,
-        upstream_status: Some(200),
-        proxy_latency: None,
-        upstream_latency: None,
-        total_latency: Duration::from_micros(30),
-        bytes_sent: 20,
-        error: None,
-        ctx: &ctx,
-    };
+    let mut entry = LogEntry::new(session.req_header(), &ctx, Duration::from_micros(30));
+    entry.status = 200;
+    entry.upstream_status = Some(200);
+    entry.bytes_sent = 20;
     for p in chain.plugins() {
         p.plugin.on_log(&entry);
     }
@@ -370,7 +371,7 @@ const FIVE_PLUGINS: &str = "      - name: ip-restriction
 ";
 
 fn plugin_chain(c: &mut Criterion) {
-    let registry = Registry::with_stock_plugins();
+    let registry = pingway::stock::registry();
     let five = chain(
         &registry,
         &plugin_configs(FIVE_PLUGINS),
@@ -378,10 +379,7 @@ fn plugin_chain(c: &mut Criterion) {
     );
     assert_eq!(five.plugins().len(), 5);
     let empty = Chain::default();
-    let info = Arc::new(RouteInfo {
-        name: "bench".into(),
-        upstream: "up".into(),
-    });
+    let info = Arc::new(RouteInfo::new("bench", "up"));
     let ip: IpAddr = "127.0.0.1".parse().expect("ip");
     let mut s = session("api.bench.local", "/api/users/42", "x-client: abc\r\n");
 
@@ -402,7 +400,7 @@ fn plugin_chain(c: &mut Criterion) {
 }
 
 fn rate_limiting(c: &mut Criterion) {
-    let registry = Registry::with_stock_plugins();
+    let registry = pingway::stock::registry();
     let build = |yaml: &str| {
         let configs = plugin_configs(yaml);
         let chain = chain(&registry, &configs, Vec::new());
@@ -414,10 +412,7 @@ fn rate_limiting(c: &mut Criterion) {
     let hidden = build("      - name: rate-limiting\n        config: {second: 1000000000000, policy: local, limit_by: ip, hide_client_headers: true}\n");
     let two_periods = build("      - name: rate-limiting\n        config: {second: 1000000000000, minute: 1000000000000, policy: local, limit_by: ip}\n");
     let mut s = session("api.bench.local", "/", "");
-    let info = Arc::new(RouteInfo {
-        name: "bench".into(),
-        upstream: "up".into(),
-    });
+    let info = Arc::new(RouteInfo::new("bench", "up"));
     let ips: Vec<IpAddr> = (0..10_000u32)
         .map(|i| IpAddr::V4((0x0a00_0000 + i).into()))
         .collect();
@@ -432,11 +427,12 @@ fn rate_limiting(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 let mut ctx = RequestCtx::new(RequestId::default(), ip, None);
                 ctx.route = Some(info.clone());
-                let flow = ready(plugin.on_request(&mut PluginRequest {
-                    session: &mut s,
-                    ctx: &mut ctx,
-                    consumers: ConsumerSet::empty(),
-                }));
+                let mut source = ClientRequest(&mut s);
+                let flow = ready(plugin.on_request(&mut Request::new(
+                    &mut source,
+                    &mut ctx,
+                    Services::empty(),
+                )));
                 black_box((flow, ctx))
             })
         });
@@ -497,7 +493,7 @@ where
 
 fn pingway_proxy(yaml: &str) -> PingwayProxy {
     let loaded = load_str(yaml).expect("loads");
-    let runtime = Runtime::build(&loaded, &Registry::with_stock_plugins(), None).expect("builds");
+    let runtime = Runtime::build(&loaded, &pingway::stock::registry(), None).expect("builds");
     PingwayProxy::new(Arc::new(ArcSwap::from_pointee(runtime)))
 }
 

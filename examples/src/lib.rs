@@ -6,8 +6,9 @@
 //! and `custom-gateway validate FILE` know the new plugin by name.
 
 use pingway::plugins::http::{HeaderName, HeaderValue};
-use pingway::plugins::pingora_http::{RequestHeader, ResponseHeader};
-use pingway::plugins::{BuildContext, BuildPlugin, ConfigError, Plugin, RequestCtx};
+use pingway::plugins::{
+    BuildContext, BuildPlugin, ConfigError, Plugin, ResponseView, UpstreamRequest,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -54,7 +55,7 @@ pub struct RequestDigest {
 }
 
 /// The digest: FNV-1a 64 over the chosen parts separated by spaces, as 16 hex digits.
-pub fn digest(parts: &[Part], req: &RequestHeader, ctx: &RequestCtx) -> String {
+pub fn digest(parts: &[Part], req: &UpstreamRequest<'_>) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for b in bytes {
@@ -67,14 +68,14 @@ pub fn digest(parts: &[Part], req: &RequestHeader, ctx: &RequestCtx) -> String {
             feed(b" ");
         }
         match part {
-            Part::Method => feed(req.method.as_str().as_bytes()),
+            Part::Method => feed(req.method().as_str().as_bytes()),
             Part::Path => feed(
-                req.uri
+                req.uri()
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .as_bytes(),
             ),
-            Part::ClientIp => feed(ctx.client_ip.to_string().as_bytes()),
+            Part::ClientIp => feed(req.client_ip().to_string().as_bytes()),
         }
     }
     format!("{hash:016x}")
@@ -85,19 +86,23 @@ pub fn digest(parts: &[Part], req: &RequestHeader, ctx: &RequestCtx) -> String {
 struct Computed(HeaderValue);
 
 impl Plugin for RequestDigest {
-    fn on_upstream_request(&self, upstream: &mut RequestHeader, ctx: &mut RequestCtx) {
-        let Ok(value) = HeaderValue::from_str(&digest(&self.parts, upstream, ctx)) else {
+    fn on_upstream_request(&self, upstream: &mut UpstreamRequest<'_>) {
+        let Ok(value) = HeaderValue::from_str(&digest(&self.parts, upstream)) else {
             return;
         };
         if self.echo {
-            ctx.extensions.insert(Computed(value.clone()));
+            upstream
+                .ctx_mut()
+                .extensions
+                .insert(Computed(value.clone()));
         }
-        let _ = upstream.insert_header(self.header.clone(), value);
+        upstream.insert_header(self.header.clone(), value);
     }
 
-    fn on_response(&self, response: &mut ResponseHeader, ctx: &mut RequestCtx) {
-        if let Some(Computed(value)) = ctx.extensions.get::<Computed>() {
-            let _ = response.insert_header(self.header.clone(), value.clone());
+    fn on_response(&self, response: &mut ResponseView<'_>) {
+        let computed = response.ctx().extensions.get::<Computed>().cloned();
+        if let Some(Computed(value)) = computed {
+            response.insert_header(self.header.clone(), value);
         }
     }
 }

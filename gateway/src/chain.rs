@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pingway_plugins::config::{ConfigNode, Diagnostic};
-use pingway_plugins::{BuildContext, ConsumerSet, Plugin, PluginScope, Registry};
+use pingway_plugins::{BuildContext, Plugin, PluginScope, Registry, Services};
 
 use crate::config::PluginConfig;
 
@@ -31,6 +31,8 @@ impl std::fmt::Debug for PluginInstance {
 pub struct Chain {
     plugins: Box<[PluginInstance]>,
     wants_body: bool,
+    wants_request_body: bool,
+    rewriters: Box<[PluginInstance]>,
 }
 
 impl Chain {
@@ -42,6 +44,17 @@ impl Chain {
     /// Whether any plugin wants to see response bodies.
     pub fn wants_body(&self) -> bool {
         self.wants_body
+    }
+
+    /// Whether any plugin wants to see request bodies.
+    pub fn wants_request_body(&self) -> bool {
+        self.wants_request_body
+    }
+
+    /// The plugins with a pre-routing phase, in execution order (for the global chain,
+    /// which is the one that runs it).
+    pub fn rewriters(&self) -> &[PluginInstance] {
+        &self.rewriters
     }
 
     /// Merges global and route instances: a route instance replaces the global one of the
@@ -68,9 +81,17 @@ impl Chain {
                 .then_with(|| a.name.cmp(&b.name))
         });
         let wants_body = plugins.iter().any(|p| p.plugin.wants_response_body());
+        let wants_request_body = plugins.iter().any(|p| p.plugin.wants_request_body());
+        let rewriters = plugins
+            .iter()
+            .filter(|p| p.plugin.wants_rewrite())
+            .cloned()
+            .collect();
         Chain {
             plugins: plugins.into_boxed_slice(),
             wants_body,
+            wants_request_body,
+            rewriters,
         }
     }
 }
@@ -184,7 +205,7 @@ pub struct CachedInstance {
 pub struct InstanceBuilder<'a> {
     registry: &'a Registry,
     previous: Option<&'a HashMap<InstanceKey, CachedInstance>>,
-    consumers: &'a ConsumerSet,
+    services: &'a Services,
     consumers_changed: bool,
     built: HashMap<InstanceKey, CachedInstance>,
     /// How many instances were carried over from the previous configuration.
@@ -192,19 +213,20 @@ pub struct InstanceBuilder<'a> {
 }
 
 impl<'a> InstanceBuilder<'a> {
-    /// Starts building against `registry` and `consumers`, reusing from `previous`.
+    /// Starts building against `registry` and the configuration's `services` (its
+    /// consumers among them), reusing from `previous`.
     /// `consumers_changed` says whether the consumers differ from the previous
     /// configuration's.
     pub fn new(
         registry: &'a Registry,
         previous: Option<&'a HashMap<InstanceKey, CachedInstance>>,
-        consumers: &'a ConsumerSet,
+        services: &'a Services,
         consumers_changed: bool,
     ) -> Self {
         InstanceBuilder {
             registry,
             previous,
-            consumers,
+            services,
             consumers_changed,
             built: HashMap::new(),
             reused: 0,
@@ -252,7 +274,7 @@ impl<'a> InstanceBuilder<'a> {
                     cached.instance.clone()
                 }
                 None => {
-                    let cx = BuildContext::new(scope.scope()).with_consumers(self.consumers);
+                    let cx = BuildContext::new(scope.scope()).with_services(self.services);
                     match factory.build(&entry.config, &format!("{path}.config"), &cx) {
                         Ok(plugin) => PluginInstance {
                             name: name.clone(),

@@ -91,7 +91,7 @@ pub struct GatewayBuilder {
 impl Default for GatewayBuilder {
     fn default() -> Self {
         GatewayBuilder {
-            registry: Registry::with_stock_plugins(),
+            registry: pingway_plugins::registry(),
             config_path: None,
             watch: true,
             services: Vec::new(),

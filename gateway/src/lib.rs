@@ -11,8 +11,10 @@ pub mod config;
 pub mod router;
 pub mod upstream;
 
-/// The plugin contract and the stock plugins (the `pingway-plugins` crate).
-pub use pingway_plugins as plugins;
+/// The plugin contract (the `pingway-plugin` crate): what a plugin author needs.
+pub use pingway_plugin as plugins;
+/// The stock plugins and consumers (the `pingway-plugins` crate).
+pub use pingway_plugins as stock;
 pub mod chain;
 pub mod client_identity;
 pub mod demo;
@@ -21,6 +23,7 @@ pub mod gateway;
 pub mod headers;
 pub mod logging;
 pub mod memory;
+pub mod plugin_host;
 pub mod proxy;
 pub mod reload;
 pub mod request_head;

@@ -16,6 +16,6 @@ fn main() {
         log::warn!("could not turn transparent huge pages off: {e}");
     }
     let cli = pingway::cli::Cli::parse();
-    let code = pingway::cli::run(cli, pingway::plugins::Registry::with_stock_plugins());
+    let code = pingway::cli::run(cli, pingway::stock::registry());
     std::process::exit(code);
 }

@@ -20,16 +20,18 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use pingway_plugins::{
-    Flow, LogEntry, PluginRequest, RequestCtx, RequestId, Response, ResponseHeaderName,
+    Flow, LogEntry, Request, RequestCtx, RequestId, Response, ResponseHeaderName, ResponseView,
+    UpstreamChoice, UpstreamRequest,
 };
 
 use crate::chain::{resolve_for_consumer, PluginInstance};
 use crate::downstream::Connection;
+use crate::plugin_host::{ClientRequest, ResponseHeadOf, UpstreamHead};
 use crate::request_head::{self, SlashOutcome};
 use crate::respond;
 use crate::router::{normalize_path, RouteRequest};
 use crate::runtime::{CompiledRoute, Runtime};
-use crate::upstream::{SelectRequest, Selected};
+use crate::upstream::{SelectRequest, Selected, Upstream};
 
 use crate::headers::{self, millis_value};
 
@@ -71,6 +73,10 @@ struct State {
     peer_trusted: bool,
     /// Bytes of the path matched by the route's path condition (for strip_prefix).
     matched_len: usize,
+    /// The upstream serving the request: the route's, or one a plugin chose.
+    upstream: Option<Arc<Upstream>>,
+    /// A target a plugin pinned, used for the first attempt.
+    pinned: Option<std::net::SocketAddr>,
     /// The current upstream target (its drop ends the in-flight count).
     selected: Option<Selected>,
     /// Target indexes that failed to connect.
@@ -89,6 +95,8 @@ struct State {
     /// (for `client_body_min_rate`).
     body_started: Option<Instant>,
     body_bytes: u64,
+    /// The answer a request-body plugin ended the request with.
+    body_rejection: Option<Response>,
 }
 
 impl State {
@@ -134,6 +142,15 @@ impl State {
         match (&self.chain_override, self.route(runtime)) {
             (Some(c), _) => c.iter().any(|p| p.plugin.wants_response_body()),
             (None, Some(r)) => r.chain.wants_body(),
+            (None, None) => false,
+        }
+    }
+
+    /// Whether any plugin that applies wants request bodies.
+    fn wants_request_body(&self, runtime: &Runtime) -> bool {
+        match (&self.chain_override, self.route(runtime)) {
+            (Some(c), _) => c.iter().any(|p| p.plugin.wants_request_body()),
+            (None, Some(r)) => r.chain.wants_request_body(),
             (None, None) => false,
         }
     }
@@ -191,8 +208,10 @@ fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &m
         };
     }
     let (plugins, req) = st.chain_and_request(runtime);
+    let mut head = ResponseHeadOf(header);
+    let mut view = ResponseView::new(&mut head, req);
     for p in plugins {
-        p.plugin.on_response(header, req);
+        p.plugin.on_response(&mut view);
     }
 }
 
@@ -405,6 +424,9 @@ impl ProxyHttp for PingwayProxy {
                 chain_override: None,
                 body_started: None,
                 body_bytes: 0,
+                body_rejection: None,
+                upstream: None,
+                pinned: None,
             },
         }
     }
@@ -466,6 +488,17 @@ impl ProxyHttp for PingwayProxy {
             let resp = Response::error(rejection.status, rejection.message);
             send_generated(session, runtime, st, resp).await?;
             return Ok(true);
+        }
+
+        // Pre-routing: the global plugins that ask, before a route is known (on a 404
+        // too); what they leave is what the router sees.
+        for p in runtime.global_chain.rewriters() {
+            let mut source = ClientRequest(session);
+            let mut view = Request::new(&mut source, &mut st.req, &runtime.services);
+            if let Flow::Respond(resp) = p.plugin.on_rewrite(&mut view).await {
+                send_generated(session, runtime, st, resp).await?;
+                return Ok(true);
+            }
         }
 
         // Route.
@@ -531,21 +564,15 @@ impl ProxyHttp for PingwayProxy {
                 None => route.chain.plugins(),
             };
             let Some(p) = plugins.get(i) else { break };
-            let flow = p
-                .plugin
-                .on_request(&mut PluginRequest {
-                    session,
-                    ctx: &mut st.req,
-                    consumers: &runtime.consumers,
-                })
-                .await;
-            if let Flow::Respond(resp) = flow {
+            let mut source = ClientRequest(session);
+            let mut view = Request::new(&mut source, &mut st.req, &runtime.services);
+            if let Flow::Respond(resp) = p.plugin.on_request(&mut view).await {
                 send_generated(session, runtime, st, resp).await?;
                 return Ok(true);
             }
             // The anonymous consumer's plugins apply too (Kong's scoping), which is how
             // anonymous traffic gets its own limits.
-            if let Some(consumer) = st.req.consumer.as_ref() {
+            if let Some(consumer) = st.req.consumer() {
                 if applied_consumer.as_deref() != Some(&*consumer.id) {
                     if let Some(own) = runtime.consumer_plugins.get(&consumer.id) {
                         let resolved =
@@ -558,13 +585,50 @@ impl ProxyHttp for PingwayProxy {
             i += 1;
         }
 
+        // Where the request goes: the route's upstream unless a plugin chose another
+        // upstream or pinned a target.
+        let mut choice = UpstreamChoice::default();
+        {
+            let (plugins, req) = st.chain_and_request(runtime);
+            let mut source = ClientRequest(session);
+            let view = Request::new(&mut source, req, &runtime.services);
+            for p in plugins {
+                p.plugin.choose_upstream(&view, &mut choice);
+            }
+        }
+        let upstream = match choice.upstream() {
+            None => Some(route.upstream.clone()),
+            Some(name) => runtime.upstreams.get(name).cloned(),
+        };
+        let Some(upstream) = upstream else {
+            let unknown = choice.upstream().unwrap_or_default();
+            log::warn!(
+                "route {}: a plugin chose upstream {unknown:?}, which is not defined",
+                route.info.name
+            );
+            let resp = Response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                respond::status_message(503),
+            );
+            send_generated(session, runtime, st, resp).await?;
+            return Ok(true);
+        };
+
         // Pick the target now, so that "no healthy target" is an ordinary answer (the
         // client keeps its connection) rather than a proxying failure.
-        let request = SelectRequest {
-            client_ip: st.req.client_ip,
-            header: session.req_header(),
+        st.pinned = choice.target();
+        let selected = match st.pinned {
+            Some(addr) => upstream.select_target(addr, &st.tried),
+            None => upstream.select(
+                &SelectRequest {
+                    client_ip: st.req.client_ip,
+                    header: session.req_header(),
+                },
+                &st.tried,
+            ),
         };
-        match route.upstream.select(&request, &st.tried) {
+        st.upstream = Some(upstream);
+        match selected {
             Some(sel) => st.selected = Some(sel),
             None => {
                 let status = StatusCode::SERVICE_UNAVAILABLE;
@@ -584,6 +648,27 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         check_body_rate(&ctx.runtime, &mut ctx.state, body.as_ref())?;
+        let ProxyCtx { runtime, state: st } = ctx;
+        if st.wants_request_body(runtime) {
+            let (plugins, req) = st.chain_and_request(runtime);
+            let mut rejection = None;
+            for p in plugins.iter().filter(|p| p.plugin.wants_request_body()) {
+                if let Err(resp) = p.plugin.on_request_body(body, end_of_stream, req) {
+                    rejection = Some(resp);
+                    break;
+                }
+            }
+            if let Some(resp) = rejection {
+                let status = resp.status.as_u16();
+                st.body_rejection = Some(resp);
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "a plugin refused the request body",
+                );
+                e.as_down();
+                return Err(e);
+            }
+        }
         // A plugin read the whole body and replaced it (key-auth's hide_credentials):
         // Pingora replays what was read from its retry buffer, in one piece; send the
         // replacement instead.
@@ -602,13 +687,12 @@ impl ProxyHttp for PingwayProxy {
         session: &mut Session,
         ctx: &mut ProxyCtx,
     ) -> Result<Box<HttpPeer>> {
-        let ProxyCtx { runtime, state: st } = ctx;
-        let Some(route) = st.route(runtime) else {
-            return Error::e_explain(ErrorType::InternalError, "no route for upstream selection");
+        let st = &mut ctx.state;
+        let Some(upstream) = st.upstream.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no upstream for the request");
         };
-        let upstream = &route.upstream;
-        // The first attempt uses the target picked in request_filter; retries pick again,
-        // avoiding the targets that failed.
+        // The first attempt uses the target picked in request_filter (a pinned one, say);
+        // retries pick again with the balancer, avoiding the targets that failed.
         let selected = match st.selected.take() {
             Some(sel) => Some(sel),
             None => {
@@ -647,14 +731,15 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let ProxyCtx { runtime, state: st } = ctx;
+        let st = &mut ctx.state;
         if let Some(sel) = st.selected.take() {
             st.tried.push(sel.index);
         }
         st.last_connect_error = Some(e.etype().clone());
         let retries = st
-            .route(runtime)
-            .map_or(0, |r| r.upstream.config().retries as usize);
+            .upstream
+            .as_ref()
+            .map_or(0, |u| u.config().retries as usize);
         e.set_retry(st.tried.len() <= retries);
         e
     }
@@ -676,7 +761,8 @@ impl ProxyHttp for PingwayProxy {
             let target = st
                 .selected
                 .as_ref()
-                .and_then(|sel| route.upstream.targets().get(sel.index));
+                .zip(st.upstream.as_ref())
+                .and_then(|(sel, up)| up.targets().get(sel.index));
             if let Some(t) = target {
                 let _ = upstream.insert_header(header::HOST, t.host_header().clone());
             }
@@ -690,17 +776,13 @@ impl ProxyHttp for PingwayProxy {
         if let Some(via) = &runtime.headers.via {
             let _ = upstream.append_header(headers::VIA, via.clone());
         }
-        let State {
-            req,
-            chain_override,
-            ..
-        } = st;
-        let plugins: &[PluginInstance] = match chain_override {
-            Some(c) => c,
-            None => route.chain.plugins(),
-        };
-        for p in plugins {
-            p.plugin.on_upstream_request(upstream, req);
+        {
+            let (plugins, req) = st.chain_and_request(runtime);
+            let mut head = UpstreamHead(upstream);
+            let mut view = UpstreamRequest::new(&mut head, req);
+            for p in plugins {
+                p.plugin.on_upstream_request(&mut view);
+            }
         }
         let now = Instant::now();
         st.proxy_latency = Some(now.saturating_duration_since(st.req.started_at));
@@ -714,9 +796,15 @@ impl ProxyHttp for PingwayProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
-        let st = &mut ctx.state;
+        let ProxyCtx { runtime, state: st } = ctx;
         st.upstream_status = Some(upstream_response.status.as_u16());
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
+        let (plugins, req) = st.chain_and_request(runtime);
+        let mut head = ResponseHeadOf(upstream_response);
+        let mut view = ResponseView::new(&mut head, req);
+        for p in plugins {
+            p.plugin.on_upstream_response(&mut view);
+        }
         Ok(())
     }
 
@@ -788,7 +876,11 @@ impl ProxyHttp for PingwayProxy {
                 _ => respond::status_message(code).into(),
             };
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let resp = Response::error(status, message);
+            // A request-body plugin's own answer (a size limit's 413), else the gateway's.
+            let resp = st
+                .body_rejection
+                .take()
+                .unwrap_or_else(|| Response::error(status, message));
             if let Err(write_err) = send_generated(session, runtime, st, resp).await {
                 log::debug!("could not send the error response: {write_err}");
             }
@@ -810,20 +902,19 @@ impl ProxyHttp for PingwayProxy {
         if chain.is_empty() {
             return;
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let response = session.response_written();
         let error = e.map(|e| e.to_string());
-        let entry = LogEntry {
-            request: session.req_header(),
-            status,
-            upstream_addr: st.upstream_addr,
-            upstream_status: st.upstream_status,
-            proxy_latency: st.proxy_latency,
-            upstream_latency: st.upstream_latency,
-            total_latency: st.req.started_at.elapsed(),
-            bytes_sent: session.body_bytes_sent(),
-            error: error.as_deref(),
-            ctx: &st.req,
-        };
+        let mut entry = LogEntry::new(session.req_header(), &st.req, st.req.started_at.elapsed());
+        entry.response = response.map(|r| &**r);
+        entry.status = response.map_or(0, |r| r.status.as_u16());
+        entry.upstream = st.upstream.as_ref().map(|u| u.name());
+        entry.upstream_addr = st.upstream_addr;
+        entry.upstream_status = st.upstream_status;
+        entry.proxy_latency = st.proxy_latency;
+        entry.upstream_latency = st.upstream_latency;
+        entry.bytes_received = session.body_bytes_read();
+        entry.bytes_sent = session.body_bytes_sent();
+        entry.error = error.as_deref();
         for p in chain {
             p.plugin.on_log(&entry);
         }

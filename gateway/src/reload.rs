@@ -316,7 +316,7 @@ mod tests {
     fn reloader(dir: &Path, text: &str) -> Reloader {
         let path = dir.join("gw.yaml");
         std::fs::write(&path, text).unwrap();
-        let registry = Arc::new(Registry::with_stock_plugins());
+        let registry = Arc::new(pingway_plugins::registry());
         let loaded = config::load_str(text).unwrap();
         let rt = Runtime::build(&loaded, &registry, None).unwrap();
         Reloader::new(

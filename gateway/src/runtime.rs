@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use pingway_plugins::config::Diagnostic;
-use pingway_plugins::{ConsumerSet, Registry, RouteInfo};
+use pingway_plugins::{ConsumerSet, Registry, RouteInfo, Services};
 
 use crate::chain::{CachedInstance, Chain, InstanceBuilder, InstanceKey, ScopeKey, Slot};
 use crate::client_identity::ClientIdentity;
@@ -69,6 +69,8 @@ pub struct Runtime {
     pub global_chain: Chain,
     /// The consumers and their credentials.
     pub consumers: Arc<ConsumerSet>,
+    /// Shared services plugins reach by type (the consumers among them).
+    pub services: Services,
     /// Each consumer's own plugins (only consumers that have some), by consumer id,
     /// sorted like a chain.
     pub consumer_plugins: HashMap<Arc<str>, Box<[Slot]>>,
@@ -139,10 +141,12 @@ impl Runtime {
             }
         };
         let consumers_changed = previous.is_none_or(|p| p.config.consumers != cfg.consumers);
+        let mut services = Services::new();
+        services.insert(consumers.clone());
         let mut instances = InstanceBuilder::new(
             registry,
             previous.map(|p| &p.instances),
-            &consumers,
+            &services,
             consumers_changed,
         );
         let global = instances.build_list(&cfg.plugins, "plugins", &ScopeKey::Global, &mut diags);
@@ -176,10 +180,7 @@ impl Runtime {
                 continue; // reported by validation (or by the upstream's own build)
             };
             routes.push(CompiledRoute {
-                info: Arc::new(RouteInfo {
-                    name: Arc::from(r.name.as_str()),
-                    upstream: Arc::from(r.upstream.as_str()),
-                }),
+                info: Arc::new(RouteInfo::new(r.name.as_str(), r.upstream.as_str())),
                 upstream: upstream.clone(),
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
@@ -207,6 +208,7 @@ impl Runtime {
             upstreams,
             global_chain: Chain::compose(&global, &[]),
             consumers,
+            services,
             consumer_plugins,
             identity: ClientIdentity::new(&cfg.proxy),
             head_policy: HeadPolicy::new(
@@ -260,7 +262,7 @@ mod tests {
 
     fn build(yaml: &str, previous: Option<&Runtime>) -> Runtime {
         let loaded = config::load_str(yaml).expect("parses");
-        Runtime::build(&loaded, &Registry::with_stock_plugins(), previous).expect("builds")
+        Runtime::build(&loaded, &pingway_plugins::registry(), previous).expect("builds")
     }
 
     const BASE: &str = "\

@@ -5,7 +5,6 @@
 //! ```
 
 use clap::Parser;
-use pingway::plugins::Registry;
 use pingway_examples::RequestDigest;
 
 #[global_allocator]
@@ -16,7 +15,7 @@ fn main() {
     let _ = pingway::memory::disable_transparent_huge_pages();
     // RUST_LOG, default info; never request or response contents (see pingway::logging).
     pingway::logging::init();
-    let mut registry = Registry::with_stock_plugins();
+    let mut registry = pingway::stock::registry();
     registry.register::<RequestDigest>();
     let cli = pingway::cli::Cli::parse();
     std::process::exit(pingway::cli::run(cli, registry));

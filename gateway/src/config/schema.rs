@@ -46,7 +46,7 @@ mod tests {
     /// The committed schema must be what the types generate today.
     #[test]
     fn committed_schema_is_current() {
-        let generated = generate(&Registry::with_stock_plugins());
+        let generated = generate(&pingway_plugins::registry());
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/pingway.schema.json");
         let committed: Value = std::fs::read_to_string(path)
             .ok()
@@ -63,7 +63,7 @@ mod tests {
     /// and a mistake an editor should flag is not.
     #[test]
     fn shipped_configs_pass_the_schema() {
-        let schema = generate(&Registry::with_stock_plugins());
+        let schema = generate(&pingway_plugins::registry());
         let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
         let mut checked = 0;
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn plugin_configs_are_selected_by_name() {
-        let s = generate(&Registry::with_stock_plugins());
+        let s = generate(&pingway_plugins::registry());
         let branches = s["$defs"]["PluginConfig"]["allOf"].as_array().unwrap();
         let names: Vec<&str> = branches
             .iter()

@@ -186,6 +186,21 @@ impl Upstream {
         })
     }
 
+    /// The target at `addr`, if the pool has it and it is available (what a plugin that
+    /// pins a target gets); `None` otherwise (the proxy answers 503).
+    pub fn select_target(&self, addr: SocketAddr, exclude: &[usize]) -> Option<Selected> {
+        let (index, target) = self
+            .targets
+            .iter()
+            .enumerate()
+            .find(|(i, t)| t.addr() == addr && !exclude.contains(i) && t.is_available())?;
+        Some(Selected {
+            index,
+            addr: target.addr(),
+            _in_flight: InFlight::start(&target.state),
+        })
+    }
+
     /// The Pingora peer for a selection: plain HTTP (no TLS, empty SNI) with the pool's
     /// connect, read and write timeouts.
     pub fn peer(&self, selected: &Selected) -> Box<HttpPeer> {

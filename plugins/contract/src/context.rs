@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 
 /// The route a request matched, as plugins see it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct RouteInfo {
     /// The route's unique name from the configuration.
     pub name: Arc<str>,
@@ -15,12 +16,22 @@ pub struct RouteInfo {
     pub upstream: Arc<str>,
 }
 
+impl RouteInfo {
+    /// The route `name`, sending to `upstream`.
+    pub fn new(name: impl Into<Arc<str>>, upstream: impl Into<Arc<str>>) -> Self {
+        RouteInfo {
+            name: name.into(),
+            upstream: upstream.into(),
+        }
+    }
+}
+
 /// A consumer: an identity that authentication plugins attach to a request.
 ///
 /// Stays empty until an auth plugin runs; `rate-limiting` with `limit_by: consumer`
 /// counts per consumer once one is set and falls back to the client IP otherwise.
 /// Consumers are built once per configuration load (see
-/// [`ConsumerSet`](crate::consumers::ConsumerSet)), with the header values the auth
+/// the `pingway-plugins` consumer set), with the header values the auth
 /// plugins send upstream already computed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {
@@ -109,12 +120,12 @@ impl CredentialId {
     }
 }
 
-/// The request body as read by [`PluginRequest::read_body`](crate::PluginRequest::read_body).
+/// The request body as read by [`Request::read_body`](crate::Request::read_body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BufferedBody {
     /// The whole body (possibly empty).
     Complete(bytes::Bytes),
-    /// The body is larger than the gateway buffers ([`crate::plugin::MAX_BUFFERED_BODY`],
+    /// The body is larger than the gateway buffers ([`crate::MAX_BUFFERED_BODY`],
     /// known from `Content-Length`); it was left unread and is forwarded as it comes.
     TooLarge,
 }
@@ -199,6 +210,7 @@ impl ResponseHeaderName {
 /// Per-request state: created by the proxy when a request arrives, visible to every
 /// plugin phase, dropped after `on_log`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct RequestCtx {
     /// The request id sent upstream and returned to the client.
     pub request_id: RequestId,
@@ -210,13 +222,13 @@ pub struct RequestCtx {
     /// The matched route (always set by the time plugins run).
     pub route: Option<Arc<RouteInfo>>,
     /// The authenticated consumer, when an auth plugin identified one.
-    pub consumer: Option<Arc<Consumer>>,
+    consumer: Option<Arc<Consumer>>,
     /// The identifier of the credential that authenticated the request (`None` for the
     /// anonymous consumer).
-    pub credential: Option<Arc<str>>,
+    credential: Option<Arc<str>>,
     /// Whether `consumer` is an auth plugin's `anonymous` consumer (authentication
     /// failed and the plugin let the request through as that consumer).
-    pub anonymous: bool,
+    anonymous: bool,
     /// The request body once a plugin read it.
     body: Option<BufferedBody>,
     /// A body to send upstream instead of the one the client sent.
@@ -287,10 +299,35 @@ impl RequestCtx {
 
     /// Replaces the body sent upstream. Only meaningful once the whole body was read
     /// (the proxy substitutes it when the buffered body is forwarded); use
-    /// [`PluginRequest::set_upstream_body`](crate::PluginRequest::set_upstream_body),
+    /// [`Request::set_upstream_body`](crate::Request::set_upstream_body),
     /// which also fixes the framing headers.
     pub fn replace_upstream_body(&mut self, body: bytes::Bytes) {
         self.upstream_body = Some(body);
+    }
+
+    /// The consumer an auth plugin identified (or its anonymous consumer).
+    pub fn consumer(&self) -> Option<&Arc<Consumer>> {
+        self.consumer.as_ref()
+    }
+
+    /// The id of the credential the consumer was authenticated with; `None` for no
+    /// consumer and for the anonymous consumer.
+    pub fn credential(&self) -> Option<&Arc<str>> {
+        self.credential.as_ref()
+    }
+
+    /// Whether the consumer is an auth plugin's `anonymous` consumer (authentication
+    /// failed and the plugin let the request through as that consumer).
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
+    }
+
+    /// Records who the request is for: `consumer`, authenticated with `credential`, or
+    /// (without one) as the anonymous consumer. What auth plugins call.
+    pub fn set_identity(&mut self, consumer: Arc<Consumer>, credential: Option<Arc<str>>) {
+        self.anonymous = credential.is_none();
+        self.consumer = Some(consumer);
+        self.credential = credential;
     }
 
     /// Whether a consumer was authenticated with a credential (not anonymous).

@@ -29,8 +29,8 @@ use serde_json::Value;
 
 use super::auth::{self, urlencoded};
 use crate::consumers::VerifyError;
-use crate::plugin::{Body, Flow, Plugin, PluginRequest, Response};
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use crate::{Flow, Plugin, Request, Response};
 pub use token::Claim;
 
 fn default_uri_params() -> Vec<String> {
@@ -141,7 +141,7 @@ fn unix_now() -> f64 {
 
 impl Jwt {
     /// Every distinct non-empty token in the request.
-    fn tokens(&self, req: &PluginRequest<'_>) -> Vec<String> {
+    fn tokens(&self, req: &Request<'_>) -> Vec<String> {
         let mut set: Vec<String> = Vec::new();
         let mut add = |t: &str| {
             if !t.is_empty() && !set.iter().any(|x| x == t) {
@@ -155,7 +155,7 @@ impl Jwt {
                 }
             }
         }
-        let headers = &req.header().headers;
+        let headers = &req.headers();
         for name in &self.cookie_names {
             // nginx's `$cookie_<name>`: the first cookie of that name.
             let value = headers
@@ -186,14 +186,11 @@ impl Jwt {
     }
 
     fn claim_errors(&self, errors: serde_json::Map<String, Value>) -> Response {
-        Response {
-            status: StatusCode::UNAUTHORIZED,
-            headers: vec![(http::header::WWW_AUTHENTICATE, self.www_error.clone())],
-            body: Body::Json(Value::Object(errors)),
-        }
+        Response::json(StatusCode::UNAUTHORIZED, Value::Object(errors))
+            .with_header(http::header::WWW_AUTHENTICATE, self.www_error.clone())
     }
 
-    fn authenticate(&self, req: &mut PluginRequest<'_>) -> Result<(), Response> {
+    fn authenticate(&self, req: &mut Request<'_>) -> Result<(), Response> {
         let tokens = self.tokens(req);
         let token = match tokens.as_slice() {
             [] => {
@@ -217,7 +214,7 @@ impl Jwt {
             Some(Value::String(s)) if !s.is_empty() => s.as_str(),
             Some(_) => return Err(self.invalid(self.invalid_key_message.clone())),
         };
-        let consumers = req.consumers;
+        let consumers = auth::consumers(req);
         let Some((consumer, credential)) = consumers.jwt(key) else {
             return Err(self.invalid(self.no_credentials_message.clone()));
         };
@@ -249,7 +246,7 @@ impl Jwt {
 
 #[async_trait::async_trait]
 impl Plugin for Jwt {
-    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
+    async fn on_request(&self, req: &mut Request<'_>) -> Flow {
         if auth::skip_preflight(req, self.run_on_preflight) {
             return Flow::Continue;
         }

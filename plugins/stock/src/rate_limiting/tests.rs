@@ -11,8 +11,8 @@ use super::period::Period;
 use super::*;
 use crate::config::{from_node, ConfigNode, Diagnostic};
 use crate::context::{Consumer, RouteInfo};
-use crate::plugin::Body;
 use crate::registry::{PluginScope, Registry};
+use crate::Body;
 
 const T0: u64 = 1_700_000_040; // a minute boundary
 
@@ -47,10 +47,7 @@ fn plugin(config: serde_json::Value) -> RateLimiting {
 fn ctx(ip: &str) -> RequestCtx {
     let ip: IpAddr = ip.parse().expect("test IP");
     let mut ctx = RequestCtx::new(crate::RequestId::new("req-1").unwrap_or_default(), ip, None);
-    ctx.route = Some(Arc::new(RouteInfo {
-        name: "orders".into(),
-        upstream: "orders-svc".into(),
-    }));
+    ctx.route = Some(Arc::new(RouteInfo::new("orders", "orders-svc")));
     ctx
 }
 
@@ -278,7 +275,7 @@ fn reports_every_problem_at_once() {
 fn limit_by_ip_ignores_the_consumer() {
     let p = plugin(json!({"minute": 1, "limit_by": "ip"}));
     let mut a = ctx("10.0.0.1");
-    a.consumer = Some(consumer("alice"));
+    a.set_identity(consumer("alice"), Some("key-1".into()));
     assert_eq!(
         p.identify(&a, "/", None),
         Identifier::Ip("10.0.0.1".parse().expect("ip"))
@@ -289,16 +286,14 @@ fn limit_by_ip_ignores_the_consumer() {
 }
 
 #[test]
-fn limit_by_consumer_falls_back_to_credential_then_ip() {
+fn limit_by_consumer_counts_the_consumer_else_the_ip() {
     let p = plugin(json!({"minute": 1}));
     let mut c = ctx("10.0.0.1");
     assert_eq!(
         p.identify(&c, "/", None),
         Identifier::Ip("10.0.0.1".parse().expect("ip"))
     );
-    c.credential = Some("key-1".into());
-    assert_eq!(p.identify(&c, "/", None), Identifier::Name(b"key-1"));
-    c.consumer = Some(consumer("alice"));
+    c.set_identity(consumer("alice"), Some("key-1".into()));
     assert_eq!(p.identify(&c, "/", None), Identifier::Name(b"alice"));
 
     let p = plugin(json!({"minute": 1, "limit_by": "credential"}));

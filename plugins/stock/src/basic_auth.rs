@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::auth;
-use crate::plugin::{Flow, Plugin, PluginRequest, Response};
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use crate::{Flow, Plugin, Request, Response};
 
 fn default_realm() -> String {
     "service".to_string()
@@ -49,8 +49,8 @@ pub struct BasicAuth {
     www_authenticate: HeaderValue,
 }
 
-const PROXY_AUTHORIZATION: &str = "proxy-authorization";
-const AUTHORIZATION: &str = "authorization";
+const PROXY_AUTHORIZATION: http::HeaderName = http::header::PROXY_AUTHORIZATION;
+const AUTHORIZATION: http::HeaderName = http::header::AUTHORIZATION;
 
 /// Username and password from a header value such as `Basic dXNlcjpwYXNz`: Kong finds
 /// `[Bb]asic` followed by the base64 text, and splits the decoded text at its first
@@ -76,25 +76,24 @@ fn parse_basic(value: &[u8]) -> Option<(String, Vec<u8>)> {
 
 impl BasicAuth {
     /// The credentials in header `name`; removes the header when hiding credentials.
-    fn retrieve(&self, req: &mut PluginRequest<'_>, name: &str) -> Option<(String, Vec<u8>)> {
+    fn retrieve(&self, req: &mut Request<'_>, name: http::HeaderName) -> Option<(String, Vec<u8>)> {
         let parsed = req
-            .header()
-            .headers
-            .get(name)
+            .headers()
+            .get(&name)
             .and_then(|v| parse_basic(v.as_bytes()));
         if self.hide_credentials {
-            req.header_mut().remove_header(name);
+            req.remove_header(&name);
         }
         parsed
     }
 
-    async fn authenticate(&self, req: &mut PluginRequest<'_>) -> Result<(), Response> {
+    async fn authenticate(&self, req: &mut Request<'_>) -> Result<(), Response> {
         let unauthorized = || auth::unauthorized("Unauthorized", &self.www_authenticate);
-        let headers = &req.header().headers;
-        if !headers.contains_key(AUTHORIZATION) && !headers.contains_key(PROXY_AUTHORIZATION) {
+        let headers = &req.headers();
+        if !headers.contains_key(&AUTHORIZATION) && !headers.contains_key(&PROXY_AUTHORIZATION) {
             return Err(unauthorized());
         }
-        let consumers = req.consumers;
+        let consumers = auth::consumers(req);
         if let Some((user, password)) = self.retrieve(req, PROXY_AUTHORIZATION) {
             if consumers.has_basic_auth_user(&user) {
                 return match consumers.basic_auth(&user, &password).await {
@@ -121,7 +120,7 @@ impl BasicAuth {
 
 #[async_trait::async_trait]
 impl Plugin for BasicAuth {
-    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
+    async fn on_request(&self, req: &mut Request<'_>) -> Flow {
         let anonymous = self.anonymous.as_deref();
         if auth::already_authenticated(req, anonymous) {
             return Flow::Continue;

@@ -16,24 +16,25 @@ pub mod urlencoded;
 
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::context::{Consumer, CredentialId};
-use crate::plugin::{Flow, PluginRequest, Response};
 use crate::registry::{BuildContext, ConfigError};
+use crate::ConsumerSet;
+use crate::{Flow, Request, Response};
 
 /// `X-Consumer-ID`.
-pub const CONSUMER_ID: &str = "X-Consumer-ID";
+pub const CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
 /// `X-Consumer-Custom-ID`.
-pub const CONSUMER_CUSTOM_ID: &str = "X-Consumer-Custom-ID";
+pub const CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
 /// `X-Consumer-Username`.
-pub const CONSUMER_USERNAME: &str = "X-Consumer-Username";
+pub const CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
 /// `X-Credential-Identifier`.
-pub const CREDENTIAL_IDENTIFIER: &str = "X-Credential-Identifier";
+pub const CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
 /// `X-Anonymous-Consumer`.
-pub const ANONYMOUS: &str = "X-Anonymous-Consumer";
+pub const ANONYMOUS: HeaderName = HeaderName::from_static("x-anonymous-consumer");
 /// `X-Consumer-Groups` (set by `acl`).
-pub const CONSUMER_GROUPS: &str = "X-Consumer-Groups";
+pub const CONSUMER_GROUPS: HeaderName = HeaderName::from_static("x-consumer-groups");
 
 /// Every identity header (lower case), cleared before an auth plugin sets its own so
 /// that a client cannot send them itself.
@@ -58,19 +59,33 @@ fn is_identity_header(name: &str) -> bool {
     })
 }
 
+/// The consumers of the configuration a request runs on (none when the host offers
+/// none). The reference outlives the borrow of `req`, so the request can be edited while
+/// a consumer found here is in hand.
+pub fn consumers<'a>(req: &Request<'a>) -> &'a ConsumerSet {
+    req.services()
+        .get::<ConsumerSet>()
+        .unwrap_or_else(|| ConsumerSet::empty())
+}
+
+/// The consumers of the configuration being built.
+pub fn consumers_at_build<'a>(cx: &BuildContext<'a>) -> &'a ConsumerSet {
+    cx.services
+        .get::<ConsumerSet>()
+        .unwrap_or_else(|| ConsumerSet::empty())
+}
+
 /// Removes every identity header the client sent, in any spelling (see
 /// [`is_identity_header`]), so that nothing the client claims reaches the upstream.
-pub fn clear_identity_headers(req: &mut PluginRequest<'_>) {
-    let spoofed: Vec<http::HeaderName> = req
-        .header()
-        .headers
+pub fn clear_identity_headers(req: &mut Request<'_>) {
+    let spoofed: Vec<HeaderName> = req
+        .headers()
         .keys()
         .filter(|n| is_identity_header(n.as_str()))
         .cloned()
         .collect();
-    let header = req.session.req_header_mut();
     for name in spoofed {
-        header.remove_header(&name);
+        req.remove_header(&name);
     }
 }
 
@@ -80,15 +95,13 @@ pub fn clear_identity_headers(req: &mut PluginRequest<'_>) {
 /// `X-Credential-Identifier`, or `X-Anonymous-Consumer: true` when there is no
 /// credential (the anonymous consumer).
 pub fn set_consumer(
-    req: &mut PluginRequest<'_>,
+    req: &mut Request<'_>,
     consumer: &Arc<Consumer>,
     credential: Option<&CredentialId>,
 ) {
-    req.ctx.consumer = Some(consumer.clone());
-    req.ctx.credential = credential.map(|c| c.id.clone());
-    req.ctx.anonymous = credential.is_none();
+    req.ctx_mut()
+        .set_identity(consumer.clone(), credential.map(|c| c.id.clone()));
     clear_identity_headers(req);
-    let header = req.session.req_header_mut();
     let h = consumer.headers();
     let values = [
         (CONSUMER_ID, h.id.as_ref()),
@@ -98,11 +111,11 @@ pub fn set_consumer(
     ];
     for (name, value) in values {
         if let Some(v) = value {
-            let _ = header.insert_header(name, v.clone());
+            req.insert_header(name, v.clone());
         }
     }
     if credential.is_none() {
-        let _ = header.insert_header(ANONYMOUS, HeaderValue::from_static("true"));
+        req.insert_header(ANONYMOUS, HeaderValue::from_static("true"));
     }
 }
 
@@ -116,7 +129,7 @@ pub fn check_anonymous(
         None => Ok(None),
         Some(a) if a.is_empty() => Ok(None),
         Some(a) => {
-            if cx.consumers.find(&a).is_none() {
+            if consumers_at_build(cx).find(&a).is_none() {
                 return Err(ConfigError::new(
                     "anonymous",
                     format!("no consumer with id or username {a:?} is defined"),
@@ -129,14 +142,14 @@ pub fn check_anonymous(
 
 /// Kong's OR: an auth plugin with `anonymous` set does nothing when another plugin has
 /// already authenticated the request with a credential.
-pub fn already_authenticated(req: &PluginRequest<'_>, anonymous: Option<&str>) -> bool {
-    anonymous.is_some() && req.ctx.credential.is_some()
+pub fn already_authenticated(req: &Request<'_>, anonymous: Option<&str>) -> bool {
+    anonymous.is_some() && req.ctx().credential().is_some()
 }
 
 /// What an authentication result means: pass; without `anonymous`, answer with the
 /// failure (plugins combine as AND); with it, go on as the anonymous consumer (OR).
 pub fn outcome(
-    req: &mut PluginRequest<'_>,
+    req: &mut Request<'_>,
     result: Result<(), Response>,
     anonymous: Option<&str>,
 ) -> Flow {
@@ -148,9 +161,8 @@ pub fn outcome(
 }
 
 /// After a failed authentication with `anonymous` set: continue as that consumer.
-pub fn continue_as_anonymous(req: &mut PluginRequest<'_>, anonymous: &str) -> Flow {
-    let consumers = req.consumers;
-    match consumers.find(anonymous) {
+pub fn continue_as_anonymous(req: &mut Request<'_>, anonymous: &str) -> Flow {
+    match consumers(req).find(anonymous) {
         Some(consumer) => {
             set_consumer(req, consumer, None);
             Flow::Continue
@@ -166,9 +178,9 @@ pub fn continue_as_anonymous(req: &mut PluginRequest<'_>, anonymous: &str) -> Fl
 /// Kong skips auth for OPTIONS requests when `run_on_preflight` is false. Such a request
 /// goes upstream unauthenticated, so unless an earlier auth plugin identified a
 /// consumer, the identity headers the client sent are removed.
-pub fn skip_preflight(req: &mut PluginRequest<'_>, run_on_preflight: bool) -> bool {
-    let skip = !run_on_preflight && req.header().method == http::Method::OPTIONS;
-    if skip && req.ctx.consumer.is_none() {
+pub fn skip_preflight(req: &mut Request<'_>, run_on_preflight: bool) -> bool {
+    let skip = !run_on_preflight && req.method() == http::Method::OPTIONS;
+    if skip && req.ctx().consumer().is_none() {
         clear_identity_headers(req);
     }
     skip

@@ -85,8 +85,8 @@ pub(crate) fn retry_after(outcome: &Outcome) -> Option<(HeaderName, HeaderValue)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stock::rate_limiting::limiter::{Identifier, Limiter};
-    use crate::stock::rate_limiting::period::Period;
+    use crate::rate_limiting::limiter::{Identifier, Limiter};
+    use crate::rate_limiting::period::Period;
     use std::net::IpAddr;
 
     const T0: u64 = 1_700_000_040; // a minute boundary; 2023-11-14 22:14:00 UTC

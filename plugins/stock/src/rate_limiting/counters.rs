@@ -188,8 +188,8 @@ fn evict_one(map: &mut Map, random: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stock::rate_limiting::key::KeyHasher;
-    use crate::stock::rate_limiting::limiter::Identifier;
+    use crate::rate_limiting::key::KeyHasher;
+    use crate::rate_limiting::limiter::Identifier;
 
     fn keys(n: usize) -> (KeyHasher, Vec<KeyDigest>) {
         let h = KeyHasher::new().expect("random");

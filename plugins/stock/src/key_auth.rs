@@ -27,8 +27,8 @@ use serde::Deserialize;
 
 use super::auth::{self, json_body, multipart, urlencoded};
 use crate::context::BufferedBody;
-use crate::plugin::{Flow, Plugin, PluginRequest, Response};
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use crate::{Flow, Plugin, Request, Response};
 
 fn default_key_names() -> Vec<String> {
     vec!["apikey".to_string()]
@@ -117,7 +117,7 @@ enum BodyKind {
     Other,
 }
 
-fn body_kind(req: &PluginRequest<'_>, body: &[u8]) -> BodyKind {
+fn body_kind(req: &Request<'_>, body: &[u8]) -> BodyKind {
     let full = req.header_str("content-type").unwrap_or_default();
     let ct = full
         .split(';')
@@ -140,8 +140,8 @@ fn body_kind(req: &PluginRequest<'_>, body: &[u8]) -> BodyKind {
 }
 
 impl KeyAuth {
-    fn in_header<'a>(&self, req: &'a PluginRequest<'_>, name: &KeyName) -> Option<Found<'a>> {
-        let headers = &req.header().headers;
+    fn in_header<'a>(&self, req: &'a Request<'_>, name: &KeyName) -> Option<Found<'a>> {
+        let headers = &req.headers();
         let dashed = name.dashed.iter().flat_map(|d| headers.get_all(d));
         let mut values = headers.get_all(&name.header).iter().chain(dashed);
         let first = values.next()?;
@@ -151,11 +151,11 @@ impl KeyAuth {
         Some(Found::Key(Cow::Borrowed(first.as_bytes())))
     }
 
-    fn in_query<'a>(&self, req: &'a PluginRequest<'_>, name: &str) -> Option<Found<'a>> {
+    fn in_query<'a>(&self, req: &'a Request<'_>, name: &str) -> Option<Found<'a>> {
         from_param(urlencoded::find(req.query()?.as_bytes(), name))
     }
 
-    fn in_body<'a>(req: &PluginRequest<'_>, body: &'a [u8], name: &str) -> Option<Found<'a>> {
+    fn in_body<'a>(req: &Request<'_>, body: &'a [u8], name: &str) -> Option<Found<'a>> {
         match body_kind(req, body) {
             BodyKind::Form => from_param(urlencoded::find(body, name)),
             BodyKind::Json(map) => match map.get(name)? {
@@ -179,7 +179,7 @@ impl KeyAuth {
     }
 
     /// Reads the body when it may be looked at; `Ok(None)` when there is none to use.
-    async fn body(req: &mut PluginRequest<'_>) -> Result<Option<Bytes>, Response> {
+    async fn body(req: &mut Request<'_>) -> Result<Option<Bytes>, Response> {
         match req.read_body().await {
             Ok(BufferedBody::Complete(b)) => Ok(Some(b)),
             Ok(BufferedBody::TooLarge) => Ok(None),
@@ -188,11 +188,11 @@ impl KeyAuth {
     }
 
     /// Strips the key named `name` from the headers, the query and (when read) the body.
-    async fn hide(&self, req: &mut PluginRequest<'_>, key_name: &KeyName) -> Result<(), Response> {
+    async fn hide(&self, req: &mut Request<'_>, key_name: &KeyName) -> Result<(), Response> {
         let name = key_name.name.as_str();
-        req.header_mut().remove_header(&key_name.header);
+        req.remove_header(&key_name.header);
         if let Some(dashed) = &key_name.dashed {
-            req.header_mut().remove_header(dashed);
+            req.remove_header(dashed);
         }
         // Kong's `clear_query_arg`: the query is rebuilt (normalized) whenever a key was
         // found and hidden, wherever it was found.
@@ -208,7 +208,7 @@ impl KeyAuth {
                 target.extend_from_slice(&q);
             }
             if let Ok(uri) = http::Uri::try_from(target) {
-                req.header_mut().set_uri(uri);
+                req.set_uri(uri);
             }
         }
         if self.key_in_body {
@@ -227,7 +227,7 @@ impl KeyAuth {
         Ok(())
     }
 
-    async fn authenticate(&self, req: &mut PluginRequest<'_>) -> Result<(), Response> {
+    async fn authenticate(&self, req: &mut Request<'_>) -> Result<(), Response> {
         let unauthorized = |m| auth::unauthorized(m, &self.www_authenticate);
         let mut key: Option<Vec<u8>> = None;
         let mut body: Option<Option<Bytes>> = None;
@@ -264,7 +264,7 @@ impl KeyAuth {
             Some(k) if !k.is_empty() => k,
             _ => return Err(unauthorized(NO_KEY)),
         };
-        let consumers = req.consumers;
+        let consumers = auth::consumers(req);
         let Some(found) = consumers.key_auth(&key) else {
             return Err(unauthorized(UNAUTHORIZED));
         };
@@ -292,7 +292,7 @@ fn from_param(p: urlencoded::Param<'_>) -> Option<Found<'_>> {
 
 #[async_trait::async_trait]
 impl Plugin for KeyAuth {
-    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
+    async fn on_request(&self, req: &mut Request<'_>) -> Flow {
         if auth::skip_preflight(req, self.run_on_preflight) {
             return Flow::Continue;
         }

@@ -17,8 +17,8 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::plugin::{Flow, Plugin, PluginRequest, Response};
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use crate::{Flow, Plugin, Request, Response};
 
 /// Kong's `ip-restriction` configuration.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -114,8 +114,8 @@ impl IpRestriction {
 
 #[async_trait::async_trait]
 impl Plugin for IpRestriction {
-    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
-        let ip = req.ctx.client_ip;
+    async fn on_request(&self, req: &mut Request<'_>) -> Flow {
+        let ip = req.client_ip();
         if self.allows(ip) {
             return Flow::Continue;
         }

@@ -50,8 +50,8 @@ use http::HeaderValue;
 pub use config::{LimitBy, Policy, RateLimitingConfig, RedisConfig};
 
 use crate::context::RequestCtx;
-use crate::plugin::{Flow, Plugin, PluginRequest, Response};
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use crate::{Flow, Plugin, Request, Response};
 use config::Settings;
 use limiter::{Identifier, Limiter, Outcome};
 
@@ -84,11 +84,10 @@ impl RateLimiting {
         let name: Option<&'a [u8]> = match self.settings.limit_by {
             LimitBy::Ip => None,
             LimitBy::Consumer => ctx
-                .consumer
-                .as_deref()
+                .consumer()
                 .map(|c| c.id.as_bytes())
-                .or_else(|| ctx.credential.as_deref().map(str::as_bytes)),
-            LimitBy::Credential => ctx.credential.as_deref().map(str::as_bytes),
+                .or_else(|| ctx.credential().map(|c| c.as_bytes())),
+            LimitBy::Credential => ctx.credential().map(|c| c.as_bytes()),
             LimitBy::Service => ctx.route.as_deref().map(|r| r.upstream.as_bytes()),
             LimitBy::Route => ctx.route.as_deref().map(|r| r.name.as_bytes()),
             LimitBy::Header => header.map(HeaderValue::as_bytes),
@@ -148,17 +147,17 @@ fn unix_now() -> u64 {
 
 #[async_trait::async_trait]
 impl Plugin for RateLimiting {
-    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
+    async fn on_request(&self, req: &mut Request<'_>) -> Flow {
         let outcome = {
             let header = self
                 .settings
                 .header_name
                 .as_ref()
-                .and_then(|name| req.session.req_header().headers.get(name));
-            let id = self.identify(req.ctx, req.session.req_header().uri.path(), header);
+                .and_then(|name| req.header(name));
+            let id = self.identify(req.ctx(), req.path(), header);
             self.limiter.check(id, unix_now())
         };
-        self.decide(req.ctx, &outcome)
+        self.decide(req.ctx_mut(), &outcome)
     }
 }
 

@@ -9,8 +9,9 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::config::{from_node, join_path, ConfigNode, Diagnostic};
-use crate::consumers::ConsumerSet;
+use crate::lifecycle::Lifecycle;
 use crate::plugin::Plugin;
+use crate::services::Services;
 
 /// Where a plugin instance is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,28 +31,47 @@ pub enum PluginScope<'a> {
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct BuildContext<'a> {
-    /// Where the instance is attached.
+    /// Where the instance is configured.
     pub scope: PluginScope<'a>,
-    /// The consumers of the configuration being loaded, for checks such as "the
-    /// `anonymous` consumer exists". Plugins that read it must set
-    /// [`BuildPlugin::USES_CONSUMERS`] so they are rebuilt when consumers change; at
-    /// request time they use [`PluginRequest::consumers`](crate::PluginRequest::consumers).
-    pub consumers: &'a ConsumerSet,
+    /// The configuration's shared services (the consumers, for instance).
+    pub services: &'a Services,
+    lifecycle: Option<&'a Lifecycle>,
 }
 
 impl<'a> BuildContext<'a> {
-    /// A context for an instance attached at `scope`, with no consumers.
+    /// A context for `scope`, with no services and the process-wide lifecycle.
     pub fn new(scope: PluginScope<'a>) -> Self {
         BuildContext {
             scope,
-            consumers: ConsumerSet::empty(),
+            services: Services::empty(),
+            lifecycle: None,
         }
     }
 
-    /// The same context with `consumers`.
-    pub fn with_consumers(mut self, consumers: &'a ConsumerSet) -> Self {
-        self.consumers = consumers;
+    /// The same context with the configuration's shared services.
+    pub fn with_services(mut self, services: &'a Services) -> Self {
+        self.services = services;
         self
+    }
+
+    /// The same context with a given lifecycle (tests give their own).
+    pub fn with_lifecycle(mut self, lifecycle: &'a Lifecycle) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
+    }
+
+    /// A shared service of the configuration, by type.
+    pub fn service<T: Send + Sync + 'static>(&self) -> Option<&'a T> {
+        self.services.get::<T>()
+    }
+
+    /// The runtime and shutdown signal for the instance's background work. `None` only
+    /// if no runtime thread could be started.
+    pub fn lifecycle(&self) -> Option<Lifecycle> {
+        match self.lifecycle {
+            Some(l) => Some(l.clone()),
+            None => Lifecycle::process(),
+        }
     }
 }
 
@@ -104,7 +124,7 @@ impl fmt::Display for ConfigError {
 /// [`Registry::register::<YourPlugin>()`](Registry::register).
 ///
 /// ```
-/// use pingway_plugins::{BuildContext, BuildPlugin, ConfigError, Plugin};
+/// use pingway_plugin::{BuildContext, BuildPlugin, ConfigError, Plugin};
 ///
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]
 /// #[serde(deny_unknown_fields)]
@@ -132,7 +152,7 @@ pub trait BuildPlugin: Plugin + Sized {
     const PRIORITY: i32;
     /// The typed `config:` block. Unknown fields are always rejected.
     type Config: DeserializeOwned + JsonSchema;
-    /// Whether [`Self::build`] reads [`BuildContext::consumers`]. An instance is normally
+    /// Whether [`Self::build`] reads the consumers (a [`BuildContext::service`]). An instance is normally
     /// carried over a reload when its own configuration did not change; one that uses
     /// consumers is rebuilt whenever the `consumers:` section changed, so its checks run
     /// again.
@@ -217,13 +237,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Registry::default()
-    }
-
-    /// A registry with every stock plugin.
-    pub fn with_stock_plugins() -> Self {
-        let mut r = Registry::new();
-        crate::stock::register_all(&mut r);
-        r
     }
 
     /// Registers a plugin type. A later registration under the same name replaces the

@@ -21,8 +21,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::auth::CONSUMER_GROUPS;
-use crate::plugin::{Flow, Plugin, PluginRequest, Response};
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use crate::{Flow, Plugin, Request, Response};
 
 /// Kong's `acl` configuration.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -54,11 +54,11 @@ const DENIED: &str = "You cannot consume this service";
 
 #[async_trait::async_trait]
 impl Plugin for Acl {
-    async fn on_request(&self, req: &mut PluginRequest<'_>) -> Flow {
-        let Some(consumer) = req.ctx.consumer.clone() else {
+    async fn on_request(&self, req: &mut Request<'_>) -> Flow {
+        let Some(consumer) = req.ctx().consumer().cloned() else {
             return Flow::Respond(Response::error(StatusCode::UNAUTHORIZED, "Unauthorized"));
         };
-        let authenticated = req.ctx.credential.is_some();
+        let authenticated = req.ctx().credential().is_some();
         if consumer.groups.is_empty() && !self.deny {
             let status = if authenticated {
                 StatusCode::FORBIDDEN
@@ -77,8 +77,7 @@ impl Plugin for Acl {
         if blocked {
             return Flow::Respond(Response::error(StatusCode::FORBIDDEN, DENIED));
         }
-        let header = req.header_mut();
-        header.remove_header(CONSUMER_GROUPS);
+        req.remove_header(&CONSUMER_GROUPS);
         if !self.hide_groups_header {
             // Kong sends `table.concat(groups, ", ")`: an empty value, not no header,
             // for a consumer without groups (only possible on a `deny` list).
@@ -87,7 +86,7 @@ impl Plugin for Acl {
                 .groups
                 .clone()
                 .unwrap_or_else(|| HeaderValue::from_static(""));
-            let _ = header.insert_header(CONSUMER_GROUPS, value);
+            req.insert_header(CONSUMER_GROUPS, value);
         }
         Flow::Continue
     }

@@ -1,0 +1,45 @@
+//! Pingway's stock plugins, with Kong's names, configuration fields, priorities and
+//! responses, and the consumers they authenticate.
+//!
+//! Built on the plugin contract (`pingway-plugin`), which this crate re-exports whole:
+//! the stock plugins are written, registered and configured exactly as a third-party
+//! plugin is. Authentication plugins identify [`consumers`] (the `consumers:` section,
+//! compiled once per load into a [`ConsumerSet`] that the gateway offers as a shared
+//! service) and record the identity in the [`RequestCtx`], where later plugins such as
+//! `rate-limiting` and `acl` read it.
+
+#![warn(missing_docs)]
+
+pub mod acl;
+pub mod auth;
+pub mod basic_auth;
+pub mod consumers;
+pub mod ip_restriction;
+pub mod jwt;
+pub mod key_auth;
+pub mod rate_limiting;
+
+pub use consumers::ConsumerSet;
+pub use pingway_plugin::*;
+
+/// The contract's modules, under the paths this crate used before the contract had a
+/// crate of its own.
+pub use pingway_plugin::{config, context, header_values, pace, plugin, registry};
+
+/// Registers every stock plugin in `registry`.
+pub fn register_all(registry: &mut Registry) {
+    registry
+        .register::<acl::Acl>()
+        .register::<basic_auth::BasicAuth>()
+        .register::<ip_restriction::IpRestriction>()
+        .register::<jwt::Jwt>()
+        .register::<key_auth::KeyAuth>()
+        .register::<rate_limiting::RateLimiting>();
+}
+
+/// A registry with every stock plugin: what the bundled `pingway` binary serves.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    register_all(&mut r);
+    r
+}
