@@ -140,7 +140,7 @@ impl GatewayBuilder {
     pub fn build(self) -> Result<Gateway, StartError> {
         let path = self.config_path.ok_or(StartError::NoConfig)?;
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| StartError::Read {
+        let text = config::file::read_config_file(&path).map_err(|source| StartError::Read {
             path: file.clone(),
             source,
         })?;

@@ -112,7 +112,7 @@ impl Reloader {
 
     fn reload_inner(&self, force: bool) -> Result<ReloadOutcome, ReloadError> {
         let mut last = self.last_text.lock().unwrap_or_else(|p| p.into_inner());
-        let text = std::fs::read_to_string(&self.path)?;
+        let text = config::file::read_config_file(&self.path)?;
         if !force && *last == text {
             return Ok(ReloadOutcome::Unchanged);
         }

@@ -1,0 +1,57 @@
+//! The limits that bound what loading a configuration file may cost.
+//!
+//! A configuration file is untrusted input as far as memory goes: it may be written by a
+//! generator, copied from an issue, or swapped in by a ConfigMap update, and a reload
+//! runs inside the serving process. YAML aliases let a file of a few hundred bytes
+//! describe a tree of billions of values (the "billion laughs" alias bomb), and deep
+//! nesting makes every recursive walk of the tree (deserializing, dropping) overflow
+//! the stack. These limits make the tree built from a file at most a fixed multiple of
+//! the file's size, and its depth small, so a hostile file is refused with a diagnostic
+//! instead of taking the gateway down.
+
+/// The largest configuration file that is read, in bytes (16 MiB). A 10,000-route file
+/// is about 1 MiB; anything near this size is a mistake (a log or a binary renamed over
+/// the config), and reading it whole would already cost its size in memory.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The deepest nesting of lists and mappings accepted. The configuration's own model is
+/// about 8 levels deep, plugin `config:` blocks add a few; 128 leaves room for any real
+/// file while keeping every recursive walk of the tree far from the end of the stack.
+/// (The YAML parser stops flow collections `[[[` at 255 levels on its own, but block
+/// collections `- - - ` have no such limit.)
+pub const MAX_DEPTH: usize = 128;
+
+/// The most alias uses (`*name`) a file may contain. Real files use aliases for shared
+/// defaults a few dozen times; each use costs a copy of the anchored subtree, so the
+/// count is bounded on its own as well as by [`node_budget`].
+pub const MAX_ALIAS_USES: usize = 100_000;
+
+/// Values (scalars, lists, mappings, keys) the tree may hold per byte of the file.
+/// Without aliases, a file cannot produce more than about one value per byte (each needs
+/// at least a character and a separator), so twice that leaves aliases room to share
+/// defaults while keeping the tree linear in the file's size.
+pub const NODES_PER_BYTE: usize = 2;
+
+/// The smallest value budget, whatever the file's size: a small file may still alias a
+/// block of defaults into many routes.
+pub const MIN_NODE_BUDGET: usize = 100_000;
+
+/// Bytes of scalar text the tree may hold per byte of the file. Aliases copy text, so
+/// an anchored long string used many times is bounded here rather than by the value
+/// count.
+pub const TEXT_BYTES_PER_BYTE: usize = 2;
+
+/// The smallest text budget, whatever the file's size (1 MiB).
+pub const MIN_TEXT_BUDGET: usize = 1024 * 1024;
+
+/// How many values (nodes) the tree built from a file of `file_len` bytes may hold:
+/// `max(MIN_NODE_BUDGET, NODES_PER_BYTE × file_len)`.
+pub fn node_budget(file_len: usize) -> usize {
+    MIN_NODE_BUDGET.max(file_len.saturating_mul(NODES_PER_BYTE))
+}
+
+/// How many bytes of scalar text the tree built from a file of `file_len` bytes may
+/// hold: `max(MIN_TEXT_BUDGET, TEXT_BYTES_PER_BYTE × file_len)`.
+pub fn text_budget(file_len: usize) -> usize {
+    MIN_TEXT_BUDGET.max(file_len.saturating_mul(TEXT_BYTES_PER_BYTE))
+}
