@@ -189,8 +189,12 @@ fn watch_dirs(
     let wanted: Vec<PathBuf> = chain.dirs().map(Path::to_path_buf).collect();
     if let Some(before) = before {
         for dir in before.dirs().filter(|d| !wanted.iter().any(|w| w == d)) {
-            // Fails when the directory is gone, which ended its watch already.
-            let _ = watcher.unwatch(dir);
+            // A removed directory (kubelet deletes the old version) ends its own watch,
+            // and the watcher drops it when it reads that event; removing it here too
+            // would race with that and log a warning for every ConfigMap update.
+            if std::fs::symlink_metadata(dir).is_ok() {
+                let _ = watcher.unwatch(dir);
+            }
         }
     }
     let already: Vec<&Path> = before.map(|b| b.dirs().collect()).unwrap_or_default();
