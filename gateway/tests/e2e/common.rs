@@ -63,11 +63,26 @@ impl GatewayProcess {
 
     /// Like [`Self::start`], with extra `pingway run` arguments.
     pub async fn start_with_args(yaml: &str, extra: &[&str]) -> GatewayProcess {
+        Self::start_prepared(extra, "info", |dir, port| {
+            let config_path = dir.join("gateway.yaml");
+            std::fs::write(&config_path, yaml.replace("{PORT}", &port.to_string())).unwrap();
+            config_path
+        })
+        .await
+    }
+
+    /// Starts the gateway on a configuration that `prepare` lays out in a fresh temporary
+    /// directory for a given free port, returning the path to pass to `--config` (for
+    /// symbolic-link layouts). Logs at `rust_log` to `gateway.log` in that directory.
+    pub async fn start_prepared(
+        extra: &[&str],
+        rust_log: &str,
+        prepare: impl Fn(&Path, u16) -> PathBuf,
+    ) -> GatewayProcess {
         for _ in 0..3 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("tempdir");
-            let config_path = dir.path().join("gateway.yaml");
-            std::fs::write(&config_path, yaml.replace("{PORT}", &port.to_string())).unwrap();
+            let config_path = prepare(dir.path(), port);
             let log_path = dir.path().join("gateway.log");
             let log = std::fs::File::create(&log_path).unwrap();
             let child = Command::new(pingway_bin())
@@ -75,7 +90,7 @@ impl GatewayProcess {
                 .arg("--config")
                 .arg(&config_path)
                 .args(extra)
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", rust_log)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -136,6 +151,25 @@ impl GatewayProcess {
             .arg("-HUP")
             .arg(self.child.id().to_string())
             .status();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The path of the log file (in the config's directory).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// A `kB` line of `/proc/PID/status`, such as `VmRSS` or `VmHWM` (the peak resident
+    /// size), in bytes.
+    pub fn memory_status(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
     }
 
     /// Whether the process is still running.
