@@ -39,9 +39,12 @@ where
     false
 }
 
-/// The `pingway` binary built for these tests.
+/// The `pingway` binary built for these tests, or the one `PINGWAY_BIN` names (to run
+/// the suite against a release build, or against an older build to see a test fail).
 pub fn pingway_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pingway"))
+    std::env::var_os("PINGWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pingway")))
 }
 
 /// A running `pingway run` process with its config in a temporary directory. Killed on
