@@ -53,7 +53,10 @@ mod tests {
         let f = std::fs::File::create(&path).unwrap();
         // Sparse: no 16 MiB written to the disk.
         f.set_len(MAX_FILE_BYTES).unwrap();
-        assert_eq!(read_config_file(&path).unwrap().len() as u64, MAX_FILE_BYTES);
+        assert_eq!(
+            read_config_file(&path).unwrap().len() as u64,
+            MAX_FILE_BYTES
+        );
         f.set_len(MAX_FILE_BYTES + 1).unwrap();
         let err = read_config_file(&path).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);

@@ -365,7 +365,9 @@ impl Builder {
                             } else {
                                 format!("{path}.{}", s.text)
                             };
-                            return Err(vec![Diagnostic::new(p, "duplicate key").at(node.location)]);
+                            return Err(
+                                vec![Diagnostic::new(p, "duplicate key").at(node.location)],
+                            );
                         }
                         *key = Some(MapKey {
                             name: s.text,
@@ -532,7 +534,13 @@ mod tests {
         // a4 holds 111,111 values (a_k holds about 10^(k+1)): its 8th alias of a3 is the
         // one that takes the tree past 100,000.
         assert_eq!(err[0].path, "a4[7]");
-        assert_eq!(err[0].location, Some(Location { line: 5, column: 45 }));
+        assert_eq!(
+            err[0].location,
+            Some(Location {
+                line: 5,
+                column: 45
+            })
+        );
     }
 
     #[test]
@@ -633,7 +641,13 @@ mod tests {
         let err = parse(&text).unwrap_err();
         assert_eq!(err[0].path, "k42");
         assert_eq!(err[0].message, "duplicate key");
-        assert_eq!(err[0].location, Some(Location { line: 101, column: 1 }));
+        assert_eq!(
+            err[0].location,
+            Some(Location {
+                line: 101,
+                column: 1
+            })
+        );
     }
 
     mod properties {
@@ -645,9 +659,40 @@ mod tests {
         /// Pieces of YAML syntax, so that generated text reaches deep into the parser and
         /// the builder (anchors, aliases, merges, nesting) rather than failing at once.
         const FRAGMENTS: &[&str] = &[
-            "&a ", "&b ", "*a", "*b", "*c", "<<: ", "[", "]", "{", "}", ":", ": ", ", ", "-",
-            "- ", "? ", "'", "\"", "\n", "\n  ", "\t", " ", "x", "lol", "1", "#", "|", ">",
-            "!!str ", "---\n", "...\n", "~", "\\", "%YAML 1.2\n",
+            "&a ",
+            "&b ",
+            "*a",
+            "*b",
+            "*c",
+            "<<: ",
+            "[",
+            "]",
+            "{",
+            "}",
+            ":",
+            ": ",
+            ", ",
+            "-",
+            "- ",
+            "? ",
+            "'",
+            "\"",
+            "\n",
+            "\n  ",
+            "\t",
+            " ",
+            "x",
+            "lol",
+            "1",
+            "#",
+            "|",
+            ">",
+            "!!str ",
+            "---\n",
+            "...\n",
+            "~",
+            "\\",
+            "%YAML 1.2\n",
         ];
 
         fn yamlish() -> impl Strategy<Value = String> {

@@ -170,7 +170,9 @@ impl GatewayProcess {
     /// size), in bytes.
     pub fn memory_status(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))?;
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
     }

@@ -11,7 +11,7 @@ use crate::common::*;
 /// The alias bomb of the hardening issue (590 bytes here): ten anchors, each a list of
 /// ten aliases of the one before (10^10 values once expanded).
 fn alias_bomb() -> String {
-    let mut out = format!("a0: &a0 [{}]\n", vec!["lol"; 10].join(", "));
+    let mut out = format!("a0: &a0 [{}]\n", ["lol"; 10].join(", "));
     for i in 1..10 {
         let prev = format!("*a{}", i - 1);
         out.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
@@ -73,11 +73,7 @@ async fn refused_while_serving(hostile: &str, limit: &str) {
     assert_eq!(resp.status(), 200);
     assert_eq!(backend_of(&resp).as_deref(), Some("one"));
     let peak = gw.memory_status("VmHWM").expect("/proc/PID/status");
-    assert!(
-        peak < 200 << 20,
-        "peak resident memory {} MB",
-        peak >> 20
-    );
+    assert!(peak < 200 << 20, "peak resident memory {} MB", peak >> 20);
 }
 
 #[tokio::test]

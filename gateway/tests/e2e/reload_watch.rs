@@ -118,10 +118,7 @@ async fn reload_applies_a_change_no_watched_directory_sees_by_the_periodic_check
     assert!(answered_by(&gw, "one").await);
     let conf = gw.dir.path().join("conf");
     std::fs::create_dir(conf.join("next")).unwrap();
-    write_synced(
-        &conf.join("next/real.yaml"),
-        &routing(&two, gw.port, ""),
-    );
+    write_synced(&conf.join("next/real.yaml"), &routing(&two, gw.port, ""));
     std::fs::rename(conf.join("current"), conf.join("old")).unwrap();
     std::fs::rename(conf.join("next"), conf.join("current")).unwrap();
     assert!(answered_by(&gw, "two").await, "{}", gw.log());
