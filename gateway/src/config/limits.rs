@@ -27,9 +27,10 @@ pub const MAX_DEPTH: usize = 128;
 pub const MAX_ALIAS_USES: usize = 100_000;
 
 /// Values (scalars, lists, mappings, keys) the tree may hold per byte of the file.
-/// Without aliases, a file cannot produce more than about one value per byte (each needs
-/// at least a character and a separator), so twice that leaves aliases room to share
-/// defaults while keeping the tree linear in the file's size.
+/// Without aliases, the densest known file produces 1.5 values per byte (`[:,:,...]`,
+/// each `:,` a mapping with an empty key and value; real files are well under one), so
+/// no file without aliases reaches this, and aliases still have room to share defaults
+/// while the tree stays linear in the file's size.
 pub const NODES_PER_BYTE: usize = 2;
 
 /// The smallest value budget, whatever the file's size: a small file may still alias a

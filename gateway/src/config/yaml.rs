@@ -49,17 +49,43 @@ fn location(m: Marker) -> Location {
 }
 
 /// What a subtree costs against the budget: its values (keys included) and the bytes of
-/// its scalar text.
+/// its scalar text; and how deep its lists and mappings nest, which an alias adds to the
+/// depth where it is used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cost {
     nodes: usize,
     text: usize,
+    /// Levels of lists and mappings: 0 for a scalar, 1 for a flat list.
+    height: usize,
 }
 
 impl Cost {
+    /// A scalar of `text` bytes.
+    fn scalar(text: usize) -> Self {
+        Cost {
+            nodes: 1,
+            text,
+            height: 0,
+        }
+    }
+
+    /// An empty list or mapping.
+    const COLLECTION: Cost = Cost {
+        nodes: 1,
+        text: 0,
+        height: 1,
+    };
+
+    /// Adds the values and text of `other` (what the budget counts).
     fn add(&mut self, other: Cost) {
         self.nodes = self.nodes.saturating_add(other.nodes);
         self.text = self.text.saturating_add(other.text);
+    }
+
+    /// Adds `child` to this collection's cost.
+    fn include(&mut self, child: Cost) {
+        self.add(child);
+        self.height = self.height.max(child.height + 1);
     }
 }
 
@@ -206,7 +232,7 @@ impl Builder {
                 at,
             ));
         }
-        self.charge(Cost { nodes: 1, text: 0 }, at)?;
+        self.charge(Cost::COLLECTION, at)?;
         self.stack.push(frame);
         Ok(())
     }
@@ -224,10 +250,7 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
-                let cost = Cost {
-                    nodes: 1,
-                    text: text.len(),
-                };
+                let cost = Cost::scalar(text.len());
                 self.charge(cost, at)?;
                 let node = ConfigNode {
                     location: Some(at),
@@ -252,7 +275,7 @@ impl Builder {
                     items: Vec::new(),
                     anchor,
                     location: at,
-                    cost: Cost { nodes: 1, text: 0 },
+                    cost: Cost::COLLECTION,
                 },
                 at,
             )?,
@@ -263,7 +286,7 @@ impl Builder {
                     key: None,
                     anchor,
                     location: at,
-                    cost: Cost { nodes: 1, text: 0 },
+                    cost: Cost::COLLECTION,
                 },
                 at,
             )?,
@@ -315,6 +338,17 @@ impl Builder {
                     Some(anchored) => anchored.cost,
                     None => return Err(self.refuse("alias to an unknown anchor", at)),
                 };
+                // The copy nests as deep as the anchor did, below the current collection:
+                // without this, anchors nested in anchors would build any depth.
+                if self.stack.len() + cost.height > MAX_DEPTH {
+                    return Err(self.refuse(
+                        format!(
+                            "lists and mappings nest deeper than {MAX_DEPTH} levels (MAX_DEPTH) \
+                             once this alias is expanded"
+                        ),
+                        at,
+                    ));
+                }
                 // Charged before the copy is made: a refused alias allocates nothing.
                 self.charge(cost, at)?;
                 let node = match self.anchors.get(&id) {
@@ -339,7 +373,7 @@ impl Builder {
             Some(Frame::Seq {
                 items, cost: total, ..
             }) => {
-                total.add(cost);
+                total.include(cost);
                 items.push(node);
             }
             Some(Frame::Map {
@@ -349,7 +383,7 @@ impl Builder {
                 cost: total,
                 ..
             }) => {
-                total.add(cost);
+                total.include(cost);
                 match key.take() {
                     None => {
                         let NodeValue::Scalar(s) = node.value else {
@@ -514,6 +548,15 @@ mod tests {
         out
     }
 
+    /// Levels of lists and mappings in a tree.
+    fn depth(node: &ConfigNode) -> usize {
+        match &node.value {
+            NodeValue::Scalar(_) => 0,
+            NodeValue::Seq(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            NodeValue::Map(entries) => 1 + entries.iter().map(|(_, v)| depth(v)).max().unwrap_or(0),
+        }
+    }
+
     /// Values in a tree, mapping keys included (what the budget counts).
     fn count_nodes(node: &ConfigNode) -> usize {
         1 + match &node.value {
@@ -578,10 +621,17 @@ mod tests {
         b.charge(Cost {
             nodes: limits::MIN_NODE_BUDGET,
             text: limits::MIN_TEXT_BUDGET,
+            height: 0,
         })
         .unwrap();
-        assert!(b.charge(Cost { nodes: 1, text: 0 }).is_err());
-        assert!(b.charge(Cost { nodes: 0, text: 1 }).is_err());
+        assert!(b.charge(Cost::scalar(0)).is_err());
+        assert!(b
+            .charge(Cost {
+                nodes: 0,
+                text: 1,
+                height: 0
+            })
+            .is_err());
         // A refused charge spends nothing.
         assert_eq!(b.spent.nodes, limits::MIN_NODE_BUDGET);
         // The budget grows with the file.
@@ -631,6 +681,47 @@ mod tests {
     }
 
     #[test]
+    fn the_densest_files_without_aliases_fit_the_node_budget() {
+        // `[:,:,...]` is the densest known: each `:,` is a mapping with an empty key and
+        // value, 1.5 values per byte. Large enough that the budget is 2 per byte, not the
+        // floor.
+        for (unit, per_unit) in [(":,", 3), ("{:},", 3), ("-\n", 1), ("a,", 1)] {
+            let text = format!("[{}]", unit.repeat(100_000));
+            let text = if unit == "-\n" {
+                unit.repeat(100_000)
+            } else {
+                text
+            };
+            let doc = parse(&text).unwrap();
+            assert_eq!(count_nodes(&doc), 1 + per_unit * 100_000, "{unit:?}");
+            assert!(limits::node_budget(text.len()) > limits::MIN_NODE_BUDGET);
+        }
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_depth_limit() {
+        // Each anchor nests 100 levels and holds the one before: 300 levels in all.
+        let level = |name: &str, inner: &str| {
+            format!(
+                "{name}: &{name} {}{inner}{}\n",
+                "[".repeat(100),
+                "]".repeat(100)
+            )
+        };
+        let text = level("a", "x") + &level("b", "*a") + &level("c", "*b");
+        let err = parse(&text).unwrap_err();
+        assert!(err[0].message.contains("MAX_DEPTH"), "{err:?}");
+        assert!(
+            err[0].message.contains("once this alias is expanded"),
+            "{err:?}"
+        );
+        assert_eq!(err[0].location.map(|l| l.line), Some(2));
+        // An alias that fits is fine: 1 (root) + 20 + 100 levels.
+        let ok = level("a", "x") + &format!("b: {}*a{}\n", "[".repeat(20), "]".repeat(20));
+        assert_eq!(depth(&parse(&ok).unwrap()), 1 + 20 + 100);
+    }
+
+    #[test]
     fn duplicate_keys_are_found_in_large_mappings_too() {
         let mut text = String::new();
         for i in 0..100 {
@@ -654,7 +745,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::super::*;
-        use super::{alias_bomb, count_nodes};
+        use super::{alias_bomb, count_nodes, depth};
 
         /// Pieces of YAML syntax, so that generated text reaches deep into the parser and
         /// the builder (anchors, aliases, merges, nesting) rather than failing at once.
@@ -709,7 +800,7 @@ mod tests {
             }
         }
 
-        /// The tree is within the node budget for the text's size.
+        /// The tree is within the node budget for the text's size, and the depth limit.
         fn within_budget(text: &str) {
             if let Ok(doc) = parse(text) {
                 let nodes = count_nodes(&doc);
@@ -718,6 +809,7 @@ mod tests {
                     "{nodes} values from {} bytes",
                     text.len()
                 );
+                assert!(depth(&doc) <= MAX_DEPTH);
             }
         }
 
