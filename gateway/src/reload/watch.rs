@@ -146,6 +146,9 @@ pub(super) fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ConfigWatch> {
                 reloader.reload_and_log(false);
             }
         })?;
+    // The serving text was read before the watch began: one check now applies a change
+    // made in between (a file whose text did not change is not reloaded).
+    let _ = tx.send(Wake::Changed);
     Ok(ConfigWatch { stop, wake: tx })
 }
 
