@@ -27,11 +27,12 @@ pub const MAX_DEPTH: usize = 128;
 pub const MAX_ALIAS_USES: usize = 100_000;
 
 /// Values (scalars, lists, mappings, keys) the tree may hold per byte of the file.
-/// Without aliases, the densest known file produces 1.5 values per byte (`[:,:,...]`,
-/// each `:,` a mapping with an empty key and value; real files are well under one), so
-/// no file without aliases reaches this, and aliases still have room to share defaults
-/// while the tree stays linear in the file's size.
-pub const NODES_PER_BYTE: usize = 2;
+/// The sample files hold 0.05 to 0.07 values per byte (keys and values are words, lines
+/// are indented, comments explain), and compact JSON-style lists of one-character values
+/// 0.5; one per byte
+/// leaves aliases several times the file's own values to share defaults, while a file
+/// of `[:,:,...]` (1.5 values per byte, nothing a configuration would be) is refused.
+pub const NODES_PER_BYTE: usize = 1;
 
 /// The smallest value budget, whatever the file's size: a small file may still alias a
 /// block of defaults into many routes.
@@ -45,10 +46,25 @@ pub const TEXT_BYTES_PER_BYTE: usize = 2;
 /// The smallest text budget, whatever the file's size (1 MiB).
 pub const MIN_TEXT_BUDGET: usize = 1024 * 1024;
 
+/// The largest value budget, whatever the file's size: more than a [`MAX_FILE_BYTES`]
+/// file of real configuration holds (the samples hold 0.07 values per byte, 1.2 million
+/// at 16 MiB). Measured, a value costs about 220 bytes at the peak of parsing (its node,
+/// key, text, and the slack of growing vectors), so a file refused at this ceiling has
+/// taken about 450 MB.
+///
+/// It does not bound the YAML parser's own lookahead: a flow collection (`[...]`,
+/// `{...}`) in a block could be an implicit key, so the parser holds its tokens, about
+/// 160 bytes per byte of the collection, until it closes; a 16 MiB file that is one flow
+/// list peaks near 3 GB before any value reaches the budget.
+pub const MAX_NODE_BUDGET: usize = 2_000_000;
+
 /// How many values (nodes) the tree built from a file of `file_len` bytes may hold:
-/// `max(MIN_NODE_BUDGET, NODES_PER_BYTE × file_len)`.
+/// `NODES_PER_BYTE × file_len`, at least [`MIN_NODE_BUDGET`] and at most
+/// [`MAX_NODE_BUDGET`].
 pub fn node_budget(file_len: usize) -> usize {
-    MIN_NODE_BUDGET.max(file_len.saturating_mul(NODES_PER_BYTE))
+    file_len
+        .saturating_mul(NODES_PER_BYTE)
+        .clamp(MIN_NODE_BUDGET, MAX_NODE_BUDGET)
 }
 
 /// How many bytes of scalar text the tree built from a file of `file_len` bytes may

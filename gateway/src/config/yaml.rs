@@ -119,7 +119,7 @@ impl Budget {
         if after.nodes > self.nodes {
             return Err(format!(
                 "the document expands to more than {} values, the node budget for a file of \
-                 {} bytes (NODES_PER_BYTE x size, at least MIN_NODE_BUDGET); \
+                 {} bytes (NODES_PER_BYTE x size, within MIN_NODE_BUDGET..MAX_NODE_BUDGET); \
                  are aliases nested into an alias bomb?",
                 self.nodes, self.file_len
             ));
@@ -291,34 +291,44 @@ impl Builder {
                 at,
             )?,
             Event::SequenceEnd | Event::MappingEnd => {
+                // Collections are shrunk to their length: a vector grows to 4 entries at
+                // its first push and doubles after, and in a tree of mostly small
+                // mappings the spare room would be most of the memory.
                 let (node, anchor, cost) = match self.stack.pop() {
                     Some(Frame::Seq {
-                        items,
+                        mut items,
                         anchor,
                         location,
                         cost,
-                    }) => (
-                        ConfigNode {
-                            location: Some(location),
-                            value: NodeValue::Seq(items),
-                        },
-                        anchor,
-                        cost,
-                    ),
+                    }) => {
+                        items.shrink_to_fit();
+                        (
+                            ConfigNode {
+                                location: Some(location),
+                                value: NodeValue::Seq(items),
+                            },
+                            anchor,
+                            cost,
+                        )
+                    }
                     Some(Frame::Map {
                         entries,
                         anchor,
                         location,
                         cost,
                         ..
-                    }) => (
-                        ConfigNode {
-                            location: Some(location),
-                            value: NodeValue::Map(merge_keys(entries)?),
-                        },
-                        anchor,
-                        cost,
-                    ),
+                    }) => {
+                        let mut entries = merge_keys(entries)?;
+                        entries.shrink_to_fit();
+                        (
+                            ConfigNode {
+                                location: Some(location),
+                                value: NodeValue::Map(entries),
+                            },
+                            anchor,
+                            cost,
+                        )
+                    }
                     None => return Ok(()),
                 };
                 if anchor > 0 {
@@ -634,10 +644,14 @@ mod tests {
             .is_err());
         // A refused charge spends nothing.
         assert_eq!(b.spent.nodes, limits::MIN_NODE_BUDGET);
-        // The budget grows with the file.
+        // The budget grows with the file, up to a ceiling.
         assert_eq!(
             Budget::new(1_000_000).nodes,
             1_000_000 * limits::NODES_PER_BYTE
+        );
+        assert_eq!(
+            Budget::new(limits::MAX_FILE_BYTES as usize).nodes,
+            limits::MAX_NODE_BUDGET
         );
     }
 
@@ -681,20 +695,34 @@ mod tests {
     }
 
     #[test]
-    fn the_densest_files_without_aliases_fit_the_node_budget() {
-        // `[:,:,...]` is the densest known: each `:,` is a mapping with an empty key and
-        // value, 1.5 values per byte. Large enough that the budget is 2 per byte, not the
-        // floor.
-        for (unit, per_unit) in [(":,", 3), ("{:},", 3), ("-\n", 1), ("a,", 1)] {
-            let text = format!("[{}]", unit.repeat(100_000));
-            let text = if unit == "-\n" {
-                unit.repeat(100_000)
-            } else {
-                text
-            };
-            let doc = parse(&text).unwrap();
-            assert_eq!(count_nodes(&doc), 1 + per_unit * 100_000, "{unit:?}");
+    fn dense_files_without_aliases_fit_the_node_budget_and_nonsense_does_not() {
+        // Large enough that the budget is NODES_PER_BYTE per byte, not the floor.
+        let n = 100_000;
+        // Compact JSON-style lists of one-character values (0.5 values per byte), and
+        // one-entry mappings (0.75), are the densest real-looking files.
+        for (text, values) in [
+            (format!("[{}]", "x,".repeat(n)), 1 + n),
+            (format!("[{}]", "{a: b},".repeat(n)), 1 + 3 * n),
+            ("- x\n".repeat(n), 1 + n),
+        ] {
             assert!(limits::node_budget(text.len()) > limits::MIN_NODE_BUDGET);
+            let doc = parse(&text).unwrap();
+            assert_eq!(count_nodes(&doc), values);
+        }
+        // `[:,:,...]`: each `:,` an empty key and value, 1.5 values per byte.
+        let err = parse(&format!("[{}]", ":,".repeat(n))).unwrap_err();
+        assert!(err[0].message.contains("node budget"), "{err:?}");
+    }
+
+    #[test]
+    fn the_sample_configurations_hold_a_quarter_of_a_value_per_byte_or_less() {
+        for file in ["demo.yaml", "auth-demo.yaml"] {
+            let path = format!("{}/../config/{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(path).unwrap();
+            let values = count_nodes(&parse(&text).unwrap());
+            let per_byte = values as f64 / text.len() as f64;
+            eprintln!("{file}: {values} values in {} bytes", text.len());
+            assert!(per_byte <= 0.25, "{file}: {per_byte:.2} values per byte");
         }
     }
 
