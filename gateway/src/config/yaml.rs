@@ -819,6 +819,36 @@ mod tests {
                 .prop_map(|parts| parts.concat())
         }
 
+        /// Well-formed flow YAML with anchors and aliases at random places, so that
+        /// aliases do resolve and expand (random fragments rarely parse that far).
+        fn anchored_flow() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("x".to_string()),
+                Just("''".to_string()),
+                (0..4u8).prop_map(|i| format!("*a{i}")),
+            ];
+            leaf.prop_recursive(6, 256, 8, |inner| {
+                (
+                    prop::option::of(0..4u8),
+                    prop::bool::ANY,
+                    prop::collection::vec(inner, 0..8),
+                )
+                    .prop_map(|(anchor, is_map, items)| {
+                        let anchor = anchor.map(|i| format!("&a{i} ")).unwrap_or_default();
+                        if is_map {
+                            let entries: Vec<String> = items
+                                .iter()
+                                .enumerate()
+                                .map(|(k, v)| format!("k{k}: {v}"))
+                                .collect();
+                            format!("{anchor}{{{}}}", entries.join(", "))
+                        } else {
+                            format!("{anchor}[{}]", items.join(", "))
+                        }
+                    })
+            })
+        }
+
         fn config() -> ProptestConfig {
             ProptestConfig {
                 cases: 384,
@@ -856,6 +886,25 @@ mod tests {
                 within_budget(&text);
                 let _ = crate::config::load_str(&text);
             }
+
+            #[test]
+            fn anchored_documents_stay_within_budget(
+                docs in prop::collection::vec(anchored_flow(), 1..6),
+            ) {
+                // One key per document, in order, so later ones alias earlier anchors.
+                let text: String = docs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| format!("d{i}: {d}\n"))
+                    .collect();
+                within_budget(&text);
+                let _ = crate::config::load_str(&text);
+            }
+        }
+
+        proptest! {
+            // Each case that reaches the budget builds 100,000 values: fewer cases.
+            #![proptest_config(ProptestConfig { cases: 64, ..config() })]
 
             #[test]
             fn nested_aliases_never_exceed_the_budget(levels in 1usize..12, width in 1usize..12) {
