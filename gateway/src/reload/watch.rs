@@ -6,7 +6,6 @@
 //! gateway's own log file, and logging a line per event there would feed itself.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,13 +26,11 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// The watch of a configuration file. It stops when this is dropped.
 #[must_use = "the watch stops when this is dropped"]
 pub struct ConfigWatch {
-    stop: Arc<AtomicBool>,
     wake: mpsc::Sender<Wake>,
 }
 
 impl Drop for ConfigWatch {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
         let _ = self.wake.send(Wake::Stop);
     }
 }
@@ -77,7 +74,6 @@ impl Fingerprint {
 /// be had (no inotify instance left, say), the periodic check still runs.
 pub(super) fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ConfigWatch> {
     let (tx, rx) = mpsc::channel::<Wake>();
-    let stop = Arc::new(AtomicBool::new(false));
     let path = reloader.path().to_path_buf();
     let mut fingerprint = Fingerprint::of(&path);
     let chain = Arc::new(ArcSwap::from_pointee(fingerprint.chain.clone()));
@@ -95,7 +91,6 @@ pub(super) fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ConfigWatch> {
     if let Some(w) = events.as_mut() {
         watch_dirs(w, &fingerprint.chain, None);
     }
-    let stopped = Arc::clone(&stop);
     std::thread::Builder::new()
         .name("pingway-config-watch".into())
         .spawn(move || {
@@ -114,9 +109,6 @@ pub(super) fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ConfigWatch> {
                     }
                     Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                     Err(RecvTimeoutError::Timeout) => {
-                        if stopped.load(Ordering::Relaxed) {
-                            return;
-                        }
                         if Fingerprint::of(&path) == fingerprint {
                             continue;
                         }
@@ -149,7 +141,7 @@ pub(super) fn spawn(reloader: Arc<Reloader>) -> std::io::Result<ConfigWatch> {
     // The serving text was read before the watch began: one check now applies a change
     // made in between (a file whose text did not change is not reloaded).
     let _ = tx.send(Wake::Changed);
-    Ok(ConfigWatch { stop, wake: tx })
+    Ok(ConfigWatch { wake: tx })
 }
 
 /// A file-event watcher that wakes the watch thread for events on the entries of the
@@ -203,7 +195,11 @@ fn watch_dirs(
     let already: Vec<&Path> = before.map(|b| b.dirs().collect()).unwrap_or_default();
     for dir in wanted.iter().filter(|d| !already.contains(&d.as_path())) {
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            log::debug!("cannot watch {}: {e}", dir.display());
+            log::warn!(
+                "cannot watch {} ({e}); changes there are seen by the check every {}s",
+                dir.display(),
+                CHECK_INTERVAL.as_secs()
+            );
         }
     }
 }
