@@ -116,20 +116,32 @@ impl Budget {
     fn charge(&mut self, cost: Cost) -> Result<(), String> {
         let mut after = self.spent;
         after.add(cost);
+        // The hint names aliases only when there are some to blame.
+        let aliased = self.aliases > 0;
         if after.nodes > self.nodes {
             return Err(format!(
                 "the document expands to more than {} values, the node budget for a file of \
-                 {} bytes (NODES_PER_BYTE x size, within MIN_NODE_BUDGET..MAX_NODE_BUDGET); \
-                 are aliases nested into an alias bomb?",
-                self.nodes, self.file_len
+                 {} bytes (NODES_PER_BYTE x size, within MIN_NODE_BUDGET..MAX_NODE_BUDGET){}",
+                self.nodes,
+                self.file_len,
+                if aliased {
+                    "; are aliases nested into an alias bomb?"
+                } else {
+                    ""
+                }
             ));
         }
         if after.text > self.text {
             return Err(format!(
                 "the document expands to more than {} bytes of text, the text budget for a \
-                 file of {} bytes (TEXT_BYTES_PER_BYTE x size, at least MIN_TEXT_BUDGET); \
-                 is a long string aliased many times?",
-                self.text, self.file_len
+                 file of {} bytes (TEXT_BYTES_PER_BYTE x size, at least MIN_TEXT_BUDGET){}",
+                self.text,
+                self.file_len,
+                if aliased {
+                    "; is a long string aliased many times?"
+                } else {
+                    ""
+                }
             ));
         }
         self.spent = after;
@@ -712,6 +724,7 @@ mod tests {
         // `[:,:,...]`: each `:,` an empty key and value, 1.5 values per byte.
         let err = parse(&format!("[{}]", ":,".repeat(n))).unwrap_err();
         assert!(err[0].message.contains("node budget"), "{err:?}");
+        assert!(!err[0].message.contains("alias"), "{err:?}");
     }
 
     #[test]
