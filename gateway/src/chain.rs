@@ -197,6 +197,13 @@ pub struct CachedInstance {
     instance: PluginInstance,
 }
 
+impl CachedInstance {
+    /// The instance.
+    pub fn plugin(&self) -> &Arc<dyn Plugin> {
+        &self.instance.plugin
+    }
+}
+
 /// Instances of the configuration being built, reusing those of the previous
 /// configuration whose plugin config did not change (so their state, such as rate-limit
 /// counters, survives the reload). Plugins that read the consumer set when they are

@@ -34,6 +34,7 @@ use pingway_plugins::{BuildPlugin, PluginFactory, Registry};
 
 use crate::config::{self, LoadError};
 use crate::downstream::GuardedApp;
+use crate::plugin_lifecycle::PluginDrain;
 use crate::proxy::PingwayProxy;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
@@ -142,7 +143,7 @@ impl GatewayBuilder {
     pub fn build(self) -> Result<Gateway, StartError> {
         let path = self.config_path.ok_or(StartError::NoConfig)?;
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| StartError::Read {
+        let text = config::file::read_config_file(&path).map_err(|source| StartError::Read {
             path: file.clone(),
             source,
         })?;
@@ -241,6 +242,9 @@ impl Gateway {
         let source_rt = self.runtime.clone();
         let checker = HealthChecker::new(Arc::new(move || source_rt.load().upstream_list()));
         server.add_service(background_service("health checks", checker));
+        // Plugins drain (a log queue flushes) within the grace period of a SIGTERM.
+        let drain = PluginDrain::new(self.runtime.clone(), settings.grace_period.get());
+        server.add_service(background_service("plugin drain", drain));
         for s in self.services {
             server.add_boxed_service(s);
         }

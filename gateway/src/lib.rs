@@ -24,6 +24,7 @@ pub mod headers;
 pub mod logging;
 pub mod memory;
 pub mod plugin_host;
+pub mod plugin_lifecycle;
 pub mod proxy;
 pub mod reload;
 pub mod request_head;

@@ -5,7 +5,8 @@
 //! upstream RequestHeader { .. headers: {"apikey": ..} }`), response heads and body
 //! chunks, which carry API keys, `Authorization` values, tokens and cookies. Those lines
 //! are dropped; Pingora's other lines (connection events, errors, timings) are kept.
-//! Pingway's own lines never print header values or query strings.
+//! Pingway's own lines never print header values or query strings. The file watcher's
+//! backend (`notify`) is kept at `info` unless `RUST_LOG` names it (see [`init`]).
 
 use log::{Log, Metadata, Record};
 
@@ -28,8 +29,16 @@ const CONTENT_MARKERS: &[&str] = &[
 /// Installs the logger. Call once, first thing in `main` (what the bundled binary and
 /// the examples do).
 pub fn init() {
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // The file watcher's backend logs every inotify event it reads at trace level, for
+    // every file in the config's directory, where the log file often is: at `trace`, each
+    // line logged would be an event that logs a line, without end. Its own events are left
+    // out unless RUST_LOG names it.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("notify")) {
+        builder.filter_module("notify", log::LevelFilter::Info);
+    }
+    let inner = builder.build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(RedactingLogger { inner })).is_ok() {
         log::set_max_level(max);

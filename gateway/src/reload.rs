@@ -1,21 +1,25 @@
 //! Live reload: parse → validate → build → swap, triggered by edits to the file (watched
-//! with inotify via `notify`) and by SIGHUP. A file that does not validate is refused
+//! with inotify via `notify`, through its symlink chain, with a periodic check as the
+//! backstop) and by SIGHUP. A file that does not validate is refused
 //! with the same messages as `pingway validate`, and the running configuration keeps
 //! serving. Requests in flight finish on the configuration they started with, because
 //! each holds its own `Arc` of it.
 
+mod symlink_chain;
+mod watch;
+
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 use pingway_plugins::config::Diagnostic;
 use pingway_plugins::Registry;
 
 use crate::config::{self, Listener, LoadError, ServerSettings};
 use crate::runtime::Runtime;
+
+pub use watch::{ConfigWatch, CHECK_INTERVAL};
 
 /// Edits closer together than this are applied as one reload.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -112,7 +116,7 @@ impl Reloader {
 
     fn reload_inner(&self, force: bool) -> Result<ReloadOutcome, ReloadError> {
         let mut last = self.last_text.lock().unwrap_or_else(|p| p.into_inner());
-        let text = std::fs::read_to_string(&self.path)?;
+        let text = config::file::read_config_file(&self.path)?;
         if !force && *last == text {
             return Ok(ReloadOutcome::Unchanged);
         }
@@ -190,42 +194,14 @@ impl Reloader {
         }
     }
 
-    /// Watches the file (through its directory, so editors that replace the file by a
-    /// rename are seen too) and reloads after each burst of changes. The watch lasts as
-    /// long as the returned watcher is kept.
-    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
-        let (tx, rx) = mpsc::channel::<()>();
-        let name = self.path.file_name().map(|n| n.to_os_string());
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    let ours = event
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
-                    if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
-                        let _ = tx.send(());
-                    }
-                }
-            })?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-        let me = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("pingway-config-watch".into())
-            .spawn(move || {
-                lower_thread_priority();
-                while rx.recv().is_ok() {
-                    // Let a burst of writes settle, then reload once.
-                    while rx.recv_timeout(DEBOUNCE).is_ok() {}
-                    me.reload_and_log(false);
-                }
-            })
-            .map_err(|e| notify::Error::generic(&e.to_string()))?;
-        Ok(watcher)
+    /// Watches the file and reloads after each burst of changes: file events on the
+    /// directories of the file, of each symbolic link leading to it and of its target
+    /// (so editors that replace the file by a rename, Kubernetes ConfigMap updates that
+    /// swap a `..data` link, and edits of a link's target are all seen), and every
+    /// [`CHECK_INTERVAL`] a cheap check of the file as the backstop. The watch lasts as
+    /// long as the returned handle is kept.
+    pub fn watch(self: &Arc<Self>) -> std::io::Result<ConfigWatch> {
+        watch::spawn(Arc::clone(self))
     }
 
     /// Reloads on every SIGHUP, from a dedicated thread.

@@ -241,6 +241,12 @@ impl Runtime {
         })
     }
 
+    /// Every plugin instance of this configuration (global, route and consumer ones),
+    /// each once.
+    pub fn plugin_instances(&self) -> impl Iterator<Item = &Arc<dyn pingway_plugins::Plugin>> {
+        self.instances.values().map(|c| c.plugin())
+    }
+
     /// `X-Forwarded-Port` for a request that arrived on `port`.
     pub fn port_value(&self, port: u16) -> HeaderValue {
         self.headers

@@ -8,6 +8,8 @@
 
 pub mod defaults;
 pub mod duration;
+pub mod file;
+pub mod limits;
 pub mod model;
 pub mod schema;
 pub mod validate;
@@ -77,9 +79,9 @@ pub fn load_str(text: &str) -> Result<LoadedConfig, Vec<Diagnostic>> {
     }
 }
 
-/// Reads and parses a configuration file.
+/// Reads and parses a configuration file (refusing one over [`limits::MAX_FILE_BYTES`]).
 pub fn load_file(path: &Path) -> Result<LoadedConfig, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    let text = file::read_config_file(path).map_err(|source| LoadError::Io {
         path: path.display().to_string(),
         source,
     })?;

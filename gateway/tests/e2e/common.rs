@@ -39,9 +39,12 @@ where
     false
 }
 
-/// The `pingway` binary built for these tests.
+/// The `pingway` binary built for these tests, or the one `PINGWAY_BIN` names (to run
+/// the suite against a release build, or against an older build to see a test fail).
 pub fn pingway_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pingway"))
+    std::env::var_os("PINGWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pingway")))
 }
 
 /// A running `pingway run` process with its config in a temporary directory. Killed on
@@ -68,11 +71,26 @@ impl GatewayProcess {
 
     /// Like [`Self::start_with_args`], with `RUST_LOG` set to `level`.
     pub async fn start_logging(yaml: &str, extra: &[&str], level: &str) -> GatewayProcess {
+        Self::start_prepared(extra, level, |dir, port| {
+            let config_path = dir.join("gateway.yaml");
+            std::fs::write(&config_path, yaml.replace("{PORT}", &port.to_string())).unwrap();
+            config_path
+        })
+        .await
+    }
+
+    /// Starts the gateway on a configuration that `prepare` lays out in a fresh temporary
+    /// directory for a given free port, returning the path to pass to `--config` (for
+    /// symbolic-link layouts). Logs at `rust_log` to `gateway.log` in that directory.
+    pub async fn start_prepared(
+        extra: &[&str],
+        rust_log: &str,
+        prepare: impl Fn(&Path, u16) -> PathBuf,
+    ) -> GatewayProcess {
         for _ in 0..3 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("tempdir");
-            let config_path = dir.path().join("gateway.yaml");
-            std::fs::write(&config_path, yaml.replace("{PORT}", &port.to_string())).unwrap();
+            let config_path = prepare(dir.path(), port);
             let log_path = dir.path().join("gateway.log");
             let log = std::fs::File::create(&log_path).unwrap();
             let child = Command::new(pingway_bin())
@@ -80,7 +98,7 @@ impl GatewayProcess {
                 .arg("--config")
                 .arg(&config_path)
                 .args(extra)
-                .env("RUST_LOG", level)
+                .env("RUST_LOG", rust_log)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -150,13 +168,25 @@ impl GatewayProcess {
 
     /// The process's resident set size in KiB (`VmRSS` in `/proc/PID/status`).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        self.memory_status("VmRSS")
             .expect("VmRSS in /proc/PID/status")
+            / 1024
+    }
+
+    /// The path of the log file (in the config's directory).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// A `kB` line of `/proc/PID/status`, such as `VmRSS` or `VmHWM` (the peak resident
+    /// size), in bytes.
+    pub fn memory_status(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
     }
 
     /// Whether the process is still running.

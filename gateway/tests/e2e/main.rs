@@ -18,4 +18,6 @@ mod jwt;
 mod key_auth;
 mod rate_limiting;
 mod reload;
+mod reload_limits;
+mod reload_watch;
 mod routing;
