@@ -144,8 +144,12 @@ impl Target {
 
     /// The same target, with `Host` taken from the configured address (so a target written
     /// `api.internal:8080` is asked for `api.internal:8080`, not for its IP).
+    ///
+    /// The value is owned, never interned: interning leaked one string per distinct
+    /// address for the life of the process, which endpoint churn through reloads grows
+    /// without bound. Cloning it per request bumps a reference count.
     pub(crate) fn with_configured_address(mut self, address: &str) -> Self {
-        if let Some(v) = crate::headers::static_value(address) {
+        if let Ok(v) = http::HeaderValue::from_str(address) {
             self.host_header = v;
         }
         self
