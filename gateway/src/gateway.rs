@@ -37,7 +37,7 @@ use crate::downstream::GuardedApp;
 use crate::proxy::PingwayProxy;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
-use crate::upstream::HealthChecker;
+use crate::upstream::{HealthChecker, TargetRefresher};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +195,8 @@ impl Gateway {
         &self.reloader
     }
 
-    /// The Pingora server with the proxy, the health checker and any added services, not
+    /// The Pingora server with the proxy, the health checker, the target-name refresher
+    /// and any added services, not
     /// yet running. Listener addresses are checked here so a busy port is reported
     /// clearly rather than as a panic inside Pingora.
     pub fn into_server(self) -> Result<Server, StartError> {
@@ -241,6 +242,9 @@ impl Gateway {
         let source_rt = self.runtime.clone();
         let checker = HealthChecker::new(Arc::new(move || source_rt.load().upstream_list()));
         server.add_service(background_service("health checks", checker));
+        let source_rt = self.runtime.clone();
+        let refresher = TargetRefresher::new(Arc::new(move || source_rt.load().upstream_list()));
+        server.add_service(background_service("target names", refresher));
         for s in self.services {
             server.add_boxed_service(s);
         }

@@ -48,7 +48,8 @@ impl HealthChecker {
                 continue;
             };
             let interval = hc.interval.get();
-            for target in pool.targets() {
+            // Retired slots (addresses a name no longer resolves to) are not probed.
+            for target in pool.targets().iter().filter(|t| !t.is_retired()) {
                 let due = target
                     .state
                     .last_probe()
