@@ -19,3 +19,4 @@ mod key_auth;
 mod rate_limiting;
 mod reload;
 mod routing;
+mod upstream_targets;
