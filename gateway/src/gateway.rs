@@ -38,7 +38,7 @@ use crate::plugin_lifecycle::PluginDrain;
 use crate::proxy::PingwayProxy;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
-use crate::upstream::HealthChecker;
+use crate::upstream::{HealthChecker, TargetRefresher};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +196,8 @@ impl Gateway {
         &self.reloader
     }
 
-    /// The Pingora server with the proxy, the health checker and any added services, not
+    /// The Pingora server with the proxy, the health checker, the target-name refresher
+    /// and any added services, not
     /// yet running. Listener addresses are checked here so a busy port is reported
     /// clearly rather than as a panic inside Pingora.
     pub fn into_server(self) -> Result<Server, StartError> {
@@ -242,6 +243,9 @@ impl Gateway {
         let source_rt = self.runtime.clone();
         let checker = HealthChecker::new(Arc::new(move || source_rt.load().upstream_list()));
         server.add_service(background_service("health checks", checker));
+        let source_rt = self.runtime.clone();
+        let refresher = TargetRefresher::new(Arc::new(move || source_rt.load().upstream_list()));
+        server.add_service(background_service("target names", refresher));
         // Plugins drain (a log queue flushes) within the grace period of a SIGTERM.
         let drain = PluginDrain::new(self.runtime.clone(), settings.grace_period.get());
         server.add_service(background_service("plugin drain", drain));

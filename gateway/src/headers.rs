@@ -2,6 +2,12 @@
 //! strings (as nginx writes them), which Pingora inserts with one allocation less than a
 //! `HeaderName`. Values come from [`pingway_plugins::header_values`]. [`titled`] gives
 //! the usual spelling of the standard names plugins add.
+//!
+//! [`intern`] and [`static_value`] leak one string per distinct text for the life of
+//! the process: use them only for values from a set bounded by what an operator writes
+//! (header names, port numbers), never for anything that churns with reloads generated
+//! from live endpoints (target addresses: those are owned values, see `upstream`) or
+//! with requests.
 
 use http::header::{self, HeaderName};
 

@@ -44,8 +44,12 @@ impl std::fmt::Debug for CompiledRoute {
 #[derive(Debug, Clone)]
 pub struct HeaderSettings {
     /// The request-id header name (configured; interned so adding it costs nothing).
+    /// Interning leaks one string per distinct name for the life of the process; that is
+    /// bounded by the names an operator writes into `proxy.request_id_header`, not by
+    /// traffic or endpoint churn.
     pub request_id: &'static str,
-    /// `X-Forwarded-Port` values for the listeners' ports.
+    /// `X-Forwarded-Port` values for the listeners' ports. Interned too: at most one
+    /// value per port number (65,536 of at most 5 bytes), whatever reloads do.
     pub ports: Vec<(u16, HeaderValue)>,
     /// `Via` value, when enabled.
     pub via: Option<HeaderValue>,

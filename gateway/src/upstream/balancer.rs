@@ -71,6 +71,14 @@ fn smooth_sequence(weights: &[u32]) -> Vec<u32> {
         return Vec::new();
     }
     let mut reduced: Vec<u64> = weights.iter().map(|w| u64::from(*w) / g).collect();
+    // Equal weights (the usual pool, such as endpoints generated from Kubernetes, maybe
+    // with retired slots of weight 0) give the targets in order; the loop below would
+    // spend n × n steps to find that out.
+    if reduced.iter().all(|w| *w <= 1) {
+        return (0..weights.len() as u32)
+            .filter(|i| reduced[*i as usize] == 1)
+            .collect();
+    }
     let sum: u64 = reduced.iter().sum();
     if sum > MAX_SEQUENCE {
         for w in reduced.iter_mut().filter(|w| **w > 0) {
@@ -217,6 +225,15 @@ mod tests {
     fn smooth_sequence_matches_nginx() {
         // nginx gives a a b a c a a for 5:1:1.
         assert_eq!(smooth_sequence(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn equal_weights_give_the_targets_in_order() {
+        assert_eq!(smooth_sequence(&[7, 7, 7, 7]), vec![0, 1, 2, 3]);
+        // The same as the general loop would give.
+        assert_eq!(smooth_sequence(&[1, 1, 1]), vec![0, 1, 2]);
+        assert_eq!(smooth_sequence(&[3, 0, 3]), vec![0, 2]);
+        assert_eq!(smooth_sequence(&[0, 5, 0, 5]), vec![1, 3]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use pingora_http::RequestHeader;
 use super::ring::KeyHasher;
 
 /// Where the hash key is read from, prepared once at build time.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum HashKey {
     /// The client IP.
     Ip,

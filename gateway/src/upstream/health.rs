@@ -4,16 +4,26 @@
 //! swapped since the last tick), starts a probe of each target whose interval has
 //! elapsed, and sleeps until the next probe is due. Probe times and results live in the
 //! target's shared state, so they survive a reload.
+//!
+//! Probes go through Pingora's own connectors (`TransportConnector` for TCP checks, the
+//! HTTP `Connector` for HTTP checks) with an `HttpPeer`, as Pingora's load-balancing
+//! health checks do, so a probe connects the way proxied requests do and TLS upstreams
+//! can be probed by setting the peer's TLS fields. Probe connections are never pooled:
+//! each probe opens one and drops it (`Connection: close`), so a probe always tests
+//! connecting.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use log::{debug, info, warn};
+use pingora_core::connectors::http::Connector as HttpConnector;
+use pingora_core::connectors::TransportConnector;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
 
 use super::target::{Target, Transition};
 use super::Upstream;
@@ -23,21 +33,57 @@ use crate::config::{HealthCheckConfig, HealthCheckKind};
 const MAX_TICK: Duration = Duration::from_secs(1);
 /// Shortest sleep between two ticks.
 const MIN_TICK: Duration = Duration::from_millis(10);
-/// Longest status line accepted from a probed target.
-const MAX_STATUS_LINE: usize = 1024;
+/// `User-Agent` of HTTP probes, so targets can tell them from traffic.
+const USER_AGENT: &str = "pingway-health-check";
+
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No connection could be made.
+    #[error("connect: {0}")]
+    Connect(Box<pingora_error::Error>),
+    /// The probe request could not be built (an invalid `path` or `host`).
+    #[error("request: {0}")]
+    Request(Box<pingora_error::Error>),
+    /// The request could not be sent.
+    #[error("send: {0}")]
+    Send(Box<pingora_error::Error>),
+    /// No valid response header came back.
+    #[error("read: {0}")]
+    Read(Box<pingora_error::Error>),
+    /// The target answered with a status not in `expected_status`.
+    #[error("status {0}")]
+    Status(u16),
+    /// The probe took longer than the check's `timeout`.
+    #[error("no answer within {0}")]
+    Timeout(crate::config::Duration),
+}
+
+/// The connectors probes go through, shared by every probe.
+struct Probes {
+    tcp: TransportConnector,
+    http: HttpConnector,
+}
 
 /// Probes the targets of every pool that has a `health_check`, and takes targets out of
 /// rotation (and back) by their results. Register it with Pingora as a background
 /// service.
 pub struct HealthChecker {
     source: Arc<dyn Fn() -> Vec<Arc<Upstream>> + Send + Sync>,
+    probes: Arc<Probes>,
 }
 
 impl HealthChecker {
     /// A checker over the pools `source` returns. It is called on every tick and must
     /// return the pools of the *current* configuration.
     pub fn new(source: Arc<dyn Fn() -> Vec<Arc<Upstream>> + Send + Sync>) -> Self {
-        HealthChecker { source }
+        HealthChecker {
+            source,
+            probes: Arc::new(Probes {
+                tcp: TransportConnector::new(None),
+                http: HttpConnector::new(None),
+            }),
+        }
     }
 
     /// Starts the probes that are due at `now`; returns when the next one will be.
@@ -48,7 +94,8 @@ impl HealthChecker {
                 continue;
             };
             let interval = hc.interval.get();
-            for target in pool.targets() {
+            // Retired slots (addresses a name no longer resolves to) are not probed.
+            for target in pool.targets().iter().filter(|t| !t.is_retired()) {
                 let due = target
                     .state
                     .last_probe()
@@ -63,7 +110,11 @@ impl HealthChecker {
                 if !target.state.begin_probe(now) {
                     continue;
                 }
-                tokio::spawn(probe_and_record(Arc::clone(&pool), Arc::clone(target)));
+                tokio::spawn(probe_and_record(
+                    Arc::clone(&self.probes),
+                    Arc::clone(&pool),
+                    Arc::clone(target),
+                ));
             }
         }
         next
@@ -103,18 +154,18 @@ impl Drop for ProbeClaim {
 }
 
 /// Probes one target (its claim already taken) and records the result.
-async fn probe_and_record(pool: Arc<Upstream>, target: Arc<Target>) {
+async fn probe_and_record(probes: Arc<Probes>, pool: Arc<Upstream>, target: Arc<Target>) {
     let claim = ProbeClaim(target);
     let target = &claim.0;
     let Some(hc) = &pool.config().health_check else {
         return;
     };
     let addr = target.addr();
-    let result =
-        match tokio::time::timeout(hc.timeout.get(), probe(hc, addr, target.host_header())).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {}", hc.timeout)),
-        };
+    let probe = probe(&probes, hc, addr, target.host_header());
+    let result = match tokio::time::timeout(hc.timeout.get(), probe).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::Timeout(hc.timeout)),
+    };
     match result {
         Ok(()) => {
             if target.state.record_success(hc.healthy_threshold.max(1)) == Some(Transition::Up) {
@@ -142,73 +193,92 @@ async fn probe_and_record(pool: Arc<Upstream>, target: Arc<Target>) {
     }
 }
 
+/// The peer a probe connects to: the target, plain HTTP, the check's timeout for each
+/// step (the caller also bounds the whole probe by it).
+fn probe_peer(hc: &HealthCheckConfig, addr: SocketAddr) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    let timeout = Some(hc.timeout.get());
+    peer.options.connection_timeout = timeout;
+    peer.options.read_timeout = timeout;
+    peer.options.write_timeout = timeout;
+    peer
+}
+
 /// One probe, without the overall timeout (the caller applies it).
 async fn probe(
+    probes: &Probes,
     hc: &HealthCheckConfig,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     target_host: &http::HeaderValue,
-) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+) -> Result<(), ProbeError> {
+    let peer = probe_peer(hc, addr);
     if hc.kind == HealthCheckKind::Tcp {
+        // A new stream, never one from the pool: the probe is of connecting.
+        probes
+            .tcp
+            .new_stream(&peer)
+            .await
+            .map_err(ProbeError::Connect)?;
         return Ok(());
     }
+    let mut request =
+        RequestHeader::build("GET", hc.path.as_bytes(), None).map_err(ProbeError::Request)?;
     // The same Host proxied requests carry: the target as configured.
     let host = match &hc.host {
-        Some(host) => host.clone(),
-        None => String::from_utf8_lossy(target_host.as_bytes()).into_owned(),
+        Some(host) => http::HeaderValue::from_str(host).map_err(|_| {
+            ProbeError::Request(pingora_error::Error::explain(
+                pingora_error::ErrorType::InvalidHTTPHeader,
+                "invalid health_check.host",
+            ))
+        })?,
+        None => target_host.clone(),
     };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: pingway-health-check\r\nAccept: */*\r\n\r\n",
-        hc.path
-    );
-    stream
-        .write_all(request.as_bytes())
+    request
+        .insert_header("Host", host)
+        .map_err(ProbeError::Request)?;
+    for (name, value) in [
+        ("Connection", "close"),
+        ("User-Agent", USER_AGENT),
+        ("Accept", "*/*"),
+    ] {
+        request
+            .insert_header(name, value)
+            .map_err(ProbeError::Request)?;
+    }
+    // No pooled connection to reuse: probe sessions are never released to the pool.
+    let (mut session, _reused) = probes
+        .http
+        .get_http_session(&peer)
         .await
-        .map_err(|e| format!("send: {e}"))?;
-    let status = read_status(&mut stream).await?;
+        .map_err(ProbeError::Connect)?;
+    session
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(ProbeError::Send)?;
+    session
+        .finish_request_body()
+        .await
+        .map_err(ProbeError::Send)?;
+    session
+        .read_response_header()
+        .await
+        .map_err(ProbeError::Read)?;
+    let status = session
+        .response_header()
+        .map(|h| h.status.as_u16())
+        .ok_or_else(|| {
+            ProbeError::Read(pingora_error::Error::explain(
+                pingora_error::ErrorType::InvalidHTTPHeader,
+                "no response header",
+            ))
+        })?;
+    // Dropped, not released: the connection closes (the request said so too).
+    drop(session);
     if hc.expected_status.contains(&status) {
         Ok(())
     } else {
-        Err(format!("status {status}"))
+        Err(ProbeError::Status(status))
     }
-}
-
-/// Reads up to the end of the status line and returns its status code.
-async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
-    let mut buf = [0u8; MAX_STATUS_LINE];
-    let mut len = 0;
-    loop {
-        if let Some(end) = buf[..len].iter().position(|b| *b == b'\n') {
-            return parse_status_line(&buf[..end]);
-        }
-        if len == buf.len() {
-            return Err("status line too long".into());
-        }
-        let n = stream
-            .read(&mut buf[len..])
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before a status line".into());
-        }
-        len += n;
-    }
-}
-
-/// `HTTP/1.1 200 OK` → 200.
-fn parse_status_line(line: &[u8]) -> Result<u16, String> {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end_matches('\r');
-    let mut parts = text.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/") || code.len() != 3 {
-        return Err(format!("not an HTTP status line: {text:?}"));
-    }
-    code.parse()
-        .map_err(|_| format!("not an HTTP status line: {text:?}"))
 }
 
 #[cfg(test)]
@@ -216,6 +286,7 @@ mod tests {
     use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
     use std::sync::Mutex;
 
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::watch;
 
@@ -390,6 +461,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_target_that_does_not_speak_http_fails_http_checks() {
+        // Answers every connection with an SSH banner, as a wrong port would.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+            }
+        });
+        let mut cfg = config("ssh", &[(&addr.to_string(), 1)], Balancer::Random);
+        cfg.health_check = Some(health_check(HealthCheckKind::Http));
+        let pool = Arc::new(Upstream::build(&cfg, "upstreams[0]", None).unwrap());
+        let (shutdown, task) = run_checker(Arc::new(Mutex::new(vec![pool.clone()])));
+        wait_until("the non-HTTP target is unhealthy", || {
+            !pool.targets()[0].is_healthy()
+        })
+        .await;
+        shutdown.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn probe_errors_say_what_failed() {
+        let timeout = ConfigDuration::from_millis(500);
+        assert_eq!(ProbeError::Status(503).to_string(), "status 503");
+        assert_eq!(
+            ProbeError::Timeout(timeout).to_string(),
+            format!("no answer within {timeout}")
+        );
+    }
+
+    #[tokio::test]
     async fn pools_without_health_check_are_not_probed() {
         let checked = backend().await;
         let unchecked = backend().await;
@@ -408,13 +511,5 @@ mod tests {
         assert_eq!(unchecked.hits.load(Ordering::SeqCst), 0);
         shutdown.send(true).unwrap();
         task.await.unwrap();
-    }
-
-    #[test]
-    fn status_lines_are_parsed() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r"), Ok(200));
-        assert_eq!(parse_status_line(b"HTTP/1.0 503"), Ok(503));
-        assert!(parse_status_line(b"SSH-2.0-OpenSSH").is_err());
-        assert!(parse_status_line(b"HTTP/1.1 2000 OK").is_err());
     }
 }

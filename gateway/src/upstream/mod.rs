@@ -3,12 +3,17 @@
 //!
 //! A pool is built once per configuration ([`Upstream::build`]); a reload builds new
 //! pools and hands each target's live state (health, in-flight count) to the new pool
-//! when its address stays. [`Upstream::select`] runs on every request: it takes no lock
-//! and allocates nothing.
+//! when its address stays. Between reloads, targets written as names are looked up again
+//! every [`RESOLVE_INTERVAL`] ([`TargetRefresher`]) and the pool's members change with
+//! the answer, with the same hand-over of state. [`Upstream::select`] runs on every
+//! request: it takes no lock and allocates nothing.
 
 mod balancer;
 mod hash_key;
 mod health;
+mod members;
+mod names;
+mod refresher;
 mod resolve;
 mod ring;
 mod target;
@@ -17,29 +22,42 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http::HeaderName;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use pingway_plugins::config::join_path;
 
-use crate::config::{Balancer, Diagnostic, HashOn, UpstreamConfig};
-use balancer::{Balancing, LeastConnections, RoundRobin, WeightedRandom};
+use crate::config::{Diagnostic, HashOn, UpstreamConfig};
+use balancer::Balancing;
 use hash_key::HashKey;
-use ring::Ring;
+use members::Members;
+use names::{NameRecord, Names};
+use resolve::ResolveFn;
 use target::{InFlight, TargetState};
 
 pub use health::HealthChecker;
+pub use members::Targets;
+pub use names::RESOLVE_INTERVAL;
+pub use refresher::TargetRefresher;
 pub use target::Target;
 
 /// A named pool of targets with its balancer, built from an [`UpstreamConfig`].
 pub struct Upstream {
     cfg: UpstreamConfig,
-    targets: Vec<Arc<Target>>,
-    balancing: Balancing,
+    /// The consistent-hash key source, kept to rebuild the ring when members change.
+    key: HashKey,
+    /// The targets and balancer, replaced whole when a target name resolves differently;
+    /// loading them takes no lock.
+    members: ArcSwap<Members>,
+    /// The targets written as names, looked up again every [`RESOLVE_INTERVAL`].
+    names: Names,
 }
 
 /// What a balancer may look at in a request.
@@ -79,7 +97,8 @@ impl Upstream {
     ///
     /// Target addresses `host:port` are resolved here, blocking on DNS (an `IP:port`
     /// needs no lookup); a name with several addresses gives one target per address, each
-    /// with the configured weight.
+    /// with the configured weight. Names are looked up again every
+    /// [`RESOLVE_INTERVAL`] by the [`TargetRefresher`].
     ///
     /// `previous` is the pool of the same name from the configuration being replaced:
     /// targets with the same resolved address keep their state (health, counters,
@@ -90,64 +109,96 @@ impl Upstream {
         path: &str,
         previous: Option<&Upstream>,
     ) -> Result<Upstream, Vec<Diagnostic>> {
+        Self::build_with(cfg, path, previous, &resolve::resolve, RESOLVE_INTERVAL)
+    }
+
+    /// [`Upstream::build`] with a given lookup function and re-resolution interval.
+    pub(crate) fn build_with(
+        cfg: &UpstreamConfig,
+        path: &str,
+        previous: Option<&Upstream>,
+        resolve: &ResolveFn<'_>,
+        resolve_interval: Duration,
+    ) -> Result<Upstream, Vec<Diagnostic>> {
         let mut diagnostics = Vec::new();
+        // Live state by address: the previous pool's, then this pool's as it is built
+        // (the same address twice in one pool is one server: one state). A map rather
+        // than a scan, as pools generated from Kubernetes endpoints can be large.
+        let previous_members = previous.map(|p| p.members.load_full());
+        let mut known: HashMap<SocketAddr, Arc<TargetState>> = previous_members
+            .iter()
+            .flat_map(|m| m.targets.iter())
+            .filter(|t| !t.is_retired())
+            .map(|t| (t.addr(), Arc::clone(&t.state)))
+            .collect();
         let mut targets: Vec<Arc<Target>> = Vec::new();
+        let mut names = Vec::new();
+        let now = Instant::now();
         for (i, t) in cfg.targets.iter().enumerate() {
-            let addrs = match resolve::resolve(&t.address) {
+            let addrs = match resolve(&t.address) {
                 Ok(addrs) => addrs,
-                Err(message) => {
+                Err(e) => {
                     let at = join_path(path, &format!("targets[{i}]"));
-                    diagnostics.push(Diagnostic::new(at, message));
+                    diagnostics.push(Diagnostic::new(at, e.to_string()));
                     continue;
                 }
             };
+            let Some(first) = addrs.first() else {
+                continue;
+            };
+            // One owned value per configured target, shared by its addresses.
+            let host_header = target::host_header(&t.address, *first);
+            if resolve::literal(&t.address).is_none() {
+                names.push(NameRecord {
+                    entry: i,
+                    address: t.address.clone(),
+                    weight: t.weight,
+                    host_header: host_header.clone(),
+                    next_due: now + resolve_interval,
+                    failure_logged_at: None,
+                });
+            }
             for addr in addrs {
-                // The same address twice in one pool is one server: one state.
-                let known = targets
-                    .iter()
-                    .chain(previous.into_iter().flat_map(|p| p.targets.iter()))
-                    .find(|x| x.addr() == addr)
-                    .map(|x| Arc::clone(&x.state));
                 // Without health checks nothing would ever bring an unhealthy target
                 // back, so it starts afresh; the old state is not touched, as the
                 // running pool still uses it if this reload fails elsewhere. (An
                 // unhealthy target has no requests in flight worth carrying over.)
-                let state = match known {
-                    Some(state) if cfg.health_check.is_some() || state.is_healthy() => state,
-                    _ => Arc::new(TargetState::new()),
+                let state = match known.get(&addr) {
+                    Some(state) if cfg.health_check.is_some() || state.is_healthy() => {
+                        Arc::clone(state)
+                    }
+                    _ => {
+                        let fresh = Arc::new(TargetState::new());
+                        known.insert(addr, Arc::clone(&fresh));
+                        fresh
+                    }
                 };
-                targets.push(Arc::new(
-                    Target::new(addr, t.weight, state).with_configured_address(&t.address),
-                ));
+                targets.push(Arc::new(Target::configured(
+                    i,
+                    host_header.clone(),
+                    addr,
+                    t.weight,
+                    state,
+                )));
             }
         }
 
-        let weights: Vec<u32> = targets.iter().map(|t| t.weight()).collect();
-        let balancing = match cfg.balancer {
-            Balancer::RoundRobin => Balancing::RoundRobin(RoundRobin::new(&weights)),
-            Balancer::Random => Balancing::Random(WeightedRandom::new(&weights)),
-            Balancer::LeastConnections => Balancing::LeastConnections(LeastConnections::default()),
-            Balancer::ConsistentHash => {
-                let key = match hash_key(cfg, path) {
-                    Ok(key) => key,
-                    Err(d) => {
-                        diagnostics.push(d);
-                        HashKey::Ip
-                    }
-                };
-                let points: Vec<(SocketAddr, u32)> =
-                    targets.iter().map(|t| (t.addr(), t.weight())).collect();
-                Balancing::ConsistentHash(Ring::new(&points), key)
+        let key = match hash_key(cfg, path) {
+            Ok(key) => key,
+            Err(d) => {
+                diagnostics.push(d);
+                HashKey::Ip
             }
         };
-
         if !diagnostics.is_empty() {
             return Err(diagnostics);
         }
+        let members = Members::new(targets, cfg.balancer, &key);
         Ok(Upstream {
             cfg: cfg.clone(),
-            targets,
-            balancing,
+            key,
+            members: ArcSwap::from_pointee(members),
+            names: Names::new(names, resolve_interval),
         })
     }
 
@@ -165,10 +216,11 @@ impl Upstream {
     /// in `exclude` (those already tried for this request). `None` when no healthy,
     /// non-excluded target of positive weight is left (the proxy answers 503).
     pub fn select(&self, req: &SelectRequest<'_>, exclude: &[usize]) -> Option<Selected> {
-        let targets = &self.targets;
+        let members = self.members.load();
+        let targets = &members.targets;
         let available =
             |i: usize| !exclude.contains(&i) && targets.get(i).is_some_and(|t| t.is_available());
-        let index = match &self.balancing {
+        let index = match &members.balancing {
             Balancing::RoundRobin(rr) => rr.pick(available),
             Balancing::Random(random) => {
                 random.pick(|i| targets.get(i).map_or(0, |t| t.weight()), available)
@@ -189,7 +241,8 @@ impl Upstream {
     /// The target at `addr`, if the pool has it and it is available (what a plugin that
     /// pins a target gets); `None` otherwise (the proxy answers 503).
     pub fn select_target(&self, addr: SocketAddr, exclude: &[usize]) -> Option<Selected> {
-        let (index, target) = self
+        let members = self.members.load();
+        let (index, target) = members
             .targets
             .iter()
             .enumerate()
@@ -211,10 +264,12 @@ impl Upstream {
         Box::new(peer)
     }
 
-    /// The targets with their live state, in selection-index order, for the health
-    /// checker, the admin API and tests.
-    pub fn targets(&self) -> &[Arc<Target>] {
-        &self.targets
+    /// The current targets with their live state, in selection-index order, for the
+    /// proxy (a selected target's `Host`), the health checker, the admin API and tests.
+    /// A snapshot: a re-resolution after this call does not change it, and keeps the
+    /// index of every target that survives (see [`Target::is_retired`]).
+    pub fn targets(&self) -> Targets {
+        Targets(self.members.load_full())
     }
 }
 
@@ -223,7 +278,7 @@ impl fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("name", &self.cfg.name)
             .field("balancer", &self.cfg.balancer)
-            .field("targets", &self.targets)
+            .field("targets", &self.members.load().targets)
             .finish()
     }
 }

@@ -14,8 +14,16 @@ pub struct Target {
     addr: SocketAddr,
     weight: u32,
     /// The address as configured (`host:port`), sent as `Host` unless the route
-    /// preserves the client's.
+    /// preserves the client's. An owned value made once per configured target and shared
+    /// by its addresses: cloning it per request bumps a reference count, and it is freed
+    /// with the pool (an interned `'static` value would leak one string per address ever
+    /// configured, which endpoint churn through reloads grows without bound).
     host_header: http::HeaderValue,
+    /// The index of the configured target (`targets[i]`) this address comes from.
+    entry: usize,
+    /// The slot of an address its name no longer resolves to, kept so that the other
+    /// targets keep their index (see `names`); never picked, never probed.
+    retired: bool,
     pub(crate) state: Arc<TargetState>,
 }
 
@@ -130,25 +138,55 @@ fn saturating_increment(counter: &AtomicU32) -> u32 {
 }
 
 impl Target {
-    /// A target with the given state (new, or carried over from the previous pool).
+    /// A target with the given state (new, or carried over from the previous pool),
+    /// asked for with its IP as `Host`.
+    #[cfg(test)]
     pub(crate) fn new(addr: SocketAddr, weight: u32, state: Arc<TargetState>) -> Self {
-        let host_header = http::HeaderValue::from_str(&addr.to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
+        Target::configured(0, host_header(&addr.to_string(), addr), addr, weight, state)
+    }
+
+    /// Address `addr` of configured target `entry`, sent `host_header` (see
+    /// [`host_header`]).
+    pub(crate) fn configured(
+        entry: usize,
+        host_header: http::HeaderValue,
+        addr: SocketAddr,
+        weight: u32,
+        state: Arc<TargetState>,
+    ) -> Self {
         Target {
             addr,
             weight,
             host_header,
+            entry,
+            retired: false,
             state,
         }
     }
 
-    /// The same target, with `Host` taken from the configured address (so a target written
-    /// `api.internal:8080` is asked for `api.internal:8080`, not for its IP).
-    pub(crate) fn with_configured_address(mut self, address: &str) -> Self {
-        if let Some(v) = crate::headers::static_value(address) {
-            self.host_header = v;
+    /// This slot once its address is gone: same entry and `Host`, weight 0, its own
+    /// state (requests still in flight to the old address hold the old one).
+    pub(crate) fn retired(&self) -> Self {
+        Target {
+            addr: self.addr,
+            weight: 0,
+            host_header: self.host_header.clone(),
+            entry: self.entry,
+            retired: true,
+            state: Arc::new(TargetState::new()),
         }
-        self
+    }
+
+    /// The index of the configured target this address comes from.
+    pub(crate) fn entry(&self) -> usize {
+        self.entry
+    }
+
+    /// Whether this is the slot of an address that is gone (its name no longer resolves
+    /// to it). Such a slot is never picked nor probed; it keeps the other targets at
+    /// their index until a new address of the same name takes it.
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 
     /// The `Host` header value for requests to this target when the route does not
@@ -194,7 +232,8 @@ impl Target {
         self.state.set_healthy(healthy);
     }
 
-    /// Whether a request may be sent here: positive weight and healthy.
+    /// Whether a request may be sent here: positive weight and healthy (a retired slot
+    /// has weight 0).
     pub(crate) fn is_available(&self) -> bool {
         self.weight > 0 && self.is_healthy()
     }
@@ -207,8 +246,21 @@ impl fmt::Debug for Target {
             .field("weight", &self.weight)
             .field("healthy", &self.is_healthy())
             .field("in_flight", &self.in_flight())
+            .field("retired", &self.retired)
             .finish()
     }
+}
+
+/// The `Host` value for a configured target: the address as written (so a target written
+/// `api.internal:8080` is asked for `api.internal:8080`, not for its IP), or the resolved
+/// address if the text is not a valid header value. Owned, never interned: built once per
+/// configured target per load and freed with the pool.
+pub(crate) fn host_header(configured: &str, resolved: SocketAddr) -> http::HeaderValue {
+    http::HeaderValue::from_str(configured).unwrap_or_else(|_| {
+        // A SocketAddr prints as ASCII digits, dots, colons and brackets: always valid.
+        http::HeaderValue::from_str(&resolved.to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
+    })
 }
 
 /// Counts one in-flight request on a target for as long as it lives.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::testing::{config, request};
 use super::*;
-use crate::config::{HealthCheckConfig, HealthCheckKind};
+use crate::config::{Balancer, HealthCheckConfig, HealthCheckKind};
 
 const ALL: [Balancer; 4] = [
     Balancer::RoundRobin,

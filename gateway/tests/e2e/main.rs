@@ -21,3 +21,4 @@ mod reload;
 mod reload_limits;
 mod reload_watch;
 mod routing;
+mod upstream_targets;
