@@ -30,15 +30,24 @@ pub fn number(n: u64) -> HeaderValue {
     }
 }
 
-/// A `'static` copy of `text`, made once per distinct text. For configuration values
-/// (header names, limits, addresses), never for request data, which would grow without
-/// bound.
-pub fn intern(text: &str) -> &'static str {
+/// How many distinct texts [`static_value`] interns at most. Values beyond it (a watcher
+/// that churns configuration values through many reloads) are made as ordinary,
+/// reference-counted header values instead: a little slower to clone, never leaked.
+pub const MAX_INTERNED_VALUES: usize = 16_384;
+
+fn interned() -> std::sync::MutexGuard<'static, HashSet<&'static str>> {
     static SEEN: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut seen = SEEN
-        .get_or_init(Default::default)
+    SEEN.get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|p| p.into_inner());
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// A `'static` copy of `text`, made once per distinct text. For header names an operator
+/// writes into the configuration (bounded by their edits), never for request data or
+/// values a program generates, which would grow without bound: those go through
+/// [`static_value`], which is capped.
+pub fn intern(text: &str) -> &'static str {
+    let mut seen = interned();
     if let Some(s) = seen.get(text) {
         return s;
     }
@@ -47,11 +56,21 @@ pub fn intern(text: &str) -> &'static str {
     leaked
 }
 
-/// A header value from configuration text (interned: free to clone); `None` when the
-/// text is not a valid header value.
+/// A header value from configuration text, free to clone while fewer than
+/// [`MAX_INTERNED_VALUES`] texts are interned (an ordinary value after that); `None` when
+/// the text is not a valid header value.
 pub fn static_value(text: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(text).ok()?;
-    Some(HeaderValue::from_static(intern(text)))
+    let owned = HeaderValue::from_str(text).ok()?;
+    let mut seen = interned();
+    if let Some(s) = seen.get(text) {
+        return Some(HeaderValue::from_static(s));
+    }
+    if seen.len() >= MAX_INTERNED_VALUES {
+        return Some(owned);
+    }
+    let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
+    seen.insert(leaked);
+    Some(HeaderValue::from_static(leaked))
 }
 
 /// `x-request-id` as `X-Request-Id`: how header names are conventionally written.
@@ -72,6 +91,20 @@ pub fn title_case(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_values_stop_interning_at_the_cap() {
+        let texts: Vec<String> = (0..MAX_INTERNED_VALUES + 100)
+            .map(|i| format!("cap-test-{i}"))
+            .collect();
+        for text in &texts {
+            assert_eq!(static_value(text).unwrap(), text.as_str());
+        }
+        let seen = interned();
+        let kept = texts.iter().filter(|t| seen.contains(t.as_str())).count();
+        assert!(kept <= MAX_INTERNED_VALUES, "{kept} interned");
+        assert!(kept < texts.len(), "nothing was left uninterned");
+    }
 
     #[test]
     fn numbers_are_exact_inside_and_outside_the_table() {
