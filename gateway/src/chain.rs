@@ -80,6 +80,12 @@ impl Chain {
                 .cmp(&a.priority)
                 .then_with(|| a.name.cmp(&b.name))
         });
+        Chain::from_ordered(plugins)
+    }
+
+    /// A chain of `plugins` already in execution order (such as the chain resolved for a
+    /// consumer).
+    pub fn from_ordered(plugins: Vec<PluginInstance>) -> Chain {
         let wants_body = plugins.iter().any(|p| p.plugin.wants_response_body());
         let wants_request_body = plugins.iter().any(|p| p.plugin.wants_request_body());
         let rewriters = plugins

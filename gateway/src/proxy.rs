@@ -24,7 +24,7 @@ use pingway_plugins::{
     UpstreamChoice, UpstreamRequest,
 };
 
-use crate::chain::{resolve_for_consumer, PluginInstance};
+use crate::chain::{resolve_for_consumer, Chain, PluginInstance};
 use crate::downstream::Connection;
 use crate::plugin_host::{ClientRequest, ResponseHeadOf, UpstreamHead};
 use crate::request_head::{self, SlashOutcome};
@@ -90,7 +90,7 @@ struct State {
     upstream_addr: Option<std::net::SocketAddr>,
     /// The chain in force once an authenticated consumer's own plugins applied (Kong's
     /// consumer scoping); `None` while the route's chain applies unchanged.
-    chain_override: Option<Box<[PluginInstance]>>,
+    chain_override: Option<Chain>,
     /// When the first piece of the request body arrived, and how many bytes came since
     /// (for `client_body_min_rate`).
     body_started: Option<Instant>,
@@ -104,55 +104,34 @@ impl State {
         self.route.and_then(|i| runtime.routes.get(i))
     }
 
-    /// The plugins that apply, in order: the chain resolved for the consumer, else the
-    /// route's, else the global plugins' when no route matched.
-    fn chain<'r>(&'r self, runtime: &'r Runtime) -> &'r [PluginInstance] {
-        if let Some(c) = &self.chain_override {
-            return c;
-        }
-        match self.route(runtime) {
-            Some(r) => r.chain.plugins(),
-            None => runtime.global_chain.plugins(),
+    /// The one place that decides which plugins apply to a request, in order: the chain
+    /// resolved for its consumer, else its route's, else the global plugins' when no
+    /// route matched. Every phase runs what this returns.
+    fn applicable<'r>(
+        chain_override: &'r Option<Chain>,
+        route: Option<usize>,
+        runtime: &'r Runtime,
+    ) -> &'r Chain {
+        match (chain_override, route.and_then(|i| runtime.routes.get(i))) {
+            (Some(c), _) => c,
+            (None, Some(r)) => &r.chain,
+            (None, None) => &runtime.global_chain,
         }
     }
 
-    /// The chain that applies together with the request state, borrowed apart so that
+    /// The chain that applies (see [`Self::applicable`]).
+    fn chain<'r>(&'r self, runtime: &'r Runtime) -> &'r Chain {
+        Self::applicable(&self.chain_override, self.route, runtime)
+    }
+
+    /// The plugins that apply together with the request state, borrowed apart so that
     /// plugins can be called with `&mut RequestCtx` while iterating.
     fn chain_and_request<'r>(
         &'r mut self,
         runtime: &'r Runtime,
     ) -> (&'r [PluginInstance], &'r mut RequestCtx) {
-        let State {
-            req,
-            chain_override,
-            route,
-            ..
-        } = self;
-        let plugins: &[PluginInstance] =
-            match (chain_override, route.and_then(|i| runtime.routes.get(i))) {
-                (Some(c), _) => c,
-                (None, Some(r)) => r.chain.plugins(),
-                (None, None) => runtime.global_chain.plugins(),
-            };
-        (plugins, req)
-    }
-
-    /// Whether any plugin that applies wants response bodies.
-    fn wants_body(&self, runtime: &Runtime) -> bool {
-        match (&self.chain_override, self.route(runtime)) {
-            (Some(c), _) => c.iter().any(|p| p.plugin.wants_response_body()),
-            (None, Some(r)) => r.chain.wants_body(),
-            (None, None) => false,
-        }
-    }
-
-    /// Whether any plugin that applies wants request bodies.
-    fn wants_request_body(&self, runtime: &Runtime) -> bool {
-        match (&self.chain_override, self.route(runtime)) {
-            (Some(c), _) => c.iter().any(|p| p.plugin.wants_request_body()),
-            (None, Some(r)) => r.chain.wants_request_body(),
-            (None, None) => false,
-        }
+        let chain = Self::applicable(&self.chain_override, self.route, runtime);
+        (chain.plugins(), &mut self.req)
     }
 }
 
@@ -559,10 +538,7 @@ impl ProxyHttp for PingwayProxy {
         let mut applied_consumer: Option<Arc<str>> = None;
         let mut i = 0;
         loop {
-            let plugins: &[PluginInstance] = match &st.chain_override {
-                Some(c) => c,
-                None => route.chain.plugins(),
-            };
+            let plugins = State::applicable(&st.chain_override, st.route, runtime).plugins();
             let Some(p) = plugins.get(i) else { break };
             let mut source = ClientRequest(session);
             let mut view = Request::new(&mut source, &mut st.req, &runtime.services);
@@ -578,7 +554,7 @@ impl ProxyHttp for PingwayProxy {
                         let resolved =
                             resolve_for_consumer(route.chain.plugins(), &plugins[..=i], own);
                         applied_consumer = Some(consumer.id.clone());
-                        st.chain_override = Some(resolved.into_boxed_slice());
+                        st.chain_override = Some(Chain::from_ordered(resolved));
                     }
                 }
             }
@@ -649,7 +625,7 @@ impl ProxyHttp for PingwayProxy {
     ) -> Result<()> {
         check_body_rate(&ctx.runtime, &mut ctx.state, body.as_ref())?;
         let ProxyCtx { runtime, state: st } = ctx;
-        if st.wants_request_body(runtime) {
+        if st.chain(runtime).wants_request_body() {
             let (plugins, req) = st.chain_and_request(runtime);
             let mut rejection = None;
             for p in plugins.iter().filter(|p| p.plugin.wants_request_body()) {
@@ -835,7 +811,7 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<Option<Duration>> {
         let ProxyCtx { runtime, state: st } = ctx;
-        if st.route.is_some() && st.wants_body(runtime) {
+        if st.route.is_some() && st.chain(runtime).wants_body() {
             let (plugins, req) = st.chain_and_request(runtime);
             for p in plugins {
                 if p.plugin.wants_response_body() {
@@ -898,7 +874,7 @@ impl ProxyHttp for PingwayProxy {
         }
         // The target's in-flight count ends with the request.
         st.selected = None;
-        let chain = st.chain(runtime);
+        let chain = st.chain(runtime).plugins();
         if chain.is_empty() {
             return;
         }
