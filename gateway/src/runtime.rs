@@ -99,6 +99,60 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// Builds the index of every credential kind plugins registered from the consumers'
+/// entries (an empty index for a kind no consumer uses, so its plugin always finds one)
+/// and offers each as a shared service. A consumer field that is neither a built-in one
+/// nor a registered kind is refused here, where the registry is known.
+fn registered_credentials(
+    configs: &[config::ConsumerConfig],
+    consumers: &ConsumerSet,
+    registry: &Registry,
+    services: &mut Services,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut entries: HashMap<&str, Vec<_>> = registry
+        .credential_kinds()
+        .map(|k| (k.field(), Vec::new()))
+        .collect();
+    for (i, c) in configs.iter().enumerate() {
+        let consumer = c.effective_id().and_then(|id| consumers.by_id(id));
+        for (field, node) in &c.registered_credentials {
+            let path = format!("consumers[{i}].{field}");
+            let Some(list) = entries.get_mut(field.as_str()) else {
+                let known: Vec<&str> = registry.credential_kinds().map(|k| k.field()).collect();
+                diags.push(Diagnostic::new(
+                    path,
+                    format!(
+                        "unknown field `{field}`: not a consumer field, nor a credential kind a plugin registered{}",
+                        if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", known.join(", "))
+                        }
+                    ),
+                ));
+                continue;
+            };
+            let Some(consumer) = consumer else { continue };
+            match &node.value {
+                pingway_plugins::config::NodeValue::Seq(items) => {
+                    for (j, item) in items.iter().enumerate() {
+                        list.push((consumer.clone(), item, format!("{path}[{j}]")));
+                    }
+                }
+                _ => diags.push(Diagnostic::new(path, "expected a list of credentials")),
+            }
+        }
+    }
+    for kind in registry.credential_kinds() {
+        let list = entries.remove(kind.field()).unwrap_or_default();
+        match kind.build(list) {
+            Ok(index) => index.insert_into(services),
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+}
+
 /// The `Via` header value: `1.1 pingway/<version>`.
 pub fn via_value() -> HeaderValue {
     HeaderValue::from_static(concat!("1.1 pingway/", env!("CARGO_PKG_VERSION")))
@@ -146,6 +200,13 @@ impl Runtime {
         };
         let consumers_changed = previous.is_none_or(|p| p.config.consumers != cfg.consumers);
         let mut services = Services::new();
+        registered_credentials(
+            &cfg.consumers,
+            &consumers,
+            registry,
+            &mut services,
+            &mut diags,
+        );
         services.insert(consumers.clone());
         let mut instances = InstanceBuilder::new(
             registry,
@@ -287,6 +348,102 @@ routes:
       - name: rate-limiting
         config: {minute: 1}
 ";
+
+    /// A credential kind a third-party plugin brings: tokens, indexed by value.
+    struct Tokens;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct TokenEntry {
+        token: String,
+    }
+
+    struct TokenIndex(HashMap<String, Arc<pingway_plugins::Consumer>>);
+
+    impl pingway_plugins::CredentialKind for Tokens {
+        const FIELD: &'static str = "token_credentials";
+        type Config = TokenEntry;
+        type Index = TokenIndex;
+
+        fn index(
+            entries: Vec<pingway_plugins::Credential<TokenEntry>>,
+        ) -> Result<TokenIndex, pingway_plugins::ConfigError> {
+            let mut map = HashMap::new();
+            for e in entries {
+                if map.insert(e.config.token, e.consumer).is_some() {
+                    return Err(pingway_plugins::ConfigError::new(
+                        format!("{}.token", e.path),
+                        "duplicate token",
+                    ));
+                }
+            }
+            Ok(TokenIndex(map))
+        }
+    }
+
+    fn with_tokens() -> Registry {
+        let mut r = pingway_plugins::registry();
+        r.register_credential::<Tokens>();
+        r
+    }
+
+    fn problems(yaml: &str, registry: &Registry) -> Vec<String> {
+        let loaded = config::load_str(yaml).expect("parses");
+        match Runtime::build(&loaded, registry, None) {
+            Ok(_) => Vec::new(),
+            Err(d) => d
+                .into_iter()
+                .map(|d| format!("{}: {}", d.path, d.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_registered_credential_kind_is_indexed_as_a_service() {
+        let yaml = format!(
+            "{BASE}consumers:\n  - username: a\n  - username: bob\n    token_credentials: [{{token: t-1}}, {{token: t-2}}]\n"
+        );
+        let loaded = config::load_str(&yaml).expect("parses");
+        let rt = Runtime::build(&loaded, &with_tokens(), None).expect("builds");
+        let index = rt
+            .services
+            .get::<TokenIndex>()
+            .expect("the index is a service");
+        assert_eq!(index.0.len(), 2);
+        assert_eq!(index.0.get("t-2").map(|c| &*c.id), Some("bob"));
+        // The consumer set itself is unchanged by the kind.
+        assert_eq!(rt.consumers.len(), 2);
+    }
+
+    #[test]
+    fn credential_fields_are_checked_against_the_registry() {
+        // Not registered: refused with its path, naming what is.
+        let yaml = format!("{BASE}consumers:\n  - username: a\n  - username: b\n    token_credentials: [{{token: t}}]\n");
+        let p = problems(&yaml, &pingway_plugins::registry());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("consumers[1].token_credentials: unknown field"),
+            "{p:?}"
+        );
+        // A typo next to a registered kind.
+        let typo = yaml.replace("token_credentials", "token_credential");
+        let p = problems(&typo, &with_tokens());
+        assert!(p[0].contains("(token_credentials)"), "{p:?}");
+        // An entry that does not type, and a duplicate the kind's index refuses.
+        let bad = yaml.replace("{token: t}", "{token: t, extra: 1}");
+        let p = problems(&bad, &with_tokens());
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("consumers[1].token_credentials[0].extra")),
+            "{p:?}"
+        );
+        let dup = yaml.replace("{token: t}", "{token: t}, {token: t}");
+        let p = problems(&dup, &with_tokens());
+        assert_eq!(
+            p,
+            ["consumers[1].token_credentials[1].token: duplicate token"]
+        );
+    }
 
     #[test]
     fn consumer_changes_rebuild_only_plugins_that_use_consumers() {

@@ -23,6 +23,10 @@ pub fn generate(registry: &Registry) -> Value {
             "then": { "properties": { "config": config } }
         }));
     }
+    let credentials: Vec<(&str, schemars::Schema)> = registry
+        .credential_kinds()
+        .map(|k| (k.field(), k.entry_schema(&mut generator)))
+        .collect();
     let mut root = root.to_value();
     let extra = generator.take_definitions(true);
     if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
@@ -31,6 +35,29 @@ pub fn generate(registry: &Registry) -> Value {
         }
         if let Some(plugin) = defs.get_mut("PluginConfig").and_then(Value::as_object_mut) {
             plugin.insert("allOf".into(), Value::Array(branches));
+        }
+        // A consumer's other fields are the credential kinds plugins registered, and
+        // nothing else.
+        if let Some(consumer) = defs
+            .get_mut("ConsumerConfig")
+            .and_then(Value::as_object_mut)
+        {
+            if let Some(props) = consumer
+                .get_mut("properties")
+                .and_then(Value::as_object_mut)
+            {
+                for (field, entry) in credentials {
+                    props.insert(
+                        field.into(),
+                        json!({
+                            "description": "Credentials of a kind a plugin registered.",
+                            "type": "array",
+                            "items": entry.to_value(),
+                        }),
+                    );
+                }
+            }
+            consumer.insert("additionalProperties".into(), json!(false));
         }
     }
     if let Some(obj) = root.as_object_mut() {

@@ -103,6 +103,28 @@ async fn read_response(stream: &mut TcpStream) -> Option<Raw> {
         .expect("a response or a close within the test's limit")
 }
 
+/// Sends `byte` one at a time, every 50 ms for at most 30 s (a slow client), until the
+/// gateway answers or closes; returns everything it sent back.
+async fn trickle(s: &mut TcpStream, byte: u8) -> String {
+    let mut answer = Vec::new();
+    for _ in 0..600 {
+        if s.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    // Whatever the loop left unread.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    answer.extend_from_slice(&rest);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 async fn connect(gw: &GatewayProcess) -> TcpStream {
     TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap()
 }
@@ -303,25 +325,9 @@ async fn a_head_sent_byte_by_byte_is_cut_with_408() {
     s.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\n")
         .await
         .unwrap();
-    // One byte every 50 ms, for at most 30 s: each read comes well within Pingora's
-    // per-read timeout, so only a deadline on the whole head ends it.
-    let mut answer = Vec::new();
-    for _ in 0..600 {
-        if s.write_all(b"X").await.is_err() {
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    // Whatever the loop left unread.
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
-    answer.extend_from_slice(&rest);
-    let text = String::from_utf8_lossy(&answer);
+    // Each byte comes well within Pingora's per-read timeout, so only a deadline on the
+    // whole head ends it.
+    let text = trickle(&mut s, b'X').await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("Request timeout"), "{text}");
     assert_eq!(backend.hits(), 0);
@@ -367,22 +373,7 @@ async fn a_body_trickled_below_the_minimum_rate_gets_408() {
     s.write_all(b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    for _ in 0..600 {
-        if s.write_all(b"x").await.is_err() {
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
-    answer.extend_from_slice(&rest);
-    let text = String::from_utf8_lossy(&answer);
+    let text = trickle(&mut s, b'x').await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("\"message\":\"Request timeout\""), "{text}");
 }

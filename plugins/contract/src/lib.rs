@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod context;
+pub mod credentials;
 pub mod header_values;
 pub mod lifecycle;
 pub mod pace;
@@ -32,6 +33,7 @@ pub use async_trait::async_trait;
 pub use context::{
     BufferedBody, Consumer, CredentialId, RequestCtx, RequestId, ResponseHeaderName, RouteInfo,
 };
+pub use credentials::{Credential, CredentialKind};
 pub use lifecycle::{Lifecycle, ShutdownTrigger};
 pub use plugin::{Flow, LogEntry, Plugin};
 pub use registry::{BuildContext, BuildPlugin, ConfigError, PluginFactory, PluginScope, Registry};

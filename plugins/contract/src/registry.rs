@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::config::{from_node, join_path, ConfigNode, Diagnostic};
+use crate::credentials::{CredentialFactory, CredentialKind, TypedCredentials};
 use crate::lifecycle::Lifecycle;
 use crate::plugin::Plugin;
 use crate::services::Services;
@@ -231,12 +232,34 @@ impl<P: BuildPlugin> PluginFactory for TypedFactory<P> {
 #[derive(Clone, Default)]
 pub struct Registry {
     factories: BTreeMap<String, Arc<dyn PluginFactory>>,
+    credentials: BTreeMap<&'static str, Arc<dyn CredentialFactory>>,
 }
 
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Registry::default()
+    }
+
+    /// Registers a credential kind: consumers may then carry entries under
+    /// `K::FIELD`, and its index is a shared service of each configuration. A later
+    /// registration of the same field replaces the earlier one.
+    pub fn register_credential<K: CredentialKind>(&mut self) -> &mut Self {
+        self.credentials.insert(
+            K::FIELD,
+            Arc::new(TypedCredentials::<K>(std::marker::PhantomData)),
+        );
+        self
+    }
+
+    /// The registered credential kinds, by consumer field.
+    pub fn credential_kinds(&self) -> impl Iterator<Item = &Arc<dyn CredentialFactory>> {
+        self.credentials.values()
+    }
+
+    /// The credential kind whose entries are under consumer field `field`.
+    pub fn credential_kind(&self, field: &str) -> Option<&Arc<dyn CredentialFactory>> {
+        self.credentials.get(field)
     }
 
     /// Registers a plugin type. A later registration under the same name replaces the
@@ -269,6 +292,9 @@ impl Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.factories.keys()).finish()
+        f.debug_struct("Registry")
+            .field("plugins", &self.factories.keys().collect::<Vec<_>>())
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .finish()
     }
 }

@@ -180,6 +180,21 @@ impl BuildPlugin for IpRestriction {
 mod tests {
     use super::*;
     use crate::registry::PluginScope;
+    use crate::testkit::TestRequest;
+
+    #[tokio::test]
+    async fn the_access_phase_answers_kongs_403_through_the_test_kit() {
+        let p = build(&[], &["192.0.2.0/24"]).expect("valid");
+        let mut denied = TestRequest::get("/").client_ip("192.0.2.9".parse().expect("ip"));
+        let answer = denied.access(&p).await.expect("a 403");
+        assert_eq!(answer.status, http::StatusCode::FORBIDDEN);
+        assert!(matches!(
+            &answer.body,
+            crate::Body::Message(m) if m == "IP address not allowed: 192.0.2.9"
+        ));
+        let mut allowed = TestRequest::get("/").client_ip("198.51.100.1".parse().expect("ip"));
+        assert!(allowed.access(&p).await.is_none());
+    }
 
     fn build(allow: &[&str], deny: &[&str]) -> Result<IpRestriction, ConfigError> {
         IpRestriction::build(

@@ -388,6 +388,56 @@ mod tests {
         KeyAuth::build(config, &BuildContext::new(PluginScope::Global))
     }
 
+    /// The plugin's access phase as the gateway runs it, with the consumers offered as
+    /// the configuration's shared service.
+    #[tokio::test]
+    async fn authenticates_through_the_test_kit() {
+        use crate::config::{from_node, ConfigNode};
+        use crate::consumers::ConsumerConfig;
+        use crate::testkit::TestRequest;
+        use crate::ConsumerSet;
+        use std::sync::Arc;
+
+        let configs: Vec<ConsumerConfig> = from_node(
+            &ConfigNode::from_json(&serde_json::json!([
+                {"username": "alice", "keyauth_credentials": [{"key": "k-alice", "id": "cred-1"}]}
+            ])),
+            "consumers",
+        )
+        .expect("consumers parse");
+        let consumers = Arc::new(ConsumerSet::build(&configs, "consumers").expect("valid"));
+        let config: KeyAuthConfig =
+            serde_json::from_value(serde_json::json!({"hide_credentials": true})).unwrap();
+        let services = {
+            let mut s = crate::Services::new();
+            s.insert(consumers.clone());
+            s
+        };
+        let plugin = KeyAuth::build(
+            config,
+            &BuildContext::new(PluginScope::Global).with_services(&services),
+        )
+        .expect("valid");
+
+        let mut req = TestRequest::get("/p?apikey=k-alice&x=1")
+            .header("x-consumer-username", "mallory")
+            .service(consumers.clone());
+        assert!(req.access(&plugin).await.is_none(), "a right key passes");
+        let parts = req.parts();
+        assert_eq!(parts.uri.query(), Some("x=1"), "the key is hidden");
+        assert_eq!(parts.headers["x-consumer-username"], "alice");
+        assert_eq!(parts.headers["x-credential-identifier"], "cred-1");
+        assert_eq!(req.ctx().consumer().map(|c| &*c.id), Some("alice"));
+        assert!(req.ctx().is_authenticated());
+
+        let mut wrong = TestRequest::get("/p")
+            .header("apikey", "nope")
+            .service(consumers);
+        let answer = wrong.access(&plugin).await.expect("a 401");
+        assert_eq!(answer.status, http::StatusCode::UNAUTHORIZED);
+        assert!(wrong.ctx().consumer().is_none());
+    }
+
     #[test]
     fn key_names_are_kong_header_names() {
         let k = build(&["apikey", "X-API-Key", "api_key"]).unwrap();

@@ -1,12 +1,13 @@
 //! The `consumers:` section in Kong's declarative shape: a consumer with its ACL groups,
 //! its credentials per auth kind, and its own plugins.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{lenient_vec, PluginConfig};
+use crate::config::{lenient_vec, ConfigNode, PluginConfig};
 
 /// A secret value from the configuration (an API key, a password, an HMAC secret).
 ///
@@ -62,8 +63,11 @@ impl JsonSchema for Secret {
 }
 
 /// A consumer: an identity that authentication plugins map credentials to.
+///
+/// Fields other than these are credentials of kinds that plugins registered; the
+/// gateway checks them against its registry when it builds the configuration, and
+/// refuses any other field there.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Stable identifier, sent upstream as `X-Consumer-ID`. Default: the username, or
     /// else the custom_id.
@@ -98,6 +102,11 @@ pub struct ConsumerConfig {
     /// Free-form labels (accepted for Kong compatibility, not used).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Credentials of the kinds plugins registered, by consumer field
+    /// (`hmacauth_credentials: [...]`), as written.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub registered_credentials: BTreeMap<String, ConfigNode>,
 }
 
 impl ConsumerConfig {

@@ -427,3 +427,63 @@ fn hide_client_headers_hides_them_all() {
     assert!(r.headers.is_empty());
     assert!(queued(&mut c).is_empty());
 }
+
+// ---- the real phases, through the contract's test kit ----
+
+mod through_the_test_kit {
+    use super::*;
+    use crate::testkit::TestRequest;
+
+    fn client(name: &str) -> TestRequest {
+        TestRequest::get("/orders")
+            .header("x-client", name)
+            .route("orders", "orders-svc")
+    }
+
+    /// `on_request` and `on_response` as the gateway calls them (a yearly window, so
+    /// that no window boundary falls inside the test).
+    #[tokio::test]
+    async fn counts_answers_429_and_sets_kongs_headers() {
+        let p = plugin(json!({"year": 2, "limit_by": "header", "header_name": "x-client"}));
+        for remaining in ["1", "0"] {
+            let mut req = client("a");
+            assert!(req.access(&p).await.is_none(), "under the limit");
+            let head = req.response(&p, StatusCode::OK, &[]);
+            assert_eq!(head.headers["x-ratelimit-limit-year"], "2");
+            assert_eq!(head.headers["x-ratelimit-remaining-year"], remaining);
+            assert_eq!(head.headers["ratelimit-limit"], "2");
+        }
+        let mut req = client("a");
+        let answer = req.access(&p).await.expect("the third request is refused");
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(matches!(&answer.body, Body::Message(m) if m == "API rate limit exceeded"));
+        assert!(
+            answer.headers.iter().any(|(n, _)| n == "retry-after"),
+            "{:?}",
+            answer.headers
+        );
+        let head = req.response(&p, answer.status, &[]);
+        assert_eq!(head.headers["x-ratelimit-remaining-year"], "0");
+        // Another client has its own count.
+        assert!(client("b").access(&p).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_consumer_set_by_an_earlier_plugin_is_what_is_counted() {
+        let p = plugin(json!({"year": 1}));
+        let mut alice = TestRequest::get("/").client_ip("10.0.0.1".parse().expect("ip"));
+        alice
+            .ctx_mut()
+            .set_identity(consumer("alice"), Some("key-1".into()));
+        assert!(alice.access(&p).await.is_none());
+        // Same consumer from another address: counted together, refused.
+        let mut again = TestRequest::get("/").client_ip("10.0.0.2".parse().expect("ip"));
+        again
+            .ctx_mut()
+            .set_identity(consumer("alice"), Some("key-1".into()));
+        assert!(again.access(&p).await.is_some());
+        // No consumer: counted by IP, apart.
+        let mut anonymous = TestRequest::get("/").client_ip("10.0.0.2".parse().expect("ip"));
+        assert!(anonymous.access(&p).await.is_none());
+    }
+}
