@@ -25,7 +25,8 @@
 //!   instance, the senders go with it, the task sends what is left and ends.
 //! - [`Plugin::drain`] (at SIGTERM, within `server.grace_period`) asks the task, over a
 //!   control channel, to send everything queued now, and waits for its acknowledgement
-//!   for at most `drain_timeout`.
+//!   for at most `drain_timeout`. From then on the task sends each line as it comes, so
+//!   requests that finish during the grace period are shipped too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -240,22 +241,28 @@ impl Shipper {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut flush_open = true;
+        // Once drained, the process is stopping: requests still finishing within the
+        // grace period log too, and their lines are sent at once rather than batched.
+        let mut draining = false;
         loop {
             tokio::select! {
                 // A flush request first, so that drain is not kept waiting by traffic.
                 biased;
                 request = flush.recv(), if flush_open => match request {
                     Some(ack) => {
-                        while let Ok(line) = lines.try_recv() {
-                            self.push(&mut batch, line).await;
-                        }
-                        self.send(&mut batch).await;
+                        draining = true;
+                        self.send_queued(&mut batch, &mut lines).await;
                         let _ = ack.send(());
                     }
                     None => flush_open = false,
                 },
                 line = lines.recv() => match line {
-                    Some(line) => self.push(&mut batch, line).await,
+                    Some(line) => {
+                        self.push(&mut batch, line).await;
+                        if draining {
+                            self.send_queued(&mut batch, &mut lines).await;
+                        }
+                    }
                     None => {
                         // The instance is gone (a reload, or the end): send the rest.
                         self.send(&mut batch).await;
@@ -265,6 +272,14 @@ impl Shipper {
                 _ = ticker.tick() => self.send(&mut batch).await,
             }
         }
+    }
+
+    /// Sends the batch and everything waiting in the queue now.
+    async fn send_queued(&self, batch: &mut Vec<Vec<u8>>, lines: &mut mpsc::Receiver<Vec<u8>>) {
+        while let Ok(line) = lines.try_recv() {
+            self.push(batch, line).await;
+        }
+        self.send(batch).await;
     }
 
     async fn push(&self, batch: &mut Vec<Vec<u8>>, line: Vec<u8>) {
@@ -451,7 +466,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn drain_sends_what_is_queued_and_counts_failures() {
+    async fn drain_sends_what_is_queued_then_each_line_as_it_comes() {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -471,6 +486,13 @@ mod tests {
         assert_eq!(p.failed(), 3);
         assert_eq!(p.shipped(), 0);
         assert_eq!(p.dropped(), 0);
+        // After the drain, a line is sent as it comes (no batch, no interval).
+        req.log(&p, 200, Duration::from_millis(1));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while p.failed() < 4 {
+            assert!(std::time::Instant::now() < deadline, "the line was not sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]

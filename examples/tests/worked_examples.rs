@@ -185,9 +185,9 @@ async fn log_shipper_flushes_its_queue_when_the_gateway_stops() {
     })
     .await;
     // A flush interval of an hour and batches larger than N: only the drain at SIGTERM
-    // can deliver these lines.
+    // can deliver these lines. The grace period bounds the drain.
     let mut gw = Gateway::start(&format!(
-        "server: {{grace_period: 1s}}
+        "server: {{grace_period: 3s}}
 upstreams: [{{name: b, targets: [\"{backend}\"]}}]
 plugins:
   - name: log-shipper
@@ -218,11 +218,9 @@ routes:
     assert!(status.success(), "{status}: {}", gw.log());
     // The process exited after the drain acknowledged the flush, so the collector has
     // the lines already; the wait only covers its own bookkeeping.
-    wait_for(Duration::from_secs(5), "the shipped lines", || {
-        lines.lock().unwrap().len() >= N
-    })
-    .await;
+    let enough = wait_for(Duration::from_secs(5), || lines.lock().unwrap().len() >= N).await;
     let lines = lines.lock().unwrap();
+    assert!(enough, "{} of {N} lines: {}", lines.len(), gw.log());
     assert_eq!(lines.len(), N, "{lines:?}");
     let mut paths: Vec<String> = lines
         .iter()

@@ -272,11 +272,14 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// Waits until `condition` holds, for at most `limit`.
-pub async fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+/// Waits until `condition` holds, for at most `limit`; whether it does.
+pub async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    true
 }
