@@ -490,9 +490,38 @@ mod tests {
         req.log(&p, 200, Duration::from_millis(1));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while p.failed() < 4 {
-            assert!(std::time::Instant::now() < deadline, "the line was not sent");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the line was not sent"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn dropping_the_instance_sends_the_rest_and_ends_the_task() {
+        let (_stop, stopping) = watch::channel(false);
+        let lifecycle = Lifecycle::new(tokio::runtime::Handle::current(), stopping);
+        let cx = BuildContext::new(PluginScope::Global).with_lifecycle(&lifecycle);
+        let mut c = config("http://127.0.0.1:1/", 100);
+        c.batch_size = 100;
+        let p = LogShipper::build(c, &cx).unwrap();
+        let counters = Arc::clone(&p.counters);
+        let req = TestRequest::get("/a");
+        req.log(&p, 200, Duration::from_millis(1));
+        req.log(&p, 200, Duration::from_millis(1));
+        // What a reload does to a replaced instance.
+        drop(p);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&counters) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the task is still running"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // It tried to send the two lines before it ended (nothing listens on port 1).
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 2);
     }
 
     #[test]
