@@ -143,6 +143,9 @@ type CacheKey = (u64, Vec<Option<HeaderValue>>);
 /// The `http-authorize` plugin.
 #[derive(Debug)]
 pub struct HttpAuthorize {
+    /// One client, so one connection pool, for every request of the instance. The call
+    /// runs on the proxy's own runtime (awaited in `on_request`): its connections live
+    /// as long as that runtime, which is the process's.
     client: reqwest::Client,
     url: reqwest::Url,
     method: reqwest::Method,

@@ -15,6 +15,8 @@
 //! `custom-gateway run --config FILE` and `custom-gateway validate FILE` know them by
 //! name.
 
+#![warn(missing_docs)]
+
 pub mod authorize;
 pub mod config_duration;
 pub mod log_shipper;
