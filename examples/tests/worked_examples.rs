@@ -69,7 +69,7 @@ async fn authorization_service() -> (std::net::SocketAddr, Arc<Mutex<HashMap<Str
             let token = r.header("authorization").unwrap_or("").to_string();
             *calls.lock().unwrap().entry(token.clone()).or_default() += 1;
             match token.as_str() {
-                "Bearer good" => Reply::new(200).header("x-authz-subject", "alice"),
+                "Bearer good" => Reply::new(200).header("X-Authz-Subject", "alice"),
                 "Bearer bad" => Reply::new(403),
                 "Bearer slow" => {
                     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -98,7 +98,7 @@ routes:
           url: http://{authz}/check
           timeout: 250ms
           forward_headers: [authorization]
-          upstream_headers: [x-authz-subject]
+          upstream_headers: [X-Authz-Subject]
           cache_ttl: 1h
           cache_size: 100
           error_log_interval: 1h
@@ -108,7 +108,8 @@ routes:
     let c = client();
     let calls_for = |token: &str| calls.lock().unwrap().get(token).copied().unwrap_or(0);
 
-    // Allowed: the service's subject goes upstream, the client's forged one does not.
+    // Allowed: the service's subject goes upstream (named in lower case, the documented
+    // spelling of plugin-added request headers), the client's forged one does not.
     for _ in 0..2 {
         let ok = c
             .get(gw.url("/orders"))

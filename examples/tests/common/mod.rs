@@ -29,17 +29,17 @@ pub fn free_port() -> u16 {
 pub struct Received {
     pub method: String,
     pub path: String,
-    /// Names in lower case.
+    /// Names as they were sent (case kept).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Received {
-    /// The first value of header `name` (lower case).
+    /// The first value of header `name`, whatever its case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 }
@@ -118,16 +118,16 @@ async fn answer(mut s: TcpStream, handler: Handler) -> std::io::Result<()> {
     let path = request_line.next().unwrap_or_default().to_string();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
     let mut body = buf[head_end..].to_vec();
     let length = headers
         .iter()
-        .find(|(n, _)| n == "content-length")
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok());
     let chunked = headers
         .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     loop {
         let complete = match length {
             Some(len) => body.len() >= len,
@@ -163,8 +163,8 @@ async fn answer(mut s: TcpStream, handler: Handler) -> std::io::Result<()> {
     s.shutdown().await
 }
 
-/// A backend that answers `text/plain` with the request line and headers it received,
-/// and says who it is in `x-backend`.
+/// A backend that answers `text/plain` with the request line and headers it received
+/// (names spelled as they came), and says who it is in `x-backend`.
 pub async fn echo_backend(name: &'static str) -> SocketAddr {
     serve(move |r: Received| async move {
         let mut text = format!("{} {}\n", r.method, r.path);
