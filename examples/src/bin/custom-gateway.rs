@@ -1,11 +1,11 @@
-//! A gateway binary of your own: Pingway's command line, the stock plugins, and yours.
+//! A gateway binary of your own: Pingway's command line, the stock plugins, and yours
+//! (every plugin of `pingway_examples`).
 //!
 //! ```text
 //! cargo run -p pingway-examples --bin custom-gateway -- run --config examples/custom-gateway.yaml
 //! ```
 
 use clap::Parser;
-use pingway_examples::RequestDigest;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -16,7 +16,7 @@ fn main() {
     // RUST_LOG, default info; never request or response contents (see pingway::logging).
     pingway::logging::init();
     let mut registry = pingway::stock::registry();
-    registry.register::<RequestDigest>();
+    pingway_examples::register(&mut registry);
     let cli = pingway::cli::Cli::parse();
     std::process::exit(pingway::cli::run(cli, registry));
 }

@@ -114,7 +114,7 @@ pub trait Plugin: Send + Sync + 'static {
     fn on_log(&self, _entry: &LogEntry<'_>) {}
 
     /// The process is stopping: flush what is queued. The gateway awaits every live
-    /// instance's drain, all at once, for at most `server.plugin_drain_timeout`.
+    /// instance's drain, all at once, for at most `server.grace_period`.
     async fn drain(&self) {}
 }
 
