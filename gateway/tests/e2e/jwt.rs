@@ -514,29 +514,47 @@ async fn anonymous_and_preflight() {
 #[tokio::test]
 async fn credentials_are_checked_at_load() {
     let backend = crate::common::Backend::start("echo", crate::common::Behaviour::Echo).await;
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    let rsa = &rsa_keys()[0];
+    let private = pem("PRIVATE KEY", &rsa.pkcs8);
     let yaml = config(
         &backend,
         &route("r", "/", "{maximum_expiration: 60}"),
-        r#"
+        &format!(
+            r#"
 consumers:
   - username: x
     jwt_secrets:
-      - {key: a, algorithm: RS256, rsa_public_key: "not a pem"}
-      - {key: b, algorithm: HS256}
-      - {key: c, algorithm: ES256, secret: "only-for-hmac"}
+      - {{key: a, algorithm: RS256, rsa_public_key: "not a pem"}}
+      - {{key: b, algorithm: HS256}}
+      - {{key: c, algorithm: ES256, secret: "only-for-hmac"}}
+      - {{key: d, algorithm: RS256, rsa_public_key: {crlf}}}
+      - {{key: e, algorithm: RS256, rsa_public_key: {two_keys}}}
+      - {{key: f, algorithm: RS256, rsa_public_key: {private}}}
 "#,
+            // CRLF line endings are fine.
+            crlf = q(&rsa.public_pem.replace('\n', "\r\n")),
+            two_keys = q(&format!("{}{}", rsa.public_pem, rsa.public_pkcs1_pem)),
+            private = q(&private),
+        ),
     );
     let (ok, out) = validate(&yaml);
     assert!(!ok, "{out}");
     for needle in [
-        "consumers[0].jwt_secrets[0].rsa_public_key",
+        "consumers[0].jwt_secrets[0].rsa_public_key: not a PEM-encoded public key",
         "consumers[0].jwt_secrets[1].secret: required for algorithm HS256",
         "consumers[0].jwt_secrets[2].rsa_public_key",
+        "consumers[0].jwt_secrets[4].rsa_public_key: unexpected text after the PEM block's END line",
+        "consumers[0].jwt_secrets[5].rsa_public_key: expected a PEM public key",
         "routes[0].plugins[0].config.claims_to_verify",
     ] {
         assert!(out.contains(needle), "{needle} missing in:\n{out}");
     }
+    assert!(!out.contains("jwt_secrets[3]"), "{out}");
     assert!(!out.contains("only-for-hmac"), "{out}");
+    // No line of the private key is echoed.
+    let secret_line = private.lines().nth(2).unwrap();
+    assert!(!out.contains(secret_line), "{out}");
 }
 
 #[tokio::test]
