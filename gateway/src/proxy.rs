@@ -317,6 +317,20 @@ fn with_query(path: &str, uri: &http::Uri) -> Option<http::Uri> {
     target.parse().ok()
 }
 
+/// Forgets the spelling of the header names the client sent, so that the upstream
+/// request is written with lower-case names (as HTTP/2 and HAProxy send every name) and
+/// each header the gateway or a plugin adds is one map insert rather than a titled copy
+/// kept beside it. A request-target that only its raw bytes hold (not UTF-8) keeps the
+/// request as it is.
+fn drop_header_case(upstream: &mut RequestHeader) {
+    if !upstream.has_case() || !upstream.raw_path_is_utf8() {
+        return;
+    }
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let parts: http::request::Parts = std::mem::replace(upstream, placeholder).into();
+    *upstream = RequestHeader::from(parts);
+}
+
 /// Removes the matched path prefix for `strip_prefix` (the query is kept).
 fn strip_prefix(upstream: &mut RequestHeader, matched_len: usize) {
     if matched_len == 0 {
@@ -730,6 +744,9 @@ impl ProxyHttp for PingwayProxy {
         let Some(route) = st.route(runtime) else {
             return Ok(());
         };
+        if !runtime.headers.preserve_case {
+            drop_header_case(upstream);
+        }
         if route.strip_prefix {
             strip_prefix(upstream, st.matched_len);
         }

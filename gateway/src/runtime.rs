@@ -57,6 +57,8 @@ pub struct HeaderSettings {
     pub latency: bool,
     /// Whether to send X-Forwarded-* and X-Real-IP upstream.
     pub forwarded: bool,
+    /// Whether header names go upstream spelled as the client sent them.
+    pub preserve_case: bool,
 }
 
 /// A compiled configuration.
@@ -300,6 +302,7 @@ impl Runtime {
                 via: cfg.proxy.via_header.then(via_value),
                 latency: cfg.proxy.latency_headers,
                 forwarded: cfg.proxy.forwarded_headers,
+                preserve_case: cfg.proxy.preserve_header_case,
             },
             instances,
             reused_instances,

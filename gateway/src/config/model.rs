@@ -119,6 +119,12 @@ pub struct ProxySettings {
     /// responses and `X-Pingway-Response-Latency` to responses the gateway generates.
     #[serde(default = "defaults::latency_headers")]
     pub latency_headers: bool,
+    /// Send header names upstream spelled as the client sent them (`X-Api-Version`).
+    /// Off by default: names go upstream in lower case, as HTTP/2 and HAProxy send every
+    /// name (HTTP header names are case-insensitive), and each header the gateway adds
+    /// costs a third of the work.
+    #[serde(default)]
+    pub preserve_header_case: bool,
     /// What to do with `%2F` and `%5C` (encoded `/` and `\`) in a request path. Many
     /// backends decode them into path separators after the gateway has routed, so
     /// `/admin%2Fx` could reach an `/admin` handler through a route without its plugins.
@@ -175,6 +181,7 @@ impl Default for ProxySettings {
             forwarded_headers: defaults::forwarded_headers(),
             via_header: defaults::via_header(),
             latency_headers: defaults::latency_headers(),
+            preserve_header_case: false,
             escaped_slashes: EscapedSlashes::default(),
             client_header_timeout: defaults::client_header_timeout(),
             client_body_timeout: defaults::client_body_timeout(),

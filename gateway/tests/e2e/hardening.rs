@@ -457,3 +457,49 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     let logged = gw.log().contains("server.max_connections reached");
     assert!(logged, "{}", gw.log());
 }
+
+/// A backend that answers one request with the request head exactly as it came (names
+/// spelled as sent), for checks the echo backend cannot make (it lower-cases names).
+async fn raw_head_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed before the head ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+            text.len()
+        );
+        s.write_all(resp.as_bytes()).await.unwrap();
+        text
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn header_names_go_upstream_in_lower_case_unless_case_is_preserved() {
+    for (proxy, sent_as) in [
+        ("", "x-custom-case: 1\r\n"),
+        (
+            "proxy: {preserve_header_case: true}",
+            "X-Custom-Case: 1\r\n",
+        ),
+    ] {
+        let (addr, head) = raw_head_backend().await;
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]\n{proxy}\nupstreams: [{{name: up, targets: [\"{addr}\"]}}]\nroutes: [{{name: r, upstream: up}}]\n"
+        );
+        let gw = GatewayProcess::start(&yaml).await;
+        let r = get(&gw, "/", "X-Custom-Case: 1\r\n").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let seen = head.await.unwrap();
+        assert!(seen.contains(sent_as), "{proxy:?}: {seen}");
+    }
+}
