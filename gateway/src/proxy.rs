@@ -317,6 +317,10 @@ fn with_query(path: &str, uri: &http::Uri) -> Option<http::Uri> {
     target.parse().ok()
 }
 
+/// Headers the gateway typically adds to an upstream request: X-Forwarded-For, -Proto,
+/// -Host, -Port, X-Real-IP, the request id, Via, and a few for plugins.
+const UPSTREAM_HEADERS_ADDED: usize = 12;
+
 /// Forgets the spelling of the header names the client sent, so that the upstream
 /// request is written with lower-case names (as HTTP/2 and HAProxy send every name) and
 /// each header the gateway or a plugin adds is one map insert rather than a titled copy
@@ -327,7 +331,10 @@ fn drop_header_case(upstream: &mut RequestHeader) {
         return;
     }
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let parts: http::request::Parts = std::mem::replace(upstream, placeholder).into();
+    let mut parts: http::request::Parts = std::mem::replace(upstream, placeholder).into();
+    // The map was sized for the headers the client sent; grow it once for the ones the
+    // gateway adds (forwarding, request id, Via, identity) rather than on each insert.
+    parts.headers.reserve(UPSTREAM_HEADERS_ADDED);
     *upstream = RequestHeader::from(parts);
 }
 

@@ -119,6 +119,10 @@ struct Args {
     /// With `--callgrind`: also simulate the caches (slower) and report misses.
     #[arg(long)]
     callgrind_cache_sim: bool,
+    /// With `--callgrind`: copy each proxy's dump into this folder as
+    /// `callgrind.<proxy>.out`, for `callgrind_annotate` (where the instructions go).
+    #[arg(long)]
+    callgrind_keep: Option<std::path::PathBuf>,
     /// Seconds to wait for other processes to calm down before a run.
     #[arg(long, default_value_t = 300)]
     max_wait: u64,

@@ -292,6 +292,10 @@ pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<
             })
             .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .context("no callgrind dump")?;
+        if let Some(keep) = &bench.args.callgrind_keep {
+            std::fs::create_dir_all(keep)?;
+            std::fs::copy(&dump, keep.join(format!("callgrind.{}.out", peer.key())))?;
+        }
         let text = std::fs::read_to_string(&dump)?;
         let (total, memcpy, allocs) = parse_callgrind(&text);
         if bench.args.callgrind_cache_sim {
