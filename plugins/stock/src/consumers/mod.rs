@@ -3,10 +3,11 @@
 //!
 //! The `consumers:` section of the configuration uses Kong's declarative shape
 //! ([`ConsumerConfig`]). It is compiled once per load into a [`ConsumerSet`], whose
-//! credential lookups are hash maps. Plugins reach the set per request through
-//! [`PluginRequest::consumers`](crate::PluginRequest::consumers) (and at build time
-//! through [`BuildContext::consumers`](crate::BuildContext::consumers), to check names
-//! such as `anonymous`).
+//! credential lookups are hash maps. The gateway offers the set as a shared service of
+//! the configuration: plugins reach it per request with
+//! [`Request::service`](crate::Request::service) and at build time with
+//! [`BuildContext::service`](crate::BuildContext::service) (to check names such as
+//! `anonymous`); [`crate::auth::consumers`] does both lookups for the stock plugins.
 //!
 //! Secrets ([`Secret`]) never appear in `Debug` output, logs or error messages, and are
 //! not kept in the clear once the set is built.
