@@ -241,6 +241,41 @@ where
     }
 }
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the first bytes of a connection say about its protocol.
+#[derive(Debug, Default)]
+struct Opening {
+    /// Bytes seen so far that match the HTTP/2 preface.
+    matched: usize,
+    /// Decided: `Some(true)` for HTTP/2, `Some(false)` for anything else.
+    decided: Option<bool>,
+}
+
+impl Opening {
+    fn is_http2(&self) -> bool {
+        self.decided == Some(true)
+    }
+
+    /// Feeds bytes just read; true once they have made up the HTTP/2 preface.
+    fn see(&mut self, bytes: &[u8]) -> bool {
+        if self.decided.is_none() {
+            let want = &H2_PREFACE[self.matched..];
+            let n = want.len().min(bytes.len());
+            if bytes[..n] != want[..n] {
+                self.decided = Some(false);
+            } else {
+                self.matched += n;
+                if self.matched == H2_PREFACE.len() {
+                    self.decided = Some(true);
+                }
+            }
+        }
+        self.is_http2()
+    }
+}
+
 /// A client stream whose request heads must arrive within their deadline.
 pub struct GuardedStream {
     inner: Stream,
@@ -250,6 +285,10 @@ pub struct GuardedStream {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Whether the running head has had any bytes (a 408 is owed if it times out).
     head_started: bool,
+    /// The first bytes of the connection, until they tell HTTP/1 from the HTTP/2
+    /// connection preface: an HTTP/2 connection's streams have no HTTP/1 head, so the
+    /// deadline does not apply to it (its requests run on tasks of their own).
+    opening: Opening,
     /// Held for as long as the connection is open.
     _permit: Option<OwnedSemaphorePermit>,
     counters: Arc<GuardCounters>,
@@ -270,6 +309,7 @@ impl GuardedStream {
             connection,
             deadline,
             head_started: false,
+            opening: Opening::default(),
             _permit: permit,
             counters,
         }
@@ -300,7 +340,7 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let awaiting = this.connection.awaiting_head();
+        let awaiting = this.connection.awaiting_head() && !this.opening.is_http2();
         if !awaiting {
             this.deadline = None;
             this.head_started = false;
@@ -312,6 +352,11 @@ impl AsyncRead for GuardedStream {
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         if awaiting && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if this.opening.see(&buf.filled()[before..]) {
+                // HTTP/2: no head deadline for this connection.
+                this.deadline = None;
+                return read;
+            }
             this.head_started = true;
             if this.deadline.is_none() {
                 // A later request's head starts with its first byte; the idle time
@@ -448,6 +493,60 @@ mod tests {
         assert_eq!(body.len(), length);
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["message"], "Request timeout");
+    }
+
+    /// A guarded server side of a real loopback connection, and its client side.
+    async fn pair(head_timeout: Duration) -> (GuardedStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(server));
+        let guarded = GuardedStream::new(
+            stream,
+            Arc::new(Connection::new(head_timeout)),
+            None,
+            Arc::new(GuardCounters::default()),
+        );
+        (guarded, client)
+    }
+
+    /// With the clock paused, time jumps to the next timer whenever every task waits, so
+    /// "the deadline passed" needs no real waiting.
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_http1_head_times_out_and_an_http2_connection_does_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; 64];
+
+        let (mut server, mut client) = pair(Duration::from_secs(60)).await;
+        client.write_all(b"GET / HT").await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 8);
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(server);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 408"));
+
+        let (mut server, mut client) = pair(Duration::from_secs(60)).await;
+        client.write_all(&H2_PREFACE[..10]).await.unwrap();
+        server.read_exact(&mut buf[..10]).await.unwrap();
+        client.write_all(&H2_PREFACE[10..]).await.unwrap();
+        server.read_exact(&mut buf[..14]).await.unwrap();
+        // An hour of silence later, the read is still waiting: no head deadline.
+        let waited = tokio::time::timeout(Duration::from_secs(3600), server.read(&mut buf)).await;
+        assert!(waited.is_err(), "the HTTP/2 connection was cut: {waited:?}");
+    }
+
+    #[test]
+    fn the_http2_preface_is_recognised_however_it_is_split() {
+        let mut o = Opening::default();
+        assert!(!o.see(b"PRI * HTTP/"));
+        assert!(o.see(b"2.0\r\n\r\nSM\r\n\r\nextra"));
+        let mut o = Opening::default();
+        assert!(!o.see(b"GET / HTTP/1.1\r\n"));
+        assert!(!o.see(H2_PREFACE));
     }
 
     #[test]
