@@ -485,8 +485,7 @@ impl ProxyHttp for PingwayProxy {
         // hosts and encoded slashes that a backend could read differently.
         if let Err(rejection) = request_head::check(session.req_header_mut(), &runtime.head_policy)
         {
-            let resp = Response::error(rejection.status, rejection.message);
-            send_generated(session, runtime, st, resp).await?;
+            send_generated(session, runtime, st, rejection.response()).await?;
             return Ok(true);
         }
 
@@ -510,8 +509,7 @@ impl ProxyHttp for PingwayProxy {
                     Ok(SlashOutcome::Unchanged) => None,
                     Ok(SlashOutcome::Unescaped(p)) => Some(p),
                     Err(rejection) => {
-                        let resp = Response::error(rejection.status, rejection.message);
-                        send_generated(session, runtime, st, resp).await?;
+                        send_generated(session, runtime, st, rejection.response()).await?;
                         return Ok(true);
                     }
                 };

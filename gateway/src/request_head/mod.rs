@@ -29,6 +29,11 @@ impl Rejection {
             message,
         }
     }
+
+    /// The JSON answer the client gets.
+    pub fn response(&self) -> pingway_plugins::Response {
+        pingway_plugins::Response::error(self.status, self.message)
+    }
 }
 
 /// The request-target is none of the forms a gateway serves.

@@ -44,78 +44,41 @@ use crate::view::{
     UpstreamRequest,
 };
 
-/// A request head kept in `http`'s own types.
+/// A request kept in `http`'s own types, with a body that is all there from the start.
 #[derive(Debug)]
-pub struct Head(http::request::Parts);
+pub struct Head {
+    parts: http::request::Parts,
+    body: Option<Bytes>,
+}
 
 impl RequestHead for Head {
     fn parts(&self) -> &http::request::Parts {
-        &self.0
+        &self.parts
     }
 
     fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
-        self.0.headers.insert(name, value);
+        self.parts.headers.insert(name, value);
     }
 
     fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
-        self.0.headers.append(name, value);
+        self.parts.headers.append(name, value);
     }
 
     fn remove_header(&mut self, name: &HeaderName) -> Option<HeaderValue> {
-        self.0.headers.remove(name)
+        self.parts.headers.remove(name)
     }
 
     fn set_uri(&mut self, uri: Uri) {
-        self.0.uri = uri;
+        self.parts.uri = uri;
     }
 
     fn set_method(&mut self, method: Method) {
-        self.0.method = method;
+        self.parts.method = method;
     }
 }
 
 #[async_trait]
 impl RequestBodySource for Head {
-    async fn read_body(&mut self, _limit: usize) -> Result<BufferedBody, BodyError> {
-        Err(BodyError::Unavailable)
-    }
-}
-
-/// A request whose body is all there from the start.
-#[derive(Debug)]
-struct TestSource {
-    head: Head,
-    body: Option<Bytes>,
-}
-
-impl RequestHead for TestSource {
-    fn parts(&self) -> &http::request::Parts {
-        self.head.parts()
-    }
-
-    fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
-        self.head.insert_header(name, value)
-    }
-
-    fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
-        self.head.append_header(name, value)
-    }
-
-    fn remove_header(&mut self, name: &HeaderName) -> Option<HeaderValue> {
-        self.head.remove_header(name)
-    }
-
-    fn set_uri(&mut self, uri: Uri) {
-        self.head.set_uri(uri)
-    }
-
-    fn set_method(&mut self, method: Method) {
-        self.head.set_method(method)
-    }
-}
-
-#[async_trait]
-impl RequestBodySource for TestSource {
     async fn read_body(&mut self, limit: usize) -> Result<BufferedBody, BodyError> {
         let body = self.body.clone().unwrap_or_default();
         if body.len() > limit {
@@ -128,7 +91,7 @@ impl RequestBodySource for TestSource {
 /// A request for a plugin under test, with the per-request state its phases share.
 #[derive(Debug)]
 pub struct TestRequest {
-    source: TestSource,
+    source: Head,
     ctx: RequestCtx,
     services: Services,
 }
@@ -142,10 +105,7 @@ impl TestRequest {
         let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         let id = RequestId::new("test-request").unwrap_or_default();
         TestRequest {
-            source: TestSource {
-                head: Head(parts),
-                body: None,
-            },
+            source: Head { parts, body: None },
             ctx: RequestCtx::new(id, client, Some(SocketAddr::new(client, 40000))),
             services: Services::new(),
         }
@@ -165,7 +125,7 @@ impl TestRequest {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         let name = HeaderName::from_bytes(name.as_bytes()).expect("a valid header name");
         let value = HeaderValue::from_str(value).expect("a valid header value");
-        self.source.head.0.headers.append(name, value);
+        self.source.parts.headers.append(name, value);
         self
     }
 
@@ -173,8 +133,7 @@ impl TestRequest {
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         let body = body.into();
         self.source
-            .head
-            .0
+            .parts
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         self.source.body = Some(body);
@@ -201,7 +160,7 @@ impl TestRequest {
 
     /// The request head as the phases left it.
     pub fn parts(&self) -> &http::request::Parts {
-        &self.source.head.0
+        &self.source.parts
     }
 
     /// The per-request state as the phases left it.
@@ -238,9 +197,12 @@ impl TestRequest {
     /// Runs the upstream-request phase on a copy of the head, and returns what the
     /// upstream would receive.
     pub fn upstream_request(&mut self, plugin: &dyn Plugin) -> http::request::Parts {
-        let mut upstream = Head(clone_parts(&self.source.head.0));
+        let mut upstream = Head {
+            parts: clone_parts(&self.source.parts),
+            body: None,
+        };
         plugin.on_upstream_request(&mut UpstreamRequest::new(&mut upstream, &mut self.ctx));
-        upstream.0
+        upstream.parts
     }
 
     /// Streams `chunks` of a request body through the plugin's body phase and returns
@@ -310,7 +272,7 @@ impl TestRequest {
     /// Runs the log phase as if the client got `status` after `total` time.
     pub fn log(&self, plugin: &dyn Plugin, status: u16, total: Duration) {
         let response = response_head(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), &[]);
-        let mut entry = LogEntry::new(&self.source.head.0, &self.ctx, total);
+        let mut entry = LogEntry::new(&self.source.parts, &self.ctx, total);
         entry.status = status;
         entry.response = Some(&response.0);
         entry.upstream = self.ctx.route.as_ref().map(|r| &*r.upstream);
