@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
+use siphasher::sip128::{Hasher128 as _, SipHasher24};
 use subtle::ConstantTimeEq;
 
 use super::config::{ConsumerConfig, JwtAlgorithm};
@@ -66,7 +66,7 @@ impl Drop for InFlightGuard<'_> {
 
 struct KeyAuthEntry {
     consumer: usize,
-    /// HMAC of the key under the set's lookup key (the key itself is not kept).
+    /// Keyed digest of the key under the set's lookup key (the key itself is not kept).
     digest: [u8; 32],
     credential: CredentialId,
 }
@@ -79,16 +79,17 @@ struct BasicAuthEntry {
 
 /// The consumers of one configuration and their credentials.
 ///
-/// Every lookup is a hash-map lookup. API keys are looked up by an HMAC-SHA-256 of the
-/// key under a random key drawn when the set is built, so neither the map's probing nor
-/// its comparisons depend on the stored keys in a way a client could time; the matched
-/// digest is then compared again in constant time. Secrets are not kept in the clear:
+/// Every lookup is a hash-map lookup. API keys are looked up by a keyed digest of the key
+/// ([`LookupKey`]: SipHash-2-4, a pseudo-random function, under 256 random bits drawn
+/// when the set is built), so neither the map's probing nor its comparisons depend on the
+/// stored keys in a way a client could time; the matched digest is then compared again in
+/// constant time. Secrets are not kept in the clear:
 /// API keys and plain passwords are stored as digests.
 pub struct ConsumerSet {
     consumers: Vec<Arc<Consumer>>,
     by_id: HashMap<Arc<str>, usize>,
     by_username: HashMap<Arc<str>, usize>,
-    lookup_key: hmac::Key,
+    lookup_key: LookupKey,
     key_auth: HashMap<[u8; 32], KeyAuthEntry>,
     basic_auth: HashMap<String, BasicAuthEntry>,
     jwt: HashMap<String, JwtCredential>,
@@ -115,7 +116,19 @@ impl fmt::Debug for ConsumerSet {
     }
 }
 
-fn random_key() -> hmac::Key {
+/// The secret of the set's lookup digests: two SipHash-2-4 keys (128 bits each), drawn
+/// when the set is built and never shown.
+///
+/// SipHash is a keyed pseudo-random function made for short inputs (hash-flooding
+/// resistance is what it was designed for): without the key a client can neither predict
+/// a digest nor make two keys collide. Two independent 128-bit outputs make the 256-bit
+/// digest the maps hold. It costs a few hundred instructions where HMAC-SHA-256 cost
+/// several thousand on every key-auth request; the digest is an index, not a stored
+/// password hash (those stay bcrypt / argon2 / SHA-256, see `password.rs`).
+#[derive(Clone, Copy)]
+pub(crate) struct LookupKey([SipHasher24; 2]);
+
+fn random_key() -> LookupKey {
     let mut bytes = [0u8; 32];
     if SystemRandom::new().fill(&mut bytes).is_err() {
         // No system randomness: fall back to a per-process value. The lookup key only
@@ -125,28 +138,40 @@ fn random_key() -> hmac::Key {
             .map_or(0, |d| d.as_nanos());
         bytes[..16].copy_from_slice(&seed.to_le_bytes());
     }
-    hmac::Key::new(hmac::HMAC_SHA256, &bytes)
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    LookupKey([
+        SipHasher24::new_with_keys(word(0), word(1)),
+        SipHasher24::new_with_keys(word(2), word(3)),
+    ])
 }
 
 #[cfg(test)]
 thread_local! {
-    /// HMAC runs on this thread, so tests can check that right and wrong keys cost the
+    /// Digest runs on this thread, so tests can check that right and wrong keys cost the
     /// same work.
-    static HMAC_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static DIGEST_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-fn digest_of(key: &hmac::Key, parts: &[&[u8]]) -> [u8; 32] {
+fn digest_of(key: &LookupKey, parts: &[&[u8]]) -> [u8; 32] {
+    use std::hash::Hasher as _;
     #[cfg(test)]
-    HMAC_RUNS.with(|n| n.set(n.get() + 1));
-    let mut ctx = hmac::Context::with_key(key);
-    for p in parts {
-        // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
-        ctx.update(&(p.len() as u64).to_le_bytes());
-        ctx.update(p);
-    }
-    let tag = ctx.sign();
+    DIGEST_RUNS.with(|n| n.set(n.get() + 1));
     let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
+    for (half, base) in out.chunks_exact_mut(16).zip(key.0) {
+        let mut h = base;
+        for p in parts {
+            // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
+            h.write(&(p.len() as u64).to_le_bytes());
+            h.write(p);
+        }
+        let tag = h.finish128();
+        half[..8].copy_from_slice(&tag.h1.to_le_bytes());
+        half[8..].copy_from_slice(&tag.h2.to_le_bytes());
+    }
     out
 }
 
@@ -665,8 +690,8 @@ mod tests {
         }
     }
 
-    fn hmac_runs() -> usize {
-        HMAC_RUNS.with(|n| n.get())
+    fn digest_runs() -> usize {
+        DIGEST_RUNS.with(|n| n.get())
     }
 
     fn sha256_runs() -> usize {
@@ -687,9 +712,9 @@ mod tests {
             (b"x", false),
             (&[b'k'; 4096][..], false),
         ] {
-            let before = hmac_runs();
+            let before = digest_runs();
             assert_eq!(s.key_auth(key).is_some(), found);
-            assert_eq!(hmac_runs() - before, 1, "{}", key.len());
+            assert_eq!(digest_runs() - before, 1, "{}", key.len());
         }
     }
 
@@ -734,11 +759,11 @@ mod tests {
             assert_eq!(slow(), 2, "round {round}");
         }
         for round in 0..3 {
-            let before = (hmac_runs(), sha256_runs());
+            let before = (digest_runs(), sha256_runs());
             assert!(s.basic_auth("h", b"pw").await.is_some());
             assert!(s.basic_auth("h", b"wrong").await.is_none());
             assert_eq!(
-                (hmac_runs() - before.0, sha256_runs() - before.1),
+                (digest_runs() - before.0, sha256_runs() - before.1),
                 (2, 0),
                 "round {round}"
             );
