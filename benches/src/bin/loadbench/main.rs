@@ -112,8 +112,8 @@ struct Args {
     /// Deterministic: other jobs on the machine do not change these counts.
     #[arg(long, value_delimiter = ',')]
     callgrind: Vec<String>,
-    /// The scenario `--callgrind` loads: 1 (one route) or 3 (the route table, spread
-    /// requests).
+    /// The scenario `--callgrind` loads: 1 (one route), 2 (the plugins; bare Pingora
+    /// without) or 3 (the route table, spread requests).
     #[arg(long, default_value_t = 1)]
     callgrind_scenario: u8,
     /// With `--callgrind`: also simulate the caches (slower) and report misses.

@@ -214,7 +214,7 @@ fn per_request_counters(csv: &str, requests: f64) -> String {
 }
 
 /// Instructions, memcpy instructions and allocator calls per request of each of `peers`
-/// under callgrind, instrumentation switched on only while wrk runs (scenario 1).
+/// under callgrind, instrumentation switched on only while wrk runs (scenario 1, 2 or 3).
 pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<String> {
     bench
         .single_process
@@ -228,6 +228,9 @@ pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<
                 Setup::Routes,
                 format!("{} {} routes", peer.key(), bench.set.routes.len()),
             ),
+            // Scenario 2: the plugins (bare Pingora has none: it stays the floor).
+            (2, Peer::Bare) => (Setup::Plain, "bare (no plugins)".to_string()),
+            (2, _) => (Setup::Plugins, format!("{} plugins", peer.key())),
             _ => (Setup::Plain, peer.key().to_string()),
         };
         cases.push(Case {
