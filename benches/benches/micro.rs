@@ -328,7 +328,7 @@ fn chain_pass(chain: &Chain, session: &mut Session, info: &Arc<RouteInfo>, ip: I
     }
     let mut upstream = session.req_header().clone();
     {
-        let mut head = UpstreamHead(&mut upstream);
+        let mut head = UpstreamHead::Cased(&mut upstream);
         let mut view = UpstreamRequest::new(&mut head, &mut ctx);
         for p in chain.plugins() {
             p.plugin.on_upstream_request(&mut view);
@@ -342,7 +342,7 @@ fn chain_pass(chain: &Chain, session: &mut Session, info: &Arc<RouteInfo>, ip: I
         };
     }
     {
-        let mut head = ResponseHeadOf(&mut response);
+        let mut head = ResponseHeadOf::Cased(&mut response);
         let mut view = ResponseView::new(&mut head, &mut ctx);
         for p in chain.plugins() {
             p.plugin.on_response(&mut view);

@@ -143,15 +143,15 @@ pub fn new_request_id() -> RequestId {
     v = (v & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 36];
-    let mut nibble = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-            continue;
+    let mut at = 0;
+    for (i, byte) in v.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[at] = b'-';
+            at += 1;
         }
-        let shift = 124 - 4 * nibble;
-        *slot = HEX[((v >> shift) & 0xf) as usize];
-        nibble += 1;
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     // Only ASCII hex digits and dashes were written: always a valid header value.
     HeaderValue::from_bytes(&out)
@@ -238,6 +238,16 @@ mod tests {
         let a = new_request_id();
         assert_eq!(a.as_str().len(), 36);
         assert_eq!(&a.as_str()[14..15], "4");
+        for (i, c) in a.as_str().char_indices() {
+            match i {
+                8 | 13 | 18 | 23 => assert_eq!(c, '-', "{a:?}"),
+                _ => assert!(matches!(c, '0'..='9' | 'a'..='f'), "{a:?}"),
+            }
+        }
+        assert!(
+            matches!(&a.as_str()[19..20], "8" | "9" | "a" | "b"),
+            "{a:?}"
+        );
         assert_ne!(a, new_request_id());
         let h = headers(&[("x-request-id", "abc-123")]);
         assert_eq!(id.request_id(true, &h).as_str(), "abc-123");

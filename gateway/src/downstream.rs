@@ -124,6 +124,9 @@ pub struct Connection {
     /// `proxy.client_header_timeout` in milliseconds, refreshed by each request from the
     /// configuration it runs on.
     head_timeout_ms: AtomicU64,
+    /// The peer's address as a header value (X-Forwarded-For, X-Real-IP), made by the
+    /// connection's first request: the peer of a connection never changes.
+    peer_value: std::sync::OnceLock<Option<http::HeaderValue>>,
 }
 
 impl Connection {
@@ -131,7 +134,16 @@ impl Connection {
         Connection {
             in_request: AtomicBool::new(false),
             head_timeout_ms: AtomicU64::new(millis(head_timeout)),
+            peer_value: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The peer's address as a header value, made by `make` once per connection.
+    pub fn peer_value(
+        &self,
+        make: impl FnOnce() -> Option<http::HeaderValue>,
+    ) -> Option<http::HeaderValue> {
+        self.peer_value.get_or_init(make).clone()
     }
 
     /// The connection the current task serves, if it runs behind a [`GuardedApp`].
@@ -280,8 +292,8 @@ impl Opening {
 pub struct GuardedStream {
     inner: Stream,
     connection: Arc<Connection>,
-    /// The running head's deadline; `None` between a complete head and the next head's
-    /// first byte.
+    /// The running head's deadline: from the accept for the first head, else from the
+    /// first time part of a head is in and the rest must be waited for; `None` otherwise.
     deadline: Option<Pin<Box<Sleep>>>,
     /// Whether the running head has had any bytes (a 408 is owed if it times out).
     head_started: bool,
@@ -351,19 +363,30 @@ impl AsyncRead for GuardedStream {
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if awaiting && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            if this.opening.see(&buf.filled()[before..]) {
-                // HTTP/2: no head deadline for this connection.
-                this.deadline = None;
-                return read;
+        if !awaiting {
+            return read;
+        }
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if this.opening.see(&buf.filled()[before..]) {
+                    // HTTP/2: no head deadline for this connection.
+                    this.deadline = None;
+                    return read;
+                }
+                this.head_started = true;
             }
-            this.head_started = true;
-            if this.deadline.is_none() {
-                // A later request's head starts with its first byte; the idle time
-                // before it is the keep-alive timeout's business.
-                let timeout = this.connection.head_timeout();
-                this.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+            Poll::Pending if this.head_started && this.deadline.is_none() => {
+                // Part of a head came and the rest is awaited: its deadline runs from
+                // now. A head that comes whole in one read (the usual case) never needs
+                // a timer. A later request's idle time before its first byte is the
+                // keep-alive timeout's business.
+                let mut deadline = Box::pin(tokio::time::sleep(this.connection.head_timeout()));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return this.head_timed_out(cx);
+                }
+                this.deadline = Some(deadline);
             }
+            _ => {}
         }
         read
     }

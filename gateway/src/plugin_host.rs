@@ -2,42 +2,141 @@
 //! the client session behind the contract's host traits, so that plugins see
 //! `pingway_plugin` views and never a Pingora type.
 //!
-//! Writes go through Pingora's own methods, which keep the case map of header names in
-//! step with the header map. Headers a plugin adds travel in lower case (as HTTP/2 and
-//! HAProxy send every name); names the gateway sets itself keep their usual spelling.
+//! A head is edited in one of two forms: Pingora's, whose own methods keep the case map
+//! of header names in step with the header map, or taken apart into `http` parts for a
+//! whole phase, each edit one map operation (the default; see [`UpstreamHead`]).
 
+use crate::headers::Known;
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use pingway_plugins::{BodyError, BufferedBody, RequestBodySource, RequestHead, ResponseHead};
 
-/// A request head about to go upstream.
-pub struct UpstreamHead<'a>(pub &'a mut RequestHeader);
+/// A request head about to go upstream, in one of two forms.
+///
+/// `Cased` is Pingora's head, which keeps the spelling of every header name in a case
+/// map beside the header map; every edit goes through Pingora's methods, which parse the
+/// name again and keep both maps in step. `Plain` is the same head taken apart into
+/// `http` parts for the whole phase (the gateway's and the plugins' edits), each edit one
+/// operation on the header map, and put back together after: names then go upstream in
+/// lower case, as HTTP/2, Envoy and HAProxy send them (`proxy.preserve_header_case:
+/// false`, the default).
+pub enum UpstreamHead<'a> {
+    /// Pingora's head, keeping the case of names.
+    Cased(&'a mut RequestHeader),
+    /// The head's parts; names in lower case.
+    Plain(&'a mut http::request::Parts),
+}
+
+impl UpstreamHead<'_> {
+    /// Sets a header the gateway adds, replacing any of that name.
+    pub fn insert_known(&mut self, name: &Known, value: HeaderValue) {
+        match self {
+            UpstreamHead::Cased(h) => {
+                let _ = h.insert_header(name.titled, value);
+            }
+            UpstreamHead::Plain(p) => {
+                p.headers.insert(name.name.clone(), value);
+            }
+        }
+    }
+
+    /// Adds a header the gateway adds after any of that name.
+    pub fn append_known(&mut self, name: &Known, value: HeaderValue) {
+        match self {
+            UpstreamHead::Cased(h) => {
+                let _ = h.append_header(name.titled, value);
+            }
+            UpstreamHead::Plain(p) => {
+                p.headers.append(name.name.clone(), value);
+            }
+        }
+    }
+}
+
+/// Forgets the spelling of the client's header names (`proxy.preserve_header_case: false`)
+/// before anything copies the head: Pingora clones the client's head to make the upstream
+/// request, and a clone without the case map beside it is a clone of one map, not two. A
+/// request-target that only the raw bytes hold (not UTF-8) keeps the head as it is.
+pub fn drop_header_case(head: &mut RequestHeader) {
+    if !head.has_case() || !head.raw_path_is_utf8() {
+        return;
+    }
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let parts: http::request::Parts = std::mem::replace(head, placeholder).into();
+    *head = RequestHeader::from(parts);
+}
+
+/// Runs `edit` over `head` taken apart into `http` parts (see [`UpstreamHead::Plain`]),
+/// its header map grown once by `extra` entries, and puts the head back together. A
+/// request-target that only Pingora's raw bytes hold (not UTF-8) would not survive the
+/// trip: such a head is edited as it is ([`UpstreamHead::Cased`]).
+pub fn edit_upstream_plain<R>(
+    head: &mut RequestHeader,
+    extra: usize,
+    edit: impl FnOnce(&mut UpstreamHead<'_>) -> R,
+) -> R {
+    if !head.raw_path_is_utf8() {
+        return edit(&mut UpstreamHead::Cased(head));
+    }
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts: http::request::Parts = std::mem::replace(head, placeholder).into();
+    parts.headers.reserve(extra);
+    let out = edit(&mut UpstreamHead::Plain(&mut parts));
+    *head = RequestHeader::from(parts);
+    out
+}
 
 impl RequestHead for UpstreamHead<'_> {
     fn parts(&self) -> &http::request::Parts {
-        self.0
+        match self {
+            UpstreamHead::Cased(h) => h,
+            UpstreamHead::Plain(p) => p,
+        }
     }
 
     fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.insert_header(name, value);
+        match self {
+            UpstreamHead::Cased(h) => {
+                let _ = h.insert_header(name, value);
+            }
+            UpstreamHead::Plain(p) => {
+                p.headers.insert(name, value);
+            }
+        }
     }
 
     fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.append_header(name, value);
+        match self {
+            UpstreamHead::Cased(h) => {
+                let _ = h.append_header(name, value);
+            }
+            UpstreamHead::Plain(p) => {
+                p.headers.append(name, value);
+            }
+        }
     }
 
     fn remove_header(&mut self, name: &HeaderName) -> Option<HeaderValue> {
-        self.0.remove_header(name)
+        match self {
+            UpstreamHead::Cased(h) => h.remove_header(name),
+            UpstreamHead::Plain(p) => p.headers.remove(name),
+        }
     }
 
     fn set_uri(&mut self, uri: Uri) {
-        self.0.set_uri(uri)
+        match self {
+            UpstreamHead::Cased(h) => h.set_uri(uri),
+            UpstreamHead::Plain(p) => p.uri = uri,
+        }
     }
 
     fn set_method(&mut self, method: Method) {
-        self.0.set_method(method)
+        match self {
+            UpstreamHead::Cased(h) => h.set_method(method),
+            UpstreamHead::Plain(p) => p.method = method,
+        }
     }
 }
 
@@ -117,33 +216,120 @@ impl RequestBodySource for ClientRequest<'_> {
     }
 }
 
-/// A response head: the upstream's, or the one going to the client.
-pub struct ResponseHeadOf<'a>(pub &'a mut ResponseHeader);
+/// A response head: the upstream's, or the one going to the client; in Pingora's form,
+/// keeping the case of names, or taken apart (see [`UpstreamHead`]).
+pub enum ResponseHeadOf<'a> {
+    /// Pingora's head, keeping the case of names.
+    Cased(&'a mut ResponseHeader),
+    /// The head's parts; names in lower case but for the dozen Pingora titles.
+    Plain(&'a mut http::response::Parts),
+}
+
+impl ResponseHeadOf<'_> {
+    /// Sets a header the gateway adds, replacing any of that name.
+    pub fn insert_known(&mut self, name: &Known, value: HeaderValue) {
+        match self {
+            ResponseHeadOf::Cased(h) => {
+                let _ = h.insert_header(name.titled, value);
+            }
+            ResponseHeadOf::Plain(p) => {
+                p.headers.insert(name.name.clone(), value);
+            }
+        }
+    }
+
+    /// Adds a header the gateway adds after any of that name.
+    pub fn append_known(&mut self, name: &Known, value: HeaderValue) {
+        match self {
+            ResponseHeadOf::Cased(h) => {
+                let _ = h.append_header(name.titled, value);
+            }
+            ResponseHeadOf::Plain(p) => {
+                p.headers.append(name.name.clone(), value);
+            }
+        }
+    }
+
+    /// Sets a header a plugin queued under a name known when it was written.
+    pub fn insert_static(&mut self, name: &'static str, value: HeaderValue) {
+        match self {
+            ResponseHeadOf::Cased(h) => {
+                let _ = h.insert_header(name, value);
+            }
+            ResponseHeadOf::Plain(p) => {
+                if let Some(name) = crate::headers::static_name(name) {
+                    p.headers.insert(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `edit` over `head` taken apart into `http` parts, its header map grown once by
+/// `extra` entries, and puts the head back together without Pingora's case map (and with
+/// the status's standard reason phrase).
+pub fn edit_response_plain<R>(
+    head: &mut ResponseHeader,
+    extra: usize,
+    edit: impl FnOnce(&mut ResponseHeadOf<'_>) -> R,
+) -> R {
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: http::response::Parts = std::mem::replace(head, placeholder).into();
+    parts.headers.reserve(extra);
+    let out = edit(&mut ResponseHeadOf::Plain(&mut parts));
+    *head = ResponseHeader::from(parts);
+    out
+}
 
 impl ResponseHead for ResponseHeadOf<'_> {
     fn parts(&self) -> &http::response::Parts {
-        self.0
+        match self {
+            ResponseHeadOf::Cased(h) => h,
+            ResponseHeadOf::Plain(p) => p,
+        }
     }
 
     fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = match crate::headers::titled(&name) {
-            Some(titled) => self.0.insert_header(titled, value),
-            None => self.0.insert_header(name, value),
-        };
+        match self {
+            ResponseHeadOf::Cased(h) => {
+                let _ = match crate::headers::titled(&name) {
+                    Some(titled) => h.insert_header(titled, value),
+                    None => h.insert_header(name, value),
+                };
+            }
+            ResponseHeadOf::Plain(p) => {
+                p.headers.insert(name, value);
+            }
+        }
     }
 
     fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = match crate::headers::titled(&name) {
-            Some(titled) => self.0.append_header(titled, value),
-            None => self.0.append_header(name, value),
-        };
+        match self {
+            ResponseHeadOf::Cased(h) => {
+                let _ = match crate::headers::titled(&name) {
+                    Some(titled) => h.append_header(titled, value),
+                    None => h.append_header(name, value),
+                };
+            }
+            ResponseHeadOf::Plain(p) => {
+                p.headers.append(name, value);
+            }
+        }
     }
 
     fn remove_header(&mut self, name: &HeaderName) -> Option<HeaderValue> {
-        self.0.remove_header(name)
+        match self {
+            ResponseHeadOf::Cased(h) => h.remove_header(name),
+            ResponseHeadOf::Plain(p) => p.headers.remove(name),
+        }
     }
 
     fn set_status(&mut self, status: StatusCode) {
-        let _ = self.0.set_status(status);
+        match self {
+            ResponseHeadOf::Cased(h) => {
+                let _ = h.set_status(status);
+            }
+            ResponseHeadOf::Plain(p) => p.status = status,
+        }
     }
 }

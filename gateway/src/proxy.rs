@@ -20,13 +20,16 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use pingway_plugins::{
-    Flow, LogEntry, Request, RequestCtx, RequestId, Response, ResponseHeaderName, ResponseView,
-    UpstreamChoice, UpstreamRequest,
+    Flow, LogEntry, Request, RequestCtx, RequestHead, RequestId, Response, ResponseHead,
+    ResponseHeaderName, ResponseView, UpstreamChoice, UpstreamRequest,
 };
 
 use crate::chain::{resolve_for_consumer, Chain, PluginInstance};
 use crate::downstream::Connection;
-use crate::plugin_host::{ClientRequest, ResponseHeadOf, UpstreamHead};
+use crate::plugin_host::{
+    drop_header_case, edit_response_plain, edit_upstream_plain, ClientRequest, ResponseHeadOf,
+    UpstreamHead,
+};
 use crate::request_head::{self, SlashOutcome};
 use crate::respond;
 use crate::router::{normalize_path, RouteRequest};
@@ -53,8 +56,9 @@ pub struct ProxyCtx {
     /// The configuration this request uses from start to end.
     runtime: Arc<Runtime>,
     /// Everything else, kept apart so phases can borrow it mutably while reading the
-    /// runtime.
-    state: State,
+    /// runtime. Boxed: Pingora keeps the context inside each request's future, which is
+    /// moved into a heap box whole, so a small context is a cheaper move.
+    state: Box<State>,
 }
 
 impl ProxyCtx {
@@ -90,13 +94,15 @@ struct State {
     upstream_addr: Option<std::net::SocketAddr>,
     /// The chain in force once an authenticated consumer's own plugins applied (Kong's
     /// consumer scoping); `None` while the route's chain applies unchanged.
-    chain_override: Option<Chain>,
+    chain_override: Option<Box<Chain>>,
     /// When the first piece of the request body arrived, and how many bytes came since
     /// (for `client_body_min_rate`).
     body_started: Option<Instant>,
     body_bytes: u64,
     /// The answer a request-body plugin ended the request with.
-    body_rejection: Option<Response>,
+    body_rejection: Option<Box<Response>>,
+    /// The peer's address as a header value, when the connection had it made already.
+    peer_value: Option<HeaderValue>,
 }
 
 impl State {
@@ -108,7 +114,7 @@ impl State {
     /// resolved for its consumer, else its route's, else the global plugins' when no
     /// route matched. Every phase runs what this returns.
     fn applicable<'r>(
-        chain_override: &'r Option<Chain>,
+        chain_override: &'r Option<Box<Chain>>,
         route: Option<usize>,
         runtime: &'r Runtime,
     ) -> &'r Chain {
@@ -149,14 +155,15 @@ async fn send_generated(
 ) -> Result<()> {
     let head = session.req_header().method == http::Method::HEAD;
     let (mut header, body) = respond::render(&resp, st.req.request_id.as_str(), head);
+    let mut head = ResponseHeadOf::Cased(&mut header);
     if runtime.headers.via.is_some() {
-        let _ = header.insert_header(header::SERVER, SERVER);
+        head.insert_known(&headers::SERVER, SERVER);
     }
     if runtime.headers.latency {
         let ms = millis(st.req.started_at.elapsed());
-        let _ = header.insert_header(headers::RESPONSE_LATENCY, millis_value(ms));
+        head.insert_known(&headers::RESPONSE_LATENCY, millis_value(ms));
     }
-    finish_response_header(runtime, &mut header, st);
+    finish_response_header(runtime, &mut head, st);
     let end = body.is_empty();
     session.write_response_header(Box::new(header), end).await?;
     if !end {
@@ -171,24 +178,20 @@ const SERVER: HeaderValue =
 
 /// Headers every response gets (request id, Via, plugin-queued headers), then the
 /// plugins' `on_response`.
-fn finish_response_header(runtime: &Runtime, header: &mut ResponseHeader, st: &mut State) {
+fn finish_response_header(runtime: &Runtime, head: &mut ResponseHeadOf<'_>, st: &mut State) {
     let id = st.req.request_id.header_value().clone();
-    let _ = header.insert_header(runtime.headers.request_id, id);
+    head.insert_known(&runtime.headers.request_id, id);
     if let Some(via) = &runtime.headers.via {
-        let _ = header.append_header(headers::VIA, via.clone());
+        head.append_known(&headers::VIA, via.clone());
     }
     for (name, value) in st.req.take_response_headers() {
-        let _ = match name {
-            ResponseHeaderName::Static(name) => header.insert_header(name, value),
-            ResponseHeaderName::Name(name) => match headers::titled(&name) {
-                Some(titled) => header.insert_header(titled, value),
-                None => header.insert_header(name, value),
-            },
-        };
+        match name {
+            ResponseHeaderName::Static(name) => head.insert_static(name, value),
+            ResponseHeaderName::Name(name) => head.insert_header(name, value),
+        }
     }
     let (plugins, req) = st.chain_and_request(runtime);
-    let mut head = ResponseHeadOf(header);
-    let mut view = ResponseView::new(&mut head, req);
+    let mut view = ResponseView::new(head, req);
     for p in plugins {
         p.plugin.on_response(&mut view);
     }
@@ -233,7 +236,7 @@ fn ip_header(ip: IpAddr) -> Option<HeaderValue> {
 fn forwarding_headers(
     runtime: &Runtime,
     session: &Session,
-    upstream: &mut RequestHeader,
+    upstream: &mut UpstreamHead<'_>,
     st: &State,
 ) {
     let downstream = session.req_header();
@@ -245,11 +248,11 @@ fn forwarding_headers(
         let peer_ip = peer.ip().to_canonical();
         let mut lines = downstream
             .headers
-            .get_all(headers::X_FORWARDED_FOR)
+            .get_all(&headers::X_FORWARDED_FOR.name)
             .iter()
             .peekable();
         let value = if lines.peek().is_none() {
-            peer_value = ip_header(peer_ip);
+            peer_value = st.peer_value.clone().or_else(|| ip_header(peer_ip));
             peer_value.clone()
         } else {
             let mut xff = Vec::with_capacity(64);
@@ -260,36 +263,48 @@ fn forwarding_headers(
                 xff.extend_from_slice(v.as_bytes());
             }
             xff.extend_from_slice(b", ");
-            if let Some(ip) = ip_header(peer_ip) {
+            if let Some(ip) = st.peer_value.clone().or_else(|| ip_header(peer_ip)) {
                 xff.extend_from_slice(ip.as_bytes());
             }
             HeaderValue::from_bytes(&xff).ok()
         };
         if let Some(v) = value {
-            let _ = upstream.insert_header(headers::X_FORWARDED_FOR, v);
+            upstream.insert_known(&headers::X_FORWARDED_FOR, v);
         }
     }
-    if !(trusted && downstream.headers.contains_key(headers::X_FORWARDED_PROTO)) {
-        let _ =
-            upstream.insert_header(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if !(trusted
+        && downstream
+            .headers
+            .contains_key(&headers::X_FORWARDED_PROTO.name))
+    {
+        upstream.insert_known(
+            &headers::X_FORWARDED_PROTO,
+            HeaderValue::from_static("http"),
+        );
     }
-    if !(trusted && downstream.headers.contains_key(headers::X_FORWARDED_HOST)) {
+    if !(trusted
+        && downstream
+            .headers
+            .contains_key(&headers::X_FORWARDED_HOST.name))
+    {
         match downstream.headers.get(header::HOST) {
-            Some(host) => {
-                let _ = upstream.insert_header(headers::X_FORWARDED_HOST, host.clone());
-            }
+            Some(host) => upstream.insert_known(&headers::X_FORWARDED_HOST, host.clone()),
             None => {
-                upstream.remove_header(headers::X_FORWARDED_HOST);
+                upstream.remove_header(&headers::X_FORWARDED_HOST.name);
             }
         }
     }
-    if !(trusted && downstream.headers.contains_key(headers::X_FORWARDED_PORT)) {
+    if !(trusted
+        && downstream
+            .headers
+            .contains_key(&headers::X_FORWARDED_PORT.name))
+    {
         let port = session
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
         if let Some(port) = port {
-            let _ = upstream.insert_header(headers::X_FORWARDED_PORT, runtime.port_value(port));
+            upstream.insert_known(&headers::X_FORWARDED_PORT, runtime.port_value(port));
         }
     }
     // Usually the client is the peer: reuse the value just made.
@@ -298,7 +313,7 @@ fn forwarding_headers(
         _ => ip_header(st.req.client_ip),
     };
     if let Some(v) = real_ip {
-        let _ = upstream.insert_header(headers::X_REAL_IP, v);
+        upstream.insert_known(&headers::X_REAL_IP, v);
     }
 }
 
@@ -318,39 +333,81 @@ fn with_query(path: &str, uri: &http::Uri) -> Option<http::Uri> {
 }
 
 /// Headers the gateway typically adds to an upstream request: X-Forwarded-For, -Proto,
-/// -Host, -Port, X-Real-IP, the request id, Via, and a few for plugins.
+/// -Host, -Port, X-Real-IP, the request id, Via, and a few for plugins. The header map,
+/// sized for the headers the client sent, grows once for them rather than on an insert.
 const UPSTREAM_HEADERS_ADDED: usize = 12;
 
-/// Forgets the spelling of the header names the client sent, so that the upstream
-/// request is written with lower-case names (as HTTP/2 and HAProxy send every name) and
-/// each header the gateway or a plugin adds is one map insert rather than a titled copy
-/// kept beside it. A request-target that only its raw bytes hold (not UTF-8) keeps the
-/// request as it is.
-fn drop_header_case(upstream: &mut RequestHeader) {
-    if !upstream.has_case() || !upstream.raw_path_is_utf8() {
-        return;
-    }
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let mut parts: http::request::Parts = std::mem::replace(upstream, placeholder).into();
-    // The map was sized for the headers the client sent; grow it once for the ones the
-    // gateway adds (forwarding, request id, Via, identity) rather than on each insert.
-    parts.headers.reserve(UPSTREAM_HEADERS_ADDED);
-    *upstream = RequestHeader::from(parts);
-}
+/// Headers the gateway typically adds to a response: the two latencies, the request id,
+/// Via, and a few for plugins.
+const RESPONSE_HEADERS_ADDED: usize = 8;
 
 /// Removes the matched path prefix for `strip_prefix` (the query is kept).
-fn strip_prefix(upstream: &mut RequestHeader, matched_len: usize) {
+fn strip_prefix(upstream: &mut UpstreamHead<'_>, matched_len: usize) {
     if matched_len == 0 {
         return;
     }
-    let uri = upstream
-        .uri
+    let uri = &upstream.parts().uri;
+    let uri = uri
         .path()
         .get(matched_len..)
-        .and_then(|rest| with_query(rest, &upstream.uri));
+        .and_then(|rest| with_query(rest, uri));
     if let Some(uri) = uri {
         upstream.set_uri(uri);
     }
+}
+
+/// Everything the gateway and the plugins do to a request head on its way upstream, in
+/// one pass over whichever form of the head applies.
+fn edit_upstream(
+    runtime: &Runtime,
+    session: &Session,
+    st: &mut State,
+    upstream: &mut UpstreamHead<'_>,
+) {
+    let Some(route) = st.route(runtime) else {
+        return;
+    };
+    if route.strip_prefix {
+        strip_prefix(upstream, st.matched_len);
+    }
+    if !route.preserve_host {
+        let target = st
+            .selected
+            .as_ref()
+            .zip(st.upstream.as_ref())
+            .and_then(|(sel, up)| up.targets().get(sel.index));
+        if let Some(t) = target {
+            upstream.insert_known(&headers::HOST, t.host_header().clone());
+        }
+    }
+    request_head::single_content_length(upstream);
+    if runtime.headers.forwarded {
+        forwarding_headers(runtime, session, upstream, st);
+    }
+    let id = st.req.request_id.header_value().clone();
+    upstream.insert_known(&runtime.headers.request_id, id);
+    if let Some(via) = &runtime.headers.via {
+        upstream.append_known(&headers::VIA, via.clone());
+    }
+    let (plugins, req) = st.chain_and_request(runtime);
+    let mut view = UpstreamRequest::new(upstream, req);
+    for p in plugins {
+        p.plugin.on_upstream_request(&mut view);
+    }
+}
+
+/// The headers the gateway adds to a proxied response, then the queued ones and the
+/// plugins' `on_response`.
+fn edit_response(runtime: &Runtime, st: &mut State, response: &mut ResponseHeadOf<'_>) {
+    if runtime.headers.latency {
+        if let Some(up) = st.upstream_latency {
+            response.insert_known(&headers::UPSTREAM_LATENCY, millis_value(millis(up)));
+        }
+        if let Some(px) = st.proxy_latency {
+            response.insert_known(&headers::PROXY_LATENCY, millis_value(millis(px)));
+        }
+    }
+    finish_response_header(runtime, response, st);
 }
 
 /// Method, path and Host of a request for log lines, never the query string, which may
@@ -404,7 +461,7 @@ impl ProxyHttp for PingwayProxy {
     fn new_ctx(&self) -> ProxyCtx {
         ProxyCtx {
             runtime: self.runtime.load_full(),
-            state: State {
+            state: Box::new(State {
                 route: None,
                 req: RequestCtx::new(
                     RequestId::default(),
@@ -425,9 +482,10 @@ impl ProxyHttp for PingwayProxy {
                 body_started: None,
                 body_bytes: 0,
                 body_rejection: None,
+                peer_value: None,
                 upstream: None,
                 pinned: None,
-            },
+            }),
         }
     }
 
@@ -478,6 +536,7 @@ impl ProxyHttp for PingwayProxy {
         let proxy_settings = &runtime.config.proxy;
         if let Some(connection) = Connection::current() {
             connection.head_complete(proxy_settings.client_header_timeout.get());
+            st.peer_value = connection.peer_value(|| ip_header(peer_ip.to_canonical()));
         }
         session.set_read_timeout(Some(proxy_settings.client_body_timeout.get()));
 
@@ -487,6 +546,10 @@ impl ProxyHttp for PingwayProxy {
         {
             send_generated(session, runtime, st, rejection.response()).await?;
             return Ok(true);
+        }
+
+        if !runtime.headers.preserve_case {
+            drop_header_case(session.req_header_mut());
         }
 
         // Pre-routing: the global plugins that ask, before a route is known (on a 404
@@ -573,7 +636,7 @@ impl ProxyHttp for PingwayProxy {
                         let resolved =
                             resolve_for_consumer(route.chain.plugins(), &plugins[..=i], own);
                         applied_consumer = Some(consumer.id.clone());
-                        st.chain_override = Some(Chain::from_ordered(resolved));
+                        st.chain_override = Some(Box::new(Chain::from_ordered(resolved)));
                     }
                 }
             }
@@ -655,7 +718,7 @@ impl ProxyHttp for PingwayProxy {
             }
             if let Some(resp) = rejection {
                 let status = resp.status.as_u16();
-                st.body_rejection = Some(resp);
+                st.body_rejection = Some(Box::new(resp));
                 let mut e = Error::explain(
                     ErrorType::HTTPStatus(status),
                     "a plugin refused the request body",
@@ -746,41 +809,15 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
-        let Some(route) = st.route(runtime) else {
+        if st.route.is_none() {
             return Ok(());
-        };
-        if !runtime.headers.preserve_case {
-            drop_header_case(upstream);
         }
-        if route.strip_prefix {
-            strip_prefix(upstream, st.matched_len);
-        }
-        if !route.preserve_host {
-            let target = st
-                .selected
-                .as_ref()
-                .zip(st.upstream.as_ref())
-                .and_then(|(sel, up)| up.targets().get(sel.index));
-            if let Some(t) = target {
-                let _ = upstream.insert_header(header::HOST, t.host_header().clone());
-            }
-        }
-        request_head::single_content_length(upstream);
-        if runtime.headers.forwarded {
-            forwarding_headers(runtime, session, upstream, st);
-        }
-        let id = st.req.request_id.header_value().clone();
-        let _ = upstream.insert_header(runtime.headers.request_id, id);
-        if let Some(via) = &runtime.headers.via {
-            let _ = upstream.append_header(headers::VIA, via.clone());
-        }
-        {
-            let (plugins, req) = st.chain_and_request(runtime);
-            let mut head = UpstreamHead(upstream);
-            let mut view = UpstreamRequest::new(&mut head, req);
-            for p in plugins {
-                p.plugin.on_upstream_request(&mut view);
-            }
+        if runtime.headers.preserve_case {
+            edit_upstream(runtime, session, st, &mut UpstreamHead::Cased(upstream));
+        } else {
+            edit_upstream_plain(upstream, UPSTREAM_HEADERS_ADDED, |head| {
+                edit_upstream(runtime, session, st, head)
+            });
         }
         let now = Instant::now();
         st.proxy_latency = Some(now.saturating_duration_since(st.req.started_at));
@@ -798,7 +835,7 @@ impl ProxyHttp for PingwayProxy {
         st.upstream_status = Some(upstream_response.status.as_u16());
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
         let (plugins, req) = st.chain_and_request(runtime);
-        let mut head = ResponseHeadOf(upstream_response);
+        let mut head = ResponseHeadOf::Cased(upstream_response);
         let mut view = ResponseView::new(&mut head, req);
         for p in plugins {
             p.plugin.on_upstream_response(&mut view);
@@ -813,15 +850,13 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
-        if runtime.headers.latency {
-            if let Some(up) = st.upstream_latency {
-                let _ = response.insert_header(headers::UPSTREAM_LATENCY, millis_value(millis(up)));
-            }
-            if let Some(px) = st.proxy_latency {
-                let _ = response.insert_header(headers::PROXY_LATENCY, millis_value(millis(px)));
-            }
+        if runtime.headers.preserve_case {
+            edit_response(runtime, st, &mut ResponseHeadOf::Cased(response));
+        } else {
+            edit_response_plain(response, RESPONSE_HEADERS_ADDED, |head| {
+                edit_response(runtime, st, head)
+            });
         }
-        finish_response_header(runtime, response, st);
         Ok(())
     }
 
@@ -878,6 +913,7 @@ impl ProxyHttp for PingwayProxy {
             let resp = st
                 .body_rejection
                 .take()
+                .map(|r| *r)
                 .unwrap_or_else(|| Response::error(status, message));
             if let Err(write_err) = send_generated(session, runtime, st, resp).await {
                 log::debug!("could not send the error response: {write_err}");

@@ -47,7 +47,7 @@ pub struct HeaderSettings {
     /// Interning leaks one string per distinct name for the life of the process; that is
     /// bounded by the names an operator writes into `proxy.request_id_header`, not by
     /// traffic or endpoint churn.
-    pub request_id: &'static str,
+    pub request_id: crate::headers::Known,
     /// `X-Forwarded-Port` values for the listeners' ports. Interned too: at most one
     /// value per port number (65,536 of at most 5 bytes), whatever reloads do.
     pub ports: Vec<(u16, HeaderValue)>,
@@ -285,9 +285,10 @@ impl Runtime {
                 &cfg.proxy.request_id_header,
             ),
             headers: HeaderSettings {
-                request_id: crate::headers::intern(&crate::headers::title_case(
+                request_id: crate::headers::Known::configured(&crate::headers::title_case(
                     &cfg.proxy.request_id_header,
-                )),
+                ))
+                .unwrap_or(crate::headers::REQUEST_ID),
                 ports: cfg
                     .listeners
                     .iter()

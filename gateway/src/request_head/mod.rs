@@ -10,6 +10,7 @@
 use http::header::{self, HeaderName};
 use http::{HeaderValue, Method, StatusCode, Version};
 use pingora_http::RequestHeader;
+use pingway_plugins::RequestHead;
 
 use crate::config::EscapedSlashes;
 
@@ -417,8 +418,8 @@ fn strip_nominated(req: &mut RequestHeader, policy: &HeadPolicy) -> Result<(), R
 /// One `Content-Length` for the upstream when the client sent the same value more than
 /// once (`Content-Length: 5` twice, or `5, 5`); Pingora has already refused differing
 /// values.
-pub fn single_content_length(req: &mut RequestHeader) {
-    let mut values = req.headers.get_all(header::CONTENT_LENGTH).iter();
+pub fn single_content_length(req: &mut impl RequestHead) {
+    let mut values = req.parts().headers.get_all(header::CONTENT_LENGTH).iter();
     let Some(first) = values.next() else { return };
     let repeated = values.next().is_some() || first.as_bytes().contains(&b',');
     if !repeated {
@@ -431,7 +432,7 @@ pub fn single_content_length(req: &mut RequestHeader) {
         .map(<[u8]>::trim_ascii)
         .and_then(|v| HeaderValue::from_bytes(v).ok());
     if let Some(length) = length {
-        let _ = req.insert_header(header::CONTENT_LENGTH, length);
+        req.insert_header(header::CONTENT_LENGTH, length);
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::plugin_host::UpstreamHead;
 use proptest::prelude::*;
 
 fn policy() -> HeadPolicy {
@@ -208,12 +209,12 @@ fn repeated_content_length_is_sent_once() {
         b"/",
         &[("Content-Length", "5"), ("Content-Length", "5")],
     );
-    single_content_length(&mut req);
+    single_content_length(&mut UpstreamHead::Cased(&mut req));
     let values: Vec<_> = req.headers.get_all("content-length").iter().collect();
     assert_eq!(values, ["5"]);
 
     let mut req = request("POST", b"/", &[("Content-Length", "7, 7")]);
-    single_content_length(&mut req);
+    single_content_length(&mut UpstreamHead::Cased(&mut req));
     assert_eq!(req.headers.get("content-length").unwrap(), "7");
 }
 

@@ -474,7 +474,7 @@ async fn raw_head_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<St
         }
         let text = String::from_utf8_lossy(&head).into_owned();
         let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+            "HTTP/1.1 200 OK\r\nX-Backend-Case: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
             text.len()
         );
         s.write_all(resp.as_bytes()).await.unwrap();
@@ -483,13 +483,21 @@ async fn raw_head_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<St
     (addr, task)
 }
 
+/// Header names travel in lower case both ways by default (as Envoy and HAProxy write
+/// them), the dozen standard names Pingora titles excepted; `preserve_header_case` keeps
+/// the spelling each side used and writes the gateway's own names in Kong's spelling.
 #[tokio::test]
-async fn header_names_go_upstream_in_lower_case_unless_case_is_preserved() {
-    for (proxy, sent_as) in [
-        ("", "x-custom-case: 1\r\n"),
+async fn header_names_travel_in_lower_case_unless_case_is_preserved() {
+    for (proxy, sent_as, answered) in [
+        (
+            "",
+            "x-custom-case: 1\r\n",
+            ["x-backend-case: 1", "x-pingway-upstream-latency: ", "via: "],
+        ),
         (
             "proxy: {preserve_header_case: true}",
             "X-Custom-Case: 1\r\n",
+            ["X-Backend-Case: 1", "X-Pingway-Upstream-Latency: ", "Via: "],
         ),
     ] {
         let (addr, head) = raw_head_backend().await;
@@ -501,5 +509,13 @@ async fn header_names_go_upstream_in_lower_case_unless_case_is_preserved() {
         assert_eq!(r.status, 200, "{r:?}");
         let seen = head.await.unwrap();
         assert!(seen.contains(sent_as), "{proxy:?}: {seen}");
+        for name in answered {
+            assert!(r.head.contains(name), "{proxy:?}: {name:?} in {}", r.head);
+        }
+        if proxy.is_empty() {
+            // A standard name Pingora titles gets its usual spelling (the backend wrote
+            // `content-length`); with case preserved it stays as the backend wrote it.
+            assert!(r.head.contains("Content-Length: "), "{}", r.head);
+        }
     }
 }
