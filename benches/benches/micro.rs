@@ -317,7 +317,7 @@ fn chain_pass(chain: &Chain, session: &mut Session, info: &Arc<RouteInfo>, ip: I
     ctx.route = Some(info.clone());
     let services = Services::empty();
     for p in chain.plugins() {
-        let mut source = ClientRequest(&mut *session);
+        let mut source = ClientRequest::Cased(&mut *session);
         let flow = ready(
             p.plugin
                 .on_request(&mut Request::new(&mut source, &mut ctx, services)),
@@ -427,7 +427,7 @@ fn rate_limiting(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 let mut ctx = RequestCtx::new(RequestId::default(), ip, None);
                 ctx.route = Some(info.clone());
-                let mut source = ClientRequest(&mut s);
+                let mut source = ClientRequest::Cased(&mut s);
                 let flow = ready(plugin.on_request(&mut Request::new(
                     &mut source,
                     &mut ctx,

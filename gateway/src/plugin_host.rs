@@ -55,19 +55,6 @@ impl UpstreamHead<'_> {
     }
 }
 
-/// Forgets the spelling of the client's header names (`proxy.preserve_header_case: false`)
-/// before anything copies the head: Pingora clones the client's head to make the upstream
-/// request, and a clone without the case map beside it is a clone of one map, not two. A
-/// request-target that only the raw bytes hold (not UTF-8) keeps the head as it is.
-pub fn drop_header_case(head: &mut RequestHeader) {
-    if !head.has_case() || !head.raw_path_is_utf8() {
-        return;
-    }
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let parts: http::request::Parts = std::mem::replace(head, placeholder).into();
-    *head = RequestHeader::from(parts);
-}
-
 /// Runs `edit` over `head` taken apart into `http` parts (see [`UpstreamHead::Plain`]),
 /// its header map grown once by `extra` entries, and puts the head back together. A
 /// request-target that only Pingora's raw bytes hold (not UTF-8) would not survive the
@@ -147,73 +134,154 @@ impl RequestBodySource for UpstreamHead<'_> {
     }
 }
 
-/// The client's request: its head (as edited so far) and its body.
-pub struct ClientRequest<'a>(pub &'a mut Session);
+/// The client's request during the access phases (pre-routing, routing, `on_request`,
+/// `choose_upstream`): its head as edited so far, and its body.
+///
+/// `Cased` edits Pingora's head in the session (`proxy.preserve_header_case`). `Plain`
+/// holds the head taken apart into `http` parts for the whole access phase, so that a
+/// plugin's header edits (key-auth's `X-Consumer-*`, say) are one map operation each;
+/// the proxy puts the head back into the session when the phase ends, before anything
+/// else reads it.
+pub enum ClientRequest<'a> {
+    /// Pingora's head, in the session.
+    Cased(&'a mut Session),
+    /// The head's parts, and the session (whose head is a placeholder meanwhile).
+    Plain {
+        /// The client's head.
+        parts: &'a mut http::request::Parts,
+        /// The session, for the body.
+        session: &'a mut Session,
+    },
+}
+
+/// An empty head, to stand in for one taken apart.
+fn placeholder_parts() -> http::request::Parts {
+    http::Request::new(()).into_parts().0
+}
+
+/// Takes the client's head out of the session as `http` parts for the access phase (see
+/// [`ClientRequest::Plain`]); [`restore_client_parts`] must put it back before anything
+/// else reads the session. `None`, leaving the head in place, when the request-target
+/// is one only Pingora's raw bytes hold (not UTF-8), which would not survive the trip.
+pub fn take_client_parts(session: &mut Session) -> Option<http::request::Parts> {
+    if !session.req_header().raw_path_is_utf8() {
+        return None;
+    }
+    let placeholder = RequestHeader::from(placeholder_parts());
+    Some(std::mem::replace(session.req_header_mut(), placeholder).into())
+}
+
+/// Puts a head taken by [`take_client_parts`] back into the session.
+pub fn restore_client_parts(session: &mut Session, parts: http::request::Parts) {
+    *session.req_header_mut() = RequestHeader::from(parts);
+}
 
 impl RequestHead for ClientRequest<'_> {
     fn parts(&self) -> &http::request::Parts {
-        self.0.req_header()
+        match self {
+            ClientRequest::Cased(s) => s.req_header(),
+            ClientRequest::Plain { parts, .. } => parts,
+        }
     }
 
     fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.req_header_mut().insert_header(name, value);
+        match self {
+            ClientRequest::Cased(s) => {
+                let _ = s.req_header_mut().insert_header(name, value);
+            }
+            ClientRequest::Plain { parts, .. } => {
+                parts.headers.insert(name, value);
+            }
+        }
     }
 
     fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.req_header_mut().append_header(name, value);
+        match self {
+            ClientRequest::Cased(s) => {
+                let _ = s.req_header_mut().append_header(name, value);
+            }
+            ClientRequest::Plain { parts, .. } => {
+                parts.headers.append(name, value);
+            }
+        }
     }
 
     fn remove_header(&mut self, name: &HeaderName) -> Option<HeaderValue> {
-        self.0.req_header_mut().remove_header(name)
+        match self {
+            ClientRequest::Cased(s) => s.req_header_mut().remove_header(name),
+            ClientRequest::Plain { parts, .. } => parts.headers.remove(name),
+        }
     }
 
     fn set_uri(&mut self, uri: Uri) {
-        self.0.req_header_mut().set_uri(uri)
+        match self {
+            ClientRequest::Cased(s) => s.req_header_mut().set_uri(uri),
+            ClientRequest::Plain { parts, .. } => parts.uri = uri,
+        }
     }
 
     fn set_method(&mut self, method: Method) {
-        self.0.req_header_mut().set_method(method)
+        match self {
+            ClientRequest::Cased(s) => s.req_header_mut().set_method(method),
+            ClientRequest::Plain { parts, .. } => parts.method = method,
+        }
     }
 }
 
 #[async_trait]
 impl RequestBodySource for ClientRequest<'_> {
-    /// Reads the body into Pingora's retry buffer, which replays it upstream.
+    /// Reads the body into Pingora's retry buffer, which replays it upstream. Pingora
+    /// frames the body by the head in the session, so a head taken apart goes back for
+    /// the read.
     async fn read_body(&mut self, limit: usize) -> Result<BufferedBody, BodyError> {
-        let expects_continue = self
-            .0
-            .req_header()
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let downstream = self.0.as_downstream_mut();
-        if expects_continue {
-            // The client waits for this before it sends the body; the upstream will not
-            // see the Expect header, as the body is already here.
-            downstream
-                .write_continue_response()
-                .await
-                .map_err(|e| BodyError::Read(e.to_string()))?;
-            downstream
-                .req_header_mut()
-                .remove_header(&http::header::EXPECT);
-        }
-        downstream.enable_retry_buffering();
-        let mut body = bytes::BytesMut::new();
-        loop {
-            match downstream.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
-                        return Err(BodyError::TooLarge);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(BodyError::Read(e.to_string())),
+        match self {
+            ClientRequest::Cased(session) => read_body(session, limit).await,
+            ClientRequest::Plain { parts, session } => {
+                let taken = std::mem::replace(&mut **parts, placeholder_parts());
+                *session.req_header_mut() = RequestHeader::from(taken);
+                let read = read_body(session, limit).await;
+                let placeholder = RequestHeader::from(placeholder_parts());
+                **parts = std::mem::replace(session.req_header_mut(), placeholder).into();
+                read
             }
         }
-        Ok(BufferedBody::Complete(body.freeze()))
     }
+}
+
+/// Reads the client's body (up to `limit` bytes) from a session whose head is in place.
+async fn read_body(session: &mut Session, limit: usize) -> Result<BufferedBody, BodyError> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let downstream = session.as_downstream_mut();
+    if expects_continue {
+        // The client waits for this before it sends the body; the upstream will not
+        // see the Expect header, as the body is already here.
+        downstream
+            .write_continue_response()
+            .await
+            .map_err(|e| BodyError::Read(e.to_string()))?;
+        downstream
+            .req_header_mut()
+            .remove_header(&http::header::EXPECT);
+    }
+    downstream.enable_retry_buffering();
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match downstream.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(BodyError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(BodyError::Read(e.to_string())),
+        }
+    }
+    Ok(BufferedBody::Complete(body.freeze()))
 }
 
 /// A response head: the upstream's, or the one going to the client; in Pingora's form,

@@ -27,8 +27,8 @@ use pingway_plugins::{
 use crate::chain::{resolve_for_consumer, Chain, PluginInstance};
 use crate::downstream::Connection;
 use crate::plugin_host::{
-    drop_header_case, edit_response_plain, edit_upstream_plain, ClientRequest, ResponseHeadOf,
-    UpstreamHead,
+    edit_response_plain, edit_upstream_plain, restore_client_parts, take_client_parts,
+    ClientRequest, ResponseHeadOf, UpstreamHead,
 };
 use crate::request_head::{self, SlashOutcome};
 use crate::respond;
@@ -454,6 +454,150 @@ fn check_body_rate(runtime: &Runtime, st: &mut State, chunk: Option<&Bytes>) -> 
     Ok(())
 }
 
+/// The access phase of a request whose head is valid: pre-routing plugins, routing,
+/// the plugins' `on_request` (resolving the chain for an authenticated consumer),
+/// `choose_upstream`, and the target. Returns the answer that ends the request early,
+/// if any; the caller sends it once the client's head is back in the session.
+async fn access(
+    runtime: &Runtime,
+    st: &mut State,
+    client: &mut ClientRequest<'_>,
+) -> Result<Option<Response>> {
+    // Pre-routing: the global plugins that ask, before a route is known (on a 404
+    // too); what they leave is what the router sees.
+    for p in runtime.global_chain.rewriters() {
+        let mut view = Request::new(&mut *client, &mut st.req, &runtime.services);
+        if let Flow::Respond(resp) = p.plugin.on_rewrite(&mut view).await {
+            return Ok(Some(resp));
+        }
+    }
+
+    // Route.
+    let found = {
+        let req = client.parts();
+        let unescaped = match request_head::escaped_slashes(
+            req.uri.path(),
+            runtime.config.proxy.escaped_slashes,
+        ) {
+            Ok(SlashOutcome::Unchanged) => None,
+            Ok(SlashOutcome::Unescaped(p)) => Some(p),
+            Err(rejection) => return Ok(Some(rejection.response())),
+        };
+        let path = match &unescaped {
+            Some(p) => Cow::Owned(normalize_path(p).into_owned()),
+            None => normalize_path(req.uri.path()),
+        };
+        let host = req
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.host());
+        let found = runtime.router.find(&RouteRequest {
+            host,
+            path: &path,
+            method: &req.method,
+            headers: &req.headers,
+        });
+        // Plugins and the upstream see the normalized path, the one that was routed.
+        let rewritten = match (&found, path) {
+            (Some(_), Cow::Owned(p)) => with_query(&p, &req.uri),
+            _ => None,
+        };
+        (found, rewritten)
+    };
+    let (found, rewritten) = found;
+    if let Some(uri) = rewritten {
+        client.set_uri(uri);
+    }
+    let Some(found) = found else {
+        return Ok(Some(Response::error(
+            StatusCode::NOT_FOUND,
+            respond::NO_ROUTE,
+        )));
+    };
+    let Some(route) = runtime.routes.get(found.route) else {
+        return Error::e_explain(ErrorType::InternalError, "router returned an unknown route");
+    };
+    st.route = Some(found.route);
+    st.matched_len = found.matched_len;
+    st.req.route = Some(route.info.clone());
+
+    // Plugins, highest priority first; any may answer. Once a plugin authenticates
+    // a consumer that has plugins of its own, the rest of the chain is resolved with
+    // them (and that chain is kept for the later phases).
+    let mut applied_consumer: Option<Arc<str>> = None;
+    let mut i = 0;
+    loop {
+        let plugins = State::applicable(&st.chain_override, st.route, runtime).plugins();
+        let Some(p) = plugins.get(i) else { break };
+        let mut view = Request::new(&mut *client, &mut st.req, &runtime.services);
+        if let Flow::Respond(resp) = p.plugin.on_request(&mut view).await {
+            return Ok(Some(resp));
+        }
+        // The anonymous consumer's plugins apply too (Kong's scoping), which is how
+        // anonymous traffic gets its own limits.
+        if let Some(consumer) = st.req.consumer() {
+            if applied_consumer.as_deref() != Some(&*consumer.id) {
+                if let Some(own) = runtime.consumer_plugins.get(&consumer.id) {
+                    let resolved = resolve_for_consumer(route.chain.plugins(), &plugins[..=i], own);
+                    applied_consumer = Some(consumer.id.clone());
+                    st.chain_override = Some(Box::new(Chain::from_ordered(resolved)));
+                }
+            }
+        }
+        i += 1;
+    }
+
+    // Where the request goes: the route's upstream unless a plugin chose another
+    // upstream or pinned a target.
+    let mut choice = UpstreamChoice::default();
+    {
+        let (plugins, req) = st.chain_and_request(runtime);
+        let view = Request::new(&mut *client, req, &runtime.services);
+        for p in plugins {
+            p.plugin.choose_upstream(&view, &mut choice);
+        }
+    }
+    let upstream = match choice.upstream() {
+        None => Some(route.upstream.clone()),
+        Some(name) => runtime.upstreams.get(name).cloned(),
+    };
+    let Some(upstream) = upstream else {
+        let unknown = choice.upstream().unwrap_or_default();
+        log::warn!(
+            "route {}: a plugin chose upstream {unknown:?}, which is not defined",
+            route.info.name
+        );
+        return Ok(Some(Response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            respond::status_message(503),
+        )));
+    };
+
+    // Pick the target now, so that "no healthy target" is an ordinary answer (the
+    // client keeps its connection) rather than a proxying failure.
+    st.pinned = choice.target();
+    let selected = match st.pinned {
+        Some(addr) => upstream.select_target(addr, &st.tried),
+        None => upstream.select(
+            &SelectRequest {
+                client_ip: st.req.client_ip,
+                header: client.parts(),
+            },
+            &st.tried,
+        ),
+    };
+    st.upstream = Some(upstream);
+    match selected {
+        Some(sel) => st.selected = Some(sel),
+        None => {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            return Ok(Some(Response::error(status, respond::NO_HEALTHY_TARGET)));
+        }
+    }
+    Ok(None)
+}
+
 #[async_trait]
 impl ProxyHttp for PingwayProxy {
     type CTX = ProxyCtx;
@@ -548,154 +692,34 @@ impl ProxyHttp for PingwayProxy {
             return Ok(true);
         }
 
-        if !runtime.headers.preserve_case {
-            drop_header_case(session.req_header_mut());
-        }
-
-        // Pre-routing: the global plugins that ask, before a route is known (on a 404
-        // too); what they leave is what the router sees.
-        for p in runtime.global_chain.rewriters() {
-            let mut source = ClientRequest(session);
-            let mut view = Request::new(&mut source, &mut st.req, &runtime.services);
-            if let Flow::Respond(resp) = p.plugin.on_rewrite(&mut view).await {
-                send_generated(session, runtime, st, resp).await?;
-                return Ok(true);
-            }
-        }
-
-        // Route.
-        let found = {
-            let req = session.req_header();
-            let unescaped =
-                match request_head::escaped_slashes(req.uri.path(), proxy_settings.escaped_slashes)
-                {
-                    Ok(SlashOutcome::Unchanged) => None,
-                    Ok(SlashOutcome::Unescaped(p)) => Some(p),
-                    Err(rejection) => {
-                        send_generated(session, runtime, st, rejection.response()).await?;
-                        return Ok(true);
-                    }
+        // The access phase edits the client's head: taken apart into parts (each edit
+        // one map operation) unless the case of names is kept, and always put back.
+        let taken = if runtime.headers.preserve_case {
+            None
+        } else {
+            take_client_parts(session)
+        };
+        let answer = match taken {
+            Some(mut parts) => {
+                let answer = {
+                    let mut client = ClientRequest::Plain {
+                        parts: &mut parts,
+                        session: &mut *session,
+                    };
+                    access(runtime, st, &mut client).await
                 };
-            let path = match &unescaped {
-                Some(p) => Cow::Owned(normalize_path(p).into_owned()),
-                None => normalize_path(req.uri.path()),
-            };
-            let host = req
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .or_else(|| req.uri.host());
-            let found = runtime.router.find(&RouteRequest {
-                host,
-                path: &path,
-                method: &req.method,
-                headers: &req.headers,
-            });
-            // Plugins and the upstream see the normalized path, the one that was routed.
-            let rewritten = match (&found, path) {
-                (Some(_), Cow::Owned(p)) => with_query(&p, &req.uri),
-                _ => None,
-            };
-            (found, rewritten)
+                restore_client_parts(session, parts);
+                answer
+            }
+            None => access(runtime, st, &mut ClientRequest::Cased(&mut *session)).await,
         };
-        let (found, rewritten) = found;
-        if let Some(uri) = rewritten {
-            session.req_header_mut().set_uri(uri);
-        }
-        let Some(found) = found else {
-            let resp = Response::error(StatusCode::NOT_FOUND, respond::NO_ROUTE);
-            send_generated(session, runtime, st, resp).await?;
-            return Ok(true);
-        };
-        let Some(route) = runtime.routes.get(found.route) else {
-            return Error::e_explain(ErrorType::InternalError, "router returned an unknown route");
-        };
-        st.route = Some(found.route);
-        st.matched_len = found.matched_len;
-        st.req.route = Some(route.info.clone());
-
-        // Plugins, highest priority first; any may answer. Once a plugin authenticates
-        // a consumer that has plugins of its own, the rest of the chain is resolved with
-        // them (and that chain is kept for the later phases).
-        let mut applied_consumer: Option<Arc<str>> = None;
-        let mut i = 0;
-        loop {
-            let plugins = State::applicable(&st.chain_override, st.route, runtime).plugins();
-            let Some(p) = plugins.get(i) else { break };
-            let mut source = ClientRequest(session);
-            let mut view = Request::new(&mut source, &mut st.req, &runtime.services);
-            if let Flow::Respond(resp) = p.plugin.on_request(&mut view).await {
+        match answer? {
+            Some(resp) => {
                 send_generated(session, runtime, st, resp).await?;
-                return Ok(true);
+                Ok(true)
             }
-            // The anonymous consumer's plugins apply too (Kong's scoping), which is how
-            // anonymous traffic gets its own limits.
-            if let Some(consumer) = st.req.consumer() {
-                if applied_consumer.as_deref() != Some(&*consumer.id) {
-                    if let Some(own) = runtime.consumer_plugins.get(&consumer.id) {
-                        let resolved =
-                            resolve_for_consumer(route.chain.plugins(), &plugins[..=i], own);
-                        applied_consumer = Some(consumer.id.clone());
-                        st.chain_override = Some(Box::new(Chain::from_ordered(resolved)));
-                    }
-                }
-            }
-            i += 1;
+            None => Ok(false),
         }
-
-        // Where the request goes: the route's upstream unless a plugin chose another
-        // upstream or pinned a target.
-        let mut choice = UpstreamChoice::default();
-        {
-            let (plugins, req) = st.chain_and_request(runtime);
-            let mut source = ClientRequest(session);
-            let view = Request::new(&mut source, req, &runtime.services);
-            for p in plugins {
-                p.plugin.choose_upstream(&view, &mut choice);
-            }
-        }
-        let upstream = match choice.upstream() {
-            None => Some(route.upstream.clone()),
-            Some(name) => runtime.upstreams.get(name).cloned(),
-        };
-        let Some(upstream) = upstream else {
-            let unknown = choice.upstream().unwrap_or_default();
-            log::warn!(
-                "route {}: a plugin chose upstream {unknown:?}, which is not defined",
-                route.info.name
-            );
-            let resp = Response::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                respond::status_message(503),
-            );
-            send_generated(session, runtime, st, resp).await?;
-            return Ok(true);
-        };
-
-        // Pick the target now, so that "no healthy target" is an ordinary answer (the
-        // client keeps its connection) rather than a proxying failure.
-        st.pinned = choice.target();
-        let selected = match st.pinned {
-            Some(addr) => upstream.select_target(addr, &st.tried),
-            None => upstream.select(
-                &SelectRequest {
-                    client_ip: st.req.client_ip,
-                    header: session.req_header(),
-                },
-                &st.tried,
-            ),
-        };
-        st.upstream = Some(upstream);
-        match selected {
-            Some(sel) => st.selected = Some(sel),
-            None => {
-                let status = StatusCode::SERVICE_UNAVAILABLE;
-                let resp = Response::error(status, respond::NO_HEALTHY_TARGET);
-                send_generated(session, runtime, st, resp).await?;
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     async fn request_body_filter(

@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 
 use http::header::{HeaderName, COOKIE};
-use pingora_http::RequestHeader;
 
 use super::ring::KeyHasher;
 
@@ -23,7 +22,7 @@ pub(crate) enum HashKey {
 
 impl HashKey {
     /// The 64-bit hash of this request's key.
-    pub(crate) fn hash(&self, client_ip: IpAddr, header: &RequestHeader) -> u64 {
+    pub(crate) fn hash(&self, client_ip: IpAddr, header: &http::request::Parts) -> u64 {
         let mut h = KeyHasher::new();
         let found = match self {
             HashKey::Ip => false,
@@ -66,7 +65,7 @@ fn write_ip(h: &mut KeyHasher, ip: IpAddr) {
 }
 
 /// The value of cookie `name` from the request's `Cookie` header(s), first match wins.
-fn cookie_value<'a>(header: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
+fn cookie_value<'a>(header: &'a http::request::Parts, name: &str) -> Option<&'a [u8]> {
     for value in header.headers.get_all(COOKIE) {
         for pair in value.as_bytes().split(|b| *b == b';') {
             let pair = trim(pair);

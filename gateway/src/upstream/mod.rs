@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::HeaderName;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_http::RequestHeader;
 use pingway_plugins::config::join_path;
 
 use crate::config::{Diagnostic, HashOn, UpstreamConfig};
@@ -67,7 +66,7 @@ pub struct SelectRequest<'a> {
     /// for `hash_on: ip` and the fallback when a header or cookie key is missing.
     pub client_ip: IpAddr,
     /// The request header, for `hash_on: header`, `cookie` and `path`.
-    pub header: &'a RequestHeader,
+    pub header: &'a http::request::Parts,
 }
 
 /// A picked target. Holding it counts one in-flight request on the target (read by

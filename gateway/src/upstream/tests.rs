@@ -163,7 +163,7 @@ fn consistent_hash_is_stable_and_moves_few_keys_when_a_target_goes() {
 #[test]
 fn consistent_hash_keys_on_header_cookie_path_and_ip() {
     let targets = five_targets();
-    let select_addr = |pool: &Upstream, client: IpAddr, header: &RequestHeader| {
+    let select_addr = |pool: &Upstream, client: IpAddr, header: &pingora_http::RequestHeader| {
         let req = SelectRequest {
             client_ip: client,
             header,
