@@ -1,5 +1,7 @@
-//! `rate-limiting`: Kong's fixed-window request limits, with Kong's fields, headers and
-//! answers, counted in this gateway's memory (Kong's `local` policy).
+//! `rate-limiting`: Kong's request limits, with Kong's fields, headers and answers,
+//! counted in this gateway's memory (Kong's `local` policy: `limiter.rs`) or in Redis,
+//! shared by every replica (`policy: redis`: `redis_store.rs`), in fixed calendar
+//! windows (Kong's) or sliding ones (`window: sliding`).
 //!
 //! - Limits per `second`, `minute`, `hour`, `day`, `month` and `year`, in fixed windows
 //!   aligned to UTC calendar boundaries. A request passes only if every configured
@@ -18,7 +20,10 @@
 //! per-route or per-upstream totals).
 //!
 //! Unlike Kong, which reads the counter and increments it later (so concurrent requests
-//! can overshoot), counting is exact: see `limiter.rs`.
+//! can overshoot), counting is exact: see `limiter.rs`, and for Redis the one script
+//! that checks and counts every period in `redis_store.rs`. When Redis fails, the
+//! request passes without rate-limit headers (`fault_tolerant`, the default) or gets
+//! Kong's 500.
 //!
 //! Memory is bounded whatever clients send: identifiers are stored as a 16-byte keyed
 //! digest (`key.rs`), and each period tracks at most `max_tracked_keys` (a Pingway
