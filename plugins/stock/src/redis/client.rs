@@ -156,6 +156,11 @@ impl RedisClient {
         let (conn, generation) = self.connection(deadline).await?;
         match tokio::time::timeout_at(deadline, command(conn)).await {
             Ok(Ok(v)) => Ok(v),
+            // The driver's own response timeout (the same bound) may fire first.
+            Ok(Err(e)) if e.is_timeout() => {
+                self.mark_down(generation, "a command timed out");
+                Err(self.timeout_error())
+            }
             Ok(Err(e)) if is_link_failure(&e) => {
                 self.mark_down(generation, &e.to_string());
                 Err(RedisError::Connection {
@@ -329,5 +334,64 @@ async fn connect(inner: &Inner) -> Result<MultiplexedConnection, String> {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::test_server::TestRedis;
+
+    async fn ping(client: &RedisClient) -> Result<(), RedisError> {
+        client
+            .run(
+                |mut c| async move { redis::cmd("PING").query_async::<redis::Value>(&mut c).await },
+            )
+            .await
+            .map(drop)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_redis_costs_one_timeout_then_fails_fast() {
+        let redis = TestRedis::start();
+        let settings =
+            RedisSettings::new("127.0.0.1", redis.port).with_timeout(Duration::from_millis(300));
+        let client = RedisClient::new(settings, None).expect("client");
+        ping(&client).await.expect("redis up");
+        assert!(client.is_up());
+
+        // Frozen: the connection stays open but nothing answers. The command in
+        // flight ends at the timeout and opens the circuit...
+        redis.freeze(true);
+        let e = ping(&client).await.expect_err("no answer");
+        assert!(matches!(e, RedisError::Timeout { .. }), "{e}");
+        // ...so the next ones are not sent at all: they fail at once, as unavailable.
+        for _ in 0..3 {
+            let e = ping(&client).await.expect_err("circuit open");
+            assert!(matches!(e, RedisError::Unavailable(_)), "{e}");
+        }
+
+        // Answering again: the background task's reconnect (connect + PING) closes the
+        // circuit by itself.
+        redis.freeze(false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while ping(&client).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "never reconnected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(client.is_up());
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_fails_within_the_timeout_and_is_reported_unavailable() {
+        // A port nobody listens on: the first connect is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let client = RedisClient::new(RedisSettings::new("127.0.0.1", port), None).expect("client");
+        let e = ping(&client).await.expect_err("nothing there");
+        assert!(matches!(e, RedisError::Unavailable(_)), "{e}");
+        assert!(!client.is_up());
     }
 }

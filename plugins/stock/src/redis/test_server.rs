@@ -56,6 +56,18 @@ impl TestRedis {
         server
     }
 
+    /// Stops (`true`: SIGSTOP) or continues (`false`: SIGCONT) it: a Redis that keeps
+    /// its connections open but does not answer.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().map(Child::id).expect("running");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills it (SIGKILL) and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
