@@ -210,6 +210,9 @@ impl Runtime {
             &mut diags,
         );
         services.insert(consumers.clone());
+        // One set of Redis clients for the process: connections survive reloads, and
+        // every plugin configured with the same Redis shares one.
+        services.insert(pingway_plugins::redis::RedisPools::process());
         let mut instances = InstanceBuilder::new(
             registry,
             previous.map(|p| &p.instances),

@@ -16,6 +16,7 @@ mod hardening;
 mod ip_restriction;
 mod jwt;
 mod key_auth;
+mod rate_limit_redis;
 mod rate_limiting;
 mod reload;
 mod reload_limits;

@@ -18,6 +18,7 @@ pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
 pub mod rate_limiting;
+pub mod redis;
 
 pub use consumers::ConsumerSet;
 pub use pingway_plugin::*;

@@ -126,6 +126,11 @@ struct Args {
     /// Seconds to wait for other processes to calm down before a run.
     #[arg(long, default_value_t = 300)]
     max_wait: u64,
+    /// Scenario 2 also with `rate-limiting` `policy: redis` (Pingway only): starts a
+    /// `redis-server` (Debian's package) on the load core, on the port after the
+    /// proxies', and reports the ratio to `policy: local` and the p99 cost.
+    #[arg(long)]
+    redis: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +159,8 @@ enum Setup {
     Plain,
     /// Scenario 2's plugins (bare Pingora: none).
     Plugins,
+    /// Scenario 2's plugins with `rate-limiting` counting in Redis (Pingway only).
+    PluginsRedis,
     /// The generated routes; requests spread over them.
     Routes,
     /// One route; the same spread requests (what the route table costs, by difference).
@@ -327,6 +334,39 @@ fn real_main() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )?;
 
+    // Redis for scenario 2's `policy: redis` case, on the load core like the upstream.
+    let mut redis = if args.redis && args.scenarios.contains(&2) {
+        let port = bench.redis_port();
+        let mut redis = Proc::spawn(
+            "redis-server",
+            &args.load_core,
+            Path::new("redis-server"),
+            &[
+                "--port".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--save".into(),
+                String::new(),
+                "--appendonly".into(),
+                "no".into(),
+            ],
+            &dir.join("redis.log"),
+            procs::SIGTERM,
+        )
+        .context("--redis needs redis-server on PATH (apt-get install -y redis-server)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if redis.exited() || Instant::now() > deadline {
+                bail!("redis-server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    } else {
+        None
+    };
+
     let mut header = bench.header(&key_auth_note);
     // The load side's ceiling: wrk straight to the upstream, both on the load core.
     let (ceiling, _) = measure::wrk(
@@ -450,6 +490,9 @@ fn real_main() -> anyhow::Result<()> {
         }
     }
     up.stop();
+    if let Some(redis) = redis.take() {
+        redis.stop();
+    }
 
     let report = format!(
         "{header}- Harness wall time: {:.0} s; {repeated} run(s) repeated because other processes used more than {}% of a core during them\n\n{}",
@@ -502,6 +545,12 @@ impl Bench {
             }
     }
 
+    /// The port of the Redis that scenario 2's `policy: redis` case counts in: the
+    /// one after the proxies' four.
+    fn redis_port(&self) -> u16 {
+        self.args.base_port + 5
+    }
+
     fn addr(&self, peer: Peer) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port(peer)))
     }
@@ -516,7 +565,7 @@ impl Bench {
         let file = self.dir.join("key-auth-probe.yaml");
         std::fs::write(
             &file,
-            peers::pingway_one_route("127.0.0.1:1", "127.0.0.1:2", Some(true), false),
+            peers::pingway_one_route("127.0.0.1:1", "127.0.0.1:2", Some((true, None)), false),
         )?;
         let out = std::process::Command::new(self.bins.join("pingway"))
             .arg("validate")
@@ -631,6 +680,14 @@ impl Bench {
             Peer::Pingway,
             Setup::Plugins,
         );
+        if self.args.redis {
+            add(
+                2,
+                &format!("pingway ip+rl redis {ka}"),
+                Peer::Pingway,
+                Setup::PluginsRedis,
+            );
+        }
         add(
             2,
             &format!(
@@ -708,8 +765,14 @@ impl Bench {
                         peers::pingway_many_routes(&listen, &up, &self.set, variant_b)
                     }
                     Setup::Plugins => {
-                        peers::pingway_one_route(&listen, &up, Some(self.key_auth), false)
+                        peers::pingway_one_route(&listen, &up, Some((self.key_auth, None)), false)
                     }
+                    Setup::PluginsRedis => peers::pingway_one_route(
+                        &listen,
+                        &up,
+                        Some((self.key_auth, Some(self.redis_port()))),
+                        false,
+                    ),
                     _ => peers::pingway_one_route(&listen, &up, None, variant_b),
                 };
                 ("pingway.yaml", text)
@@ -825,11 +888,12 @@ impl Bench {
             }
             _ => ("localhost".to_string(), "/".to_string()),
         };
-        let headers: Vec<(&str, &str)> = if case.setup == Setup::Plugins {
-            vec![(peers::API_KEY_HEADER, peers::API_KEY)]
-        } else {
-            Vec::new()
-        };
+        let headers: Vec<(&str, &str)> =
+            if matches!(case.setup, Setup::Plugins | Setup::PluginsRedis) {
+                vec![(peers::API_KEY_HEADER, peers::API_KEY)]
+            } else {
+                Vec::new()
+            };
         procs::wait_http(
             &mut proc,
             self.addr(peer),
@@ -845,7 +909,7 @@ impl Bench {
 
     fn script(&self, setup: Setup) -> &Path {
         match setup {
-            Setup::Plugins => &self.scripts.plugins,
+            Setup::Plugins | Setup::PluginsRedis => &self.scripts.plugins,
             Setup::Routes | Setup::ReloadRoutes | Setup::PlainSpread => &self.scripts.spread,
             _ => &self.scripts.plain,
         }
@@ -1187,5 +1251,19 @@ fn targets(results: &[(Case, Vec<Sample>)], args: &Args) -> String {
     out.push_str(
         "- Router lookup < 1 µs and building 10,000 routes from YAML < 200 ms: see `cargo bench -p pingway-benches --bench micro`\n",
     );
+    // Issue 13 sets no target here: it asks for the figures.
+    if let Some((redis, local)) = get(2, Peer::Pingway, Setup::PluginsRedis).zip(s2_pw) {
+        let _ = writeln!(
+            out,
+            "- Scenario 2, rate-limiting policy: redis vs policy: local (issue 13, no target): \
+             {:.2}× the req/s ({:.1}k vs {:.1}k), p99 {:+.0} µs ({:.0} vs {:.0} µs)",
+            redis.rps / local.rps,
+            redis.rps / 1000.0,
+            local.rps / 1000.0,
+            redis.p99 - local.p99,
+            redis.p99,
+            local.p99
+        );
+    }
     out
 }

@@ -14,14 +14,19 @@ pub const API_KEY: &str = "bench-key";
 pub const API_KEY_HEADER: &str = "apikey";
 
 /// Scenario 2's plugin block for Pingway's route (YAML list items at 4 spaces), and
-/// the top-level `consumers:` section when key-auth is on.
-pub fn pingway_scenario2(key_auth: bool) -> (String, String) {
-    let mut plugins = String::from(
+/// the top-level `consumers:` section when key-auth is on. With `redis_port`,
+/// rate-limiting counts in the Redis on that loopback port (`policy: redis`).
+pub fn pingway_scenario2(key_auth: bool, redis_port: Option<u16>) -> (String, String) {
+    let store = match redis_port {
+        None => "policy: local".to_string(),
+        Some(port) => format!("policy: redis, redis: {{host: 127.0.0.1, port: {port}}}"),
+    };
+    let mut plugins = format!(
         "    plugins:\n\
          \x20     - name: ip-restriction\n\
-         \x20       config: {allow: [127.0.0.0/8, 10.0.0.0/8], deny: [192.0.2.0/24]}\n\
+         \x20       config: {{allow: [127.0.0.0/8, 10.0.0.0/8], deny: [192.0.2.0/24]}}\n\
          \x20     - name: rate-limiting\n\
-         \x20       config: {second: 1000000000, policy: local, limit_by: ip}\n",
+         \x20       config: {{second: 1000000000, {store}, limit_by: ip}}\n",
     );
     let mut consumers = String::new();
     if key_auth {
@@ -36,15 +41,16 @@ pub fn pingway_scenario2(key_auth: bool) -> (String, String) {
 }
 
 /// A Pingway configuration with one route `/` (and, for the reload scenario's second
-/// routing, a `/b` route), optionally with scenario 2's plugins.
+/// routing, a `/b` route), optionally with scenario 2's plugins (`(key_auth,
+/// redis_port)`).
 pub fn pingway_one_route(
     listen: &str,
     upstream: &str,
-    scenario2: Option<bool>,
+    scenario2: Option<(bool, Option<u16>)>,
     variant_b: bool,
 ) -> String {
     let (plugins, consumers) = match scenario2 {
-        Some(key_auth) => pingway_scenario2(key_auth),
+        Some((key_auth, redis_port)) => pingway_scenario2(key_auth, redis_port),
         None => (String::new(), String::new()),
     };
     let mut out = format!(

@@ -1,12 +1,14 @@
 //! Kong's `rate-limiting` configuration, and its validation into what the plugin runs on.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use http::{HeaderName, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::period::Period;
+use crate::redis::{RedisSettings, Secret};
 use crate::registry::ConfigError;
 
 /// Kong's `rate-limiting` configuration. Every Kong field is accepted, so a KongPlugin's
@@ -34,13 +36,20 @@ pub struct RateLimitingConfig {
     /// The path counted (with `limit_by: path`); requests to other paths are counted by
     /// client IP.
     pub path: Option<String>,
-    /// Where counters are kept. Only `local` (in this gateway's memory) is supported.
+    /// Where counters are kept: `local` (this gateway's memory, the default) or `redis`
+    /// (shared by every gateway using the same Redis).
     #[serde(default)]
     pub policy: Policy,
-    /// Whether to let requests through when the counter store fails. The `local`
-    /// store cannot fail, so this has no effect yet.
+    /// With `policy: redis`: whether to let requests through (without rate-limit
+    /// headers) when Redis fails or is down (true, the default), or to answer 500
+    /// (false). The `local` store cannot fail.
     #[serde(default = "default_true")]
     pub fault_tolerant: bool,
+    /// Pingway extension (Kong Enterprise's `window_type`): `fixed` (default, Kong's
+    /// calendar windows) or `sliding` (the previous window's count, weighted by how
+    /// much of it the last period still covers, plus the current window's).
+    #[serde(default, alias = "window_type")]
+    pub window: WindowKind,
     /// Whether to leave out the `X-RateLimit-*`, `RateLimit-*` and `Retry-After` headers.
     #[serde(default)]
     pub hide_client_headers: bool,
@@ -50,33 +59,35 @@ pub struct RateLimitingConfig {
     /// Message of the answer to a limited request.
     #[serde(default = "default_error_message")]
     pub error_message: String,
-    /// How often counters are synchronized with Redis, in seconds; -1 (the default)
-    /// means never. As in Kong, any other value is refused unless `policy` is `redis`.
+    /// With `policy: redis`: -1 (the default) or 0 checks and counts every request in
+    /// Redis as it comes (exact across gateways); a positive number of seconds counts
+    /// locally and synchronizes with Redis that often (faster, may over-admit: see the
+    /// docs). As in Kong, any value but -1 is refused unless `policy` is `redis`.
     pub sync_rate: Option<f64>,
     /// Pingway extension (not a Kong field): how many clients (distinct identifiers)
     /// each configured period tracks at most in its current window; a new client
     /// beyond it evicts another's counter. Default 100,000.
     #[schemars(range(min = 1))]
     pub max_tracked_keys: Option<usize>,
-    /// Redis connection settings (Kong 3.6+ layout). Accepted; unused with `local`.
+    /// Redis connection settings (Kong 3.6+ layout), required with `policy: redis`.
     pub redis: Option<RedisConfig>,
-    /// Redis host (Kong's older flat layout). Accepted; unused with `local`.
+    /// Redis host (Kong's older flat layout of `redis.host`).
     pub redis_host: Option<String>,
-    /// Redis port (flat layout). Accepted; unused with `local`.
+    /// Redis port (flat layout of the same `redis` field).
     pub redis_port: Option<u16>,
-    /// Redis username (flat layout). Accepted; unused with `local`.
+    /// Redis username (flat layout of the same `redis` field).
     pub redis_username: Option<String>,
-    /// Redis password (flat layout). Accepted; unused with `local`.
-    pub redis_password: Option<String>,
-    /// Redis database number (flat layout). Accepted; unused with `local`.
+    /// Redis password (flat layout of the same `redis` field).
+    pub redis_password: Option<Password>,
+    /// Redis database number (flat layout of the same `redis` field).
     pub redis_database: Option<i64>,
-    /// Redis timeout in milliseconds (flat layout). Accepted; unused with `local`.
+    /// Redis timeout in milliseconds (flat layout of the same `redis` field).
     pub redis_timeout: Option<u64>,
-    /// Whether to use TLS to Redis (flat layout). Accepted; unused with `local`.
+    /// Whether to use TLS to Redis (flat layout of the same `redis` field).
     pub redis_ssl: Option<bool>,
-    /// Whether to verify Redis's certificate (flat layout). Accepted; unused with `local`.
+    /// Whether to verify Redis's certificate (flat layout of the same `redis` field).
     pub redis_ssl_verify: Option<bool>,
-    /// SNI name for Redis (flat layout). Accepted; unused with `local`.
+    /// SNI name for Redis (flat layout of the same `redis` field).
     pub redis_server_name: Option<String>,
 }
 
@@ -110,33 +121,85 @@ pub enum Policy {
     Local,
     /// In Kong's database (not available in Pingway).
     Cluster,
-    /// In Redis (not supported yet).
+    /// In Redis, shared by every gateway using it.
     Redis,
 }
 
-/// Kong's `redis` sub-object. Accepted so Kong configurations load; unused with the
-/// `local` policy.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+/// Kong's `redis` sub-object. A single Redis server over plain TCP is supported;
+/// Sentinel, Cluster and TLS fields are refused with `policy: redis` (and ignored with
+/// `local`, so Kong configurations load).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// Redis host.
     pub host: Option<String>,
-    /// Redis port.
+    /// Redis port (default 6379).
     pub port: Option<u16>,
-    /// Connection timeout in milliseconds.
+    /// Bound on every Redis command and connection attempt, in milliseconds (default
+    /// 2000).
     pub timeout: Option<u64>,
-    /// ACL username.
+    /// Kong's connect timeout (ms); when set, the bound is the smallest of the timeouts.
+    pub connect_timeout: Option<u64>,
+    /// Kong's send timeout (ms); when set, the bound is the smallest of the timeouts.
+    pub send_timeout: Option<u64>,
+    /// Kong's read timeout (ms); when set, the bound is the smallest of the timeouts.
+    pub read_timeout: Option<u64>,
+    /// ACL username (Redis 6+).
     pub username: Option<String>,
-    /// Password.
-    pub password: Option<String>,
-    /// Database number.
+    /// Password. Never logged.
+    pub password: Option<Password>,
+    /// Database number (default 0).
     pub database: Option<i64>,
-    /// Whether to use TLS.
+    /// Whether to use TLS. Not supported: `true` is refused with `policy: redis`.
     pub ssl: Option<bool>,
-    /// Whether to verify the server certificate.
+    /// Whether to verify the server certificate (only meaningful with `ssl`).
     pub ssl_verify: Option<bool>,
-    /// SNI name.
+    /// SNI name (only meaningful with `ssl`).
     pub server_name: Option<String>,
+    /// Kong's keepalive pool size: accepted, unused (one multiplexed connection is
+    /// shared per Redis).
+    pub keepalive_pool_size: Option<u64>,
+    /// Kong's keepalive backlog: accepted, unused.
+    pub keepalive_backlog: Option<u64>,
+    /// Sentinel master name. Not supported: refused with `policy: redis`.
+    pub sentinel_master: Option<String>,
+    /// Sentinel role. Not supported.
+    pub sentinel_role: Option<String>,
+    /// Sentinel nodes. Not supported.
+    pub sentinel_nodes: Option<Vec<serde_json::Value>>,
+    /// Sentinel username. Not supported.
+    pub sentinel_username: Option<String>,
+    /// Sentinel password. Not supported.
+    pub sentinel_password: Option<Password>,
+    /// Cluster nodes. Not supported: refused with `policy: redis`.
+    pub cluster_nodes: Option<Vec<serde_json::Value>>,
+    /// Cluster redirections. Not supported.
+    pub cluster_max_redirections: Option<u64>,
+    /// Whether Redis is behind a proxy (Kong). Accepted, unused.
+    pub connection_is_proxied: Option<bool>,
+}
+
+/// A password from the configuration: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// How a period's limit is applied over time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// Kong's fixed calendar windows: the count drops to zero when a window ends.
+    #[default]
+    Fixed,
+    /// A sliding window: the current window's count plus the previous window's,
+    /// weighted by the share of the previous window the last period still covers.
+    Sliding,
 }
 
 fn default_true() -> bool {
@@ -171,6 +234,20 @@ pub(crate) struct Settings {
     pub error_message: Cow<'static, str>,
     /// The most identifiers each period tracks (`max_tracked_keys`).
     pub max_keys: usize,
+    /// Fixed or sliding windows.
+    pub window: WindowKind,
+    /// Set when `policy` is `redis`.
+    pub redis: Option<RedisStore>,
+}
+
+/// The validated `policy: redis` settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisStore {
+    pub settings: RedisSettings,
+    pub fault_tolerant: bool,
+    /// `None`: every request is checked in Redis; `Some(interval)`: counted locally and
+    /// synchronized this often.
+    pub sync_every: Option<Duration>,
 }
 
 /// Collects every problem before failing, so one run reports them all.
@@ -264,16 +341,17 @@ impl RateLimitingConfig {
             _ => None,
         };
 
-        match self.policy {
-            Policy::Local => {}
-            Policy::Redis => {
-                problems.add("policy", "policy redis is not supported yet; use local");
+        let redis = match self.policy {
+            Policy::Local => None,
+            Policy::Redis => self.redis_store(&mut problems),
+            Policy::Cluster => {
+                problems.add(
+                    "policy",
+                    "policy cluster is not supported (it needs Kong's database); use local or redis",
+                );
+                None
             }
-            Policy::Cluster => problems.add(
-                "policy",
-                "policy cluster is not supported (it needs Kong's database); use local",
-            ),
-        }
+        };
 
         let max_keys = match self.max_tracked_keys {
             None => super::limiter::DEFAULT_MAX_KEYS,
@@ -291,6 +369,16 @@ impl RateLimitingConfig {
                 problems.add(
                     "sync_rate",
                     "sync_rate can only be used with the redis policy",
+                );
+            } else if !(rate == SYNC_RATE_OFF || rate >= 0.0) || !rate.is_finite() {
+                problems.add(
+                    "sync_rate",
+                    format!("must be -1 (every request), 0 (the same) or a positive number of seconds (got {rate})"),
+                );
+            } else if rate > 0.0 && self.window == WindowKind::Sliding {
+                problems.add(
+                    "sync_rate",
+                    "a positive sync_rate is not supported with window: sliding; use -1",
                 );
             }
         }
@@ -323,6 +411,120 @@ impl RateLimitingConfig {
             error_code,
             error_message,
             max_keys,
+            window: self.window,
+            redis,
+        })
+    }
+
+    /// The Redis settings of `policy: redis`, from the `redis` block or Kong's flat
+    /// `redis_*` fields (a field set in both must agree). Unsupported deployments
+    /// (TLS, Sentinel, Cluster) are refused by name.
+    fn redis_store(&self, problems: &mut Problems) -> Option<RedisStore> {
+        let empty = RedisConfig::default();
+        let r = self.redis.as_ref().unwrap_or(&empty);
+        fn pick<T: Clone + PartialEq>(
+            problems: &mut Problems,
+            field: &str,
+            nested: &Option<T>,
+            flat: &Option<T>,
+        ) -> Option<T> {
+            match (nested, flat) {
+                (Some(a), Some(b)) if a != b => {
+                    problems.add(
+                        &format!("redis_{field}"),
+                        format!("conflicts with redis.{field}; set only one"),
+                    );
+                    Some(a.clone())
+                }
+                (Some(a), _) => Some(a.clone()),
+                (None, b) => b.clone(),
+            }
+        }
+        let host = pick(problems, "host", &r.host, &self.redis_host);
+        let port = pick(problems, "port", &r.port, &self.redis_port);
+        let username = pick(problems, "username", &r.username, &self.redis_username);
+        let password = pick(problems, "password", &r.password, &self.redis_password);
+        let database = pick(problems, "database", &r.database, &self.redis_database);
+        let timeout = pick(problems, "timeout", &r.timeout, &self.redis_timeout);
+        let ssl = pick(problems, "ssl", &r.ssl, &self.redis_ssl);
+
+        let mut ok = true;
+        let mut refuse = |field: &str, message: &str| {
+            problems.add(field, message);
+            ok = false;
+        };
+        let host = match host {
+            Some(h) if !h.trim().is_empty() => h,
+            _ => {
+                refuse("redis.host", "required when policy is 'redis'");
+                String::new()
+            }
+        };
+        if port == Some(0) {
+            refuse("redis.port", "must be between 1 and 65535");
+        }
+        if database.is_some_and(|d| d < 0) {
+            refuse("redis.database", "must be 0 or more");
+        }
+        if ssl == Some(true) {
+            refuse(
+                "redis.ssl",
+                "TLS to Redis is not supported by Pingway yet; use a plain TCP Redis \
+                 (or a local TLS-terminating proxy)",
+            );
+        }
+        let unsupported = [
+            ("redis.sentinel_master", r.sentinel_master.is_some()),
+            ("redis.sentinel_role", r.sentinel_role.is_some()),
+            (
+                "redis.sentinel_nodes",
+                r.sentinel_nodes.as_ref().is_some_and(|n| !n.is_empty()),
+            ),
+            ("redis.sentinel_username", r.sentinel_username.is_some()),
+            ("redis.sentinel_password", r.sentinel_password.is_some()),
+        ];
+        for (field, set) in unsupported {
+            if set {
+                refuse(
+                    field,
+                    "Redis Sentinel is not supported by Pingway yet; use a single Redis host",
+                );
+            }
+        }
+        if r.cluster_nodes.as_ref().is_some_and(|n| !n.is_empty()) {
+            refuse(
+                "redis.cluster_nodes",
+                "Redis Cluster is not supported by Pingway yet; use a single Redis host",
+            );
+        }
+        let timeouts = [timeout, r.connect_timeout, r.send_timeout, r.read_timeout];
+        let millis = timeouts
+            .iter()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
+        if millis == 0 {
+            refuse("redis.timeout", "must be greater than 0");
+        }
+        let sync_every = match self.sync_rate {
+            Some(rate) if rate > 0.0 && rate.is_finite() => Some(Duration::from_secs_f64(rate)),
+            _ => None,
+        };
+        if !ok {
+            return None;
+        }
+        let settings = RedisSettings::new(host, port.unwrap_or(6379))
+            .with_credentials(username, password.map(|p| Secret::new(p.0)))
+            .with_database(database.unwrap_or(0))
+            .with_timeout(Duration::from_millis(millis));
+        Some(RedisStore {
+            settings,
+            fault_tolerant: self.fault_tolerant,
+            sync_every,
         })
     }
 }
+
+/// Kong's default `redis.timeout`, in milliseconds.
+const DEFAULT_REDIS_TIMEOUT_MS: u64 = 2_000;

@@ -68,30 +68,45 @@ impl Window {
     }
 }
 
-/// One configured period: its limit and its current window.
+/// One configured period: its limit and its current window (and, with sliding
+/// windows, the one just before it).
 #[derive(Debug)]
 struct PeriodLimit {
     period: Period,
     limit: u64,
     max_keys: usize,
-    current: RwLock<Arc<Window>>,
+    sliding: bool,
+    current: RwLock<Slot>,
+}
+
+/// The window in use and, with sliding windows, the window right before it.
+#[derive(Debug, Clone)]
+struct Slot {
+    current: Arc<Window>,
+    previous: Option<Arc<Window>>,
 }
 
 impl PeriodLimit {
     /// The window containing `now`, starting a new (empty) one when the clock has moved
     /// past the current one. A clock that steps back keeps counting in the current
     /// window rather than reopening an old one.
+    #[cfg(test)]
     fn window(&self, now: u64) -> Arc<Window> {
+        self.slot(now).current
+    }
+
+    /// [`Self::window`], with the previous window when sliding.
+    fn slot(&self, now: u64) -> Slot {
         {
             let w = self.current.read().unwrap_or_else(|e| e.into_inner());
-            if now < w.bounds.end {
-                return Arc::clone(&w);
+            if now < w.current.bounds.end {
+                return w.clone();
             }
         }
         let mut w = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if now < w.bounds.end {
+        if now < w.current.bounds.end {
             // Another request rolled the window over first.
-            return Arc::clone(&w);
+            return w.clone();
         }
         let bounds = self.period.bounds(now);
         log::trace!(
@@ -101,13 +116,40 @@ impl PeriodLimit {
             bounds.end
         );
         let fresh = Arc::new(Window::new(bounds, self.max_keys));
-        let old = std::mem::replace(&mut *w, Arc::clone(&fresh));
+        // Sliding windows keep the window just ended (and only if it is the one right
+        // before: after an idle gap it has no weight left).
+        let previous =
+            (self.sliding && w.current.bounds.end == bounds.start).then(|| Arc::clone(&w.current));
+        let old = std::mem::replace(
+            &mut *w,
+            Slot {
+                current: fresh,
+                previous,
+            },
+        );
+        let slot = w.clone();
         drop(w);
-        // The old map (possibly large) is freed here, outside the lock, unless a request
-        // in flight still holds it; then it goes when that request finishes.
+        // The old maps (possibly large) are freed here, outside the lock, unless a
+        // request in flight still holds them; then they go when that request finishes.
         drop(old);
-        fresh
+        slot
     }
+}
+
+/// The sliding-window limit on the current window's count: `limit` minus the previous
+/// window's count weighted by the share of it the last period still covers, rounded up
+/// (so the estimate never under-counts), at least 0. `elapsed_ms` is how far `now` is
+/// into the current window of `len_ms`.
+///
+/// Computed in `f64` exactly as the Redis script computes it (Lua numbers are doubles),
+/// so both stores agree to the request.
+pub(crate) fn sliding_limit(limit: u64, previous: u64, elapsed_ms: u64, len_ms: u64) -> u64 {
+    if previous == 0 || len_ms == 0 {
+        return limit;
+    }
+    let covered = len_ms.saturating_sub(elapsed_ms) as f64;
+    let weighted = (previous as f64 * covered / len_ms as f64).ceil();
+    (limit as f64 - weighted).max(0.0) as u64
 }
 
 /// What a check found for one period.
@@ -134,6 +176,18 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// An outcome from each configured period's usage (a store other than this one's).
+    pub fn from_usage(allowed: bool, usage: impl IntoIterator<Item = PeriodUsage>) -> Self {
+        let mut o = Outcome {
+            allowed,
+            usage: [None; 6],
+        };
+        for u in usage {
+            o.usage[u.period.index()] = Some(u);
+        }
+        o
+    }
+
     /// The usage of each configured period, shortest first.
     pub fn usage(&self) -> impl Iterator<Item = &PeriodUsage> {
         self.usage.iter().flatten()
@@ -163,9 +217,19 @@ impl Limiter {
     /// A limiter for these `(period, limit)` pairs, each period tracking at most
     /// `max_keys` identifiers. They are checked shortest period first whatever their
     /// order here. Fails only if no random secret can be drawn for the key digests.
+    #[cfg(test)]
     pub fn new(
         limits: impl IntoIterator<Item = (Period, u64)>,
         max_keys: usize,
+    ) -> Result<Self, RandomUnavailable> {
+        Limiter::with_window(limits, max_keys, false)
+    }
+
+    /// [`Limiter::new`], with sliding windows when `sliding`.
+    pub fn with_window(
+        limits: impl IntoIterator<Item = (Period, u64)>,
+        max_keys: usize,
+        sliding: bool,
     ) -> Result<Self, RandomUnavailable> {
         let max_keys = max_keys.max(1);
         let mut periods: Vec<PeriodLimit> = limits
@@ -174,8 +238,12 @@ impl Limiter {
                 period,
                 limit,
                 max_keys,
+                sliding,
                 // An empty window that has already ended: the first request opens one.
-                current: RwLock::new(Arc::new(Window::new(Bounds { start: 0, end: 0 }, 1))),
+                current: RwLock::new(Slot {
+                    current: Arc::new(Window::new(Bounds { start: 0, end: 0 }, 1)),
+                    previous: None,
+                }),
             })
             .collect();
         periods.sort_by_key(|p| p.period);
@@ -223,7 +291,16 @@ impl Limiter {
     }
 
     /// Counts a request by `id` at `now` (Unix seconds) if every period has room.
+    #[cfg(test)]
     pub fn check(&self, id: Identifier<'_>, now: u64) -> Outcome {
+        self.check_ms(id, now * 1_000)
+    }
+
+    /// Counts a request by `id` at `now_ms` (Unix milliseconds) if every period has
+    /// room. Fixed windows only look at the second; sliding windows weigh the previous
+    /// window to the millisecond.
+    pub fn check_ms(&self, id: Identifier<'_>, now_ms: u64) -> Outcome {
+        let now = now_ms / 1_000;
         let key = self.hasher.digest(id);
         // The windows used, kept so that slots are given back to the very window they
         // were taken from even if the clock rolls over meanwhile.
@@ -234,17 +311,26 @@ impl Limiter {
         };
         let mut refused_at = None;
         for (i, p) in self.periods.iter().enumerate() {
-            let window = p.window(now);
+            let slot = p.slot(now);
+            let window = slot.current;
+            let limit = match &slot.previous {
+                Some(previous) => {
+                    let elapsed = now_ms.saturating_sub(window.bounds.start * 1_000);
+                    let len = (window.bounds.end - window.bounds.start) * 1_000;
+                    sliding_limit(p.limit, previous.counters.count(key), elapsed, len)
+                }
+                None => p.limit,
+            };
             let (remaining, refused) = match refused_at {
                 // Already refused: only read, for the headers.
-                Some(_) => (p.limit.saturating_sub(window.counters.count(key)), false),
+                Some(_) => (limit.saturating_sub(window.counters.count(key)), false),
                 None => {
-                    let acquired = window.counters.try_acquire(key, p.limit);
+                    let acquired = window.counters.try_acquire(key, limit);
                     if acquired.evicted {
                         self.note_eviction(now);
                     }
                     match acquired.result {
-                        Ok(count) => (p.limit.saturating_sub(count), false),
+                        Ok(count) => (limit.saturating_sub(count), false),
                         Err(_) => (0, true),
                     }
                 }
@@ -284,7 +370,11 @@ impl Limiter {
             .iter()
             .find(|p| p.period == period)
             .map_or(0, |p| {
-                p.current.read().unwrap_or_else(|e| e.into_inner()).len()
+                p.current
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .current
+                    .len()
             })
     }
 
@@ -294,7 +384,7 @@ impl Limiter {
         self.periods
             .iter()
             .find(|p| p.period == period)
-            .map(|p| Arc::downgrade(&p.current.read().unwrap_or_else(|e| e.into_inner())))
+            .map(|p| Arc::downgrade(&p.current.read().unwrap_or_else(|e| e.into_inner()).current))
     }
 }
 
@@ -565,5 +655,45 @@ mod tests {
         // before the switch went to the old one, later ones to the new one (the clock
         // never moves backwards into a closed window).
         assert!((400..=800).contains(&current), "{current}");
+    }
+
+    #[test]
+    fn sliding_limit_math() {
+        // No previous traffic: the whole limit.
+        assert_eq!(sliding_limit(10, 0, 0, 60_000), 10);
+        // At the start of a window the previous one counts whole.
+        assert_eq!(sliding_limit(10, 10, 0, 60_000), 0);
+        // Half way: half of it.
+        assert_eq!(sliding_limit(10, 10, 30_000, 60_000), 5);
+        // The weighted count is rounded up: 7 x 0.5 = 3.5 counts as 4.
+        assert_eq!(sliding_limit(10, 7, 30_000, 60_000), 6);
+        // At (or past) the end it no longer counts.
+        assert_eq!(sliding_limit(10, 10, 60_000, 60_000), 10);
+        assert_eq!(sliding_limit(10, 10, 70_000, 60_000), 10);
+        // Never below zero.
+        assert_eq!(sliding_limit(10, 50, 0, 60_000), 0);
+    }
+
+    #[test]
+    fn sliding_windows_weigh_the_previous_window() {
+        let l = Limiter::with_window([(Period::Minute, 10)], 100, true).expect("random");
+        let fixed = Limiter::with_window([(Period::Minute, 10)], 100, false).expect("random");
+        for _ in 0..10 {
+            assert!(l.check(ip(1), T0 + 10).allowed);
+            assert!(fixed.check(ip(1), T0 + 10).allowed);
+        }
+        // 30 s into the next window: fixed windows start again from zero; the sliding
+        // window still counts half of the previous 10.
+        let count =
+            |l: &Limiter, at_ms: u64| (0..20).filter(|_| l.check_ms(ip(1), at_ms).allowed).count();
+        assert_eq!(count(&fixed, (T0 + 90) * 1_000), 10);
+        assert_eq!(count(&l, (T0 + 90) * 1_000), 5);
+        let o = l.check_ms(ip(1), (T0 + 90) * 1_000);
+        assert_eq!(o.of(Period::Minute).map(|u| u.remaining), Some(0));
+        // 45 s in, a quarter of the previous window (2.5, rounded up to 3) counts: 7 in
+        // all, of which 5 are taken.
+        assert_eq!(count(&l, (T0 + 105) * 1_000), 2);
+        // After a whole idle window the previous one is gone.
+        assert_eq!(count(&l, (T0 + 250) * 1_000), 10);
     }
 }

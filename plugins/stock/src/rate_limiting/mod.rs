@@ -1,5 +1,7 @@
-//! `rate-limiting`: Kong's fixed-window request limits, with Kong's fields, headers and
-//! answers, counted in this gateway's memory (Kong's `local` policy).
+//! `rate-limiting`: Kong's request limits, with Kong's fields, headers and answers,
+//! counted in this gateway's memory (Kong's `local` policy: `limiter.rs`) or in Redis,
+//! shared by every replica (`policy: redis`: `redis_store.rs`), in fixed calendar
+//! windows (Kong's) or sliding ones (`window: sliding`).
 //!
 //! - Limits per `second`, `minute`, `hour`, `day`, `month` and `year`, in fixed windows
 //!   aligned to UTC calendar boundaries. A request passes only if every configured
@@ -18,7 +20,10 @@
 //! per-route or per-upstream totals).
 //!
 //! Unlike Kong, which reads the counter and increments it later (so concurrent requests
-//! can overshoot), counting is exact: see `limiter.rs`.
+//! can overshoot), counting is exact: see `limiter.rs`, and for Redis the one script
+//! that checks and counts every period in `redis_store.rs`. When Redis fails, the
+//! request passes without rate-limit headers (`fault_tolerant`, the default) or gets
+//! Kong's 500.
 //!
 //! Memory is bounded whatever clients send: identifiers are stored as a 16-byte keyed
 //! digest (`key.rs`), and each period tracks at most `max_tracked_keys` (a Pingway
@@ -41,28 +46,36 @@ mod headers;
 mod key;
 mod limiter;
 mod period;
+mod redis_store;
 
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode};
 
-pub use config::{LimitBy, Policy, RateLimitingConfig, RedisConfig};
+pub use config::{LimitBy, Password, Policy, RateLimitingConfig, RedisConfig, WindowKind};
 
 use crate::context::RequestCtx;
-use crate::registry::{BuildContext, BuildPlugin, ConfigError};
+use crate::redis::{RedisError, RedisPools};
+use crate::registry::{BuildContext, BuildPlugin, ConfigError, PluginScope};
 use crate::{Flow, Plugin, Request, Response};
 use config::Settings;
 use limiter::{Identifier, Limiter, Outcome};
+use redis_store::RedisCounters;
 
 /// The `rate-limiting` plugin: one instance's settings and counters.
 #[derive(Debug)]
 pub struct RateLimiting {
     settings: Settings,
     limiter: Limiter,
+    /// Set with `policy: redis`: then the counters are there, not in `limiter`.
+    redis: Option<RedisCounters>,
     /// Each period's limit as a header value, built once (by `Period::index`).
     limit_values: [HeaderValue; 6],
 }
+
+/// Kong's answer when the counter store fails and `fault_tolerant` is false.
+const STORE_FAILED: &str = "An unexpected error occurred";
 
 impl RateLimiting {
     /// How many counters this instance has evicted since it was built, to keep each
@@ -106,6 +119,27 @@ impl RateLimiting {
         }
     }
 
+    /// The answer when Redis failed: let the request through without rate-limit headers
+    /// (`fault_tolerant`, the default), or Kong's 500.
+    fn store_failed(&self, error: &RedisError) -> Flow {
+        let fault_tolerant = self
+            .settings
+            .redis
+            .as_ref()
+            .is_none_or(|r| r.fault_tolerant);
+        // Redis's own module logs when it goes down and comes back; per request this
+        // is only worth a debug line.
+        log::debug!("rate-limiting: counter store failed: {error}");
+        if fault_tolerant {
+            Flow::Continue
+        } else {
+            Flow::Respond(Response::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                STORE_FAILED,
+            ))
+        }
+    }
+
     /// Turns a check's outcome into the plugin's answer: queues the rate-limit headers
     /// on `ctx` (unless hidden), and answers a limited request with `error_code`,
     /// `error_message` and `Retry-After`.
@@ -140,22 +174,35 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Unix time in whole seconds (Kong's `ngx.time()`); 0 if the clock is before 1970.
 fn unix_now() -> u64 {
+    unix_now_ms() / 1_000
+}
+
+/// Unix time in milliseconds (the sliding windows' resolution).
+fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[async_trait::async_trait]
 impl Plugin for RateLimiting {
     async fn on_request(&self, req: &mut Request<'_>) -> Flow {
-        let outcome = {
-            let header = self
-                .settings
-                .header_name
-                .as_ref()
-                .and_then(|name| req.header(name));
-            let id = self.identify(req.ctx(), req.path(), header);
-            self.limiter.check(id, unix_now())
+        let header = self
+            .settings
+            .header_name
+            .as_ref()
+            .and_then(|name| req.header(name));
+        let id = self.identify(req.ctx(), req.path(), header);
+        let outcome = match &self.redis {
+            None => self.limiter.check_ms(id, unix_now_ms()),
+            Some(redis) => {
+                // Owned before the round trip, so that the request is free again after it.
+                let identifier = redis_store::redis_identifier(id).into_owned();
+                match redis.check(&identifier, unix_now_ms()).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => return self.store_failed(&e),
+                }
+            }
         };
         self.decide(req.ctx_mut(), &outcome)
     }
@@ -166,10 +213,48 @@ impl BuildPlugin for RateLimiting {
     const PRIORITY: i32 = 910;
     type Config = RateLimitingConfig;
 
-    fn build(config: RateLimitingConfig, _cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
+    fn build(config: RateLimitingConfig, cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
         let settings = config.validate()?;
-        let limiter = Limiter::new(settings.limits.iter().copied(), settings.max_keys)
+        let sliding = settings.window == WindowKind::Sliding;
+        // With Redis, the local limiter is never used: keep it minimal.
+        let local_keys = if settings.redis.is_some() {
+            1
+        } else {
+            settings.max_keys
+        };
+        let limiter = Limiter::with_window(settings.limits.iter().copied(), local_keys, sliding)
             .map_err(|e| ConfigError::new("", e.to_string()))?;
+        let redis = match &settings.redis {
+            None => None,
+            Some(store) => {
+                // The gateway offers its process-wide pools; without one (a test kit,
+                // an embedder) the same process-wide pools are used directly.
+                let process;
+                let pools: &RedisPools = match cx.service::<RedisPools>() {
+                    Some(p) => p,
+                    None => {
+                        process = RedisPools::process();
+                        &process
+                    }
+                };
+                let client = pools
+                    .client(&store.settings, cx.lifecycle())
+                    .map_err(|e| ConfigError::new("redis", e.to_string()))?;
+                let route = match cx.scope {
+                    PluginScope::Route(name) => Some(name),
+                    _ => None,
+                };
+                Some(RedisCounters::new(
+                    client,
+                    &settings.limits,
+                    sliding,
+                    route,
+                    store.sync_every,
+                    settings.max_keys,
+                    cx.lifecycle(),
+                ))
+            }
+        };
         let mut limit_values: [HeaderValue; 6] =
             std::array::from_fn(|_| HeaderValue::from_static("0"));
         for (period, limit) in &settings.limits {
@@ -179,6 +264,7 @@ impl BuildPlugin for RateLimiting {
         Ok(RateLimiting {
             settings,
             limiter,
+            redis,
             limit_values,
         })
     }

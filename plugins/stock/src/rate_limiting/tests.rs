@@ -203,16 +203,91 @@ fn rejects_unknown_fields_and_values() {
 
 #[test]
 fn rejects_unsupported_policies() {
-    assert_eq!(
-        problems(json!({"minute": 1, "policy": "redis", "redis": {"host": "redis"}})),
-        vec![(
-            "plugins[0].config.policy".to_string(),
-            "policy redis is not supported yet; use local".to_string()
-        )]
-    );
     let p = problems(json!({"minute": 1, "policy": "cluster"}));
     assert_eq!(p.len(), 1);
-    assert!(p[0].1.contains("use local"), "{}", p[0].1);
+    assert!(p[0].1.contains("use local or redis"), "{}", p[0].1);
+}
+
+#[test]
+fn redis_policy_settings() {
+    // Building does no I/O: a Redis that is not there is fine at load time.
+    assert!(
+        problems(json!({"minute": 1, "policy": "redis", "redis": {"host": "redis"}})).is_empty()
+    );
+    // Kong's flat layout is the same setting.
+    assert!(problems(
+        json!({"minute": 1, "policy": "redis", "redis_host": "redis", "redis_port": 6380})
+    )
+    .is_empty());
+    // The host is required.
+    assert_eq!(
+        problems(json!({"minute": 1, "policy": "redis"})),
+        vec![(
+            "plugins[0].config.redis.host".to_string(),
+            "required when policy is 'redis'".to_string()
+        )]
+    );
+    // Both layouts must agree.
+    let p = problems(
+        json!({"minute": 1, "policy": "redis", "redis": {"host": "a"}, "redis_host": "b"}),
+    );
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].0, "plugins[0].config.redis_host");
+    // Unsupported deployments are refused, each at its field.
+    let p = problems(json!({"minute": 1, "policy": "redis", "redis": {
+        "host": "r", "ssl": true, "sentinel_master": "m",
+        "sentinel_nodes": [{"host": "s", "port": 26379}],
+        "cluster_nodes": [{"ip": "c", "port": 7000}]
+    }}));
+    let fields: Vec<_> = p.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "plugins[0].config.redis.ssl",
+            "plugins[0].config.redis.sentinel_master",
+            "plugins[0].config.redis.sentinel_nodes",
+            "plugins[0].config.redis.cluster_nodes",
+        ]
+    );
+    assert!(p[0].1.contains("TLS"), "{}", p[0].1);
+    assert!(p[1].1.contains("Sentinel is not supported"), "{}", p[1].1);
+    assert!(p[3].1.contains("Cluster is not supported"), "{}", p[3].1);
+    // Kong's defaults for those fields (ssl: false, empty lists) load fine.
+    assert!(problems(json!({"minute": 1, "policy": "redis", "redis": {
+        "host": "r", "ssl": false, "ssl_verify": false, "sentinel_nodes": null, "cluster_nodes": []
+    }}))
+    .is_empty());
+    // And with the local policy, the Redis fields are not looked at.
+    assert!(
+        problems(json!({"minute": 1, "redis": {"ssl": true, "cluster_nodes": [{"ip": "c"}]}}))
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_redis_password_is_never_shown() {
+    let config: RateLimitingConfig = from_node(
+        &ConfigNode::from_json(&json!({
+            "minute": 1, "policy": "redis", "redis_password": "flat-secret",
+            "redis": {"host": "r", "password": "nested-secret", "sentinel_password": "s-secret"}
+        })),
+        "config",
+    )
+    .expect("config parses");
+    let shown = format!("{config:?}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+    assert!(!shown.contains("secret"), "{shown}");
+    // The errors name the fields, never the values.
+    let err = RateLimiting::build(config, &BuildContext::new(PluginScope::Global))
+        .expect_err("conflicting passwords, sentinel");
+    assert!(!err.to_string().contains("secret"), "{err}");
+    // A built instance does not show it either.
+    let p = plugin(json!({
+        "minute": 1, "policy": "redis", "redis": {"host": "r", "password": "nested-secret"}
+    }));
+    let shown = format!("{p:?}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+    assert!(!shown.contains("secret"), "{shown}");
 }
 
 #[test]
@@ -229,10 +304,23 @@ fn sync_rate_is_refused_without_the_redis_policy() {
     );
     assert!(problems(json!({"minute": 1, "sync_rate": -1})).is_empty());
     assert!(problems(json!({"minute": 1, "sync_rate": null})).is_empty());
-    // With redis the policy itself is refused (not supported yet), not sync_rate.
-    let p = problems(json!({"minute": 1, "policy": "redis", "sync_rate": 10}));
+    // With redis: -1, 0 and positive numbers of seconds.
+    let redis = |extra: serde_json::Value| {
+        let mut c = json!({"minute": 1, "policy": "redis", "redis": {"host": "r"}});
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        problems(c)
+    };
+    for ok in [-1.0, 0.0, 0.5, 10.0] {
+        assert!(redis(json!({"sync_rate": ok})).is_empty(), "{ok}");
+    }
+    let p = redis(json!({"sync_rate": -2}));
     assert_eq!(p.len(), 1);
-    assert_eq!(p[0].0, "plugins[0].config.policy");
+    assert_eq!(p[0].0, "plugins[0].config.sync_rate");
+    let p = redis(json!({"sync_rate": 1, "window": "sliding"}));
+    assert_eq!(p.len(), 1);
+    assert!(p[0].1.contains("sliding"), "{}", p[0].1);
 }
 
 #[test]
@@ -255,7 +343,7 @@ fn max_tracked_keys_is_a_positive_pingway_extension() {
 #[test]
 fn reports_every_problem_at_once() {
     let p = problems(json!({
-        "minute": 0, "limit_by": "header", "policy": "redis", "error_code": 1000
+        "minute": 0, "limit_by": "header", "policy": "cluster", "error_code": 1000
     }));
     let fields: Vec<_> = p.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(
