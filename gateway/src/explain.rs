@@ -457,10 +457,12 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest) -> Result<Explanation, Explai
                             consumer.id
                         ))
                     }
-                    (Some(_), None) => out.consumer_note = Some(format!(
+                    (Some(_), None) => {
+                        out.consumer_note = Some(format!(
                         "no authentication plugin on route {}: consumer {}'s plugins cannot apply",
                         cfg.name, consumer.id
-                    )),
+                    ))
+                    }
                     (Some(own), Some(at)) => {
                         let resolved = resolve_for_consumer(base, &base[..=at], own);
                         out.plugins = steps(&resolved, |p| {

@@ -17,6 +17,7 @@ mod hardening;
 mod ip_restriction;
 mod jwt;
 mod key_auth;
+mod prometheus;
 mod rate_limiting;
 mod reload;
 mod reload_limits;
