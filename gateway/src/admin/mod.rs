@@ -35,6 +35,8 @@ pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct AdminApi {
     reloader: Arc<Reloader>,
     metrics: Option<MetricsRenderer>,
+    /// Held while a `POST /reload` runs.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// An answer: status and JSON body (or a text body for `/metrics`).
@@ -66,6 +68,7 @@ impl AdminApi {
         AdminApi {
             reloader,
             metrics: None,
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -99,19 +102,18 @@ impl AdminApi {
         authorization: Option<&[u8]>,
     ) -> Answer {
         let path = uri.path();
-        let Some(allowed) = allowed_methods(path) else {
-            return Answer::error(StatusCode::NOT_FOUND, "no such admin endpoint");
-        };
+        // The token first: without it, not even which paths exist is told.
         if !self.authorized(authorization) {
             return Answer::error(
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid admin token (Authorization: Bearer <token>)",
             );
         }
+        let Some(allowed) = allowed_methods(path) else {
+            return Answer::error(StatusCode::NOT_FOUND, "no such admin endpoint");
+        };
         if !allowed.contains(method) {
-            let mut a = Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            a.content_type = "application/json";
-            return a;
+            return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         }
         let runtime = self.reloader.runtime().load_full();
         match path {
@@ -145,6 +147,11 @@ impl AdminApi {
     /// Reloads the file now (off the async workers: reading the file and resolving
     /// target names block).
     async fn reload(&self) -> Answer {
+        // One admin reload at a time: more would only queue on the reloader's lock, each
+        // holding a blocking thread.
+        let Ok(_running) = self.reloading.try_lock() else {
+            return Answer::error(StatusCode::CONFLICT, "a reload is already running");
+        };
         let reloader = self.reloader.clone();
         let result = tokio::task::spawn_blocking(move || reloader.reload_logged(true)).await;
         match result {

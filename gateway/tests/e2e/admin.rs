@@ -136,6 +136,9 @@ async fn tokens_paths_and_methods_are_checked() {
             "{body}"
         );
     }
+    // Without the token, not even which paths exist is told.
+    let r = c.get(admin.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
     let r = c
         .get(admin.url("/nope"))
         .bearer_auth(TOKEN)
