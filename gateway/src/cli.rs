@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::demo::{self, DemoOptions};
+use crate::explain::{self, ExplainRequest};
 use crate::gateway::{validate_file, Gateway};
 use crate::plugins::Registry;
 
@@ -52,6 +53,36 @@ pub enum Command {
     },
     /// Print the configuration file's JSON Schema.
     Schema,
+    /// Explain which route would serve a request and why, its plugins, upstream and
+    /// target, and what the upstream would see.
+    Explain {
+        /// The YAML configuration.
+        #[arg(short, long, value_name = "FILE", default_value = "pingway.yaml")]
+        config: PathBuf,
+        /// The request method.
+        #[arg(
+            short = 'X',
+            long = "request",
+            default_value = "GET",
+            value_name = "METHOD"
+        )]
+        method: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// The connection's address (the client, unless it is a trusted proxy).
+        #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+        client_ip: String,
+        /// Explain as if this consumer (id, username or custom id) had authenticated.
+        #[arg(long, value_name = "CONSUMER")]
+        consumer: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// `http://host[:port]/path?query`, or `/path` with a `Host` header.
+        #[arg(value_name = "URL")]
+        url: String,
+    },
 }
 
 /// Runs the command; returns the process exit code.
@@ -106,6 +137,43 @@ pub fn run(cli: Cli, registry: Registry) -> i32 {
                 Err(e) => {
                     eprintln!("{e}");
                     1
+                }
+            }
+        }
+        Command::Explain {
+            config,
+            method,
+            headers,
+            client_ip,
+            consumer,
+            json,
+            url,
+        } => {
+            let runtime = match validate_file(&config, &registry) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return 1;
+                }
+            };
+            let req = ExplainRequest::new(&method, &url, &headers)
+                .and_then(|r| r.from_peer(&client_ip))
+                .map(|r| r.as_consumer(consumer));
+            match req.and_then(|r| explain::explain(&runtime, &r)) {
+                Ok(e) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&e.to_json()).unwrap_or_default()
+                    );
+                    0
+                }
+                Ok(e) => {
+                    print!("{e}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    2
                 }
             }
         }

@@ -32,6 +32,7 @@ use pingora_core::services::ServiceWithDependents;
 use pingway_plugins::config::Diagnostic;
 use pingway_plugins::{BuildPlugin, PluginFactory, Registry};
 
+use crate::admin::{AdminApi, MetricsRenderer};
 use crate::config::{self, LoadError};
 use crate::downstream::GuardedApp;
 use crate::plugin_lifecycle::PluginDrain;
@@ -196,6 +197,12 @@ impl Gateway {
         &self.reloader
     }
 
+    /// What `GET /metrics` on the admin API renders.
+    fn metrics_renderer(&self, guard: Arc<crate::downstream::GuardCounters>) -> MetricsRenderer {
+        let reloader = self.reloader.clone();
+        Arc::new(move || crate::metrics::render(&reloader, &guard))
+    }
+
     /// The Pingora server with the proxy, the health checker, the target-name refresher
     /// and any added services, not
     /// yet running. Listener addresses are checked here so a busy port is reported
@@ -234,11 +241,32 @@ impl Gateway {
         let guarded = GuardedApp::new(proxy, settings.max_connections, move || {
             head_rt.load().config.proxy.client_header_timeout.get()
         });
+        let guard_counters = guarded.counters();
         let mut proxy = Service::new("pingway proxy".to_string(), guarded);
         for l in &current.config.listeners {
             proxy.add_tcp(&l.address);
         }
         server.add_service(proxy);
+
+        if let Some(admin) = &current.config.admin {
+            let addr: SocketAddr = admin.listen.parse().map_err(|_| StartError::Listen {
+                address: admin.listen.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            })?;
+            std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
+                address: admin.listen.clone(),
+                source,
+            })?;
+            let api = AdminApi::new(self.reloader.clone())
+                .with_metrics(self.metrics_renderer(guard_counters));
+            let mut service = Service::new(
+                "pingway admin".to_string(),
+                pingora_core::apps::http_app::HttpServer::new_app(api),
+            );
+            service.add_tcp(&admin.listen);
+            server.add_service(service);
+            log::info!("admin API on {}", admin.listen);
+        }
 
         let source_rt = self.runtime.clone();
         let checker = HealthChecker::new(Arc::new(move || source_rt.load().upstream_list()));

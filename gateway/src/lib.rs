@@ -15,14 +15,17 @@ pub mod upstream;
 pub use pingway_plugin as plugins;
 /// The stock plugins and consumers (the `pingway-plugins` crate).
 pub use pingway_plugins as stock;
+pub mod admin;
 pub mod chain;
 pub mod client_identity;
 pub mod demo;
 pub mod downstream;
+pub mod explain;
 pub mod gateway;
 pub mod headers;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod plugin_host;
 pub mod plugin_lifecycle;
 pub mod proxy;

@@ -9,8 +9,9 @@ mod symlink_chain;
 mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use pingway_plugins::config::Diagnostic;
@@ -71,6 +72,61 @@ pub struct Reloader {
     /// dropped here rather than on a proxy worker (a 10,000-route table takes a few
     /// milliseconds to free).
     retired: Mutex<Vec<Arc<Runtime>>>,
+    /// What is serving and how the last reload went (for the admin API).
+    status: Mutex<LoadStatus>,
+    /// Reloads by outcome, for the metrics.
+    counts: ReloadCounts,
+}
+
+/// The configuration serving and the outcome of the last reload attempt.
+#[derive(Debug, Clone)]
+pub struct LoadStatus {
+    /// SHA-256 of the file's bytes that are serving, in lowercase hex.
+    pub digest: String,
+    /// When they were loaded.
+    pub loaded_at: SystemTime,
+    /// How many configurations have been applied: 1 for the one the process started
+    /// with, plus one per applied reload.
+    pub version: u64,
+    /// The last reload's failure, if the last reload attempt failed (cleared by the next
+    /// successful or unchanged one).
+    pub last_error: Option<ReloadFailure>,
+}
+
+/// A reload that was refused.
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    /// When.
+    pub at: SystemTime,
+    /// Each problem, placed in the file (an unreadable file gives one without a place).
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Reloads counted by outcome since the process started.
+#[derive(Debug, Default)]
+pub struct ReloadCounts {
+    /// A new configuration is serving.
+    pub applied: AtomicU64,
+    /// The file had not changed.
+    pub unchanged: AtomicU64,
+    /// The file was refused (unreadable or invalid).
+    pub failed: AtomicU64,
+}
+
+/// SHA-256 of `bytes` in lowercase hex.
+pub fn digest(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ReloadError {
+    /// The problems, as diagnostics (an unreadable file gives one at the document root).
+    pub fn problems(&self) -> Vec<Diagnostic> {
+        match self {
+            ReloadError::Read(e) => vec![Diagnostic::new("", format!("cannot read the file: {e}"))],
+            ReloadError::Invalid(d) => d.clone(),
+        }
+    }
 }
 
 impl Reloader {
@@ -88,6 +144,12 @@ impl Reloader {
                 current.config.server.clone(),
             )
         };
+        let status = LoadStatus {
+            digest: digest(initial_text.as_bytes()),
+            loaded_at: SystemTime::now(),
+            version: 1,
+            last_error: None,
+        };
         Reloader {
             path,
             registry,
@@ -95,7 +157,32 @@ impl Reloader {
             last_text: Mutex::new(initial_text),
             started_with,
             retired: Mutex::new(Vec::new()),
+            status: Mutex::new(status),
+            counts: ReloadCounts::default(),
         }
+    }
+
+    /// The configuration serving and how the last reload went.
+    pub fn status(&self) -> LoadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reloads counted by outcome.
+    pub fn counts(&self) -> &ReloadCounts {
+        &self.counts
+    }
+
+    /// The compiled configuration serving now.
+    pub fn runtime(&self) -> &Arc<ArcSwap<Runtime>> {
+        &self.runtime
+    }
+
+    /// The plugin registry configurations are built with.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// The file being served.
@@ -115,6 +202,31 @@ impl Reloader {
     }
 
     fn reload_inner(&self, force: bool) -> Result<ReloadOutcome, ReloadError> {
+        let result = self.try_reload(force);
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(ReloadOutcome::Applied { .. }) => {
+                self.counts.applied.fetch_add(1, Ordering::Relaxed);
+                status.version += 1;
+                status.loaded_at = SystemTime::now();
+                status.last_error = None;
+            }
+            Ok(ReloadOutcome::Unchanged) => {
+                self.counts.unchanged.fetch_add(1, Ordering::Relaxed);
+                status.last_error = None;
+            }
+            Err(e) => {
+                self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                status.last_error = Some(ReloadFailure {
+                    at: SystemTime::now(),
+                    problems: e.problems(),
+                });
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self, force: bool) -> Result<ReloadOutcome, ReloadError> {
         let mut last = self.last_text.lock().unwrap_or_else(|p| p.into_inner());
         let text = config::file::read_config_file(&self.path)?;
         if !force && *last == text {
@@ -140,6 +252,7 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(old);
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).digest = digest(text.as_bytes());
         *last = text;
         Ok(outcome)
     }
@@ -170,8 +283,14 @@ impl Reloader {
 
     /// Reloads and logs the outcome (for the watcher and signal handler).
     pub fn reload_and_log(&self, force: bool) {
+        let _ = self.reload_logged(force);
+    }
+
+    /// Reloads, logs the outcome, and returns it (for the admin API's `POST /reload`).
+    pub fn reload_logged(&self, force: bool) -> Result<ReloadOutcome, ReloadError> {
         let file = self.path.display().to_string();
-        match self.reload_inner(force) {
+        let result = self.reload_inner(force);
+        match &result {
             Ok(ReloadOutcome::Applied {
                 routes,
                 reused_plugins,
@@ -183,7 +302,7 @@ impl Reloader {
                 log::error!("{file}: cannot read ({e}); keeping the running configuration")
             }
             Err(ReloadError::Invalid(diags)) => {
-                for d in &diags {
+                for d in diags {
                     log::error!("{}", d.display_in(&file));
                 }
                 log::error!(
@@ -192,6 +311,7 @@ impl Reloader {
                 );
             }
         }
+        result
     }
 
     /// Watches the file and reloads after each burst of changes: file events on the

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use pingway_plugins::config::Diagnostic;
+use pingway_plugins::prometheus::Metrics;
 use pingway_plugins::{ConsumerSet, Registry, RouteInfo, Services};
 
 use crate::chain::{CachedInstance, Chain, InstanceBuilder, InstanceKey, ScopeKey, Slot};
@@ -213,6 +214,21 @@ impl Runtime {
         // One set of Redis clients for the process: connections survive reloads, and
         // every plugin configured with the same Redis shares one.
         services.insert(pingway_plugins::redis::RedisPools::process());
+        // The prometheus plugin's series: one registry for the process, carried from
+        // the configuration being replaced, with this configuration's names interned.
+        let metrics = previous
+            .and_then(|p| p.services.get_arc::<Metrics>())
+            .unwrap_or_else(|| Arc::new(Metrics::new()));
+        metrics.intern(
+            cfg.routes
+                .iter()
+                .map(|r| (r.name.as_str(), r.upstream.as_str())),
+            cfg.consumers.iter().filter_map(|c| {
+                let id = c.effective_id()?;
+                Some((id, c.username.as_deref().unwrap_or(id)))
+            }),
+        );
+        services.insert(metrics);
         let mut instances = InstanceBuilder::new(
             registry,
             previous.map(|p| &p.instances),

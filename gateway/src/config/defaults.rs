@@ -137,3 +137,8 @@ pub fn healthy_threshold() -> u32 {
 pub fn unhealthy_threshold() -> u32 {
     3
 }
+
+/// The admin API's default address: loopback only.
+pub fn admin_listen() -> String {
+    "127.0.0.1:8001".to_string()
+}

@@ -12,7 +12,7 @@ use super::defaults;
 use super::duration::Duration;
 
 pub use pingway_plugins::config::PluginConfig;
-pub use pingway_plugins::consumers::ConsumerConfig;
+pub use pingway_plugins::consumers::{ConsumerConfig, Secret};
 
 /// The whole gateway configuration: one YAML file is the whole truth.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -42,6 +42,29 @@ pub struct GatewayConfig {
     /// groups and own plugins (Kong's declarative shape).
     #[serde(default, deserialize_with = "lenient_vec")]
     pub consumers: Vec<ConsumerConfig>,
+    /// The admin API (status, running configuration, routes, upstreams, metrics, reload,
+    /// explain). Off unless this section is present. Read at start-up, except `token`,
+    /// which a reload changes.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin API listener.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `IP:PORT` the admin API listens on. Must be a loopback address unless
+    /// `allow_remote` is true, and must differ from every proxy listener.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: String,
+    /// Allow a non-loopback `listen` address. Set a `token` too: the admin API can
+    /// reload the configuration and shows its routes and upstreams.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// A bearer token every admin request must carry (`Authorization: Bearer <token>`),
+    /// compared in constant time. Never shown by the admin API or in logs.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 /// Process settings.

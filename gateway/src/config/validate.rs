@@ -20,7 +20,57 @@ pub fn check(config: &GatewayConfig) -> Vec<Diagnostic> {
     check_routes(config, &mut out);
     check_plugin_lists(&config.plugins, "plugins", &mut out);
     check_consumers(config, &mut out);
+    check_admin(config, &mut out);
     out
+}
+
+/// The admin listener: a valid address, loopback unless `allow_remote`, never the
+/// address (or the port, when either side is a wildcard) of a proxy listener, and a
+/// non-empty token if one is given.
+fn check_admin(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
+    let Some(admin) = &config.admin else { return };
+    if admin.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+        out.push(Diagnostic::new(
+            "admin.token",
+            "the token must not be empty",
+        ));
+    }
+    let addr = match admin.listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            out.push(Diagnostic::new(
+                "admin.listen",
+                format!(
+                    "invalid address {:?}; write IP:PORT such as 127.0.0.1:8001",
+                    admin.listen
+                ),
+            ));
+            return;
+        }
+    };
+    if !addr.ip().is_loopback() && !admin.allow_remote {
+        out.push(Diagnostic::new(
+            "admin.listen",
+            format!(
+                "{addr} is not a loopback address; set admin.allow_remote: true (and a token) to expose the admin API"
+            ),
+        ));
+    }
+    for (i, l) in config.listeners.iter().enumerate() {
+        let Ok(proxy) = l.address.parse::<SocketAddr>() else {
+            continue;
+        };
+        let overlaps = proxy.port() == addr.port()
+            && (proxy.ip() == addr.ip()
+                || proxy.ip().is_unspecified()
+                || addr.ip().is_unspecified());
+        if overlaps {
+            out.push(Diagnostic::new(
+                "admin.listen",
+                format!("{addr} is the address of the proxy listener listeners[{i}]; the admin API needs its own"),
+            ));
+        }
+    }
 }
 
 fn check_listeners(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {

@@ -70,6 +70,35 @@ impl Conditions {
     }
 }
 
+impl Conditions {
+    /// The first condition a request fails (for explanations), or None.
+    pub(crate) fn first_failure(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<super::Failure> {
+        if !self.methods.is_empty() && !self.methods.contains(method) {
+            return Some(super::Failure::Method {
+                allowed: self.methods.iter().map(|m| m.to_string()).collect(),
+            });
+        }
+        let (index, h) = self
+            .headers
+            .iter()
+            .enumerate()
+            .find(|(_, h)| !h.matches(headers))?;
+        let condition = match &h.test {
+            HeaderTest::Present(true) => format!("{} is present", h.name),
+            HeaderTest::Present(false) => format!("{} is absent", h.name),
+            HeaderTest::Exact(v) => {
+                format!("{} == {:?}", h.name, String::from_utf8_lossy(v.as_bytes()))
+            }
+            HeaderTest::Regex(re) => format!("{} ~ /{}/", h.name, re.as_str()),
+        };
+        Some(super::Failure::Header { index, condition })
+    }
+}
+
 impl HeaderCondition {
     fn matches(&self, headers: &HeaderMap) -> bool {
         let mut values = headers.get_all(&self.name).iter();

@@ -38,6 +38,7 @@
 //! does not allocate unless the `Host` header has uppercase letters.
 
 mod conditions;
+mod explain;
 mod host;
 mod normalize;
 mod path;
@@ -59,6 +60,7 @@ use self::host::HostPattern;
 use self::path::PathCondition;
 use self::table::PathTable;
 
+pub use self::explain::{Failure, HostFit, PathFit, RouteCheck};
 pub use self::normalize::normalize_path;
 
 /// The compiled route table. Immutable; share it (for instance in an `Arc`) and rebuild

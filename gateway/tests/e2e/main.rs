@@ -5,6 +5,7 @@
 mod common;
 
 mod acl;
+mod admin;
 mod auth_fixtures;
 mod balancing;
 mod basic_auth;
@@ -16,6 +17,7 @@ mod hardening;
 mod ip_restriction;
 mod jwt;
 mod key_auth;
+mod prometheus;
 mod rate_limit_redis;
 mod rate_limiting;
 mod reload;

@@ -17,6 +17,7 @@ pub mod consumers;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
+pub mod prometheus;
 pub mod rate_limiting;
 pub mod redis;
 
@@ -35,6 +36,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<ip_restriction::IpRestriction>()
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
+        .register::<prometheus::Prometheus>()
         .register::<rate_limiting::RateLimiting>();
 }
 

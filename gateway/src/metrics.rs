@@ -1,0 +1,145 @@
+//! The gateway's own Prometheus series, rendered by the admin API's `GET /metrics`
+//! beside those of the `prometheus` plugin (see docs/admin.md).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use pingway_plugins::prometheus::{escape, Metrics};
+
+use crate::config::{GatewayConfig, PluginConfig};
+use crate::downstream::GuardCounters;
+use crate::reload::Reloader;
+use crate::runtime::Runtime;
+
+/// The Prometheus text (exposition format 0.0.4) of the gateway-level series, followed
+/// by the `prometheus` plugin's series when the running configuration has that plugin.
+pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
+    let mut out = String::with_capacity(4096);
+    let status = reloader.status();
+    let counts = reloader.counts();
+    family(
+        &mut out,
+        "pingway_config_info",
+        "gauge",
+        "The configuration serving: its SHA-256 digest and the Pingway version.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_config_info{{digest=\"sha256:{}\",version=\"{}\"}} 1",
+        status.digest,
+        env!("CARGO_PKG_VERSION")
+    );
+    family(
+        &mut out,
+        "pingway_config_version",
+        "gauge",
+        "Configurations applied since start (1 for the first).",
+    );
+    let _ = writeln!(out, "pingway_config_version {}", status.version);
+    family(
+        &mut out,
+        "pingway_config_last_reload_successful",
+        "gauge",
+        "1 unless the last reload attempt was refused.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_config_last_reload_successful {}",
+        u8::from(status.last_error.is_none())
+    );
+    family(
+        &mut out,
+        "pingway_config_reloads_total",
+        "counter",
+        "Reload attempts by outcome.",
+    );
+    for (outcome, n) in [
+        ("applied", &counts.applied),
+        ("unchanged", &counts.unchanged),
+        ("failed", &counts.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "pingway_config_reloads_total{{outcome=\"{outcome}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    family(
+        &mut out,
+        "pingway_connections_refused_total",
+        "counter",
+        "Client connections closed at accept because server.max_connections were open.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_connections_refused_total {}",
+        guard.refused_connections()
+    );
+    family(&mut out, "pingway_head_timeouts_total", "counter", "Client connections closed because a request head did not arrive within proxy.client_header_timeout.");
+    let _ = writeln!(out, "pingway_head_timeouts_total {}", guard.head_timeouts());
+
+    let runtime = reloader.runtime().load_full();
+    if let Some(metrics) = runtime.services.get::<Metrics>() {
+        metrics.render(&mut out);
+    }
+    if wants_target_health(&runtime.config) {
+        target_health(&runtime, &mut out);
+    }
+    out
+}
+
+/// Whether an enabled `prometheus` plugin anywhere in the configuration asks for
+/// `upstream_health_metrics`.
+fn wants_target_health(cfg: &GatewayConfig) -> bool {
+    let asks = |p: &PluginConfig| {
+        p.enabled
+            && p.name == "prometheus"
+            && serde_json::to_value(&p.config)
+                .ok()
+                .and_then(|v| v.get("upstream_health_metrics").and_then(|b| b.as_bool()))
+                .unwrap_or(false)
+    };
+    cfg.plugins.iter().any(asks)
+        || cfg.routes.iter().any(|r| r.plugins.iter().any(asks))
+        || cfg.consumers.iter().any(|c| c.plugins.iter().any(asks))
+}
+
+/// `pingway_upstream_target_health{upstream,target,address,state}`: Kong's states, 1 for
+/// the target's current one. Targets of pools without health checks are
+/// `healthchecks_off`.
+fn target_health(runtime: &Runtime, out: &mut String) {
+    const STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "dns_error"];
+    family(out, "pingway_upstream_target_health", "gauge", "Health of each upstream target: 1 for its current state (healthchecks_off, healthy, unhealthy, dns_error).");
+    let mut names: Vec<&String> = runtime.upstreams.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(u) = runtime.upstreams.get(name) else {
+            continue;
+        };
+        let checked = u.config().health_check.is_some();
+        for t in u.targets().iter().filter(|t| !t.is_retired()) {
+            let state = match (checked, t.is_healthy()) {
+                (false, _) => "healthchecks_off",
+                (true, true) => "healthy",
+                (true, false) => "unhealthy",
+            };
+            let target = t.host_header().to_str().unwrap_or("");
+            for s in STATES {
+                let _ = writeln!(
+                    out,
+                    "pingway_upstream_target_health{{upstream=\"{}\",target=\"{}\",address=\"{}\",state=\"{s}\"}} {}",
+                    escape(name),
+                    escape(target),
+                    t.addr(),
+                    u8::from(s == state)
+                );
+            }
+        }
+    }
+}
+
+/// `# HELP` and `# TYPE` lines of a metric family.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
