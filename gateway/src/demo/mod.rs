@@ -103,7 +103,7 @@ Pingway demo: the HTTP Echo walkthrough
 
 Try:
   curl -i {base}/
-      200 from `one`, with X-RateLimit-Limit-Minute: 5 and X-RateLimit-Remaining-Minute
+      200 from `one`, with x-ratelimit-limit-minute: 5 and x-ratelimit-remaining-minute
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\\n' {base}/; done
       the sixth request in a minute gets 429 {{\"message\":\"API rate limit exceeded\"}}
   curl -i {base}/v2
