@@ -14,7 +14,7 @@ use crate::config::{lenient_vec, ConfigNode, PluginConfig};
 /// It never shows in `Debug` output, logs or error messages: `Debug` prints
 /// `Secret(<redacted>)` and there is no `Display`. It serializes as written so a
 /// configuration can be copied (the demo writes one), which is the only way to read it.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Secret(String);
 
 impl Secret {

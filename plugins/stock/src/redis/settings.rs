@@ -3,27 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// A value that must never be printed: `Debug` shows `"<redacted>"`.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, to hand to the driver.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
+pub use crate::consumers::Secret;
 
 /// The connection settings of one Redis server. Two plugin instances with equal
 /// settings share one client (see [`RedisPools`](super::RedisPools)).
