@@ -169,6 +169,9 @@ impl BuildPlugin for TcpLog {
     }
 }
 
+/// The largest UDP payload over IPv4; a larger entry is counted as failed, not sent.
+pub const MAX_DATAGRAM: usize = 65_507;
+
 /// `udp-log` configuration (Kong's fields).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +200,11 @@ pub struct UdpLog {
 impl Plugin for UdpLog {
     fn on_log(&self, entry: &LogEntry<'_>) {
         if let Ok(datagram) = serde_json::to_vec(&kong_entry(entry)) {
+            if datagram.len() > MAX_DATAGRAM {
+                // It could never be sent: counted at once rather than retried.
+                self.queue.count_failed(1);
+                return;
+            }
             self.queue.push(datagram);
         }
     }

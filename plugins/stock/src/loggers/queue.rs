@@ -83,6 +83,11 @@ impl LogQueue {
         }
     }
 
+    /// Counts `n` entries lost before they were queued (one that could never be sent).
+    pub fn count_failed(&self, n: u64) {
+        self.counters.failed.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Delivers everything queued so far, waiting at most `limit` (the gateway's grace
     /// period bounds it too).
     pub async fn drain(&self, limit: Duration) {
