@@ -142,3 +142,63 @@ pub async fn drain(runtime: &Runtime, limit: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingway_plugins::testkit::TestRequest;
+
+    #[tokio::test]
+    async fn a_full_buffer_drops_and_counts_and_flush_is_bounded() {
+        let config = AccessLogConfig {
+            path: None,
+            fields: vec![AccessLogField::Status],
+            include_query: false,
+            buffer: 2,
+        };
+        // A writer that never reads: the buffer fills.
+        let (lines, rx) = mpsc::sync_channel(config.buffer);
+        let log = AccessLog {
+            config,
+            lines,
+            pending: Arc::new(AtomicUsize::new(0)),
+        };
+        let req = TestRequest::get("/x");
+        let entry = LogEntry::new(req.parts(), req.ctx(), Duration::ZERO);
+        let before = stats().dropped.load(Ordering::Relaxed);
+        let kept = (0..5).filter(|_| log.record(&entry)).count();
+        assert_eq!(kept, 2);
+        assert!(stats().dropped.load(Ordering::Relaxed) >= before + 3);
+        assert!(
+            !log.flush(Duration::from_millis(30)).await,
+            "two lines unwritten"
+        );
+        assert_eq!(rx.try_iter().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn lines_reach_the_file_and_flush_waits_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let config = AccessLogConfig {
+            path: Some(path.display().to_string()),
+            fields: vec![AccessLogField::Path, AccessLogField::Status],
+            include_query: false,
+            buffer: 100,
+        };
+        let log = AccessLog::start(&config, None).unwrap();
+        assert!(Arc::ptr_eq(
+            &log,
+            &AccessLog::start(&config, Some(&log)).unwrap()
+        ));
+        let req = TestRequest::get("/a?apikey=secret");
+        let mut entry = LogEntry::new(req.parts(), req.ctx(), Duration::ZERO);
+        entry.status = 201;
+        for _ in 0..3 {
+            assert!(log.record(&entry));
+        }
+        assert!(log.flush(Duration::from_secs(5)).await);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"path\":\"/a\",\"status\":201}\n".repeat(3));
+    }
+}
