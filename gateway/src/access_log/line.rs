@@ -82,9 +82,13 @@ fn write_field(out: &mut Vec<u8>, e: &LogEntry<'_>, field: AccessLogField, inclu
             out.extend_from_slice(b"{\"request\":");
             number(out, millis(e.total_latency));
             out.extend_from_slice(b",\"upstream\":");
-            opt_number(out, e.upstream_latency.map(millis));
+            let upstream = e.upstream_latency.map(millis);
+            opt_number(out, upstream);
+            // Kong's `kong` latency, as the prometheus plugin and http-log count it: the
+            // request's time less the upstream's.
             out.extend_from_slice(b",\"gateway\":");
-            opt_number(out, e.proxy_latency.map(millis));
+            let request = millis(e.total_latency);
+            number(out, upstream.map_or(request, |u| request.saturating_sub(u)));
             out.push(b'}');
         }
         F::Route => {
@@ -207,7 +211,7 @@ mod tests {
         assert_eq!(v["upstream"], "backend");
         assert_eq!(v["latencies"]["request"], 12);
         assert_eq!(v["latencies"]["upstream"], 7);
-        assert_eq!(v["latencies"]["gateway"], serde_json::Value::Null);
+        assert_eq!(v["latencies"]["gateway"], 5);
         assert_eq!(v["user_agent"], "curl/8");
         assert_eq!(v["request_id"], "test-request");
         let text = v.to_string();

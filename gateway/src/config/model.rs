@@ -99,8 +99,8 @@ pub enum AccessLogField {
     /// Body bytes sent to the client.
     BytesSent,
     /// `latencies`: `request` (arrival to the end of the response), `upstream` (the
-    /// upstream's time to its response head) and `gateway` (the gateway's own time
-    /// before the upstream request), in milliseconds.
+    /// upstream's time to its response head, null without one) and `gateway` (the
+    /// request's time less the upstream's, as Kong's `kong` latency), in milliseconds.
     Latencies,
     /// The matched route's name.
     Route,

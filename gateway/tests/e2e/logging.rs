@@ -407,7 +407,8 @@ routes:
     assert_eq!(collector.batch_count(), 1);
     let lines = read_lines(&gw.dir.path().join("access.log"));
     assert_eq!(lines.len(), 5);
-    assert_eq!(lines[4].to_string(), r#"{"path":"/n/4","status":200}"#);
+    let text = std::fs::read_to_string(gw.dir.path().join("access.log")).unwrap();
+    assert_eq!(text.lines().last(), Some(r#"{"path":"/n/4","status":200}"#));
 }
 
 #[tokio::test]
@@ -524,4 +525,58 @@ async fn unsupported_kong_fields_are_refused_with_a_clear_message() {
         assert!(!out.status.success(), "{config} accepted");
         assert!(said.contains(expect), "{config}: {said}");
     }
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_access_log_fields_and_loses_no_line() {
+    let backend = Backend::start("one", Behaviour::Echo).await;
+    let yaml = |dir: &Path, port: u16, fields: &str| {
+        format!(
+            "listeners: [{{address: \"127.0.0.1:{port}\"}}]
+access_log: {{path: {}, fields: [{fields}]}}
+upstreams:
+  - {{name: api, targets: [\"{}\"]}}
+routes:
+  - {{name: all, paths: [/], upstream: api}}
+",
+            dir.join("access.log").display(),
+            backend.addr
+        )
+    };
+    let gw = GatewayProcess::start_prepared(&[], "info", |dir, port| {
+        write_file(dir, "gateway.yaml", &yaml(dir, port, "path"))
+    })
+    .await;
+    let log = gw.dir.path().join("access.log");
+    let c = client();
+    assert_eq!(c.get(gw.url("/before")).send().await.unwrap().status(), 200);
+    wait_for_lines(&log, 1).await;
+    gw.write_config(&yaml(gw.dir.path(), gw.port, "status, path"));
+    let mut sent = 1;
+    assert!(
+        wait_until(WAIT, || {
+            sent += 1;
+            let c = c.clone();
+            let url = gw.url("/after");
+            let log = log.clone();
+            async move {
+                assert_eq!(c.get(url).send().await.unwrap().status(), 200);
+                read_lines(&log)
+                    .last()
+                    .is_some_and(|l| l.get("status").is_some())
+            }
+        })
+        .await,
+        "the reload did not change the fields: {}",
+        gw.log()
+    );
+    let lines = wait_for_lines(&log, sent).await;
+    assert_eq!(lines.len(), sent, "every request has its line");
+    assert_eq!(lines[0], serde_json::json!({"path": "/before"}));
+    // The fields in the order the new configuration lists them.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.lines().last(),
+        Some(r#"{"status":200,"path":"/after"}"#)
+    );
 }

@@ -45,6 +45,15 @@ fn check_port(port: u16) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `host:port`, with an IPv6 address in brackets.
+fn socket_address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 fn lifecycle(cx: &BuildContext<'_>) -> Result<pingway_plugin::Lifecycle, ConfigError> {
     cx.lifecycle()
         .ok_or_else(|| ConfigError::new("", "no runtime for the background task"))
@@ -156,7 +165,7 @@ impl BuildPlugin for TcpLog {
         let timeout = millis("timeout", config.timeout)?;
         let keepalive = millis("keepalive", config.keepalive)?;
         let sink = TcpSink {
-            address: format!("{}:{}", config.host, config.port),
+            address: socket_address(&config.host, config.port),
             timeout,
             keepalive,
             stream: None,
@@ -266,13 +275,8 @@ impl BuildPlugin for UdpLog {
         check_host(&config.host)?;
         check_port(config.port)?;
         let timeout = millis("timeout", config.timeout)?;
-        let address = if config.host.contains(':') {
-            format!("[{}]:{}", config.host, config.port)
-        } else {
-            format!("{}:{}", config.host, config.port)
-        };
         let sink = UdpSink {
-            address,
+            address: socket_address(&config.host, config.port),
             timeout,
             socket: None,
         };
