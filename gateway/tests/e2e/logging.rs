@@ -406,8 +406,10 @@ routes:
     );
     gw.terminate().await;
     let entries = collector.entries();
+    // All five (in one batch, or two when the last request's log phase ran after the
+    // stop began: a client can have its response before its entry is queued).
     assert_eq!(entries.len(), 5, "{}", gw.log());
-    assert_eq!(collector.batch_count(), 1);
+    assert!(collector.batch_count() <= 2);
     let lines = read_lines(&gw.dir.path().join("access.log"));
     assert_eq!(lines.len(), 5);
     let text = std::fs::read_to_string(gw.dir.path().join("access.log")).unwrap();
