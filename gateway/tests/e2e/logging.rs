@@ -585,3 +585,60 @@ routes:
         Some(r#"{"status":200,"path":"/after"}"#)
     );
 }
+
+#[tokio::test]
+async fn without_a_path_the_access_log_goes_to_standard_output() {
+    use std::io::BufRead as _;
+    let backend = Backend::start("one", Behaviour::Echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_file(
+        dir.path(),
+        "gateway.yaml",
+        &format!(
+            "listeners: [{{address: \"127.0.0.1:{port}\"}}]
+access_log: {{fields: [method, path, status]}}
+upstreams:
+  - {{name: api, targets: [\"{}\"]}}
+routes:
+  - {{name: all, paths: [/], upstream: api}}
+",
+            backend.addr
+        ),
+    );
+    let mut child = std::process::Command::new(pingway_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/stdout?token=t");
+    let c = client();
+    let served = wait_until(WAIT, || {
+        let c = c.clone();
+        let url = url.clone();
+        async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    let line = rx.recv_timeout(WAIT);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served, "the gateway did not serve");
+    assert_eq!(
+        line.as_deref(),
+        Ok(r#"{"method":"GET","path":"/stdout","status":200}"#)
+    );
+}
