@@ -140,3 +140,56 @@ impl BuildPlugin for FileLog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reopen_recreates_a_file_moved_away_and_without_it_the_open_file_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for reopen in [true, false] {
+            let path = dir.path().join(format!("log-{reopen}"));
+            let mut sink = FileSink {
+                path: path.clone(),
+                reopen,
+                file: None,
+            };
+            sink.deliver(&[b"one\n".to_vec()]).await.unwrap();
+            let moved = dir.path().join(format!("log-{reopen}.1"));
+            std::fs::rename(&path, &moved).unwrap();
+            sink.deliver(&[b"two\n".to_vec(), b"three\n".to_vec()])
+                .await
+                .unwrap();
+            let (current, old) = (
+                std::fs::read_to_string(&path).unwrap_or_default(),
+                std::fs::read_to_string(&moved).unwrap(),
+            );
+            if reopen {
+                assert_eq!((current.as_str(), old.as_str()), ("two\nthree\n", "one\n"));
+            } else {
+                assert_eq!((current.as_str(), old.as_str()), ("", "one\ntwo\nthree\n"));
+            }
+        }
+    }
+
+    #[test]
+    fn paths_are_checked_as_kong_does() {
+        let build = |path: &str| {
+            let cx = BuildContext::new(pingway_plugin::PluginScope::Global);
+            FileLog::build(
+                FileLogConfig {
+                    path: path.into(),
+                    reopen: false,
+                    custom_fields_by_lua: None,
+                },
+                &cx,
+            )
+            .err()
+            .map(|e| e.problems()[0].0.clone())
+        };
+        assert_eq!(build("a b").as_deref(), Some("path"));
+        assert_eq!(build("/var/log/").as_deref(), Some("path"));
+        assert_eq!(build("").as_deref(), Some("path"));
+    }
+}
