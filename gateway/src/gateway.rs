@@ -291,6 +291,9 @@ impl Gateway {
                 ),
             }
         }
+        if let Err(e) = crate::access_log::reopen_on_sigusr1() {
+            log::warn!("cannot handle SIGUSR1 (access log reopening): {e}");
+        }
         if let Err(e) = self.reloader.reload_on_sighup() {
             log::warn!("cannot handle SIGHUP: {e}");
         }

@@ -15,6 +15,7 @@ pub mod upstream;
 pub use pingway_plugin as plugins;
 /// The stock plugins and consumers (the `pingway-plugins` crate).
 pub use pingway_plugins as stock;
+pub mod access_log;
 pub mod admin;
 pub mod chain;
 pub mod client_identity;

@@ -78,6 +78,48 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
     family(&mut out, "pingway_head_timeouts_total", "counter", "Client connections closed because a request head did not arrive within proxy.client_header_timeout.");
     let _ = writeln!(out, "pingway_head_timeouts_total {}", guard.head_timeouts());
 
+    family(
+        &mut out,
+        "pingway_access_log_lines_total",
+        "counter",
+        "Access log lines by outcome: written, dropped (the buffer was full), failed (a write error).",
+    );
+    let log = crate::access_log::stats();
+    for (outcome, n) in [
+        ("written", &log.written),
+        ("dropped", &log.dropped),
+        ("failed", &log.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "pingway_access_log_lines_total{{outcome=\"{outcome}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+
+    family(
+        &mut out,
+        "pingway_log_entries_total",
+        "counter",
+        "Entries of the logging plugins by outcome: sent, dropped (the queue held max_entries), failed (retries gave up).",
+    );
+    for plugin in pingway_plugins::loggers::LOGGERS {
+        let Some(c) = pingway_plugins::loggers::counters(plugin) else {
+            continue;
+        };
+        for (outcome, n) in [
+            ("sent", &c.sent),
+            ("dropped", &c.dropped),
+            ("failed", &c.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "pingway_log_entries_total{{plugin=\"{plugin}\",outcome=\"{outcome}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+
     let runtime = reloader.runtime().load_full();
     if let Some(metrics) = runtime.services.get::<Metrics>() {
         metrics.render(&mut out);

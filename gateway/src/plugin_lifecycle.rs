@@ -40,7 +40,10 @@ impl PluginDrain {
             })
             .collect();
         let total = tasks.len();
+        // The access log's queued lines are written within the same limit.
+        let access_log = crate::access_log::drain(&current, self.limit);
         let all = async {
+            access_log.await;
             let mut done = 0;
             for t in tasks {
                 if t.await.is_ok() {

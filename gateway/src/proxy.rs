@@ -957,7 +957,7 @@ impl ProxyHttp for PingwayProxy {
         // The target's in-flight count ends with the request.
         st.selected = None;
         let chain = st.chain(runtime).plugins();
-        if chain.is_empty() {
+        if chain.is_empty() && !crate::access_log::enabled(runtime) {
             return;
         }
         let response = session.response_written();
@@ -973,6 +973,7 @@ impl ProxyHttp for PingwayProxy {
         entry.bytes_received = session.body_bytes_read();
         entry.bytes_sent = session.body_bytes_sent();
         entry.error = error.as_deref();
+        crate::access_log::record(runtime, &entry);
         for p in chain {
             p.plugin.on_log(&entry);
         }

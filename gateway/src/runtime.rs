@@ -91,6 +91,9 @@ pub struct Runtime {
     instances: HashMap<InstanceKey, CachedInstance>,
     /// How many plugin instances were carried over from the previous configuration.
     pub reused_instances: usize,
+    /// The access log, when the configuration has an `access_log:` section (carried
+    /// from the previous configuration when that section did not change).
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -287,6 +290,21 @@ impl Runtime {
         };
         let reused_instances = instances.reused;
         let instances = instances.finish();
+        let access_log = match &cfg.access_log {
+            Some(c) => Some(
+                crate::access_log::AccessLog::start(
+                    c,
+                    previous.and_then(|p| p.access_log.as_ref()),
+                )
+                .map_err(|e| {
+                    vec![Diagnostic::new(
+                        "access_log",
+                        format!("cannot start the writer: {e}"),
+                    )]
+                })?,
+            ),
+            None => None,
+        };
         Ok(Runtime {
             config: Arc::new(cfg.clone()),
             router,
@@ -326,6 +344,7 @@ impl Runtime {
             },
             instances,
             reused_instances,
+            access_log,
         })
     }
 

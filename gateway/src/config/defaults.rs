@@ -142,3 +142,16 @@ pub fn unhealthy_threshold() -> u32 {
 pub fn admin_listen() -> String {
     "127.0.0.1:8001".to_string()
 }
+
+/// Every access log field.
+pub fn access_log_fields() -> Vec<crate::config::model::AccessLogField> {
+    crate::config::model::AccessLogField::ALL.to_vec()
+}
+
+/// Lines the access log buffers for its writer.
+pub fn access_log_buffer() -> usize {
+    8192
+}
+
+/// The largest access log buffer accepted.
+pub const MAX_ACCESS_LOG_BUFFER: usize = 1_000_000;

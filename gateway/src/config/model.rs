@@ -47,6 +47,92 @@ pub struct GatewayConfig {
     /// which a reload changes.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The access log: one JSON line per request, to stdout or a file, written off the
+    /// request path. Off unless this section is present.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// The access log (see docs/configuration.md#access-log).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// The file lines are appended to (created if missing, reopened on SIGUSR1 for
+    /// logrotate). Absent: standard output.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The fields of each line, in this order. Default: all of them.
+    #[serde(default = "defaults::access_log_fields")]
+    pub fields: Vec<AccessLogField>,
+    /// Keep the query string in `path`. Off by default: queries carry secrets (API keys,
+    /// tokens); even when on, the values of well-known credential parameters
+    /// (`apikey`, `api_key`, `token`, `access_token`, `jwt`, ...) are replaced by `REDACTED`.
+    #[serde(default)]
+    pub include_query: bool,
+    /// Lines waiting for the writer, at most (default 8192, at most 1000000). A line
+    /// that finds the buffer full is dropped and counted
+    /// (`pingway_access_log_lines_total{outcome="dropped"}`); a request never waits for the log.
+    #[serde(default = "defaults::access_log_buffer")]
+    pub buffer: usize,
+}
+
+/// A field of the access log's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogField {
+    /// When the request arrived (RFC 3339, UTC, milliseconds).
+    Time,
+    /// The request id (also sent upstream and to the client).
+    RequestId,
+    /// The client address (the real IP when the peer is a trusted proxy).
+    ClientIp,
+    /// The method.
+    Method,
+    /// The Host header (or the request target's authority).
+    Host,
+    /// The path, without the query unless `include_query`.
+    Path,
+    /// The status the client got (0 if none could be sent).
+    Status,
+    /// Body bytes received from the client.
+    BytesReceived,
+    /// Body bytes sent to the client.
+    BytesSent,
+    /// `latencies`: `request` (arrival to the end of the response), `upstream` (the
+    /// upstream's time to its response head, null without one) and `gateway` (the
+    /// request's time less the upstream's, as Kong's `kong` latency), in milliseconds.
+    Latencies,
+    /// The matched route's name.
+    Route,
+    /// The upstream's name.
+    Upstream,
+    /// The target that served the request (`IP:PORT`).
+    Target,
+    /// The consumer's username (or id) when an auth plugin identified one.
+    Consumer,
+    /// The User-Agent header.
+    UserAgent,
+}
+
+impl AccessLogField {
+    /// Every field, in the default order.
+    pub const ALL: [AccessLogField; 15] = [
+        AccessLogField::Time,
+        AccessLogField::RequestId,
+        AccessLogField::ClientIp,
+        AccessLogField::Method,
+        AccessLogField::Host,
+        AccessLogField::Path,
+        AccessLogField::Status,
+        AccessLogField::BytesReceived,
+        AccessLogField::BytesSent,
+        AccessLogField::Latencies,
+        AccessLogField::Route,
+        AccessLogField::Upstream,
+        AccessLogField::Target,
+        AccessLogField::Consumer,
+        AccessLogField::UserAgent,
+    ];
 }
 
 /// The admin API listener.

@@ -21,7 +21,42 @@ pub fn check(config: &GatewayConfig) -> Vec<Diagnostic> {
     check_plugin_lists(&config.plugins, "plugins", &mut out);
     check_consumers(config, &mut out);
     check_admin(config, &mut out);
+    check_access_log(config, &mut out);
     out
+}
+
+/// The access log: a bounded buffer, a non-empty path, at least one field, each once.
+fn check_access_log(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
+    let Some(log) = &config.access_log else {
+        return;
+    };
+    let max = super::defaults::MAX_ACCESS_LOG_BUFFER;
+    if log.buffer == 0 || log.buffer > max {
+        out.push(Diagnostic::new(
+            "access_log.buffer",
+            format!("must be between 1 and {max}"),
+        ));
+    }
+    if log.path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        out.push(Diagnostic::new(
+            "access_log.path",
+            "must not be empty (leave it out to log to standard output)",
+        ));
+    }
+    if log.fields.is_empty() {
+        out.push(Diagnostic::new(
+            "access_log.fields",
+            "name at least one field",
+        ));
+    }
+    for (i, f) in log.fields.iter().enumerate() {
+        if log.fields[..i].contains(f) {
+            out.push(Diagnostic::new(
+                format!("access_log.fields[{i}]"),
+                "this field is already listed",
+            ));
+        }
+    }
 }
 
 /// The admin listener: a valid address, loopback unless `allow_remote`, never the

@@ -17,6 +17,7 @@ mod hardening;
 mod ip_restriction;
 mod jwt;
 mod key_auth;
+mod logging;
 mod prometheus;
 mod rate_limit_redis;
 mod rate_limiting;

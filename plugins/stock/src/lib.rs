@@ -14,12 +14,16 @@ pub mod acl;
 pub mod auth;
 pub mod basic_auth;
 pub mod consumers;
+pub mod file_log;
+pub mod http_log;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
+pub mod loggers;
 pub mod prometheus;
 pub mod rate_limiting;
 pub mod redis;
+pub mod tcp_log;
 
 pub use consumers::ConsumerSet;
 pub use pingway_plugin::*;
@@ -33,11 +37,15 @@ pub fn register_all(registry: &mut Registry) {
     registry
         .register::<acl::Acl>()
         .register::<basic_auth::BasicAuth>()
+        .register::<file_log::FileLog>()
+        .register::<http_log::HttpLog>()
         .register::<ip_restriction::IpRestriction>()
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
         .register::<prometheus::Prometheus>()
-        .register::<rate_limiting::RateLimiting>();
+        .register::<rate_limiting::RateLimiting>()
+        .register::<tcp_log::TcpLog>()
+        .register::<tcp_log::UdpLog>();
 }
 
 /// A registry with every stock plugin: what the bundled `pingway` binary serves.
