@@ -11,6 +11,7 @@ mod balancing;
 mod basic_auth;
 mod cli;
 mod consumers;
+mod cors;
 mod demo;
 mod errors;
 mod hardening;

@@ -14,6 +14,7 @@ pub mod acl;
 pub mod auth;
 pub mod basic_auth;
 pub mod consumers;
+pub mod cors;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
@@ -33,6 +34,7 @@ pub fn register_all(registry: &mut Registry) {
     registry
         .register::<acl::Acl>()
         .register::<basic_auth::BasicAuth>()
+        .register::<cors::Cors>()
         .register::<ip_restriction::IpRestriction>()
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
