@@ -24,5 +24,6 @@ mod rate_limiting;
 mod reload;
 mod reload_limits;
 mod reload_watch;
+mod request_transformer;
 mod routing;
 mod upstream_targets;

@@ -21,6 +21,8 @@ pub mod key_auth;
 pub mod prometheus;
 pub mod rate_limiting;
 pub mod redis;
+pub mod request_transformer;
+mod transform;
 
 pub use consumers::ConsumerSet;
 pub use pingway_plugin::*;
@@ -39,7 +41,8 @@ pub fn register_all(registry: &mut Registry) {
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
         .register::<prometheus::Prometheus>()
-        .register::<rate_limiting::RateLimiting>();
+        .register::<rate_limiting::RateLimiting>()
+        .register::<request_transformer::RequestTransformer>();
 }
 
 /// A registry with every stock plugin: what the bundled `pingway` binary serves.
