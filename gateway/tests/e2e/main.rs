@@ -25,5 +25,6 @@ mod reload;
 mod reload_limits;
 mod reload_watch;
 mod request_transformer;
+mod response_transformer;
 mod routing;
 mod upstream_targets;

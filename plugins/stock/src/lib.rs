@@ -22,6 +22,7 @@ pub mod prometheus;
 pub mod rate_limiting;
 pub mod redis;
 pub mod request_transformer;
+pub mod response_transformer;
 mod transform;
 
 pub use consumers::ConsumerSet;
@@ -42,7 +43,8 @@ pub fn register_all(registry: &mut Registry) {
         .register::<key_auth::KeyAuth>()
         .register::<prometheus::Prometheus>()
         .register::<rate_limiting::RateLimiting>()
-        .register::<request_transformer::RequestTransformer>();
+        .register::<request_transformer::RequestTransformer>()
+        .register::<response_transformer::ResponseTransformer>();
 }
 
 /// A registry with every stock plugin: what the bundled `pingway` binary serves.
