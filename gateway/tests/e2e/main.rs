@@ -24,6 +24,7 @@ mod rate_limiting;
 mod reload;
 mod reload_limits;
 mod reload_watch;
+mod request_size_limiting;
 mod request_termination;
 mod request_transformer;
 mod response_transformer;

@@ -21,6 +21,7 @@ pub mod key_auth;
 pub mod prometheus;
 pub mod rate_limiting;
 pub mod redis;
+pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
@@ -44,6 +45,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<key_auth::KeyAuth>()
         .register::<prometheus::Prometheus>()
         .register::<rate_limiting::RateLimiting>()
+        .register::<request_size_limiting::RequestSizeLimiting>()
         .register::<request_termination::RequestTermination>()
         .register::<request_transformer::RequestTransformer>()
         .register::<response_transformer::ResponseTransformer>();
