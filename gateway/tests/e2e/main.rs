@@ -14,6 +14,7 @@ mod consumers;
 mod cors;
 mod demo;
 mod errors;
+mod fault_injection;
 mod hardening;
 mod ip_restriction;
 mod jwt;

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod basic_auth;
 pub mod consumers;
 pub mod cors;
+pub mod fault_injection;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
@@ -40,6 +41,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<acl::Acl>()
         .register::<basic_auth::BasicAuth>()
         .register::<cors::Cors>()
+        .register::<fault_injection::FaultInjection>()
         .register::<ip_restriction::IpRestriction>()
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
