@@ -22,6 +22,7 @@ mod key_auth;
 mod prometheus;
 mod rate_limit_redis;
 mod rate_limiting;
+mod redirect;
 mod reload;
 mod reload_limits;
 mod reload_watch;

@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod key_auth;
 pub mod prometheus;
 pub mod rate_limiting;
+pub mod redirect;
 pub mod redis;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -47,6 +48,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<key_auth::KeyAuth>()
         .register::<prometheus::Prometheus>()
         .register::<rate_limiting::RateLimiting>()
+        .register::<redirect::Redirect>()
         .register::<request_size_limiting::RequestSizeLimiting>()
         .register::<request_termination::RequestTermination>()
         .register::<request_transformer::RequestTransformer>()
