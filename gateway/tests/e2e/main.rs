@@ -9,6 +9,7 @@ mod admin;
 mod auth_fixtures;
 mod balancing;
 mod basic_auth;
+mod bot_detection;
 mod cli;
 mod consumers;
 mod cors;

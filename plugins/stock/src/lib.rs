@@ -13,6 +13,7 @@
 pub mod acl;
 pub mod auth;
 pub mod basic_auth;
+pub mod bot_detection;
 pub mod consumers;
 pub mod cors;
 pub mod fault_injection;
@@ -41,6 +42,7 @@ pub fn register_all(registry: &mut Registry) {
     registry
         .register::<acl::Acl>()
         .register::<basic_auth::BasicAuth>()
+        .register::<bot_detection::BotDetection>()
         .register::<cors::Cors>()
         .register::<fault_injection::FaultInjection>()
         .register::<ip_restriction::IpRestriction>()
