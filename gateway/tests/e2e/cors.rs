@@ -179,3 +179,67 @@ routes:
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("origins[1]"), "{err}");
 }
+
+/// `config/edge-demo.yaml` does what its comments say.
+#[tokio::test]
+async fn the_edge_walkthrough_config_works_as_documented() {
+    let one = Backend::start("one", Behaviour::Echo).await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/edge-demo.yaml"
+    ))
+    .unwrap();
+    let yaml = text
+        .replace("127.0.0.1:8080", "127.0.0.1:{PORT}")
+        .replace("127.0.0.1:9001", &one.addr.to_string());
+    let gw = GatewayProcess::start(&yaml).await;
+    let c = client();
+
+    let pre = c
+        .request(reqwest::Method::OPTIONS, gw.url("/api/items"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 200);
+    assert_eq!(
+        h(&pre, "access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        h(&pre, "access-control-allow-methods").as_deref(),
+        Some("GET,POST")
+    );
+    assert_eq!(h(&pre, "access-control-max-age").as_deref(), Some("600"));
+    assert_eq!(one.hits(), 0);
+
+    let r = c
+        .get(gw.url("/api/items?debug=1"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(h(&r, "x-served-by").as_deref(), Some("edge"));
+    assert_eq!(h(&r, "x-backend"), None);
+    assert_eq!(
+        h(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    let echo = Echo::parse(&r.text().await.unwrap());
+    assert_eq!(echo.target(), "/api/items?source=edge");
+    assert_eq!(echo.header("x-gateway"), Some("pingway"));
+
+    let r = c.get(gw.url("/old/anything")).send().await.unwrap();
+    assert_eq!(r.status(), 301);
+    assert_eq!(
+        h(&r, "location").as_deref(),
+        Some("https://example.com/old/anything")
+    );
+
+    let (status, message, _) =
+        json_message(c.get(gw.url("/maintenance")).send().await.unwrap()).await;
+    assert_eq!((status, message.as_str()), (503, "Back at 10:00 UTC"));
+    assert_eq!(one.hits(), 1);
+}
