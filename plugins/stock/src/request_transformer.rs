@@ -111,19 +111,50 @@ impl RequestTransformer {
             self.body.apply_json(value.as_object_mut()?);
             return serde_json::to_vec(&value).ok();
         }
-        let form = content_type.is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-        if form {
+        if is_form(content_type) {
             let mut params = decode_params(body);
             self.body.apply(&mut params);
             return Some(encode_params(&params).into_bytes());
         }
         None
+    }
+}
+
+fn is_form(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
+impl RequestTransformer {
+    /// Kong's `http_method` to `GET`, `HEAD` or `TRACE`: the fields of a form body are
+    /// added to the query string (the body is still sent).
+    async fn form_into_query(&self, req: &mut Request<'_>) -> Result<(), crate::Response> {
+        if !is_form(req.header_str(CONTENT_TYPE)) {
+            return Ok(());
+        }
+        let body = match req.read_body().await {
+            Ok(BufferedBody::Complete(body)) => body,
+            Ok(_) => {
+                self.too_large.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) => return Err(e.response()),
+        };
+        let form = decode_params(&body);
+        if form.is_empty() {
+            return Ok(());
+        }
+        let mut params = decode_params(req.query().unwrap_or_default().as_bytes());
+        params.extend(form);
+        if let Some(uri) = uri_of(req.path(), Some(&encode_params(&params))) {
+            req.set_uri(uri);
+        }
+        Ok(())
     }
 }
 
@@ -146,16 +177,18 @@ impl Plugin for RequestTransformer {
         }
         if let Some(m) = &self.method {
             req.set_method(m.clone());
+            if matches!(m.as_str(), "GET" | "HEAD" | "TRACE") {
+                if let Err(answer) = self.form_into_query(req).await {
+                    return Flow::Respond(answer);
+                }
+            }
         }
         if !self.headers.is_empty() {
             self.headers.apply(req);
         }
         if !self.body.is_empty() {
             let content_type = req.header_str(CONTENT_TYPE).map(str::to_owned);
-            let wanted = is_json(content_type.as_deref())
-                || content_type
-                    .as_deref()
-                    .is_some_and(|c| c.to_ascii_lowercase().contains("x-www-form-urlencoded"));
+            let wanted = is_json(content_type.as_deref()) || is_form(content_type.as_deref());
             if wanted {
                 match req.read_body().await {
                     Ok(BufferedBody::Complete(body)) => {
@@ -354,6 +387,27 @@ mod tests {
         let mut req = TestRequest::post("/", "[1]").header("content-type", "application/json");
         assert!(req.access(&p).await.is_none());
         assert!(req.upstream_body().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_form_body_joins_the_query_when_the_method_becomes_get() {
+        let mut c = RequestTransformerConfig::default();
+        c.http_method = Some("GET".into());
+        c.add.querystring = v(&["page:1"]);
+        let p = build(c);
+        let mut req = TestRequest::post("/search?q=a", "q=b&lang=en")
+            .header("content-type", "application/x-www-form-urlencoded");
+        assert!(req.access(&p).await.is_none());
+        assert_eq!(req.parts().method, Method::GET);
+        assert_eq!(
+            req.parts().uri.to_string(),
+            "/search?q=a&q=b&lang=en&page=1"
+        );
+        // Not a form: only the method changes.
+        let mut req =
+            TestRequest::post("/search?q=a", "{}").header("content-type", "application/json");
+        assert!(req.access(&p).await.is_none());
+        assert_eq!(req.parts().uri.to_string(), "/search?q=a&page=1");
     }
 
     #[tokio::test]
