@@ -243,3 +243,49 @@ async fn the_edge_walkthrough_config_works_as_documented() {
     assert_eq!((status, message.as_str()), (503, "Back at 10:00 UTC"));
     assert_eq!(one.hits(), 1);
 }
+
+#[tokio::test]
+async fn preflights_pass_before_authentication_and_its_401_carries_the_headers() {
+    let backend = Backend::start("b", Behaviour::Echo).await;
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: up, targets: [\"{}\"]}}]
+routes:
+  - name: api
+    paths: [/]
+    upstream: up
+    plugins:
+      - name: cors
+        config: {{origins: [\"http://a.test\", \"http://b.test\"]}}
+      - name: key-auth
+",
+        backend.addr
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let c = client();
+    let pre = c
+        .request(reqwest::Method::OPTIONS, gw.url("/"))
+        .header("origin", "http://b.test")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 200, "no credentials needed for a preflight");
+    assert_eq!(
+        h(&pre, "access-control-allow-origin").as_deref(),
+        Some("http://b.test")
+    );
+    let denied = c
+        .get(gw.url("/"))
+        .header("origin", "http://b.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    assert_eq!(
+        h(&denied, "access-control-allow-origin").as_deref(),
+        Some("http://b.test")
+    );
+    assert_eq!(h(&denied, "vary").as_deref(), Some("Origin"));
+    assert_eq!(backend.hits(), 0);
+}
