@@ -244,6 +244,8 @@ pub enum Behaviour {
     Status(u16),
     /// Accept, then close without answering.
     Hangup,
+    /// 200 with `Content-Type: application/json` and this body (with `Content-Length`).
+    Json(String),
 }
 
 /// A small HTTP/1.1 server (keep-alive, Content-Length bodies) on 127.0.0.1.
@@ -394,6 +396,14 @@ async fn handle_conn(
             }
             Behaviour::Status(s) => s,
             Behaviour::Echo => 200,
+            Behaviour::Json(body) => {
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-backend: {name}\r\ncontent-type: application/json\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(resp.as_bytes()).await?;
+                continue;
+            }
         };
         let mut out = Vec::new();
         if status == 200 {

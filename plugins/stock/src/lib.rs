@@ -13,7 +13,10 @@
 pub mod acl;
 pub mod auth;
 pub mod basic_auth;
+pub mod bot_detection;
 pub mod consumers;
+pub mod cors;
+pub mod fault_injection;
 pub mod file_log;
 pub mod http_log;
 pub mod ip_restriction;
@@ -22,8 +25,14 @@ pub mod key_auth;
 pub mod loggers;
 pub mod prometheus;
 pub mod rate_limiting;
+pub mod redirect;
 pub mod redis;
+pub mod request_size_limiting;
+pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 pub mod tcp_log;
+mod transform;
 
 pub use consumers::ConsumerSet;
 pub use pingway_plugin::*;
@@ -37,6 +46,9 @@ pub fn register_all(registry: &mut Registry) {
     registry
         .register::<acl::Acl>()
         .register::<basic_auth::BasicAuth>()
+        .register::<bot_detection::BotDetection>()
+        .register::<cors::Cors>()
+        .register::<fault_injection::FaultInjection>()
         .register::<file_log::FileLog>()
         .register::<http_log::HttpLog>()
         .register::<ip_restriction::IpRestriction>()
@@ -44,6 +56,11 @@ pub fn register_all(registry: &mut Registry) {
         .register::<key_auth::KeyAuth>()
         .register::<prometheus::Prometheus>()
         .register::<rate_limiting::RateLimiting>()
+        .register::<redirect::Redirect>()
+        .register::<request_size_limiting::RequestSizeLimiting>()
+        .register::<request_termination::RequestTermination>()
+        .register::<request_transformer::RequestTransformer>()
+        .register::<response_transformer::ResponseTransformer>()
         .register::<tcp_log::TcpLog>()
         .register::<tcp_log::UdpLog>();
 }
