@@ -343,7 +343,7 @@ fn chain_pass(chain: &Chain, session: &mut Session, info: &Arc<RouteInfo>, ip: I
     }
     {
         let mut head = ResponseHeadOf::Cased(&mut response);
-        let mut view = ResponseView::new(&mut head, &mut ctx);
+        let mut view = ResponseView::new(&mut head, session.req_header(), &mut ctx);
         for p in chain.plugins() {
             p.plugin.on_response(&mut view);
         }

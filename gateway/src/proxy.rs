@@ -163,7 +163,7 @@ async fn send_generated(
         let ms = millis(st.req.started_at.elapsed());
         head.insert_known(&headers::RESPONSE_LATENCY, millis_value(ms));
     }
-    finish_response_header(runtime, &mut head, st);
+    finish_response_header(runtime, &mut head, session.req_header(), st);
     let end = body.is_empty();
     session.write_response_header(Box::new(header), end).await?;
     if !end {
@@ -178,7 +178,12 @@ const SERVER: HeaderValue =
 
 /// Headers every response gets (request id, Via, plugin-queued headers), then the
 /// plugins' `on_response`.
-fn finish_response_header(runtime: &Runtime, head: &mut ResponseHeadOf<'_>, st: &mut State) {
+fn finish_response_header(
+    runtime: &Runtime,
+    head: &mut ResponseHeadOf<'_>,
+    request: &http::request::Parts,
+    st: &mut State,
+) {
     let id = st.req.request_id.header_value().clone();
     head.insert_known(&runtime.headers.request_id, id);
     if let Some(via) = &runtime.headers.via {
@@ -191,7 +196,7 @@ fn finish_response_header(runtime: &Runtime, head: &mut ResponseHeadOf<'_>, st: 
         }
     }
     let (plugins, req) = st.chain_and_request(runtime);
-    let mut view = ResponseView::new(head, req);
+    let mut view = ResponseView::new(head, request, req);
     for p in plugins {
         p.plugin.on_response(&mut view);
     }
@@ -398,7 +403,12 @@ fn edit_upstream(
 
 /// The headers the gateway adds to a proxied response, then the queued ones and the
 /// plugins' `on_response`.
-fn edit_response(runtime: &Runtime, st: &mut State, response: &mut ResponseHeadOf<'_>) {
+fn edit_response(
+    runtime: &Runtime,
+    st: &mut State,
+    request: &http::request::Parts,
+    response: &mut ResponseHeadOf<'_>,
+) {
     if runtime.headers.latency {
         if let Some(up) = st.upstream_latency {
             response.insert_known(&headers::UPSTREAM_LATENCY, millis_value(millis(up)));
@@ -407,7 +417,7 @@ fn edit_response(runtime: &Runtime, st: &mut State, response: &mut ResponseHeadO
             response.insert_known(&headers::PROXY_LATENCY, millis_value(millis(px)));
         }
     }
-    finish_response_header(runtime, response, st);
+    finish_response_header(runtime, response, request, st);
 }
 
 /// Method, path and Host of a request for log lines, never the query string, which may
@@ -851,7 +861,7 @@ impl ProxyHttp for PingwayProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
@@ -860,7 +870,7 @@ impl ProxyHttp for PingwayProxy {
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
         let (plugins, req) = st.chain_and_request(runtime);
         let mut head = ResponseHeadOf::Cased(upstream_response);
-        let mut view = ResponseView::new(&mut head, req);
+        let mut view = ResponseView::new(&mut head, session.req_header(), req);
         for p in plugins {
             p.plugin.on_upstream_response(&mut view);
         }
@@ -869,16 +879,21 @@ impl ProxyHttp for PingwayProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
         if runtime.headers.preserve_case {
-            edit_response(runtime, st, &mut ResponseHeadOf::Cased(response));
+            edit_response(
+                runtime,
+                st,
+                session.req_header(),
+                &mut ResponseHeadOf::Cased(response),
+            );
         } else {
             edit_response_plain(response, RESPONSE_HEADERS_ADDED, |head| {
-                edit_response(runtime, st, head)
+                edit_response(runtime, st, session.req_header(), head)
             });
         }
         Ok(())

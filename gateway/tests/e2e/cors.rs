@@ -289,3 +289,57 @@ routes:
     assert_eq!(h(&denied, "vary").as_deref(), Some("Origin"));
     assert_eq!(backend.hits(), 0);
 }
+
+/// A global cors answers by the request's own `Origin` in the response phase, so a 404
+/// for a path no route serves (where no access phase ran) carries the headers too.
+#[tokio::test]
+async fn a_global_cors_puts_its_headers_on_a_404_for_an_unknown_route() {
+    let backend = Backend::start("b", Behaviour::Echo).await;
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: up, targets: [\"{}\"]}}]
+plugins:
+  - name: cors
+    config: {{origins: [\"http://a.test\", \"http://b.test\"]}}
+routes:
+  - name: api
+    paths: [/api]
+    upstream: up
+",
+        backend.addr
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let c = client();
+    let missing = c
+        .get(gw.url("/nowhere"))
+        .header("origin", "http://a.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        h(&missing, "access-control-allow-origin").as_deref(),
+        Some("http://a.test")
+    );
+    assert_eq!(h(&missing, "vary").as_deref(), Some("Origin"));
+    let other = c
+        .get(gw.url("/nowhere"))
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    assert_eq!(h(&other, "access-control-allow-origin"), None);
+    let proxied = c
+        .get(gw.url("/api"))
+        .header("origin", "http://a.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 200);
+    assert_eq!(
+        h(&proxied, "access-control-allow-origin").as_deref(),
+        Some("http://a.test")
+    );
+    assert_eq!(backend.hits(), 1);
+}

@@ -241,7 +241,11 @@ impl TestRequest {
                 head.0.headers.insert(name, value);
             }
         }
-        plugin.on_response(&mut ResponseView::new(&mut head, &mut self.ctx));
+        plugin.on_response(&mut ResponseView::new(
+            &mut head,
+            &self.source.parts,
+            &mut self.ctx,
+        ));
         head.0
     }
 
@@ -253,7 +257,11 @@ impl TestRequest {
         headers: &[(&str, &str)],
     ) -> http::response::Parts {
         let mut head = response_head(status, headers);
-        plugin.on_upstream_response(&mut ResponseView::new(&mut head, &mut self.ctx));
+        plugin.on_upstream_response(&mut ResponseView::new(
+            &mut head,
+            &self.source.parts,
+            &mut self.ctx,
+        ));
         head.0
     }
 

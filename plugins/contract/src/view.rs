@@ -287,13 +287,28 @@ impl<'a> UpstreamRequest<'a> {
 /// to the client, proxied or generated (in the response phase).
 pub struct ResponseView<'a> {
     head: &'a mut dyn ResponseHead,
+    request: &'a http::request::Parts,
     ctx: &'a mut RequestCtx,
 }
 
 impl<'a> ResponseView<'a> {
-    /// A view for a host.
-    pub fn new(head: &'a mut dyn ResponseHead, ctx: &'a mut RequestCtx) -> Self {
-        ResponseView { head, ctx }
+    /// A view for a host: the response `head`, the client's `request` it answers, and
+    /// the request's context.
+    pub fn new(
+        head: &'a mut dyn ResponseHead,
+        request: &'a http::request::Parts,
+        ctx: &'a mut RequestCtx,
+    ) -> Self {
+        ResponseView { head, request, ctx }
+    }
+
+    /// The client's request this response answers (read-only), as the access phase left
+    /// it: the plugins' `on_rewrite` / `on_request` edits included, the upstream phase's
+    /// (made on the copy that went upstream) not. Present on every response, a 404 or
+    /// another generated one too, so a plugin that answers by the request (cors reads
+    /// `Origin`) needs nothing kept from the access phase.
+    pub fn request(&self) -> &http::request::Parts {
+        self.request
     }
 
     /// The status.

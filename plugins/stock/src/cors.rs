@@ -11,8 +11,9 @@
 //!   without `:` is matched against the origin's host only, as Kong does.
 //! - `Vary: Origin` is added whenever the answer depends on the origin.
 //!
-//! Kong reads the request's `Origin` in the header filter; Pingway's response view does
-//! not see the request, so the access phase keeps the `Origin` in the request context.
+//! Like Kong's header filter, the response phase reads the request's `Origin` itself
+//! (`ResponseView::request`), so every response gets its headers, a 404 for an unknown
+//! route or another answer the gateway generated before the access phase included.
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
@@ -113,15 +114,6 @@ pub struct Cors {
     preflight_continue: bool,
     private_network: bool,
     allow_origin_absent: bool,
-}
-
-/// What the access phase leaves for the response phase.
-#[derive(Debug, Clone)]
-struct CorsState {
-    origin: Option<HeaderValue>,
-    /// A preflight: the gateway answered it with its headers, or it went upstream
-    /// (`preflight_continue`); either way the response phase adds nothing.
-    preflight: bool,
 }
 
 /// The origin headers for one request.
@@ -264,25 +256,21 @@ impl Plugin for Cors {
         let preflight = req.method() == Method::OPTIONS
             && origin.is_some()
             && req.header(ACCESS_CONTROL_REQUEST_METHOD).is_some();
-        let answer =
-            (preflight && !self.preflight_continue).then(|| self.preflight(req, origin.as_ref()));
-        req.ctx_mut()
-            .extensions
-            .insert(CorsState { origin, preflight });
-        match answer {
+        match (preflight && !self.preflight_continue).then(|| self.preflight(req, origin.as_ref()))
+        {
             Some(r) => Flow::Respond(r),
             None => Flow::Continue,
         }
     }
 
     fn on_response(&self, resp: &mut ResponseView<'_>) {
-        // A request that never reached the access phase (a 404) has no state: there is
-        // no origin to judge, so it is treated as a request without `Origin`.
-        let state = resp.ctx().extensions.get::<CorsState>().cloned();
-        let (origin, preflight) = match state {
-            Some(s) => (s.origin, s.preflight),
-            None => (None, false),
-        };
+        let request = resp.request();
+        let origin = request.headers.get(ORIGIN).cloned();
+        // A preflight: the gateway answered it with its headers, or it went upstream
+        // (`preflight_continue`); either way this phase adds nothing.
+        let preflight = request.method == Method::OPTIONS
+            && origin.is_some()
+            && request.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD);
         if preflight || (!self.allow_origin_absent && origin.is_none()) {
             return;
         }
