@@ -16,6 +16,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::config::parse_duration;
 use crate::registry::{BuildContext, BuildPlugin, ConfigError};
 use crate::transform::Problems;
 use crate::{Body, Flow, Plugin, Request, Response};
@@ -88,37 +89,6 @@ pub struct FaultInjection {
     delay: Option<(Duration, f64)>,
     abort: Option<(Response, f64)>,
     header: Option<(HeaderName, Option<HeaderValue>)>,
-}
-
-/// `250ms`, `5s`, `1m`, `1h` (one or more number-unit parts).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err("empty duration; write it like 250ms or 5s".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}; write it like 250ms or 5s"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            _ => return Err(format!("invalid duration {text:?}; use ms, s, m or h")),
-        };
-        rest = &rest[unit_len..];
-        total = total.saturating_add(part);
-    }
-    Ok(total)
 }
 
 fn percentage(p: f64, field: &str, problems: &mut Problems) -> f64 {
