@@ -12,6 +12,7 @@ mod basic_auth;
 mod bot_detection;
 mod cli;
 mod consumers;
+mod correlation_id;
 mod cors;
 mod demo;
 mod errors;

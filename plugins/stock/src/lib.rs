@@ -15,6 +15,7 @@ pub mod auth;
 pub mod basic_auth;
 pub mod bot_detection;
 pub mod consumers;
+pub mod correlation_id;
 pub mod cors;
 pub mod fault_injection;
 pub mod file_log;
@@ -47,6 +48,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<acl::Acl>()
         .register::<basic_auth::BasicAuth>()
         .register::<bot_detection::BotDetection>()
+        .register::<correlation_id::CorrelationId>()
         .register::<cors::Cors>()
         .register::<fault_injection::FaultInjection>()
         .register::<file_log::FileLog>()
