@@ -310,6 +310,9 @@ pub struct UpstreamPick {
     /// The target the balancer picks now (`host:port` as configured, and its address),
     /// or None when no target is healthy (the client would get 503).
     pub target: Option<(String, String)>,
+    /// The route's weighted split, when it has one: every upstream with its percent, the
+    /// route's own first (the request above was drawn like a real one).
+    pub split: Vec<(String, u32)>,
 }
 
 /// The full explanation.
@@ -489,13 +492,24 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest) -> Result<Explanation, Explai
         }
     }
 
-    // The upstream and the target its balancer picks now.
-    let upstream = &route.upstream;
+    // The upstream (the route's split draws now, as the proxy would) and the target its
+    // balancer picks now.
     let mut head = RequestHeader::build(req.method.clone(), req.path.as_bytes(), None)
         .map_err(|_| ExplainError::Url(req.path.clone()))?;
     for (name, value) in &req.headers {
         let _ = head.append_header(name.clone(), value.clone());
     }
+    let upstream = route
+        .split
+        .as_ref()
+        .and_then(|s| s.pick(client_ip, &head))
+        .unwrap_or(&route.upstream);
+    let split: Vec<(String, u32)> = route.split.as_ref().map_or_else(Vec::new, |s| {
+        let mut sides: Vec<_> = s.sides().map(|(n, w)| (n.to_string(), w)).collect();
+        let rest = 100u32.saturating_sub(sides.iter().map(|(_, w)| w).sum());
+        sides.insert(0, (route.upstream.name().to_string(), rest));
+        sides
+    });
     let selected = upstream.select(
         &SelectRequest {
             client_ip,
@@ -518,6 +532,7 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest) -> Result<Explanation, Explai
                 t.addr().to_string(),
             )
         }),
+        split,
     });
     drop(selected);
 
@@ -675,6 +690,7 @@ impl Explanation {
                 "name": u.name,
                 "balancer": u.balancer,
                 "target": u.target.as_ref().map(|(t, a)| json!({ "target": t, "address": a })),
+                "split": u.split.iter().map(|(n, w)| json!({ "upstream": n, "weight": w })).collect::<Vec<_>>(),
             })),
             "upstream_request": self.upstream_path.as_ref().map(|p| json!({
                 "path": p,
@@ -759,6 +775,16 @@ impl fmt::Display for Explanation {
         }
         if let Some(u) = &self.upstream {
             let _ = writeln!(s, "\nupstream: {} ({})", u.name, u.balancer);
+            if !u.split.is_empty() {
+                let shares: Vec<String> =
+                    u.split.iter().map(|(n, w)| format!("{n} {w}%")).collect();
+                let _ = writeln!(
+                    s,
+                    "  split: {} (this request drew {})",
+                    shares.join(", "),
+                    u.name
+                );
+            }
             match &u.target {
                 Some((t, a)) => {
                     let _ = writeln!(s, "  target now: {t} ({a})");

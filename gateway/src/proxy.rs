@@ -569,7 +569,15 @@ async fn access(
         }
     }
     let upstream = match choice.upstream() {
-        None => Some(route.upstream.clone()),
+        // The route's split, if it has one, else its upstream.
+        None => Some(
+            route
+                .split
+                .as_ref()
+                .and_then(|s| s.pick(st.req.client_ip, client.parts()))
+                .unwrap_or(&route.upstream)
+                .clone(),
+        ),
         Some(name) => runtime.upstreams.get(name).cloned(),
     };
     let Some(upstream) = upstream else {

@@ -21,8 +21,10 @@ use crate::upstream::Upstream;
 pub struct CompiledRoute {
     /// Name and upstream name, as plugins see them.
     pub info: Arc<RouteInfo>,
-    /// The pool that serves the route.
+    /// The pool that serves the route (what its split leaves, if it has one).
     pub upstream: Arc<Upstream>,
+    /// The route's weighted split over other upstreams (`routes[].split`).
+    pub split: Option<crate::upstream::RouteSplit>,
     /// Remove the matched path prefix before forwarding.
     pub strip_prefix: bool,
     /// Forward the client's Host header.
@@ -271,6 +273,7 @@ impl Runtime {
             routes.push(CompiledRoute {
                 info: Arc::new(RouteInfo::new(r.name.as_str(), r.upstream.as_str())),
                 upstream: upstream.clone(),
+                split: crate::upstream::RouteSplit::compile(r, |name| upstreams.get(name).cloned()),
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
                 chain: Chain::compose(&global, &slots),

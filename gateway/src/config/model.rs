@@ -531,6 +531,48 @@ pub struct RouteConfig {
     /// Plugins of this route; one with the same name as a global plugin replaces it.
     #[serde(default, deserialize_with = "lenient_vec")]
     pub plugins: Vec<PluginConfig>,
+    /// A weighted split of the route's traffic (a canary, a blue-green move): each entry
+    /// sends `weight` percent of requests to its upstream; `upstream` serves the rest.
+    /// Weights are whole percents and add up to at most 100.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub split: Vec<SplitConfig>,
+    /// What keeps a client on one side of the split: `none` (default: each request is
+    /// drawn at random), `ip`, `header` (`split_hash_on_header`) or `cookie`
+    /// (`split_hash_on_cookie`); a request without the header or cookie is keyed by its
+    /// client IP.
+    #[serde(default)]
+    pub split_hash_on: SplitHashOn,
+    /// The header for `split_hash_on: header`.
+    #[serde(default)]
+    pub split_hash_on_header: Option<String>,
+    /// The cookie for `split_hash_on: cookie`.
+    #[serde(default)]
+    pub split_hash_on_cookie: Option<String>,
+}
+
+/// One side of a route's weighted split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// The upstream that gets this share.
+    pub upstream: String,
+    /// Percent of the route's requests (0 to 100).
+    pub weight: u32,
+}
+
+/// What keeps a client on one side of a route's split.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitHashOn {
+    /// Each request drawn at random.
+    #[default]
+    None,
+    /// The client IP.
+    Ip,
+    /// A request header (`split_hash_on_header`).
+    Header,
+    /// A cookie (`split_hash_on_cookie`).
+    Cookie,
 }
 
 /// A path condition.

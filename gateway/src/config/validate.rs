@@ -304,7 +304,68 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 format!("no upstream named {:?} is defined", r.upstream),
             ));
         }
+        check_split(config, r, &base, out);
         check_plugin_lists(&r.plugins, &format!("{base}.plugins"), out);
+    }
+}
+
+/// A route's split: known upstreams, each once and not the route's own, weights that
+/// add up to at most 100, and the key its `split_hash_on` names.
+fn check_split(config: &GatewayConfig, r: &RouteConfig, base: &str, out: &mut Vec<Diagnostic>) {
+    let mut seen = HashMap::new();
+    let mut total = 0u32;
+    for (i, s) in r.split.iter().enumerate() {
+        let at = format!("{base}.split[{i}]");
+        if !config.upstreams.iter().any(|u| u.name == s.upstream) {
+            out.push(Diagnostic::new(
+                format!("{at}.upstream"),
+                format!("no upstream named {:?} is defined", s.upstream),
+            ));
+        } else if s.upstream == r.upstream {
+            out.push(Diagnostic::new(
+                format!("{at}.upstream"),
+                "is the route's own upstream, which already serves what the split leaves",
+            ));
+        } else if let Some(first) = seen.insert(s.upstream.as_str(), i) {
+            out.push(Diagnostic::new(
+                format!("{at}.upstream"),
+                format!("{:?} is already in the split at split[{first}]", s.upstream),
+            ));
+        }
+        if s.weight > 100 {
+            out.push(Diagnostic::new(
+                format!("{at}.weight"),
+                "must be between 0 and 100",
+            ));
+        }
+        total = total.saturating_add(s.weight);
+    }
+    if total > 100 {
+        out.push(Diagnostic::new(
+            format!("{base}.split"),
+            format!(
+                "weights add up to {total}; at most 100 (the route's upstream serves the rest)"
+            ),
+        ));
+    }
+    match r.split_hash_on {
+        SplitHashOn::Header
+            if r.split_hash_on_header
+                .as_deref()
+                .is_none_or(|h| http::HeaderName::from_bytes(h.as_bytes()).is_err()) =>
+        {
+            out.push(Diagnostic::new(
+                format!("{base}.split_hash_on_header"),
+                "a valid header name is required with split_hash_on: header",
+            ));
+        }
+        SplitHashOn::Cookie if r.split_hash_on_cookie.as_deref().is_none_or(str::is_empty) => {
+            out.push(Diagnostic::new(
+                format!("{base}.split_hash_on_cookie"),
+                "a cookie name is required with split_hash_on: cookie",
+            ));
+        }
+        _ => {}
     }
 }
 

@@ -16,6 +16,10 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         strip_prefix: false,
         preserve_host: false,
         plugins: Vec::new(),
+        split: Vec::new(),
+        split_hash_on: Default::default(),
+        split_hash_on_header: None,
+        split_hash_on_cookie: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod names;
 mod refresher;
 mod resolve;
 mod ring;
+mod split;
 mod target;
 #[cfg(test)]
 mod testing;
@@ -45,6 +46,7 @@ pub use health::HealthChecker;
 pub use members::Targets;
 pub use names::RESOLVE_INTERVAL;
 pub use refresher::TargetRefresher;
+pub use split::RouteSplit;
 pub use target::Target;
 
 /// A named pool of targets with its balancer, built from an [`UpstreamConfig`].

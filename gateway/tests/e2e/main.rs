@@ -34,4 +34,5 @@ mod request_termination;
 mod request_transformer;
 mod response_transformer;
 mod routing;
+mod split;
 mod upstream_targets;
