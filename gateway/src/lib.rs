@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod reload;
 pub mod request_head;
 pub mod respond;
+pub mod route_headers;
 pub mod runtime;
 
 pub use gateway::{Gateway, GatewayBuilder, StartError};

@@ -394,6 +394,9 @@ fn edit_upstream(
     if let Some(via) = &runtime.headers.via {
         upstream.append_known(&headers::VIA, via.clone());
     }
+    if let Some(edits) = &route.request_headers {
+        edits.apply_request(upstream);
+    }
     let (plugins, req) = st.chain_and_request(runtime);
     let mut view = UpstreamRequest::new(upstream, req);
     for p in plugins {
@@ -409,6 +412,12 @@ fn edit_response(
     request: &http::request::Parts,
     response: &mut ResponseHeadOf<'_>,
 ) {
+    if let Some(edits) = st
+        .route(runtime)
+        .and_then(|r| r.response_headers.as_deref())
+    {
+        edits.apply_response(response);
+    }
     if runtime.headers.latency {
         if let Some(up) = st.upstream_latency {
             response.insert_known(&headers::UPSTREAM_LATENCY, millis_value(millis(up)));

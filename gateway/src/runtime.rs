@@ -25,6 +25,10 @@ pub struct CompiledRoute {
     pub upstream: Arc<Upstream>,
     /// The route's weighted split over other upstreams (`routes[].split`).
     pub split: Option<crate::upstream::RouteSplit>,
+    /// Header edits on the upstream request (`routes[].request_headers`).
+    pub request_headers: Option<Box<crate::route_headers::CompiledEdits>>,
+    /// Header edits on the client's response (`routes[].response_headers`).
+    pub response_headers: Option<Box<crate::route_headers::CompiledEdits>>,
     /// Remove the matched path prefix before forwarding.
     pub strip_prefix: bool,
     /// Forward the client's Host header.
@@ -267,6 +271,16 @@ impl Runtime {
                 &ScopeKey::Route(r.name.clone()),
                 &mut diags,
             );
+            let request_headers = crate::route_headers::CompiledEdits::compile(
+                &r.request_headers,
+                &format!("routes[{i}].request_headers"),
+                &mut diags,
+            );
+            let response_headers = crate::route_headers::CompiledEdits::compile(
+                &r.response_headers,
+                &format!("routes[{i}].response_headers"),
+                &mut diags,
+            );
             let Some(upstream) = upstreams.get(&r.upstream) else {
                 continue; // reported by validation (or by the upstream's own build)
             };
@@ -274,6 +288,8 @@ impl Runtime {
                 info: Arc::new(RouteInfo::new(r.name.as_str(), r.upstream.as_str())),
                 upstream: upstream.clone(),
                 split: crate::upstream::RouteSplit::compile(r, |name| upstreams.get(name).cloned()),
+                request_headers,
+                response_headers,
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
                 chain: Chain::compose(&global, &slots),

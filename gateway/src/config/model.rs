@@ -548,6 +548,36 @@ pub struct RouteConfig {
     /// The cookie for `split_hash_on: cookie`.
     #[serde(default)]
     pub split_hash_on_cookie: Option<String>,
+    /// Header edits on the request the upstream receives (an Istio VirtualService's
+    /// `headers.request`).
+    #[serde(default)]
+    pub request_headers: HeaderEdits,
+    /// Header edits on the response the client receives (`headers.response`).
+    #[serde(default)]
+    pub response_headers: HeaderEdits,
+}
+
+/// Header edits a route makes: `remove` first, then `set` (replacing every value of the
+/// name), then `add` (after the existing values).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEdits {
+    /// Names to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Names and the value that replaces theirs.
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Names and a value added after theirs.
+    #[serde(default)]
+    pub add: std::collections::BTreeMap<String, String>,
+}
+
+impl HeaderEdits {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
 }
 
 /// One side of a route's weighted split.

@@ -20,6 +20,8 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         split_hash_on: Default::default(),
         split_hash_on_header: None,
         split_hash_on_cookie: None,
+        request_headers: Default::default(),
+        response_headers: Default::default(),
     }
 }
 

@@ -104,6 +104,8 @@ mod tests {
             split_hash_on: SplitHashOn::None,
             split_hash_on_header: None,
             split_hash_on_cookie: None,
+            request_headers: Default::default(),
+            response_headers: Default::default(),
         };
         r.split = split
             .iter()

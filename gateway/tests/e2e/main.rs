@@ -33,6 +33,7 @@ mod request_size_limiting;
 mod request_termination;
 mod request_transformer;
 mod response_transformer;
+mod route_headers;
 mod routing;
 mod split;
 mod upstream_targets;
