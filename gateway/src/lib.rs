@@ -34,6 +34,7 @@ pub mod reload;
 pub mod request_head;
 pub mod respond;
 pub mod route_headers;
+pub mod route_rewrite;
 pub mod runtime;
 
 pub use gateway::{Gateway, GatewayBuilder, StartError};

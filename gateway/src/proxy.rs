@@ -375,6 +375,11 @@ fn edit_upstream(
     if route.strip_prefix {
         strip_prefix(upstream, st.matched_len);
     }
+    if let Some(rewrite) = &route.path_rewrite {
+        if let Some(uri) = rewrite.apply(&upstream.parts().uri) {
+            upstream.set_uri(uri);
+        }
+    }
     if !route.preserve_host {
         let target = st
             .selected

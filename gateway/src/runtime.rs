@@ -29,6 +29,8 @@ pub struct CompiledRoute {
     pub request_headers: Option<Box<crate::route_headers::CompiledEdits>>,
     /// Header edits on the client's response (`routes[].response_headers`).
     pub response_headers: Option<Box<crate::route_headers::CompiledEdits>>,
+    /// The regex path rewrite (`routes[].path_rewrite`).
+    pub path_rewrite: Option<Box<crate::route_rewrite::CompiledRewrite>>,
     /// Remove the matched path prefix before forwarding.
     pub strip_prefix: bool,
     /// Forward the client's Host header.
@@ -281,6 +283,13 @@ impl Runtime {
                 &format!("routes[{i}].response_headers"),
                 &mut diags,
             );
+            let path_rewrite = r.path_rewrite.as_ref().and_then(|rw| {
+                crate::route_rewrite::CompiledRewrite::compile(
+                    rw,
+                    &format!("routes[{i}].path_rewrite"),
+                    &mut diags,
+                )
+            });
             let Some(upstream) = upstreams.get(&r.upstream) else {
                 continue; // reported by validation (or by the upstream's own build)
             };
@@ -290,6 +299,7 @@ impl Runtime {
                 split: crate::upstream::RouteSplit::compile(r, |name| upstreams.get(name).cloned()),
                 request_headers,
                 response_headers,
+                path_rewrite,
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
                 chain: Chain::compose(&global, &slots),

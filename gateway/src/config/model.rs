@@ -555,6 +555,22 @@ pub struct RouteConfig {
     /// Header edits on the response the client receives (`headers.response`).
     #[serde(default)]
     pub response_headers: HeaderEdits,
+    /// A regex rewrite of the path the upstream receives, with captures:
+    /// `{regex: "^/api/v(\\d+)/(.*)", replacement: "/$2?version=$1"}`.
+    #[serde(default)]
+    pub path_rewrite: Option<PathRewrite>,
+}
+
+/// A route's regex path rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathRewrite {
+    /// The pattern, matched against the path (without the query); its first match is
+    /// replaced.
+    pub regex: String,
+    /// The replacement: `$1` or `${1}` for a capture group, `${name}` for a named one;
+    /// a `?` in it starts a query, joined before the request's own query.
+    pub replacement: String,
 }
 
 /// Header edits a route makes: `remove` first, then `set` (replacing every value of the

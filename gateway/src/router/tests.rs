@@ -22,6 +22,7 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         split_hash_on_cookie: None,
         request_headers: Default::default(),
         response_headers: Default::default(),
+        path_rewrite: None,
     }
 }
 

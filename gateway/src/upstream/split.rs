@@ -106,6 +106,7 @@ mod tests {
             split_hash_on_cookie: None,
             request_headers: Default::default(),
             response_headers: Default::default(),
+            path_rewrite: None,
         };
         r.split = split
             .iter()

@@ -71,3 +71,47 @@ routes:
         "{out}"
     );
 }
+
+/// `path_rewrite`: the upstream receives the rewritten path, captures moved into the
+/// path and the query; a path the pattern does not match goes unchanged; a replacement
+/// naming a missing group is refused at load.
+#[tokio::test]
+async fn a_regex_rewrite_moves_captures_into_path_and_query() {
+    let backend = Backend::start("b", Behaviour::Echo).await;
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: up, targets: [\"{}\"]}}]
+routes:
+  - name: api
+    upstream: up
+    path_rewrite: {{regex: \"^/api/v(\\\\d+)/(.*)\", replacement: \"/$2?version=$1\"}}
+",
+        backend.addr
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let c = client();
+    let seen = |r: reqwest::Response| async move { Echo::parse(&r.text().await.unwrap()) };
+    let r = c
+        .get(gw.url("/api/v2/users/7?page=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(seen(r).await.target(), "/users/7?version=2&page=3");
+    let r = c.get(gw.url("/other/v2/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = seen(r).await;
+    assert_eq!(echo.target(), "/other/v2/x", "{echo:?}");
+
+    let (ok, out) = crate::auth_fixtures::validate(
+        "listeners: [{address: \"127.0.0.1:{PORT}\"}]
+upstreams: [{name: up, targets: [\"127.0.0.1:9\"]}]
+routes:
+  - name: api
+    upstream: up
+    path_rewrite: {regex: \"^/(\\\\w+)$\", replacement: \"/$3\"}
+",
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("routes[0].path_rewrite.replacement"), "{out}");
+}
