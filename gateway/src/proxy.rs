@@ -103,6 +103,9 @@ struct State {
     body_rejection: Option<Box<Response>>,
     /// The peer's address as a header value, when the connection had it made already.
     peer_value: Option<HeaderValue>,
+    /// This request's place under its upstream's `max_requests` (dropped with the state,
+    /// or in the log phase).
+    upstream_slot: Option<crate::upstream::RequestSlot>,
 }
 
 impl State {
@@ -606,6 +609,17 @@ async fn access(
         )));
     };
 
+    // Circuit breaking: a pool at its max_requests answers at once.
+    match upstream.try_acquire() {
+        Ok(slot) => st.upstream_slot = slot,
+        Err(_) => {
+            return Ok(Some(Response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                respond::UPSTREAM_FULL,
+            )));
+        }
+    }
+
     // Pick the target now, so that "no healthy target" is an ordinary answer (the
     // client keeps its connection) rather than a proxying failure.
     st.pinned = choice.target();
@@ -659,6 +673,7 @@ impl ProxyHttp for PingwayProxy {
                 body_bytes: 0,
                 body_rejection: None,
                 peer_value: None,
+                upstream_slot: None,
                 upstream: None,
                 pinned: None,
             }),
@@ -991,8 +1006,9 @@ impl ProxyHttp for PingwayProxy {
         if let Some(connection) = Connection::current() {
             connection.request_done();
         }
-        // The target's in-flight count ends with the request.
+        // The target's and the pool's in-flight counts end with the request.
         st.selected = None;
+        st.upstream_slot = None;
         let chain = st.chain(runtime).plugins();
         if chain.is_empty() && !crate::access_log::enabled(runtime) {
             return;

@@ -11,6 +11,9 @@ use crate::headers;
 
 /// The message for "no route matched".
 pub const NO_ROUTE: &str = "no route matched";
+/// The message of the 503 a pool at its `max_requests` answers with.
+pub const UPSTREAM_FULL: &str = "upstream at its request limit (max_requests)";
+
 /// The message when every target of the pool is unhealthy.
 pub const NO_HEALTHY_TARGET: &str = "no healthy upstream target";
 

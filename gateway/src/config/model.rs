@@ -337,6 +337,10 @@ pub struct UpstreamConfig {
     /// After a connection failure, how many other targets to try.
     #[serde(default = "defaults::retries")]
     pub retries: u32,
+    /// Circuit breaking: at most this many requests in flight to the pool at once (0, the
+    /// default: no limit); one more is answered 503 at once instead of queueing.
+    #[serde(default)]
+    pub max_requests: u32,
 }
 
 /// A server in an upstream pool. Written as `host:port` or as a mapping with a weight.

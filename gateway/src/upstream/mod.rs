@@ -26,6 +26,7 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,24 @@ pub struct Upstream {
     members: ArcSwap<Members>,
     /// The targets written as names, looked up again every [`RESOLVE_INTERVAL`].
     names: Names,
+    /// Requests in flight to the pool, for `max_requests`.
+    in_flight: Arc<AtomicUsize>,
+    /// Requests answered 503 because the pool was at `max_requests`.
+    overflowed: AtomicU64,
+}
+
+/// The pool is at its `max_requests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// One request counted against the pool's `max_requests` until dropped.
+#[derive(Debug)]
+pub struct RequestSlot(Arc<AtomicUsize>);
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What a balancer may look at in a request.
@@ -200,7 +219,36 @@ impl Upstream {
             key,
             members: ArcSwap::from_pointee(members),
             names: Names::new(names, resolve_interval),
+            in_flight: Arc::default(),
+            overflowed: AtomicU64::new(0),
         })
+    }
+
+    /// Counts a request against `max_requests`: `Ok(Some(slot))` to hold while the request
+    /// is in flight, `Ok(None)` when the pool has no limit (nothing counted, nothing
+    /// paid), `Err(Full)` when it is full (the request is answered 503; counted).
+    pub fn try_acquire(&self) -> Result<Option<RequestSlot>, Full> {
+        let max = self.cfg.max_requests as usize;
+        if max == 0 {
+            return Ok(None);
+        }
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if taken {
+            Ok(Some(RequestSlot(self.in_flight.clone())))
+        } else {
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            Err(Full)
+        }
+    }
+
+    /// Requests answered 503 because the pool was at `max_requests`, since it was built.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
     }
 
     /// The pool's name, as routes refer to it.

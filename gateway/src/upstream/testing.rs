@@ -24,6 +24,7 @@ pub(crate) fn config(name: &str, targets: &[(&str, u32)], balancer: Balancer) ->
         read_timeout: defaults::read_timeout(),
         write_timeout: defaults::write_timeout(),
         retries: defaults::retries(),
+        max_requests: 0,
     }
 }
 

@@ -2,6 +2,8 @@
 //! lands within 2 percentage points of its weights over 10,000 requests; a sticky split
 //! keeps each user on one side; bad splits are refused at load with their fields.
 
+use std::time::Duration;
+
 use crate::common::*;
 
 fn yaml(one: &Backend, two: &Backend, extra: &str) -> String {
@@ -120,4 +122,48 @@ routes:
         assert!(!ok, "{split}: {out}");
         assert!(out.contains(field), "{split}: {field} in {out}");
     }
+}
+
+/// Circuit breaking: a pool at its `max_requests` answers the next request 503 at once
+/// (the backend never sees it), and serves again once a request finishes.
+#[tokio::test]
+async fn a_pool_at_max_requests_answers_503_at_once() {
+    let slow = Backend::start("slow", Behaviour::Slow(Duration::from_secs(2))).await;
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: up, targets: [\"{}\"], max_requests: 2}}]
+routes: [{{name: api, upstream: up}}]
+",
+        slow.addr
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let c = client();
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, url) = (c.clone(), gw.url("/"));
+            tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let n = slow.hits();
+            async move { n == 2 }
+        })
+        .await,
+        "both requests reached the backend"
+    );
+    let over = c.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(over.status(), 503);
+    let (_, message, _) = json_message(over).await;
+    assert!(message.contains("max_requests"), "{message}");
+    assert_eq!(
+        slow.hits(),
+        2,
+        "the refused request never reached the backend"
+    );
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap(), 200);
+    }
+    let again = c.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(again.status(), 200, "slots are given back");
 }
