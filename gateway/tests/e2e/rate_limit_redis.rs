@@ -2,77 +2,12 @@
 //! `redis-server` (Debian's package; started here on a free port, persistence off).
 //! Without `redis-server` on PATH these tests fail, saying so.
 
-use std::io::{Read, Write};
-use std::net::TcpStream as StdStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pingway_plugins::redis::test_server::TestRedis as Redis;
 
 use crate::common::*;
-
-/// A running `redis-server`, killed on drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        Redis::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "these tests need a real redis-server on PATH \
-                     (Debian: apt-get install -y redis-server): {e}"
-                )
-            });
-        let mut redis = Redis {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !redis.answers_ping() {
-            if let Some(Ok(Some(status))) = redis.child.as_mut().map(Child::try_wait) {
-                panic!("redis-server on port {port} exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} never answered PING"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        redis
-    }
-
-    fn answers_ping(&self) -> bool {
-        let Ok(mut s) = StdStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A gateway whose routes are `(name, path, rate-limiting config)`.
 async fn gateway(backend: &Backend, routes: &[(&str, &str, String)]) -> GatewayProcess {

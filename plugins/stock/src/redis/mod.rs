@@ -27,8 +27,10 @@
 mod client;
 mod pools;
 mod settings;
-#[cfg(test)]
-pub(crate) mod test_server;
+/// A real `redis-server` for tests (this crate's, and the gateway's end-to-end tests
+/// through the `test-redis` feature).
+#[cfg(any(test, feature = "test-redis"))]
+pub mod test_server;
 
 pub use client::{RedisClient, RedisError, MAX_BACKOFF, MIN_BACKOFF};
 pub use pools::{PoolError, RedisPools, TooManyRedisClients, DEFAULT_MAX_CLIENTS};

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `redis-server`.
-pub(crate) struct TestRedis {
+pub struct TestRedis {
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
