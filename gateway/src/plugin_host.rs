@@ -67,7 +67,7 @@ pub fn edit_upstream_plain<R>(
     if !head.raw_path_is_utf8() {
         return edit(&mut UpstreamHead::Cased(head));
     }
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let placeholder = RequestHeader::from(placeholder_parts());
     let mut parts: http::request::Parts = std::mem::replace(head, placeholder).into();
     parts.headers.reserve(extra);
     let out = edit(&mut UpstreamHead::Plain(&mut parts));
