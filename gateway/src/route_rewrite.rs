@@ -164,5 +164,12 @@ mod tests {
         let (r, diags) = rewrite("(", "/");
         assert!(r.is_none());
         assert_eq!(diags[0].path, "routes[0].path_rewrite.regex");
+        // A pattern that would compile past the 1 MiB bound is refused, not built (the
+        // regex crate's own default, 10 MiB, would take it).
+        let big = r"\w{80}";
+        assert!(Regex::new(big).is_ok());
+        let (r, diags) = rewrite(big, "/");
+        assert!(r.is_none());
+        assert_eq!(diags[0].path, "routes[0].path_rewrite.regex");
     }
 }
