@@ -27,6 +27,7 @@ pub mod headers;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod mirror;
 pub mod plugin_host;
 pub mod plugin_lifecycle;
 pub mod proxy;

@@ -121,6 +121,7 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
     }
 
     let runtime = reloader.runtime().load_full();
+    mirrors(&runtime, &mut out);
     if let Some(metrics) = runtime.services.get::<Metrics>() {
         metrics.render(&mut out);
     }
@@ -128,6 +129,56 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
         target_health(&runtime, &mut out);
     }
     out
+}
+
+/// `pingway_mirror_requests_total{route,upstream,outcome}`: what became of the copies of
+/// each route's mirrors since the configuration was loaded (absent without mirrors).
+fn mirrors(runtime: &Runtime, out: &mut String) {
+    let mut routes = runtime
+        .routes
+        .iter()
+        .filter(|r| !r.mirrors.is_empty())
+        .peekable();
+    if routes.peek().is_none() {
+        return;
+    }
+    family(out, "pingway_mirror_requests_total", "counter", "Request copies sent to shadow upstreams by outcome: completed (a response below 500), failed (no target, an I/O error, a timeout or a 5xx), dropped (max_in_flight reached, or the shadow fell behind the client's body).");
+    let routes: Vec<_> = routes.collect();
+    for route in &routes {
+        for m in route.mirrors.iter() {
+            let stats = m.stats();
+            for (outcome, n) in [
+                ("completed", &stats.completed),
+                ("failed", &stats.failed),
+                ("dropped", &stats.dropped),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "pingway_mirror_requests_total{{route=\"{}\",upstream=\"{}\",outcome=\"{outcome}\"}} {}",
+                    escape(&route.info.name),
+                    escape(m.upstream_name()),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+    family(
+        out,
+        "pingway_mirror_in_flight",
+        "gauge",
+        "Request copies to shadow upstreams running now (at most the mirror's max_in_flight).",
+    );
+    for route in &routes {
+        for m in route.mirrors.iter() {
+            let _ = writeln!(
+                out,
+                "pingway_mirror_in_flight{{route=\"{}\",upstream=\"{}\"}} {}",
+                escape(&route.info.name),
+                escape(m.upstream_name()),
+                m.in_flight()
+            );
+        }
+    }
 }
 
 /// Whether an enabled `prometheus` plugin anywhere in the configuration asks for

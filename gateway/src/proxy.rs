@@ -106,6 +106,10 @@ struct State {
     /// This request's place under its upstream's `max_requests` (dropped with the state,
     /// or in the log phase).
     upstream_slot: Option<crate::upstream::RequestSlot>,
+    /// Copies drawn for the route's mirrors, started with the upstream request.
+    mirror_pending: Vec<crate::mirror::PendingCopy>,
+    /// The running copies whose body is still streaming.
+    mirror_feeds: Vec<crate::mirror::BodyFeed>,
 }
 
 impl State {
@@ -641,7 +645,34 @@ async fn access(
             return Ok(Some(Response::error(status, respond::NO_HEALTHY_TARGET)));
         }
     }
+    if !route.mirrors.is_empty() {
+        st.mirror_pending = route
+            .mirrors
+            .iter()
+            .filter_map(crate::mirror::Mirror::draw)
+            .collect();
+    }
     Ok(None)
+}
+
+/// Starts the copies drawn for the route's mirrors with the head the upstream gets. On
+/// a retry, copies whose body is still streaming are abandoned: Pingora sends the body
+/// again from its buffer, which must not reach a shadow twice.
+fn start_mirrors(session: &mut Session, head: &RequestHeader, st: &mut State, runtime: &Runtime) {
+    st.mirror_feeds.clear();
+    if st.mirror_pending.is_empty() {
+        return;
+    }
+    let has_body = !session.is_body_empty();
+    let preserve_host = st.route(runtime).is_some_and(|r| r.preserve_host);
+    let client_host = preserve_host
+        .then(|| session.req_header().headers.get(header::HOST))
+        .flatten();
+    for copy in st.mirror_pending.drain(..) {
+        if let Some(feed) = copy.start(head, client_host, st.req.client_ip, has_body) {
+            st.mirror_feeds.push(feed);
+        }
+    }
 }
 
 #[async_trait]
@@ -676,6 +707,8 @@ impl ProxyHttp for PingwayProxy {
                 upstream_slot: None,
                 upstream: None,
                 pinned: None,
+                mirror_pending: Vec::new(),
+                mirror_feeds: Vec::new(),
             }),
         }
     }
@@ -808,6 +841,12 @@ impl ProxyHttp for PingwayProxy {
                 None
             };
         }
+        // The mirrors' copies get what the upstream gets.
+        if !ctx.state.mirror_feeds.is_empty() {
+            ctx.state
+                .mirror_feeds
+                .retain_mut(|feed| feed.feed(body.as_ref(), end_of_stream));
+        }
         Ok(())
     }
 
@@ -889,6 +928,9 @@ impl ProxyHttp for PingwayProxy {
             edit_upstream_plain(upstream, UPSTREAM_HEADERS_ADDED, |head| {
                 edit_upstream(runtime, session, st, head)
             });
+        }
+        if !st.mirror_pending.is_empty() || !st.mirror_feeds.is_empty() {
+            start_mirrors(session, upstream, st, runtime);
         }
         let now = Instant::now();
         st.proxy_latency = Some(now.saturating_duration_since(st.req.started_at));

@@ -35,6 +35,8 @@ pub struct CompiledRoute {
     pub strip_prefix: bool,
     /// Forward the client's Host header.
     pub preserve_host: bool,
+    /// Shadow upstreams copies of requests go to (`routes[].mirrors`).
+    pub mirrors: Box<[crate::mirror::Mirror]>,
     /// Plugins, highest priority first.
     pub chain: Chain,
 }
@@ -302,6 +304,13 @@ impl Runtime {
                 path_rewrite,
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
+                mirrors: r
+                    .mirrors
+                    .iter()
+                    .filter_map(|m| {
+                        crate::mirror::Mirror::compile(m, |name| upstreams.get(name).cloned())
+                    })
+                    .collect(),
                 chain: Chain::compose(&global, &slots),
             });
         }

@@ -563,6 +563,35 @@ pub struct RouteConfig {
     /// `{regex: "^/api/v(\\d+)/(.*)", replacement: "/$2?version=$1"}`.
     #[serde(default)]
     pub path_rewrite: Option<PathRewrite>,
+    /// Shadow upstreams that get a copy of a share of the route's requests, body included
+    /// (an Istio VirtualService's `mirrors`, Envoy's request mirror policies). Fire and
+    /// forget: the client's response never waits on a mirror.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub mirrors: Vec<MirrorConfig>,
+}
+
+/// One shadow upstream of a route (`routes[].mirrors[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The shadow upstream (its targets, balancer and timeouts apply).
+    pub upstream: String,
+    /// Percent of the route's requests copied (0 to 100, fractions allowed; default 100).
+    #[serde(default = "default_mirror_percentage")]
+    pub percentage: f64,
+    /// Copies in flight at once to this shadow (1 to 10,000; default 64). A request
+    /// drawn while that many are still running is not mirrored, and is counted as
+    /// dropped: a shadow that hangs costs at most this many tasks and body buffers.
+    #[serde(default = "default_mirror_max_in_flight")]
+    pub max_in_flight: u32,
+}
+
+fn default_mirror_percentage() -> f64 {
+    100.0
+}
+
+fn default_mirror_max_in_flight() -> u32 {
+    64
 }
 
 /// A route's regex path rewrite.

@@ -305,7 +305,52 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
             ));
         }
         check_split(config, r, &base, out);
+        check_mirrors(config, r, &base, out);
         check_plugin_lists(&r.plugins, &format!("{base}.plugins"), out);
+    }
+}
+
+/// Most shadow upstreams one route may copy its requests to.
+pub const MAX_MIRRORS_PER_ROUTE: usize = 8;
+
+/// A route's mirrors: known upstreams, each once, percentages from 0 to 100, an
+/// in-flight bound from 1 to 10,000.
+fn check_mirrors(config: &GatewayConfig, r: &RouteConfig, base: &str, out: &mut Vec<Diagnostic>) {
+    if r.mirrors.len() > MAX_MIRRORS_PER_ROUTE {
+        out.push(Diagnostic::new(
+            format!("{base}.mirrors"),
+            format!(
+                "{} mirrors; at most {MAX_MIRRORS_PER_ROUTE} per route",
+                r.mirrors.len()
+            ),
+        ));
+    }
+    let mut seen = HashMap::new();
+    for (i, m) in r.mirrors.iter().enumerate() {
+        let at = format!("{base}.mirrors[{i}]");
+        if !config.upstreams.iter().any(|u| u.name == m.upstream) {
+            out.push(Diagnostic::new(
+                format!("{at}.upstream"),
+                format!("no upstream named {:?} is defined", m.upstream),
+            ));
+        } else if let Some(first) = seen.insert(m.upstream.as_str(), i) {
+            out.push(Diagnostic::new(
+                format!("{at}.upstream"),
+                format!("{:?} is already mirrored at mirrors[{first}]", m.upstream),
+            ));
+        }
+        if !(0.0..=100.0).contains(&m.percentage) {
+            out.push(Diagnostic::new(
+                format!("{at}.percentage"),
+                "must be between 0 and 100",
+            ));
+        }
+        if !(1..=10_000).contains(&m.max_in_flight) {
+            out.push(Diagnostic::new(
+                format!("{at}.max_in_flight"),
+                "must be between 1 and 10000",
+            ));
+        }
     }
 }
 

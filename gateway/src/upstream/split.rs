@@ -107,6 +107,7 @@ mod tests {
             request_headers: Default::default(),
             response_headers: Default::default(),
             path_rewrite: None,
+            mirrors: Vec::new(),
         };
         r.split = split
             .iter()

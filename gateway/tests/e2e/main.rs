@@ -22,6 +22,7 @@ mod ip_restriction;
 mod jwt;
 mod key_auth;
 mod logging;
+mod mirror;
 mod prometheus;
 mod rate_limit_redis;
 mod rate_limiting;
