@@ -552,6 +552,13 @@ async fn access(
     st.route = Some(found.route);
     st.matched_len = found.matched_len;
     st.req.route = Some(route.info.clone());
+    // Kong checks the scheme once the route is known, before its plugins.
+    if let Some(status) = route.https_only {
+        if !crate::https_only::is_https(st.peer_trusted, client.parts()) {
+            let answer = crate::https_only::answer(status, st.peer_trusted, client.parts());
+            return Ok(Some(answer));
+        }
+    }
 
     // Plugins, highest priority first; any may answer. Once a plugin authenticates
     // a consumer that has plugins of its own, the rest of the chain is resolved with

@@ -37,6 +37,9 @@ pub struct CompiledRoute {
     pub preserve_host: bool,
     /// Shadow upstreams copies of requests go to (`routes[].mirrors`).
     pub mirrors: Box<[crate::mirror::Mirror]>,
+    /// What the route answers a plain-text request when it serves only HTTPS
+    /// (`protocols: [https]`): its `https_redirect_status_code`.
+    pub https_only: Option<http::StatusCode>,
     /// Plugins, highest priority first.
     pub chain: Chain,
 }
@@ -311,6 +314,9 @@ impl Runtime {
                         crate::mirror::Mirror::compile(m, |name| upstreams.get(name).cloned())
                     })
                     .collect(),
+                https_only: (!r.protocols.contains(&config::Protocol::Http))
+                    .then(|| http::StatusCode::from_u16(r.https_redirect_status_code).ok())
+                    .flatten(),
                 chain: Chain::compose(&global, &slots),
             });
         }

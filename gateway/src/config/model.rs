@@ -568,6 +568,35 @@ pub struct RouteConfig {
     /// forget: the client's response never waits on a mirror.
     #[serde(default, deserialize_with = "lenient_vec")]
     pub mirrors: Vec<MirrorConfig>,
+    /// The schemes the route serves (Kong's `protocols`): `http`, `https` or both
+    /// (default). A route that serves only `https` answers a plain-text request with
+    /// `https_redirect_status_code`. Until TLS listeners exist, a request counts as
+    /// HTTPS when a trusted proxy says so in `X-Forwarded-Proto`.
+    #[serde(default = "default_protocols", deserialize_with = "lenient_vec")]
+    pub protocols: Vec<Protocol>,
+    /// What an `https`-only route answers a plain-text request (Kong's field): 426
+    /// (default, `{"message":"Please use HTTPS protocol"}`) or a redirect to the same
+    /// URL over HTTPS with 301, 302, 307 or 308.
+    #[serde(default = "default_https_redirect_status_code")]
+    pub https_redirect_status_code: u16,
+}
+
+/// A scheme a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Plain-text HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+fn default_protocols() -> Vec<Protocol> {
+    vec![Protocol::Http, Protocol::Https]
+}
+
+fn default_https_redirect_status_code() -> u16 {
+    426
 }
 
 /// One shadow upstream of a route (`routes[].mirrors[]`).

@@ -306,6 +306,18 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
         }
         check_split(config, r, &base, out);
         check_mirrors(config, r, &base, out);
+        if r.protocols.is_empty() {
+            out.push(Diagnostic::new(
+                format!("{base}.protocols"),
+                "must name at least one of http, https",
+            ));
+        }
+        if ![426, 301, 302, 307, 308].contains(&r.https_redirect_status_code) {
+            out.push(Diagnostic::new(
+                format!("{base}.https_redirect_status_code"),
+                "must be one of 426, 301, 302, 307, 308",
+            ));
+        }
         check_plugin_lists(&r.plugins, &format!("{base}.plugins"), out);
     }
 }

@@ -24,6 +24,11 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         response_headers: Default::default(),
         path_rewrite: None,
         mirrors: Vec::new(),
+        protocols: vec![
+            crate::config::Protocol::Http,
+            crate::config::Protocol::Https,
+        ],
+        https_redirect_status_code: 426,
     }
 }
 

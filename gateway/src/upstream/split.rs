@@ -108,6 +108,11 @@ mod tests {
             response_headers: Default::default(),
             path_rewrite: None,
             mirrors: Vec::new(),
+            protocols: vec![
+                crate::config::Protocol::Http,
+                crate::config::Protocol::Https,
+            ],
+            https_redirect_status_code: 426,
         };
         r.split = split
             .iter()

@@ -18,6 +18,7 @@ mod demo;
 mod errors;
 mod fault_injection;
 mod hardening;
+mod https_only;
 mod ip_restriction;
 mod jwt;
 mod key_auth;
