@@ -3,6 +3,10 @@
 //! `status_code` (301) with `Location: <location>` and the body `redirecting`; with
 //! `keep_incoming_path`, the request's path and query string replace those of
 //! `location` (its scheme, host and port are kept).
+//!
+//! Without `location` (a Pingway extension), the redirect is built from the request's
+//! own URL with some parts replaced — `scheme`, `host`, `port`, `path` — as an Istio
+//! VirtualService's `redirect` and the Gateway API's `RequestRedirect` filter do.
 
 use bytes::Bytes;
 use http::header::LOCATION;
@@ -22,8 +26,25 @@ pub struct RedirectConfig {
     /// The status of the answer (100 to 599; default 301).
     #[serde(default = "default_status")]
     pub status_code: u16,
-    /// The URL to redirect to (absolute: `https://example.com/path`).
-    pub location: String,
+    /// The URL to redirect to (absolute: `https://example.com/path`). Required unless
+    /// one of `scheme`, `host`, `port` or `path` is given.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Without `location`: the scheme of the redirect (`http` or `https`; default the
+    /// request's, `http` on a plain-text listener).
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// Without `location`: the host of the redirect (default the request's `Host`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Without `location`: the port of the redirect (default: the request's, unless
+    /// `scheme` changes it, when the new scheme's default port is implied).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Without `location`: the path of the redirect, replacing the request's whole path
+    /// (the query string is kept).
+    #[serde(default)]
+    pub path: Option<String>,
     /// Uses the request's path and query string instead of those of `location`
     /// (default false).
     #[serde(default)]
@@ -41,6 +62,62 @@ pub struct Redirect {
     location: HeaderValue,
     /// Scheme and authority of `location`, for `keep_incoming_path`.
     origin: Option<(Scheme, Authority)>,
+    /// The parts replaced in the request's URL when there is no `location`.
+    parts: Option<UrlParts>,
+}
+
+/// The `scheme`, `host`, `port` and `path` of a redirect without `location`.
+#[derive(Debug)]
+struct UrlParts {
+    scheme: Option<&'static str>,
+    host: Option<String>,
+    port: Option<u16>,
+    path: Option<String>,
+}
+
+impl UrlParts {
+    /// The request's URL with the configured parts replaced.
+    fn location(&self, req: &Request<'_>) -> Option<HeaderValue> {
+        let request_host = req
+            .header_str(http::header::HOST)
+            .or_else(|| req.uri().host())
+            .unwrap_or_default();
+        let (req_name, req_port) = split_port(request_host);
+        let scheme = self.scheme.unwrap_or("http");
+        let name = self.host.as_deref().unwrap_or(req_name);
+        if name.is_empty() {
+            return None;
+        }
+        // A new scheme implies its default port unless one is given.
+        let port = match (self.port, self.scheme) {
+            (Some(p), _) => Some(p),
+            (None, Some(_)) => None,
+            (None, None) => req_port,
+        };
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let path = self.path.as_deref().unwrap_or_else(|| req.path());
+        let mut url = format!("{scheme}://{name}");
+        if let Some(p) = port.filter(|&p| p != default_port) {
+            url.push_str(&format!(":{p}"));
+        }
+        url.push_str(path);
+        if let Some(q) = req.query().filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        HeaderValue::from_str(&url).ok()
+    }
+}
+
+/// `host[:port]` apart (a bracketed IPv6 literal keeps its brackets).
+fn split_port(host: &str) -> (&str, Option<u16>) {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => match host[i + 1..].parse() {
+            Ok(port) => (&host[..i], Some(port)),
+            Err(_) => (host, None),
+        },
+        _ => (host, None),
+    }
 }
 
 impl Redirect {
@@ -57,6 +134,12 @@ impl Redirect {
 #[async_trait::async_trait]
 impl Plugin for Redirect {
     async fn on_request(&self, req: &mut Request<'_>) -> Flow {
+        if let Some(parts) = &self.parts {
+            return Flow::Respond(match parts.location(req) {
+                Some(location) => self.response(location),
+                None => Response::error(StatusCode::BAD_REQUEST, "Bad request"),
+            });
+        }
         let location = match &self.origin {
             None => self.location.clone(),
             Some((scheme, authority)) => {
@@ -91,23 +174,74 @@ impl BuildPlugin for Redirect {
         if status.is_none() {
             problems.add("status_code", "must be between 100 .. 599");
         }
-        let parsed = c
-            .location
+        let by_parts =
+            c.scheme.is_some() || c.host.is_some() || c.port.is_some() || c.path.is_some();
+        let parts = match (&c.location, by_parts) {
+            (Some(_), true) => {
+                problems.add(
+                    "location",
+                    "give either location or scheme/host/port/path, not both",
+                );
+                None
+            }
+            (None, false) => {
+                problems.add("location", "required (or one of scheme, host, port, path)");
+                None
+            }
+            (Some(_), false) => None,
+            (None, true) => Some(url_parts(&c, &mut problems)),
+        };
+        let location_text = c.location.as_deref().unwrap_or("/");
+        let parsed = location_text
             .parse::<Uri>()
             .ok()
             .and_then(|u| Some((u.scheme()?.clone(), u.authority()?.clone())));
-        if parsed.is_none() {
+        if c.location.is_some() && parsed.is_none() {
             problems.add(
                 "location",
                 "expected an absolute URL such as https://example.com/path",
             );
         }
-        let location = HeaderValue::from_str(&c.location).unwrap_or(HeaderValue::from_static("/"));
+        let location =
+            HeaderValue::from_str(location_text).unwrap_or(HeaderValue::from_static("/"));
         problems.into_result(Redirect {
             status: status.unwrap_or(StatusCode::MOVED_PERMANENTLY),
             location,
             origin: if c.keep_incoming_path { parsed } else { None },
+            parts,
         })
+    }
+}
+
+/// Checks the `scheme`, `host`, `port` and `path` of a redirect without `location`.
+fn url_parts(c: &RedirectConfig, problems: &mut Problems) -> UrlParts {
+    let scheme = match c.scheme.as_deref() {
+        None => None,
+        Some("http") => Some("http"),
+        Some("https") => Some("https"),
+        Some(_) => {
+            problems.add("scheme", "expected one of: http, https");
+            None
+        }
+    };
+    if let Some(h) = &c.host {
+        if h.is_empty() || h.parse::<Authority>().is_err() || h.contains(['/', '@', ':']) {
+            problems.add("host", "expected a host name without a port");
+        }
+    }
+    if c.port == Some(0) {
+        problems.add("port", "must be between 1 and 65535");
+    }
+    if let Some(p) = &c.path {
+        if !p.starts_with('/') || p.parse::<http::uri::PathAndQuery>().is_err() || p.contains('?') {
+            problems.add("path", "expected an absolute path such as /new/place");
+        }
+    }
+    UrlParts {
+        scheme,
+        host: c.host.clone(),
+        port: c.port,
+        path: c.path.clone(),
     }
 }
 
@@ -121,8 +255,12 @@ mod tests {
         Redirect::build(
             RedirectConfig {
                 status_code: status,
-                location: location.into(),
+                location: Some(location.into()),
                 keep_incoming_path: keep,
+                scheme: None,
+                host: None,
+                port: None,
+                path: None,
             },
             &BuildContext::new(PluginScope::Global),
         )
@@ -158,6 +296,87 @@ mod tests {
         assert_eq!(location(&r), Some("https://example.com:8443/a/b?x=1"));
         let r = TestRequest::get("/a").access(&p).await.expect("redirect");
         assert_eq!(location(&r), Some("https://example.com:8443/a"));
+    }
+
+    fn by_parts(
+        scheme: Option<&str>,
+        host: Option<&str>,
+        port: Option<u16>,
+        path: Option<&str>,
+    ) -> Result<Redirect, ConfigError> {
+        Redirect::build(
+            RedirectConfig {
+                status_code: 308,
+                location: None,
+                keep_incoming_path: false,
+                scheme: scheme.map(Into::into),
+                host: host.map(Into::into),
+                port,
+                path: path.map(Into::into),
+            },
+            &BuildContext::new(PluginScope::Global),
+        )
+    }
+
+    #[tokio::test]
+    async fn parts_replace_those_of_the_request_url() {
+        let cases = [
+            // Istio's https redirect: the scheme changes, its default port is implied.
+            (
+                by_parts(Some("https"), None, None, None),
+                "https://shop.example/a/b?x=1",
+            ),
+            (
+                by_parts(None, Some("new.example"), None, None),
+                "http://new.example:8080/a/b?x=1",
+            ),
+            (
+                by_parts(None, None, Some(9000), Some("/moved")),
+                "http://shop.example:9000/moved?x=1",
+            ),
+            (
+                by_parts(Some("https"), Some("secure.example"), Some(443), None),
+                "https://secure.example/a/b?x=1",
+            ),
+        ];
+        for (plugin, want) in cases {
+            let r = TestRequest::get("/a/b?x=1")
+                .header("host", "shop.example:8080")
+                .access(&plugin.expect("valid"))
+                .await
+                .expect("redirect");
+            assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+            assert_eq!(location(&r), Some(want));
+        }
+    }
+
+    #[test]
+    fn parts_and_location_are_checked() {
+        let fields = |r: Result<Redirect, ConfigError>| -> Vec<String> {
+            r.unwrap_err()
+                .problems()
+                .iter()
+                .map(|(f, _)| f.to_string())
+                .collect()
+        };
+        assert_eq!(
+            fields(by_parts(Some("ftp"), Some("a:1"), Some(0), Some("rel"))),
+            vec!["scheme", "host", "port", "path"]
+        );
+        assert_eq!(fields(by_parts(None, None, None, None)), vec!["location"]);
+        let both = Redirect::build(
+            RedirectConfig {
+                status_code: 301,
+                location: Some("https://a.example/".into()),
+                keep_incoming_path: false,
+                scheme: Some("https".into()),
+                host: None,
+                port: None,
+                path: None,
+            },
+            &BuildContext::new(PluginScope::Global),
+        );
+        assert_eq!(fields(both), vec!["location"]);
     }
 
     #[test]
