@@ -161,6 +161,12 @@ enum Setup {
     Plugins,
     /// Scenario 2's plugins with `rate-limiting` counting in Redis (Pingway only).
     PluginsRedis,
+    /// Scenario 2's plugins plus `cors` and `request-transformer` (Pingway only).
+    PluginsEdge,
+    /// One route, every request mirrored to a shadow that never answers (Pingway only).
+    MirrorHang,
+    /// One route, every request mirrored to a closed port (Pingway only).
+    MirrorRefused,
     /// The generated routes; requests spread over them.
     Routes,
     /// One route; the same spread requests (what the route table costs, by difference).
@@ -192,11 +198,16 @@ struct Bench {
     scripts: Scripts,
     /// nginx without a master process (for callgrind, which follows one process).
     single_process: AtomicBool,
+    /// A server that accepts connections and never answers (a hanging mirror shadow).
+    black_hole: SocketAddr,
+    /// A loopback port nothing listens on (a refusing mirror shadow).
+    closed_port: SocketAddr,
 }
 
 struct Scripts {
     plain: PathBuf,
     plugins: PathBuf,
+    edge: PathBuf,
     spread: PathBuf,
 }
 
@@ -283,8 +294,18 @@ fn real_main() -> anyhow::Result<()> {
     let scripts = Scripts {
         plain: dir.join("plain.lua"),
         plugins: dir.join("plugins.lua"),
+        edge: dir.join("edge.lua"),
         spread: dir.join("spread.lua"),
     };
+    measure::write_wrk_script(
+        &scripts.edge,
+        &format!(
+            "wrk.headers[\"{}\"] = \"{}\"\nwrk.headers[\"Origin\"] = \"{}\"\nwrk.headers[\"X-Old\"] = \"1\"",
+            peers::API_KEY_HEADER,
+            peers::API_KEY,
+            peers::EDGE_ORIGIN
+        ),
+    )?;
     measure::write_wrk_script(&scripts.plain, "")?;
     measure::write_wrk_script(
         &scripts.plugins,
@@ -305,6 +326,8 @@ fn real_main() -> anyhow::Result<()> {
         set,
         scripts,
         single_process: AtomicBool::new(false),
+        black_hole: black_hole()?,
+        closed_port: closed_port()?,
     };
     let key_auth_note = bench.decide_key_auth()?;
 
@@ -671,6 +694,13 @@ impl Bench {
         let ka = if self.key_auth { "+key-auth " } else { "" };
         add(1, "bare pingora", Peer::Bare, Setup::Plain);
         add(1, "pingway", Peer::Pingway, Setup::Plain);
+        add(1, "pingway mirror→hang", Peer::Pingway, Setup::MirrorHang);
+        add(
+            1,
+            "pingway mirror→refused",
+            Peer::Pingway,
+            Setup::MirrorRefused,
+        );
         add(1, "nginx", Peer::Nginx, Setup::Plain);
         add(1, "haproxy", Peer::Haproxy, Setup::Plain);
         add(2, "bare pingora (no plugins)", Peer::Bare, Setup::Plain);
@@ -679,6 +709,12 @@ impl Bench {
             &format!("pingway ip+rl {ka}"),
             Peer::Pingway,
             Setup::Plugins,
+        );
+        add(
+            2,
+            &format!("pingway ip+rl {ka}+cors+rt"),
+            Peer::Pingway,
+            Setup::PluginsEdge,
         );
         if self.args.redis {
             add(
@@ -766,6 +802,26 @@ impl Bench {
                     }
                     Setup::Plugins => {
                         peers::pingway_one_route(&listen, &up, Some((self.key_auth, None)), false)
+                    }
+                    Setup::PluginsEdge => {
+                        let base = peers::pingway_one_route(
+                            &listen,
+                            &up,
+                            Some((self.key_auth, None)),
+                            false,
+                        );
+                        // The edge plugins go after the route's own list.
+                        let edge = peers::pingway_edge_plugins();
+                        match base.find("consumers:") {
+                            Some(i) => format!("{}{edge}{}", &base[..i], &base[i..]),
+                            None => format!("{base}{edge}"),
+                        }
+                    }
+                    Setup::MirrorHang => {
+                        peers::pingway_mirrored(&listen, &up, &self.black_hole.to_string())
+                    }
+                    Setup::MirrorRefused => {
+                        peers::pingway_mirrored(&listen, &up, &self.closed_port.to_string())
                     }
                     Setup::PluginsRedis => peers::pingway_one_route(
                         &listen,
@@ -888,12 +944,14 @@ impl Bench {
             }
             _ => ("localhost".to_string(), "/".to_string()),
         };
-        let headers: Vec<(&str, &str)> =
-            if matches!(case.setup, Setup::Plugins | Setup::PluginsRedis) {
-                vec![(peers::API_KEY_HEADER, peers::API_KEY)]
-            } else {
-                Vec::new()
-            };
+        let headers: Vec<(&str, &str)> = if matches!(
+            case.setup,
+            Setup::Plugins | Setup::PluginsRedis | Setup::PluginsEdge
+        ) {
+            vec![(peers::API_KEY_HEADER, peers::API_KEY)]
+        } else {
+            Vec::new()
+        };
         procs::wait_http(
             &mut proc,
             self.addr(peer),
@@ -910,6 +968,7 @@ impl Bench {
     fn script(&self, setup: Setup) -> &Path {
         match setup {
             Setup::Plugins | Setup::PluginsRedis => &self.scripts.plugins,
+            Setup::PluginsEdge => &self.scripts.edge,
             Setup::Routes | Setup::ReloadRoutes | Setup::PlainSpread => &self.scripts.spread,
             _ => &self.scripts.plain,
         }
@@ -1185,6 +1244,31 @@ fn targets(results: &[(Case, Vec<Sample>)], args: &Args) -> String {
         &|v| v >= 0.90,
         "×",
     );
+    let s2_edge = get(2, Peer::Pingway, Setup::PluginsEdge);
+    line(
+        "Pingway scenario-2 plugins + cors + request-transformer, against bare Pingora (req/s; reported, issue 11)",
+        s2_edge.zip(s2_bare).map(|(p, b)| p.rps / b.rps),
+        &|_| true,
+        "×",
+    );
+    for (setup, what) in [
+        (Setup::MirrorHang, "hangs"),
+        (Setup::MirrorRefused, "refuses"),
+    ] {
+        let m = get(1, Peer::Pingway, setup);
+        line(
+            &format!("Pingway mirroring every request to a shadow that {what}, against no mirror (req/s; ≈1 expected)"),
+            m.zip(s1_pw).map(|(m, p)| m.rps / p.rps),
+            &|v| v >= 0.9,
+            "×",
+        );
+        line(
+            "  p99 latency, same, against no mirror",
+            m.zip(s1_pw).map(|(m, p)| m.p99 / p.p99),
+            &|v| v <= 1.25,
+            "×",
+        );
+    }
     let s3_pw = get(3, Peer::Pingway, Setup::Routes);
     line(
         &format!(
@@ -1266,4 +1350,26 @@ fn targets(results: &[(Case, Vec<Sample>)], args: &Args) -> String {
         );
     }
     out
+}
+
+/// A loopback server that accepts connections and holds them without answering, for the
+/// whole run (a mirror shadow that hangs).
+fn black_hole() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    Ok(addr)
+}
+
+/// A loopback port that refuses connections (a mirror shadow that is down).
+fn closed_port() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    Ok(addr)
 }

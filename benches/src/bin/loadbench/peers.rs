@@ -40,6 +40,33 @@ pub fn pingway_scenario2(key_auth: bool, redis_port: Option<u16>) -> (String, St
     (plugins, consumers)
 }
 
+/// The `Origin` scenario 2's edge case sends (allowed by its `cors`).
+pub const EDGE_ORIGIN: &str = "https://app.example.com";
+
+/// Scenario 2's edge additions, after its plugins: `cors` (the requests carry an
+/// allowed origin) and `request-transformer` (a header renamed, one removed, a header
+/// and a query parameter added).
+pub fn pingway_edge_plugins() -> String {
+    format!(
+        "      - name: cors\n\
+         \x20       config: {{origins: [\"{EDGE_ORIGIN}\"], credentials: true, exposed_headers: [X-Request-Id], max_age: 3600}}\n\
+         \x20     - name: request-transformer\n\
+         \x20       config: {{remove: {{headers: [x-debug]}}, rename: {{headers: [\"x-old:x-new\"]}}, add: {{headers: [\"x-source:gateway\"], querystring: [\"src:edge\"]}}}}\n"
+    )
+}
+
+/// Scenario 1's route with every request mirrored to `shadow` (a server that never
+/// answers, or a closed port): what a misbehaving shadow costs the client.
+pub fn pingway_mirrored(listen: &str, upstream: &str, shadow: &str) -> String {
+    format!(
+        "server: {{threads: 1, work_stealing: false}}\n\
+         listeners:\n  - address: \"{listen}\"\n\
+         upstreams:\n  - name: up\n    targets: [\"{upstream}\"]\n\
+         \x20 - name: shadow\n    targets: [\"{shadow}\"]\n    connect_timeout: 1s\n\
+         routes:\n  - name: all\n    paths: [\"/\"]\n    upstream: up\n    mirrors: [{{upstream: shadow}}]\n"
+    )
+}
+
 /// A Pingway configuration with one route `/` (and, for the reload scenario's second
 /// routing, a `/b` route), optionally with scenario 2's plugins (`(key_auth,
 /// redis_port)`).
