@@ -32,6 +32,7 @@ pub struct Chain {
     plugins: Box<[PluginInstance]>,
     wants_body: bool,
     wants_request_body: bool,
+    wants_timings: bool,
     rewriters: Box<[PluginInstance]>,
 }
 
@@ -49,6 +50,11 @@ impl Chain {
     /// Whether any plugin wants to see request bodies.
     pub fn wants_request_body(&self) -> bool {
         self.wants_request_body
+    }
+
+    /// Whether any plugin wants the request's phase timings recorded.
+    pub fn wants_timings(&self) -> bool {
+        self.wants_timings
     }
 
     /// The plugins with a pre-routing phase, in execution order (for the global chain,
@@ -88,6 +94,7 @@ impl Chain {
     pub fn from_ordered(plugins: Vec<PluginInstance>) -> Chain {
         let wants_body = plugins.iter().any(|p| p.plugin.wants_response_body());
         let wants_request_body = plugins.iter().any(|p| p.plugin.wants_request_body());
+        let wants_timings = plugins.iter().any(|p| p.plugin.wants_timings());
         let rewriters = plugins
             .iter()
             .filter(|p| p.plugin.wants_rewrite())
@@ -97,6 +104,7 @@ impl Chain {
             plugins: plugins.into_boxed_slice(),
             wants_body,
             wants_request_body,
+            wants_timings,
             rewriters,
         }
     }

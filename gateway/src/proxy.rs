@@ -21,7 +21,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use pingway_plugins::{
     Flow, LogEntry, Request, RequestCtx, RequestHead, RequestId, Response, ResponseHead,
-    ResponseHeaderName, ResponseView, UpstreamChoice, UpstreamRequest,
+    ResponseHeaderName, ResponseView, Timings, UpstreamChoice, UpstreamRequest,
 };
 
 use crate::chain::{resolve_for_consumer, Chain, PluginInstance};
@@ -110,6 +110,8 @@ struct State {
     mirror_pending: Vec<crate::mirror::PendingCopy>,
     /// The running copies whose body is still streaming.
     mirror_feeds: Vec<crate::mirror::BodyFeed>,
+    /// Phase timings, recorded only when a plugin of the chain asks (tracing).
+    timings: Option<Box<Timings>>,
 }
 
 impl State {
@@ -559,6 +561,9 @@ async fn access(
             return Ok(Some(answer));
         }
     }
+    if route.chain.wants_timings() {
+        st.timings = Some(Box::default());
+    }
 
     // Plugins, highest priority first; any may answer. Once a plugin authenticates
     // a consumer that has plugins of its own, the rest of the chain is resolved with
@@ -569,7 +574,13 @@ async fn access(
         let plugins = State::applicable(&st.chain_override, st.route, runtime).plugins();
         let Some(p) = plugins.get(i) else { break };
         let mut view = Request::new(&mut *client, &mut st.req, &runtime.services);
-        if let Flow::Respond(resp) = p.plugin.on_request(&mut view).await {
+        let began = st.timings.is_some().then(Instant::now);
+        let flow = p.plugin.on_request(&mut view).await;
+        if let (Some(t), Some(began)) = (st.timings.as_deref_mut(), began) {
+            let start = began.saturating_duration_since(st.req.started_at);
+            t.record_phase(&p.name, "access", start, began.elapsed());
+        }
+        if let Flow::Respond(resp) = flow {
             return Ok(Some(resp));
         }
         // The anonymous consumer's plugins apply too (Kong's scoping), which is how
@@ -712,6 +723,7 @@ impl ProxyHttp for PingwayProxy {
                 body_rejection: None,
                 peer_value: None,
                 upstream_slot: None,
+                timings: None,
                 upstream: None,
                 pinned: None,
                 mirror_pending: Vec::new(),
@@ -863,6 +875,9 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<Box<HttpPeer>> {
         let st = &mut ctx.state;
+        if let Some(t) = st.timings.as_deref_mut() {
+            t.connect_starts(st.req.started_at.elapsed());
+        }
         let Some(upstream) = st.upstream.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no upstream for the request");
         };
@@ -897,6 +912,23 @@ impl ProxyHttp for PingwayProxy {
             }
             None => Error::e_explain(ErrorType::HTTPStatus(503), respond::NO_HEALTHY_TARGET),
         }
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
+        let st = &mut ctx.state;
+        if let Some(t) = st.timings.as_deref_mut() {
+            t.connected(st.req.started_at.elapsed(), reused);
+        }
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -1075,6 +1107,7 @@ impl ProxyHttp for PingwayProxy {
         entry.bytes_received = session.body_bytes_read();
         entry.bytes_sent = session.body_bytes_sent();
         entry.error = error.as_deref();
+        entry.timings = st.timings.as_deref();
         crate::access_log::record(runtime, &entry);
         for p in chain {
             p.plugin.on_log(&entry);

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod response;
 pub mod services;
 pub mod testkit;
+pub mod timings;
 pub mod view;
 
 pub use async_trait::async_trait;
@@ -39,6 +40,7 @@ pub use plugin::{Flow, LogEntry, Plugin};
 pub use registry::{BuildContext, BuildPlugin, ConfigError, PluginFactory, PluginScope, Registry};
 pub use response::{Body, Response};
 pub use services::Services;
+pub use timings::{ConnectTiming, PhaseTiming, Timings};
 pub use view::{
     BodyError, Request, RequestBodySource, RequestHead, RequestSource, ResponseHead, ResponseView,
     UpstreamChoice, UpstreamRequest, MAX_BUFFERED_BODY,

@@ -27,6 +27,7 @@ use bytes::Bytes;
 
 use crate::context::RequestCtx;
 use crate::response::Response;
+use crate::timings::Timings;
 use crate::view::{Request, ResponseView, UpstreamChoice, UpstreamRequest};
 
 /// A plugin instance: one configured use of a plugin, shared by all requests of a route
@@ -109,6 +110,13 @@ pub trait Plugin: Send + Sync + 'static {
     ) {
     }
 
+    /// Whether the gateway should record where this request's time goes (each plugin's
+    /// access phase, the upstream connection) into [`LogEntry::timings`]. Off unless a
+    /// plugin of the chain asks, so requests without tracing pay nothing.
+    fn wants_timings(&self) -> bool {
+        false
+    }
+
     /// Runs after the response was sent. Must not block: push to a queue or spawn on
     /// the [`Lifecycle`](crate::Lifecycle)'s runtime.
     fn on_log(&self, _entry: &LogEntry<'_>) {}
@@ -158,6 +166,9 @@ pub struct LogEntry<'a> {
     pub error: Option<&'a str>,
     /// The per-request context: request id, client, route, consumer.
     pub ctx: &'a RequestCtx,
+    /// Phase and connection timings, when a plugin of the chain
+    /// [asked for them](Plugin::wants_timings).
+    pub timings: Option<&'a Timings>,
 }
 
 impl<'a> LogEntry<'a> {
@@ -182,6 +193,7 @@ impl<'a> LogEntry<'a> {
             bytes_sent: 0,
             error: None,
             ctx,
+            timings: None,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
 pub mod loggers;
+pub mod opentelemetry;
 pub mod prometheus;
 pub mod rate_limiting;
 pub mod redirect;
@@ -33,7 +34,9 @@ pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
 pub mod tcp_log;
+pub mod tracing;
 mod transform;
+pub mod zipkin;
 
 pub use consumers::ConsumerSet;
 pub use pingway_plugin::*;
@@ -56,6 +59,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<ip_restriction::IpRestriction>()
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
+        .register::<opentelemetry::OpenTelemetry>()
         .register::<prometheus::Prometheus>()
         .register::<rate_limiting::RateLimiting>()
         .register::<redirect::Redirect>()
@@ -64,7 +68,8 @@ pub fn register_all(registry: &mut Registry) {
         .register::<request_transformer::RequestTransformer>()
         .register::<response_transformer::ResponseTransformer>()
         .register::<tcp_log::TcpLog>()
-        .register::<tcp_log::UdpLog>();
+        .register::<tcp_log::UdpLog>()
+        .register::<zipkin::Zipkin>();
 }
 
 /// A registry with every stock plugin: what the bundled `pingway` binary serves.

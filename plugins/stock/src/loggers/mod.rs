@@ -38,9 +38,19 @@ static HTTP_LOG: LogCounters = LogCounters::new();
 static FILE_LOG: LogCounters = LogCounters::new();
 static TCP_LOG: LogCounters = LogCounters::new();
 static UDP_LOG: LogCounters = LogCounters::new();
+static OPENTELEMETRY: LogCounters = LogCounters::new();
+static ZIPKIN: LogCounters = LogCounters::new();
 
-/// The logging plugins' names, in the order `/metrics` lists them.
-pub const LOGGERS: [&str; 4] = ["file-log", "http-log", "tcp-log", "udp-log"];
+/// The logging plugins' names, in the order `/metrics` lists them. The tracing plugins
+/// (`opentelemetry`, `zipkin`) use the same queue; their entries are one request's spans.
+pub const LOGGERS: [&str; 6] = [
+    "file-log",
+    "http-log",
+    "opentelemetry",
+    "tcp-log",
+    "udp-log",
+    "zipkin",
+];
 
 /// The counters of the logging plugin `name` (one of [`LOGGERS`]).
 pub fn counters(name: &str) -> Option<&'static LogCounters> {
@@ -49,6 +59,8 @@ pub fn counters(name: &str) -> Option<&'static LogCounters> {
         "file-log" => Some(&FILE_LOG),
         "tcp-log" => Some(&TCP_LOG),
         "udp-log" => Some(&UDP_LOG),
+        "opentelemetry" => Some(&OPENTELEMETRY),
+        "zipkin" => Some(&ZIPKIN),
         _ => None,
     }
 }
