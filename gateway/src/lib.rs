@@ -24,6 +24,7 @@ pub mod downstream;
 pub mod explain;
 pub mod gateway;
 pub mod headers;
+pub mod live_stats;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

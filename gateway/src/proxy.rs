@@ -1009,6 +1009,11 @@ impl ProxyHttp for PingwayProxy {
         // The target's and the pool's in-flight counts end with the request.
         st.selected = None;
         st.upstream_slot = None;
+        crate::live_stats::record(
+            st.route(runtime).map(|r| &*r.stats),
+            session.response_written().map_or(0, |r| r.status.as_u16()),
+            st.req.started_at.elapsed(),
+        );
         let chain = st.chain(runtime).plugins();
         if chain.is_empty() && !crate::access_log::enabled(runtime) {
             return;

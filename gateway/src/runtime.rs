@@ -37,6 +37,8 @@ pub struct CompiledRoute {
     pub preserve_host: bool,
     /// Plugins, highest priority first.
     pub chain: Chain,
+    /// Request counters for the admin API's `/stats` (carried over by route name).
+    pub stats: Arc<crate::live_stats::RouteStats>,
 }
 
 impl std::fmt::Debug for CompiledRoute {
@@ -265,6 +267,11 @@ impl Runtime {
             consumer_plugins.insert(Arc::from(id), slots.into_boxed_slice());
         }
         let mut routes = Vec::with_capacity(cfg.routes.len());
+        let previous_stats = crate::live_stats::by_name(
+            previous
+                .into_iter()
+                .flat_map(|p| p.routes.iter().map(|r| (&*r.info.name, &r.stats))),
+        );
         for (i, r) in cfg.routes.iter().enumerate() {
             pingway_plugins::pace::point();
             let slots = instances.build_list(
@@ -303,6 +310,10 @@ impl Runtime {
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
                 chain: Chain::compose(&global, &slots),
+                stats: previous_stats
+                    .get(r.name.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
 
