@@ -34,6 +34,7 @@ use crate::request_head::{self, SlashOutcome};
 use crate::respond;
 use crate::router::{normalize_path, RouteRequest};
 use crate::runtime::{CompiledRoute, Runtime};
+use crate::upstream::recent_errors::{self, UpstreamErrorKind};
 use crate::upstream::{SelectRequest, Selected, Upstream};
 
 use crate::headers::{self, millis_value};
@@ -862,6 +863,7 @@ impl ProxyHttp for PingwayProxy {
     ) -> Box<Error> {
         let st = &mut ctx.state;
         if let Some(sel) = st.selected.take() {
+            sel.record_error(UpstreamErrorKind::of(e.etype()));
             st.tried.push(sel.index);
         }
         st.last_connect_error = Some(e.etype().clone());
@@ -904,6 +906,7 @@ impl ProxyHttp for PingwayProxy {
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
         st.upstream_status = Some(upstream_response.status.as_u16());
+        recent_errors::record_response(st.selected.as_ref(), upstream_response.status.as_u16());
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
         let (plugins, req) = st.chain_and_request(runtime);
         let mut head = ResponseHeadOf::Cased(upstream_response);
@@ -973,6 +976,9 @@ impl ProxyHttp for PingwayProxy {
                 request_summary(session)
             );
             code = 408;
+        }
+        if e.esource() == &ErrorSource::Upstream {
+            recent_errors::record_failure(st.selected.as_ref(), e.etype(), code == 408);
         }
         if code > 0 && session.response_written().is_none() {
             // Pingora closes the client connection after a failed proxy attempt; say so

@@ -37,5 +37,6 @@ mod response_transformer;
 mod route_headers;
 mod routing;
 mod split;
+mod upstream_errors;
 mod upstream_targets;
 mod webdriver;
