@@ -60,6 +60,8 @@ pub const HEAD_TIMEOUT_MARKER: &str = "client_header_timeout: the request head d
 /// Counters of what the guards refused, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct GuardCounters {
+    accepted_connections: AtomicU64,
+    active_connections: AtomicU64,
     refused_connections: AtomicU64,
     head_timeouts: AtomicU64,
     refusal_log: EveryTenSeconds,
@@ -103,6 +105,16 @@ impl GuardCounters {
                 "request heads not received within client_header_timeout: {timeouts} connection(s) closed so far"
             );
         }
+    }
+
+    /// Client connections accepted and served (those refused at the cap not counted).
+    pub fn accepted_connections(&self) -> u64 {
+        self.accepted_connections.load(Ordering::Relaxed)
+    }
+
+    /// Client connections being served now.
+    pub fn active_connections(&self) -> u64 {
+        self.active_connections.load(Ordering::Relaxed)
     }
 
     /// Connections closed at accept because `server.max_connections` were open.
@@ -236,6 +248,7 @@ where
             },
             None => None,
         };
+        let _active = ActiveConnection::start(&self.counters);
         let connection = Arc::new(Connection::new((self.head_timeout)()));
         let stream: Stream = Box::new(GuardedStream::new(
             stream,
@@ -250,6 +263,25 @@ where
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
+    }
+}
+
+/// Counts a connection as accepted, and as active for as long as it lives.
+struct ActiveConnection<'a>(&'a GuardCounters);
+
+impl<'a> ActiveConnection<'a> {
+    fn start(counters: &'a GuardCounters) -> Self {
+        counters
+            .accepted_connections
+            .fetch_add(1, Ordering::Relaxed);
+        counters.active_connections.fetch_add(1, Ordering::Relaxed);
+        ActiveConnection(counters)
+    }
+}
+
+impl Drop for ActiveConnection<'_> {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

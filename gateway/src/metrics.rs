@@ -66,6 +66,28 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
     }
     family(
         &mut out,
+        "pingway_connections_accepted_total",
+        "counter",
+        "Client connections accepted on the proxy listeners (not those refused at server.max_connections).",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_connections_accepted_total {}",
+        guard.accepted_connections()
+    );
+    family(
+        &mut out,
+        "pingway_connections_active",
+        "gauge",
+        "Client connections open on the proxy listeners now.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_connections_active {}",
+        guard.active_connections()
+    );
+    family(
+        &mut out,
         "pingway_connections_refused_total",
         "counter",
         "Client connections closed at accept because server.max_connections were open.",
@@ -119,6 +141,18 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
             );
         }
     }
+
+    family(
+        &mut out,
+        "pingway_rate_limiting_keys_evicted_total",
+        "counter",
+        "Client keys the rate-limiting plugin's local counters evicted to stay within max_tracked_keys (all instances).",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_rate_limiting_keys_evicted_total {}",
+        pingway_plugins::rate_limiting::keys_evicted_total()
+    );
 
     let runtime = reloader.runtime().load_full();
     mirrors(&runtime, &mut out);

@@ -34,6 +34,7 @@ use crate::request_head::{self, SlashOutcome};
 use crate::respond;
 use crate::router::{normalize_path, RouteRequest};
 use crate::runtime::{CompiledRoute, Runtime};
+use crate::upstream::recent_errors::{self, UpstreamErrorKind};
 use crate::upstream::{SelectRequest, Selected, Upstream};
 
 use crate::headers::{self, millis_value};
@@ -940,6 +941,7 @@ impl ProxyHttp for PingwayProxy {
     ) -> Box<Error> {
         let st = &mut ctx.state;
         if let Some(sel) = st.selected.take() {
+            sel.record_error(UpstreamErrorKind::of(e.etype()));
             st.tried.push(sel.index);
         }
         st.last_connect_error = Some(e.etype().clone());
@@ -985,6 +987,7 @@ impl ProxyHttp for PingwayProxy {
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
         st.upstream_status = Some(upstream_response.status.as_u16());
+        recent_errors::record_response(st.selected.as_ref(), upstream_response.status.as_u16());
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
         let (plugins, req) = st.chain_and_request(runtime);
         let mut head = ResponseHeadOf::Cased(upstream_response);
@@ -1055,6 +1058,9 @@ impl ProxyHttp for PingwayProxy {
             );
             code = 408;
         }
+        if e.esource() == &ErrorSource::Upstream {
+            recent_errors::record_failure(st.selected.as_ref(), e.etype(), code == 408);
+        }
         if code > 0 && session.response_written().is_none() {
             // Pingora closes the client connection after a failed proxy attempt; say so
             // rather than promise keep-alive.
@@ -1090,6 +1096,11 @@ impl ProxyHttp for PingwayProxy {
         // The target's and the pool's in-flight counts end with the request.
         st.selected = None;
         st.upstream_slot = None;
+        crate::live_stats::record(
+            st.route(runtime).map(|r| &*r.stats),
+            session.response_written().map_or(0, |r| r.status.as_u16()),
+            st.req.started_at.elapsed(),
+        );
         let chain = st.chain(runtime).plugins();
         if chain.is_empty() && !crate::access_log::enabled(runtime) {
             return;

@@ -5,6 +5,7 @@
 //! serving. Requests in flight finish on the configuration they started with, because
 //! each holds its own `Arc` of it.
 
+pub mod history;
 mod symlink_chain;
 mod watch;
 
@@ -76,6 +77,8 @@ pub struct Reloader {
     status: Mutex<LoadStatus>,
     /// Reloads by outcome, for the metrics.
     counts: ReloadCounts,
+    /// The recent loads, for the dashboard.
+    history: history::LoadHistory,
 }
 
 /// The configuration serving and the outcome of the last reload attempt.
@@ -159,7 +162,17 @@ impl Reloader {
             retired: Mutex::new(Vec::new()),
             status: Mutex::new(status),
             counts: ReloadCounts::default(),
+            history: {
+                let h = history::LoadHistory::default();
+                h.push(history::LoadOutcome::Started, 1, &[]);
+                h
+            },
         }
+    }
+
+    /// The recent loads (the start, applied and refused reloads), newest first.
+    pub fn history(&self) -> &history::LoadHistory {
+        &self.history
     }
 
     /// The configuration serving and how the last reload went.
@@ -210,6 +223,8 @@ impl Reloader {
                 status.version += 1;
                 status.loaded_at = SystemTime::now();
                 status.last_error = None;
+                self.history
+                    .push(history::LoadOutcome::Applied, status.version, &[]);
             }
             Ok(ReloadOutcome::Unchanged) => {
                 self.counts.unchanged.fetch_add(1, Ordering::Relaxed);
@@ -217,9 +232,12 @@ impl Reloader {
             }
             Err(e) => {
                 self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                let problems = e.problems();
+                self.history
+                    .push(history::LoadOutcome::Failed, status.version, &problems);
                 status.last_error = Some(ReloadFailure {
                     at: SystemTime::now(),
-                    problems: e.problems(),
+                    problems,
                 });
             }
         }

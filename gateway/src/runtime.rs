@@ -42,6 +42,8 @@ pub struct CompiledRoute {
     pub https_only: Option<http::StatusCode>,
     /// Plugins, highest priority first.
     pub chain: Chain,
+    /// Request counters for the admin API's `/stats` (carried over by route name).
+    pub stats: Arc<crate::live_stats::RouteStats>,
 }
 
 impl std::fmt::Debug for CompiledRoute {
@@ -270,6 +272,11 @@ impl Runtime {
             consumer_plugins.insert(Arc::from(id), slots.into_boxed_slice());
         }
         let mut routes = Vec::with_capacity(cfg.routes.len());
+        let previous_stats = crate::live_stats::by_name(
+            previous
+                .into_iter()
+                .flat_map(|p| p.routes.iter().map(|r| (&*r.info.name, &r.stats))),
+        );
         for (i, r) in cfg.routes.iter().enumerate() {
             pingway_plugins::pace::point();
             let slots = instances.build_list(
@@ -318,6 +325,10 @@ impl Runtime {
                     .then(|| http::StatusCode::from_u16(r.https_redirect_status_code).ok())
                     .flatten(),
                 chain: Chain::compose(&global, &slots),
+                stats: previous_stats
+                    .get(r.name.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
 

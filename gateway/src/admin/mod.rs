@@ -10,6 +10,8 @@
 //! body; `/explain` takes at most [`explain::MAX_HEADERS`](crate::explain::MAX_HEADERS)
 //! headers.
 
+mod dashboard;
+pub mod stats;
 mod time;
 pub mod views;
 
@@ -102,6 +104,18 @@ impl AdminApi {
         authorization: Option<&[u8]>,
     ) -> Answer {
         let path = uri.path();
+        // The dashboard's static files hold no data: a browser loads them without the
+        // token, and their script sends the token (from the URL fragment) to `/stats`.
+        if let Some(asset) = dashboard::asset(path) {
+            if !GET_ONLY.contains(method) {
+                return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            }
+            return Answer {
+                status: StatusCode::OK,
+                content_type: asset.content_type,
+                body: asset.body.as_bytes().to_vec(),
+            };
+        }
         // The token first: without it, not even which paths exist is told.
         if !self.authorized(authorization) {
             return Answer::error(
@@ -122,6 +136,7 @@ impl AdminApi {
             "/routes" => Answer::json(StatusCode::OK, &views::routes(&runtime)),
             "/upstreams" => Answer::json(StatusCode::OK, &views::upstreams(&runtime)),
             "/consumers" => Answer::json(StatusCode::OK, &views::consumers(&runtime)),
+            "/stats" => Answer::json(StatusCode::OK, &stats::stats(&self.reloader)),
             "/reload" => self.reload().await,
             "/explain" => match ExplainRequest::from_query(uri.query().unwrap_or("")) {
                 Ok(req) => match explain::explain(&runtime, &req) {
@@ -195,13 +210,18 @@ impl AdminApi {
     }
 }
 
+/// The methods of the read endpoints.
+const GET_ONLY: &[Method] = &[Method::GET, Method::HEAD];
+
 /// The methods each endpoint answers, or None for an unknown path.
 fn allowed_methods(path: &str) -> Option<&'static [Method]> {
-    const GET: &[Method] = &[Method::GET, Method::HEAD];
     const POST: &[Method] = &[Method::POST];
+    if dashboard::asset(path).is_some() {
+        return Some(GET_ONLY);
+    }
     match path {
         "/status" | "/config" | "/routes" | "/upstreams" | "/consumers" | "/explain"
-        | "/metrics" => Some(GET),
+        | "/metrics" | "/stats" => Some(GET_ONLY),
         "/reload" => Some(POST),
         _ => None,
     }
@@ -240,6 +260,11 @@ impl ServeHttp for AdminApi {
                 .collect::<Vec<_>>()
                 .join(", ");
             builder = builder.header(header::ALLOW, allow);
+        }
+        if dashboard::asset(uri.path()).is_some() {
+            for (name, value) in dashboard::SECURITY_HEADERS {
+                builder = builder.header(*name, *value);
+            }
         }
         if answer.status == StatusCode::UNAUTHORIZED {
             builder = builder.header(header::WWW_AUTHENTICATE, "Bearer realm=\"pingway-admin\"");

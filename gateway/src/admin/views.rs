@@ -217,6 +217,9 @@ pub fn upstreams(rt: &Runtime) -> Value {
                         "in_flight": t.in_flight(),
                         "consecutive_failures": t.consecutive_failures(),
                         "consecutive_successes": t.consecutive_successes(),
+                        "errors_total": t.recent_errors().total(),
+                        "recent_errors": t.recent_errors().recent().iter()
+                            .map(|e| e.to_json()).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

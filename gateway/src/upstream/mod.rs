@@ -13,6 +13,7 @@ mod hash_key;
 mod health;
 mod members;
 mod names;
+pub mod recent_errors;
 mod refresher;
 mod resolve;
 mod ring;
@@ -99,6 +100,14 @@ pub struct Selected {
     /// The target's address.
     pub addr: SocketAddr,
     _in_flight: InFlight,
+}
+
+impl Selected {
+    /// Records a failure of the request on this target in the target's
+    /// [`recent errors`](Target::recent_errors).
+    pub fn record_error(&self, kind: recent_errors::UpstreamErrorKind) {
+        self._in_flight.state().errors.record(kind);
+    }
 }
 
 impl fmt::Debug for Selected {

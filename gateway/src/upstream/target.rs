@@ -38,6 +38,8 @@ pub(crate) struct TargetState {
     last_probe: Mutex<Option<Instant>>,
     /// A probe is running; the checker never starts a second one.
     probing: AtomicBool,
+    /// The last failures of requests proxied here.
+    pub(crate) errors: super::recent_errors::RecentErrors,
 }
 
 /// A change of health status caused by a probe result.
@@ -59,6 +61,7 @@ impl TargetState {
             in_flight: AtomicUsize::new(0),
             last_probe: Mutex::new(None),
             probing: AtomicBool::new(false),
+            errors: Default::default(),
         }
     }
 
@@ -226,6 +229,12 @@ impl Target {
         self.state.failures.load(Ordering::Relaxed)
     }
 
+    /// The last failures of requests proxied to this target (connect errors, timeouts,
+    /// 5xx answers), and how many there were in all.
+    pub fn recent_errors(&self) -> &super::recent_errors::RecentErrors {
+        &self.state.errors
+    }
+
     /// Forces the health status (for an admin override or tests); the health checker,
     /// if configured, keeps updating it from probe results afterwards.
     pub fn set_healthy(&self, healthy: bool) {
@@ -271,6 +280,11 @@ impl InFlight {
     pub(crate) fn start(state: &Arc<TargetState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(state))
+    }
+
+    /// The state of the target the request is on.
+    pub(crate) fn state(&self) -> &TargetState {
+        &self.0
     }
 }
 

@@ -194,3 +194,94 @@ async fn kongs_families_pass_promtool_and_survive_a_reload() {
     let (code, said) = promtool(&text);
     assert_ne!(code, 1, "{said}");
 }
+
+/// The gateway's own series without the plugin: connections, reloads by outcome, the
+/// configuration version and rate-limiting key evictions, all clean for promtool.
+#[tokio::test]
+async fn gateway_series_count_connections_reloads_and_rate_limit_evictions() {
+    let backend = Backend::start("api", Behaviour::Echo).await;
+    let admin_port = free_port();
+    // Two keys tracked, one period (a year: no window ends during the test).
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+admin: {{listen: 127.0.0.1:{admin_port}, token: {TOKEN}}}
+upstreams:
+  - {{name: api, targets: [\"{}\"]}}
+routes:
+  - name: limited
+    paths: [/limited]
+    upstream: api
+    plugins:
+      - name: rate-limiting
+        config: {{year: 100000, limit_by: header, header_name: x-client, max_tracked_keys: 2}}
+",
+        backend.addr
+    );
+    let gw = GatewayProcess::start_with_args(&yaml, &["--no-watch"]).await;
+    let c = client();
+    let admin = |path: &str| format!("http://127.0.0.1:{admin_port}{path}");
+    let scrape = || async {
+        let r = c
+            .get(admin("/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("admin answers");
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let up = wait_until(Duration::from_secs(10), || async {
+        c.get(admin("/metrics")).send().await.is_ok()
+    })
+    .await;
+    assert!(up, "{}", gw.log());
+
+    // Ten clients through a table of two: the third and later each evict one.
+    for i in 0..10 {
+        let r = c
+            .get(gw.url("/limited"))
+            .header("x-client", format!("client-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // A refused reload, then an applied one.
+    gw.write_config(&yaml.replace("upstream: api\n", "upstream: missing\n"));
+    let r = c
+        .post(admin("/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    gw.write_config(&yaml.replace("year: 100000", "year: 100001"));
+    let r = c
+        .post(admin("/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let text = scrape().await;
+    for w in [
+        "pingway_rate_limiting_keys_evicted_total 8\n",
+        "pingway_config_reloads_total{outcome=\"failed\"} 1\n",
+        "pingway_config_reloads_total{outcome=\"applied\"} 1\n",
+        "pingway_config_last_reload_successful 1\n",
+        "pingway_config_version 2\n",
+        "# TYPE pingway_connections_active gauge\n",
+    ] {
+        assert!(text.contains(w), "missing {w:?} in\n{text}");
+    }
+    let accepted: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pingway_connections_accepted_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("pingway_connections_accepted_total");
+    assert!(accepted >= 1, "{text}");
+    let (code, said) = promtool(&text);
+    assert_eq!(code, 0, "promtool: {said}\n{text}");
+    assert!(said.trim().is_empty(), "promtool lints: {said}\n{text}");
+}

@@ -93,6 +93,19 @@ pub fn pingway_one_route(
     out
 }
 
+/// Scenario 1's Pingway configuration with observability on: the `prometheus` plugin
+/// (global, every metric) and the JSON access log (every field) appended to `log`.
+pub fn pingway_observed(listen: &str, upstream: &str, log: &Path) -> String {
+    let mut out = pingway_one_route(listen, upstream, None, false);
+    out.push_str(&format!(
+        "plugins:\n  - name: prometheus\n    config: {{per_consumer: true, status_code_metrics: true, \
+         latency_metrics: true, bandwidth_metrics: true, upstream_health_metrics: true}}\n\
+         access_log:\n  path: \"{}\"\n",
+        log.display()
+    ));
+    out
+}
+
 /// A Pingway configuration with the generated routes; `variant_b` adds one more route
 /// (the reload scenario alternates the two).
 pub fn pingway_many_routes(

@@ -200,6 +200,16 @@ impl Outcome {
     }
 }
 
+/// Keys evicted by every local limiter of the process (all instances, across reloads),
+/// for the gateway's `pingway_rate_limiting_keys_evicted_total`.
+static KEYS_EVICTED: AtomicU64 = AtomicU64::new(0);
+
+/// Keys the local counters of every `rate-limiting` instance evicted to stay within
+/// `max_tracked_keys`, since the process started.
+pub fn keys_evicted_total() -> u64 {
+    KEYS_EVICTED.load(Ordering::Relaxed)
+}
+
 /// Fixed-window counters for a set of periods, keyed by identifier.
 #[derive(Debug)]
 pub(crate) struct Limiter {
@@ -270,6 +280,7 @@ impl Limiter {
 
     /// Counts an eviction, and warns if none was logged in the last minute.
     fn note_eviction(&self, now: u64) {
+        KEYS_EVICTED.fetch_add(1, Ordering::Relaxed);
         let total = self.evictions.fetch_add(1, Ordering::Relaxed) + 1;
         let last = self.warned_at.load(Ordering::Relaxed);
         if last != 0 && now < last.saturating_add(EVICTION_LOG_INTERVAL) {

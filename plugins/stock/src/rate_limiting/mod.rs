@@ -54,6 +54,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, StatusCode};
 
 pub use config::{LimitBy, Password, Policy, RateLimitingConfig, RedisConfig, WindowKind};
+pub use limiter::keys_evicted_total;
 
 use crate::context::RequestCtx;
 use crate::redis::{RedisError, RedisPools};
