@@ -17,6 +17,7 @@ pub use pingway_plugin as plugins;
 pub use pingway_plugins as stock;
 pub mod access_log;
 pub mod admin;
+pub mod cache;
 pub mod chain;
 pub mod client_identity;
 pub mod demo;

@@ -106,6 +106,8 @@ struct State {
     /// This request's place under its upstream's `max_requests` (dropped with the state,
     /// or in the log phase).
     upstream_slot: Option<crate::upstream::RequestSlot>,
+    /// The cache of a route with `proxy-cache` (none elsewhere).
+    cache: Option<Box<crate::cache::RequestCache>>,
 }
 
 impl State {
@@ -674,6 +676,7 @@ impl ProxyHttp for PingwayProxy {
                 body_rejection: None,
                 peer_value: None,
                 upstream_slot: None,
+                cache: None,
                 upstream: None,
                 pinned: None,
             }),
@@ -767,6 +770,49 @@ impl ProxyHttp for PingwayProxy {
             }
             None => Ok(false),
         }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<()> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(policy) = st.route(runtime).and_then(|r| r.cache.as_ref()) {
+            st.cache = Some(crate::cache::hooks::enable(session, policy, &st.req));
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(
+        &self,
+        _session: &Session,
+        ctx: &mut ProxyCtx,
+    ) -> Result<pingora_cache::CacheKey> {
+        crate::cache::hooks::cache_key(ctx.state.cache.as_deref())
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<pingora_cache::RespCacheable> {
+        Ok(crate::cache::hooks::response_cacheable(
+            ctx.state.cache.as_deref(),
+            resp,
+        ))
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &pingora_cache::CacheMeta,
+        _hit_handler: &mut pingora_cache::storage::HitHandler,
+        _is_fresh: bool,
+        ctx: &mut ProxyCtx,
+    ) -> Result<Option<pingora_cache::ForcedFreshness>> {
+        Ok(ctx
+            .state
+            .cache
+            .as_ref()
+            .and_then(|c| c.policy.hit_freshness(session.req_header(), meta)))
     }
 
     async fn request_body_filter(
@@ -921,6 +967,9 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(cache) = &st.cache {
+            cache.add_headers(session.cache.phase(), response);
+        }
         if runtime.headers.preserve_case {
             edit_response(
                 runtime,

@@ -37,6 +37,8 @@ pub struct CompiledRoute {
     pub preserve_host: bool,
     /// Plugins, highest priority first.
     pub chain: Chain,
+    /// The response cache its `proxy-cache` plugin enables.
+    pub cache: Option<Arc<crate::cache::RouteCache>>,
 }
 
 impl std::fmt::Debug for CompiledRoute {
@@ -303,6 +305,7 @@ impl Runtime {
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
                 chain: Chain::compose(&global, &slots),
+                cache: crate::cache::RouteCache::for_route(&r.plugins, &cfg.plugins),
             });
         }
 

@@ -10,6 +10,7 @@
 //! body; `/explain` takes at most [`explain::MAX_HEADERS`](crate::explain::MAX_HEADERS)
 //! headers.
 
+mod proxy_cache;
 mod time;
 pub mod views;
 
@@ -59,6 +60,15 @@ impl Answer {
 
     fn error(status: StatusCode, message: &str) -> Answer {
         Answer::json(status, &json!({ "message": message }))
+    }
+
+    /// An answer without a body (`204`).
+    fn empty(status: StatusCode) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: Vec::new(),
+        }
     }
 }
 
@@ -114,6 +124,9 @@ impl AdminApi {
         };
         if !allowed.contains(method) {
             return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        }
+        if proxy_cache::matches(path) {
+            return proxy_cache::answer(method, path).await;
         }
         let runtime = self.reloader.runtime().load_full();
         match path {
@@ -203,6 +216,7 @@ fn allowed_methods(path: &str) -> Option<&'static [Method]> {
         "/status" | "/config" | "/routes" | "/upstreams" | "/consumers" | "/explain"
         | "/metrics" => Some(GET),
         "/reload" => Some(POST),
+        p if proxy_cache::matches(p) => Some(&[Method::GET, Method::HEAD, Method::DELETE]),
         _ => None,
     }
 }
@@ -227,11 +241,13 @@ impl ServeHttp for AdminApi {
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
         let answer = self.answer(&method, &uri, authorization.as_deref()).await;
-        let mut builder = Response::builder()
-            .status(answer.status)
-            .header(header::CONTENT_TYPE, answer.content_type)
-            .header(header::CONTENT_LENGTH, answer.body.len())
-            .header(header::CACHE_CONTROL, "no-store");
+        let mut builder = Response::builder().status(answer.status);
+        if answer.status != StatusCode::NO_CONTENT {
+            builder = builder
+                .header(header::CONTENT_TYPE, answer.content_type)
+                .header(header::CONTENT_LENGTH, answer.body.len());
+        }
+        builder = builder.header(header::CACHE_CONTROL, "no-store");
         if answer.status == StatusCode::METHOD_NOT_ALLOWED {
             let allow = allowed_methods(uri.path())
                 .unwrap_or(&[])

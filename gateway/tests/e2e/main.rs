@@ -23,6 +23,7 @@ mod jwt;
 mod key_auth;
 mod logging;
 mod prometheus;
+mod proxy_cache;
 mod rate_limit_redis;
 mod rate_limiting;
 mod redirect;

@@ -25,6 +25,7 @@ pub mod jwt;
 pub mod key_auth;
 pub mod loggers;
 pub mod prometheus;
+pub mod proxy_cache;
 pub mod rate_limiting;
 pub mod redirect;
 pub mod redis;
@@ -57,6 +58,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
         .register::<prometheus::Prometheus>()
+        .register::<proxy_cache::ProxyCache>()
         .register::<rate_limiting::RateLimiting>()
         .register::<redirect::Redirect>()
         .register::<request_size_limiting::RequestSizeLimiting>()
