@@ -20,6 +20,7 @@ pub mod admin;
 pub mod cache;
 pub mod chain;
 pub mod client_identity;
+pub mod compression;
 pub mod demo;
 pub mod downstream;
 pub mod explain;

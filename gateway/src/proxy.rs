@@ -158,6 +158,9 @@ async fn send_generated(
     st: &mut State,
     resp: Response,
 ) -> Result<()> {
+    if st.route(runtime).is_some_and(|r| r.compression.is_some()) {
+        crate::compression::disable(session);
+    }
     let head = session.req_header().method == http::Method::HEAD;
     let (mut header, body) = respond::render(&resp, st.req.request_id.as_str(), head);
     let mut head = ResponseHeadOf::Cased(&mut header);
@@ -707,9 +710,13 @@ impl ProxyHttp for PingwayProxy {
         client_gone
     }
 
-    /// No downstream modules: Pingora's default adds a (disabled) compression module
-    /// that still costs time on every request.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+    /// No downstream modules unless a route compresses: Pingora's default adds a
+    /// (disabled) compression module that still costs time on every request.
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        let runtime = self.runtime.load();
+        let compresses = runtime.routes.iter().any(|r| r.compression.is_some());
+        crate::compression::install(modules, compresses);
+    }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<bool> {
         let ProxyCtx { runtime, state: st } = ctx;
@@ -768,7 +775,12 @@ impl ProxyHttp for PingwayProxy {
                 send_generated(session, runtime, st, resp).await?;
                 Ok(true)
             }
-            None => Ok(false),
+            None => {
+                if let Some(c) = st.route(runtime).and_then(|r| r.compression.as_deref()) {
+                    c.request(session);
+                }
+                Ok(false)
+            }
         }
     }
 
@@ -969,6 +981,9 @@ impl ProxyHttp for PingwayProxy {
         let ProxyCtx { runtime, state: st } = ctx;
         if let Some(cache) = &st.cache {
             cache.add_headers(session.cache.phase(), response);
+        }
+        if let Some(c) = st.route(runtime).and_then(|r| r.compression.as_deref()) {
+            c.response(session, response);
         }
         if runtime.headers.preserve_case {
             edit_response(

@@ -39,6 +39,8 @@ pub struct CompiledRoute {
     pub chain: Chain,
     /// The response cache its `proxy-cache` plugin enables.
     pub cache: Option<Arc<crate::cache::RouteCache>>,
+    /// Response compression (`routes[].compression`).
+    pub compression: Option<Box<crate::compression::CompiledCompression>>,
 }
 
 impl std::fmt::Debug for CompiledRoute {
@@ -292,6 +294,13 @@ impl Runtime {
                     &mut diags,
                 )
             });
+            let compression = r.compression.as_ref().and_then(|c| {
+                crate::compression::CompiledCompression::compile(
+                    c,
+                    &format!("routes[{i}].compression"),
+                    &mut diags,
+                )
+            });
             let Some(upstream) = upstreams.get(&r.upstream) else {
                 continue; // reported by validation (or by the upstream's own build)
             };
@@ -306,6 +315,7 @@ impl Runtime {
                 preserve_host: r.preserve_host,
                 chain: Chain::compose(&global, &slots),
                 cache: crate::cache::RouteCache::for_route(&r.plugins, &cfg.plugins),
+                compression,
             });
         }
 

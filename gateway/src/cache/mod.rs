@@ -37,15 +37,15 @@ pub const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status")
 /// `X-Cache-Key`.
 pub const X_CACHE_KEY: HeaderName = HeaderName::from_static("x-cache-key");
 
-/// A media type of `content_type`, lower-case; `*` matches anything.
+/// A media type of a configured list, lower-case; `*` matches anything.
 #[derive(Debug, Clone)]
-struct MediaType {
+pub(crate) struct MediaType {
     kind: String,
     subtype: String,
 }
 
 impl MediaType {
-    fn parse(s: &str) -> Option<MediaType> {
+    pub(crate) fn parse(s: &str) -> Option<MediaType> {
         let s = s.split(';').next()?.trim().to_ascii_lowercase();
         let (kind, subtype) = s.split_once('/')?;
         Some(MediaType {
@@ -54,7 +54,7 @@ impl MediaType {
         })
     }
 
-    fn matches(&self, other: &MediaType) -> bool {
+    pub(crate) fn matches(&self, other: &MediaType) -> bool {
         (self.kind == "*" || self.kind == other.kind)
             && (self.subtype == "*" || self.subtype == other.subtype)
     }

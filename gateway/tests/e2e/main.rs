@@ -11,6 +11,7 @@ mod balancing;
 mod basic_auth;
 mod bot_detection;
 mod cli;
+mod compression;
 mod consumers;
 mod correlation_id;
 mod cors;
