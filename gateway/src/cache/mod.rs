@@ -405,6 +405,26 @@ routes:
     }
 
     #[test]
+    fn a_consumer_cannot_hold_it() {
+        let yaml = "listeners: [{address: 127.0.0.1:1}]
+upstreams: [{name: u, targets: [127.0.0.1:2]}]
+routes: [{name: r, upstream: u}]
+consumers:
+  - username: ann
+    plugins: [{name: proxy-cache}]
+";
+        let loaded = config::load_str(yaml).expect("parses");
+        let problems = Runtime::build(&loaded, &pingway_plugins::registry(), None).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|d| d.path.starts_with("consumers[0].plugins[0]")
+                    && d.message.contains("not to a consumer")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn keys_follow_kongs_rules() {
         let rt = build(
             "    plugins: [{name: proxy-cache, config: {vary_headers: [X-Lang], ignore_uri_case: true}}]",
