@@ -164,9 +164,10 @@ pub fn all_stores() -> Vec<&'static Store> {
     map.values().copied().collect()
 }
 
-/// Pingora's `MemCache`, with two changes: a response is not streamed to other readers
-/// while it is being stored (so a body that outgrows the entry bound only stops being
-/// cached, instead of failing the request), and purges are counted.
+/// Pingora's `MemCache`, with three changes: a response is not streamed to other
+/// readers while it is being stored (so a body that outgrows the entry bound only stops
+/// being cached, instead of failing the request), an entry still being written is not
+/// offered to lookups, and purges are counted.
 struct Memory {
     inner: MemCache,
     purged: AtomicU64,
@@ -180,7 +181,14 @@ impl Storage for Memory {
         trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let inner: &'static MemCache = &self.inner;
-        inner.lookup(key, trace).await
+        // MemCache offers an entry still being written (a partial hit) before a complete
+        // one. Its fill may yet be abandoned (a body over the bound), which would cut
+        // the reader's response short: such an entry is not offered (only partial hits
+        // cannot seek), and the request goes upstream instead.
+        match inner.lookup(key, trace).await? {
+            Some((_, hit)) if !hit.can_seek() => Ok(None),
+            found => Ok(found),
+        }
     }
 
     async fn lookup_streaming_write(
