@@ -113,6 +113,8 @@ struct State {
     mirror_feeds: Vec<crate::mirror::BodyFeed>,
     /// Phase timings, recorded only when a plugin of the chain asks (tracing).
     timings: Option<Box<Timings>>,
+    /// The cache of a route with `proxy-cache` (none elsewhere).
+    cache: Option<Box<crate::cache::RequestCache>>,
 }
 
 impl State {
@@ -163,6 +165,9 @@ async fn send_generated(
     st: &mut State,
     resp: Response,
 ) -> Result<()> {
+    if st.route(runtime).is_some_and(|r| r.compression.is_some()) {
+        crate::compression::disable(session);
+    }
     let head = session.req_header().method == http::Method::HEAD;
     let (mut header, body) = respond::render(&resp, st.req.request_id.as_str(), head);
     let mut head = ResponseHeadOf::Cased(&mut header);
@@ -725,6 +730,7 @@ impl ProxyHttp for PingwayProxy {
                 peer_value: None,
                 upstream_slot: None,
                 timings: None,
+                cache: None,
                 upstream: None,
                 pinned: None,
                 mirror_pending: Vec::new(),
@@ -757,9 +763,13 @@ impl ProxyHttp for PingwayProxy {
         client_gone
     }
 
-    /// No downstream modules: Pingora's default adds a (disabled) compression module
-    /// that still costs time on every request.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+    /// No downstream modules unless a route compresses: Pingora's default adds a
+    /// (disabled) compression module that still costs time on every request.
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        let runtime = self.runtime.load();
+        let compresses = runtime.routes.iter().any(|r| r.compression.is_some());
+        crate::compression::install(modules, compresses);
+    }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<bool> {
         let ProxyCtx { runtime, state: st } = ctx;
@@ -818,8 +828,56 @@ impl ProxyHttp for PingwayProxy {
                 send_generated(session, runtime, st, resp).await?;
                 Ok(true)
             }
-            None => Ok(false),
+            None => {
+                if let Some(c) = st.route(runtime).and_then(|r| r.compression.as_deref()) {
+                    c.request(session);
+                }
+                Ok(false)
+            }
         }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<()> {
+        let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(policy) = st.route(runtime).and_then(|r| r.cache.as_ref()) {
+            st.cache = Some(crate::cache::hooks::enable(session, policy, &st.req));
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(
+        &self,
+        _session: &Session,
+        ctx: &mut ProxyCtx,
+    ) -> Result<pingora_cache::CacheKey> {
+        crate::cache::hooks::cache_key(ctx.state.cache.as_deref())
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<pingora_cache::RespCacheable> {
+        Ok(crate::cache::hooks::response_cacheable(
+            ctx.state.cache.as_deref(),
+            resp,
+        ))
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &pingora_cache::CacheMeta,
+        _hit_handler: &mut pingora_cache::storage::HitHandler,
+        _is_fresh: bool,
+        ctx: &mut ProxyCtx,
+    ) -> Result<Option<pingora_cache::ForcedFreshness>> {
+        Ok(ctx
+            .state
+            .cache
+            .as_ref()
+            .and_then(|c| c.policy.hit_freshness(session.req_header(), meta)))
     }
 
     async fn request_body_filter(
@@ -1005,6 +1063,12 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(cache) = &st.cache {
+            cache.add_headers(session.cache.phase(), response);
+        }
+        if let Some(c) = st.route(runtime).and_then(|r| r.compression.as_deref()) {
+            c.response(session, response);
+        }
         if runtime.headers.preserve_case {
             edit_response(
                 runtime,

@@ -44,6 +44,10 @@ pub struct CompiledRoute {
     pub chain: Chain,
     /// Request counters for the admin API's `/stats` (carried over by route name).
     pub stats: Arc<crate::live_stats::RouteStats>,
+    /// The response cache its `proxy-cache` plugin enables.
+    pub cache: Option<Arc<crate::cache::RouteCache>>,
+    /// Response compression (`routes[].compression`).
+    pub compression: Option<Box<crate::compression::CompiledCompression>>,
 }
 
 impl std::fmt::Debug for CompiledRoute {
@@ -302,6 +306,13 @@ impl Runtime {
                     &mut diags,
                 )
             });
+            let compression = r.compression.as_ref().and_then(|c| {
+                crate::compression::CompiledCompression::compile(
+                    c,
+                    &format!("routes[{i}].compression"),
+                    &mut diags,
+                )
+            });
             let Some(upstream) = upstreams.get(&r.upstream) else {
                 continue; // reported by validation (or by the upstream's own build)
             };
@@ -329,6 +340,8 @@ impl Runtime {
                     .get(r.name.as_str())
                     .cloned()
                     .unwrap_or_default(),
+                cache: crate::cache::RouteCache::for_route(&r.plugins, &cfg.plugins),
+                compression,
             });
         }
 

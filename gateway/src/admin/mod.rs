@@ -12,6 +12,7 @@
 
 mod dashboard;
 pub mod stats;
+mod proxy_cache;
 mod time;
 pub mod views;
 
@@ -61,6 +62,15 @@ impl Answer {
 
     fn error(status: StatusCode, message: &str) -> Answer {
         Answer::json(status, &json!({ "message": message }))
+    }
+
+    /// An answer without a body (`204`).
+    fn empty(status: StatusCode) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: Vec::new(),
+        }
     }
 }
 
@@ -128,6 +138,9 @@ impl AdminApi {
         };
         if !allowed.contains(method) {
             return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        }
+        if proxy_cache::matches(path) {
+            return proxy_cache::answer(method, path).await;
         }
         let runtime = self.reloader.runtime().load_full();
         match path {
@@ -223,6 +236,7 @@ fn allowed_methods(path: &str) -> Option<&'static [Method]> {
         "/status" | "/config" | "/routes" | "/upstreams" | "/consumers" | "/explain"
         | "/metrics" | "/stats" => Some(GET_ONLY),
         "/reload" => Some(POST),
+        p if proxy_cache::matches(p) => Some(&[Method::GET, Method::HEAD, Method::DELETE]),
         _ => None,
     }
 }
@@ -247,11 +261,13 @@ impl ServeHttp for AdminApi {
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
         let answer = self.answer(&method, &uri, authorization.as_deref()).await;
-        let mut builder = Response::builder()
-            .status(answer.status)
-            .header(header::CONTENT_TYPE, answer.content_type)
-            .header(header::CONTENT_LENGTH, answer.body.len())
-            .header(header::CACHE_CONTROL, "no-store");
+        let mut builder = Response::builder().status(answer.status);
+        if answer.status != StatusCode::NO_CONTENT {
+            builder = builder
+                .header(header::CONTENT_TYPE, answer.content_type)
+                .header(header::CONTENT_LENGTH, answer.body.len());
+        }
+        builder = builder.header(header::CACHE_CONTROL, "no-store");
         if answer.status == StatusCode::METHOD_NOT_ALLOWED {
             let allow = allowed_methods(uri.path())
                 .unwrap_or(&[])

@@ -579,6 +579,10 @@ pub struct RouteConfig {
     /// URL over HTTPS with 301, 302, 307 or 308.
     #[serde(default = "default_https_redirect_status_code")]
     pub https_redirect_status_code: u16,
+    /// Response compression (gzip, zstd) for clients that accept it:
+    /// `{algorithms: [gzip, zstd], min_size: 1024, content_types: [...], level: 6}`.
+    #[serde(default)]
+    pub compression: Option<Compression>,
 }
 
 /// A scheme a route serves.
@@ -621,6 +625,54 @@ fn default_mirror_percentage() -> f64 {
 
 fn default_mirror_max_in_flight() -> u32 {
     64
+}
+
+/// A route's response compression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Compression {
+    /// The encodings offered, among `gzip` and `zstd` (default both; `br` is refused
+    /// until Pingora's brotli encoder ends its streams); the client's preference
+    /// (`Accept-Encoding`) picks among them.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Responses whose `Content-Length` is below this many bytes are sent as they are
+    /// (default 1024). Responses without a length are compressed.
+    #[serde(default = "default_min_size")]
+    pub min_size: u64,
+    /// Media types compressed (without parameters, case-insensitive; `type/*` matches any
+    /// subtype). Default: text/html, text/plain, text/css, text/javascript,
+    /// application/javascript, application/json, application/xml, image/svg+xml.
+    #[serde(default = "default_compressed_types")]
+    pub content_types: Vec<String>,
+    /// The compression level, 1 (fastest) to 9 (smallest) (default 6).
+    #[serde(default = "default_level")]
+    pub level: u32,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["gzip".into(), "zstd".into()]
+}
+fn default_min_size() -> u64 {
+    1024
+}
+fn default_compressed_types() -> Vec<String> {
+    [
+        "text/html",
+        "text/plain",
+        "text/css",
+        "text/javascript",
+        "application/javascript",
+        "application/json",
+        "application/xml",
+        "image/svg+xml",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+fn default_level() -> u32 {
+    6
 }
 
 /// A route's regex path rewrite.

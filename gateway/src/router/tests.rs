@@ -29,6 +29,7 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
             crate::config::Protocol::Https,
         ],
         https_redirect_status_code: 426,
+        compression: None,
     }
 }
 

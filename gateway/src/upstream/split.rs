@@ -113,6 +113,7 @@ mod tests {
                 crate::config::Protocol::Https,
             ],
             https_redirect_status_code: 426,
+            compression: None,
         };
         r.split = split
             .iter()

@@ -26,6 +26,7 @@ pub mod key_auth;
 pub mod loggers;
 pub mod opentelemetry;
 pub mod prometheus;
+pub mod proxy_cache;
 pub mod rate_limiting;
 pub mod redirect;
 pub mod redis;
@@ -61,6 +62,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<key_auth::KeyAuth>()
         .register::<opentelemetry::OpenTelemetry>()
         .register::<prometheus::Prometheus>()
+        .register::<proxy_cache::ProxyCache>()
         .register::<rate_limiting::RateLimiting>()
         .register::<redirect::Redirect>()
         .register::<request_size_limiting::RequestSizeLimiting>()
