@@ -106,6 +106,8 @@ struct State {
     /// This request's place under its upstream's `max_requests` (dropped with the state,
     /// or in the log phase).
     upstream_slot: Option<crate::upstream::RequestSlot>,
+    /// Retries, deadline and connection slot (`crate::resilience`).
+    attempts: crate::resilience::Attempts,
 }
 
 impl State {
@@ -619,6 +621,8 @@ async fn access(
             )));
         }
     }
+    st.attempts
+        .begin(&upstream, route.timeout, st.req.started_at);
 
     // Pick the target now, so that "no healthy target" is an ordinary answer (the
     // client keeps its connection) rather than a proxying failure.
@@ -674,6 +678,7 @@ impl ProxyHttp for PingwayProxy {
                 body_rejection: None,
                 peer_value: None,
                 upstream_slot: None,
+                attempts: Default::default(),
                 upstream: None,
                 pinned: None,
             }),
@@ -820,6 +825,7 @@ impl ProxyHttp for PingwayProxy {
         let Some(upstream) = st.upstream.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no upstream for the request");
         };
+        let cap = st.attempts.before_attempt(&upstream).await?;
         // The first attempt uses the target picked in request_filter (a pinned one, say);
         // retries pick again with the balancer, avoiding the targets that failed.
         let selected = match st.selected.take() {
@@ -834,7 +840,7 @@ impl ProxyHttp for PingwayProxy {
         };
         match selected {
             Some(sel) => {
-                let peer = upstream.peer(&sel);
+                let peer = upstream.peer_within(&sel, cap);
                 st.upstream_addr = Some(sel.addr);
                 st.selected = Some(sel);
                 Ok(peer)
@@ -855,22 +861,38 @@ impl ProxyHttp for PingwayProxy {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut ProxyCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         let st = &mut ctx.state;
-        if let Some(sel) = st.selected.take() {
-            st.tried.push(sel.index);
-        }
         st.last_connect_error = Some(e.etype().clone());
-        let retries = st
-            .upstream
-            .as_ref()
-            .map_or(0, |u| u.config().retries as usize);
-        e.set_retry(st.tried.len() <= retries);
-        e
+        let Some(upstream) = st.upstream.clone() else {
+            e.set_retry(false);
+            return e;
+        };
+        st.attempts
+            .connect_failed(&upstream, session, &mut st.selected, &mut st.tried, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut ProxyCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let st = &mut ctx.state;
+        let Some(upstream) = st.upstream.clone() else {
+            e.set_retry(false);
+            return e;
+        };
+        let (selected, tried) = (&mut st.selected, &mut st.tried);
+        st.attempts
+            .proxy_failed(&upstream, session, selected, tried, client_reused, e)
     }
 
     async fn upstream_request_filter(
@@ -903,6 +925,12 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(upstream) = st.upstream.clone() {
+            let status = upstream_response.status.as_u16();
+            let (selected, tried) = (&mut st.selected, &mut st.tried);
+            st.attempts
+                .response_status(&upstream, session, selected, tried, status)?;
+        }
         st.upstream_status = Some(upstream_response.status.as_u16());
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
         let (plugins, req) = st.chain_and_request(runtime);
@@ -978,8 +1006,9 @@ impl ProxyHttp for PingwayProxy {
             // Pingora closes the client connection after a failed proxy attempt; say so
             // rather than promise keep-alive.
             session.set_keepalive(None);
-            let message: Cow<'static, str> = match e.etype() {
-                ErrorType::HTTPStatus(503) if st.route.is_some() => {
+            let message: Cow<'static, str> = match (st.attempts.take_message(), e.etype()) {
+                (Some(chosen), _) => chosen.into(),
+                (None, ErrorType::HTTPStatus(503)) if st.route.is_some() => {
                     respond::NO_HEALTHY_TARGET.into()
                 }
                 _ => respond::status_message(code).into(),
@@ -1009,6 +1038,7 @@ impl ProxyHttp for PingwayProxy {
         // The target's and the pool's in-flight counts end with the request.
         st.selected = None;
         st.upstream_slot = None;
+        st.attempts.finish();
         let chain = st.chain(runtime).plugins();
         if chain.is_empty() && !crate::access_log::enabled(runtime) {
             return;

@@ -35,6 +35,8 @@ pub struct CompiledRoute {
     pub strip_prefix: bool,
     /// Forward the client's Host header.
     pub preserve_host: bool,
+    /// The request's deadline upstream, retries included (`routes[].timeout`).
+    pub timeout: Option<std::time::Duration>,
     /// Plugins, highest priority first.
     pub chain: Chain,
 }
@@ -302,6 +304,7 @@ impl Runtime {
                 path_rewrite,
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
+                timeout: r.timeout.map(|t| t.get()),
                 chain: Chain::compose(&global, &slots),
             });
         }

@@ -10,6 +10,7 @@
 //! body; `/explain` takes at most [`explain::MAX_HEADERS`](crate::explain::MAX_HEADERS)
 //! headers.
 
+pub mod resilience_view;
 mod time;
 pub mod views;
 

@@ -217,6 +217,12 @@ pub fn upstreams(rt: &Runtime) -> Value {
                         "in_flight": t.in_flight(),
                         "consecutive_failures": t.consecutive_failures(),
                         "consecutive_successes": t.consecutive_successes(),
+                        "outlier": {
+                            "ejected": t.is_ejected(),
+                            "ejection_left_ms": t.ejection_left().as_millis() as u64,
+                            "ejections": t.ejections(),
+                            "consecutive_errors": t.consecutive_errors(),
+                        },
                     })
                 })
                 .collect();
@@ -225,6 +231,7 @@ pub fn upstreams(rt: &Runtime) -> Value {
                 "balancer": cfg.balancer,
                 "health_checks": cfg.health_check.is_some(),
                 "retries": cfg.retries,
+                "resilience": crate::admin::resilience_view::upstream(u),
                 "targets": targets,
             })
         })

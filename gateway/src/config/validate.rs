@@ -217,6 +217,7 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
             }
             _ => {}
         }
+        super::resilience::check(u, &base, out);
         if u.connect_timeout.get().is_zero() {
             out.push(Diagnostic::new(
                 format!("{base}.connect_timeout"),
@@ -302,6 +303,12 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
             out.push(Diagnostic::new(
                 format!("{base}.upstream"),
                 format!("no upstream named {:?} is defined", r.upstream),
+            ));
+        }
+        if r.timeout.is_some_and(|t| t.get().is_zero()) {
+            out.push(Diagnostic::new(
+                format!("{base}.timeout"),
+                "must be greater than 0",
             ));
         }
         check_split(config, r, &base, out);

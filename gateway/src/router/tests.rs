@@ -23,6 +23,7 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         request_headers: Default::default(),
         response_headers: Default::default(),
         path_rewrite: None,
+        timeout: None,
     }
 }
 

@@ -107,6 +107,7 @@ mod tests {
             request_headers: Default::default(),
             response_headers: Default::default(),
             path_rewrite: None,
+            timeout: None,
         };
         r.split = split
             .iter()

@@ -38,6 +38,8 @@ pub(crate) struct TargetState {
     last_probe: Mutex<Option<Instant>>,
     /// A probe is running; the checker never starts a second one.
     probing: AtomicBool,
+    /// Passive health: failures in a row and ejection.
+    pub(crate) outlier: super::outlier::OutlierState,
 }
 
 /// A change of health status caused by a probe result.
@@ -59,6 +61,7 @@ impl TargetState {
             in_flight: AtomicUsize::new(0),
             last_probe: Mutex::new(None),
             probing: AtomicBool::new(false),
+            outlier: Default::default(),
         }
     }
 
@@ -232,10 +235,30 @@ impl Target {
         self.state.set_healthy(healthy);
     }
 
-    /// Whether a request may be sent here: positive weight and healthy (a retired slot
-    /// has weight 0).
+    /// Whether a request may be sent here: positive weight, healthy and not ejected by
+    /// outlier detection (a retired slot has weight 0).
     pub(crate) fn is_available(&self) -> bool {
-        self.weight > 0 && self.is_healthy()
+        self.weight > 0 && self.is_healthy() && !self.state.outlier.is_ejected()
+    }
+
+    /// Whether outlier detection has the target ejected now.
+    pub fn is_ejected(&self) -> bool {
+        self.state.outlier.is_ejected()
+    }
+
+    /// Time left of the target's current ejection (zero when not ejected).
+    pub fn ejection_left(&self) -> std::time::Duration {
+        self.state.outlier.ejection_left()
+    }
+
+    /// Times outlier detection has ejected the target.
+    pub fn ejections(&self) -> u64 {
+        self.state.outlier.ejections()
+    }
+
+    /// Requests the target failed in a row, as outlier detection counts them.
+    pub fn consecutive_errors(&self) -> u32 {
+        self.state.outlier.consecutive_failures()
     }
 }
 
@@ -271,6 +294,11 @@ impl InFlight {
     pub(crate) fn start(state: &Arc<TargetState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(state))
+    }
+
+    /// The target's state.
+    pub(crate) fn state(&self) -> &TargetState {
+        &self.0
     }
 }
 
