@@ -925,11 +925,11 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
-        if let Some(upstream) = st.upstream.clone() {
+        if let Some(upstream) = &st.upstream {
             let status = upstream_response.status.as_u16();
             let (selected, tried) = (&mut st.selected, &mut st.tried);
             st.attempts
-                .response_status(&upstream, session, selected, tried, status)?;
+                .response_status(upstream, session, selected, tried, status)?;
         }
         st.upstream_status = Some(upstream_response.status.as_u16());
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());

@@ -97,7 +97,11 @@ impl Attempts {
             return Err(e);
         }
         self.connection = None;
-        match upstream.connections().acquire().await {
+        match upstream
+            .connections()
+            .acquire_within(self.time_left())
+            .await
+        {
             Ok(slot) => self.connection = slot,
             Err(_) => {
                 self.message = Some(CONNECTIONS_FULL);

@@ -65,6 +65,15 @@ impl ConnectionLimit {
 
     /// A slot for one attempt: `Ok(None)` without a limit (nothing counted).
     pub async fn acquire(&self) -> Result<Option<ConnectionSlot>, Overflow> {
+        self.acquire_within(None).await
+    }
+
+    /// [`Self::acquire`], waiting at most `cap` when that is shorter than the pool's
+    /// wait (what is left of the route's timeout).
+    pub async fn acquire_within(
+        &self,
+        cap: Option<Duration>,
+    ) -> Result<Option<ConnectionSlot>, Overflow> {
         if self.max == 0 {
             return Ok(None);
         }
@@ -83,7 +92,8 @@ impl ConnectionLimit {
             return Err(Overflow::PendingFull);
         }
         let _pending = Pending(&self.pending);
-        match tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned()).await {
+        let wait = cap.map_or(self.wait, |c| c.min(self.wait));
+        match tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Some(ConnectionSlot(permit))),
             // Timed out (the semaphore is never closed).
             _ => {
