@@ -621,8 +621,12 @@ async fn access(
             )));
         }
     }
-    st.attempts
-        .begin(&upstream, route.timeout, st.req.started_at);
+    st.attempts.begin(
+        &upstream,
+        route.timeout,
+        route.retry.clone(),
+        st.req.started_at,
+    );
 
     // Pick the target now, so that "no healthy target" is an ordinary answer (the
     // client keeps its connection) rather than a proxying failure.

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use pingora_error::{Error, ErrorSource, ErrorType, RetryType};
 use pingora_proxy::Session;
 
-use crate::upstream::{ConnectionSlot, Failure, Outcome, Selected, Upstream};
+use std::sync::Arc;
+
+use crate::upstream::retry::RetryConditions;
+use crate::upstream::{ConnectionSlot, Failure, Outcome, RouteRetry, Selected, Upstream};
 
 /// The message of the 503 answered when `max_connections` (and `max_pending_requests`)
 /// leave no connection for a request.
@@ -36,16 +39,49 @@ pub struct Attempts {
     status_retry: bool,
     /// The answer's message when the gateway itself ended the request here.
     message: Option<&'static str>,
+    /// The route's own retry policy, replacing the pool's count, conditions and
+    /// per-try timeout.
+    route: Option<Arc<RouteRetry>>,
 }
 
 impl Attempts {
     /// Starts the request's count: the route's `timeout` (from `started_at`), and one
     /// deposit in the pool's retry budget.
-    pub fn begin(&mut self, upstream: &Upstream, timeout: Option<Duration>, started_at: Instant) {
+    pub fn begin(
+        &mut self,
+        upstream: &Upstream,
+        timeout: Option<Duration>,
+        route: Option<Arc<RouteRetry>>,
+        started_at: Instant,
+    ) {
         self.deadline = timeout.map(|t| started_at + t);
-        if upstream.retry_policy().retries > 0 {
+        self.route = route;
+        if self.retries(upstream) > 0 {
             upstream.retry_policy().budget.deposit();
         }
+    }
+
+    /// Retries allowed: the route's, else the pool's.
+    fn retries(&self, upstream: &Upstream) -> u32 {
+        self.route
+            .as_ref()
+            .map_or(upstream.retry_policy().retries, |r| r.retries)
+    }
+
+    /// What is retried: the route's, else the pool's.
+    fn conditions<'a>(&'a self, upstream: &'a Upstream) -> &'a RetryConditions {
+        self.route
+            .as_ref()
+            .and_then(|r| r.conditions.as_ref())
+            .unwrap_or(&upstream.retry_policy().conditions)
+    }
+
+    /// Each attempt's timeout cap: the route's, else the pool's.
+    fn per_try_timeout(&self, upstream: &Upstream) -> Option<Duration> {
+        self.route
+            .as_ref()
+            .and_then(|r| r.per_try_timeout)
+            .or(upstream.retry_policy().per_try_timeout)
     }
 
     /// The message for the error answer, if the gateway chose one here.
@@ -77,7 +113,7 @@ impl Attempts {
     ) -> pingora_error::Result<Option<Duration>> {
         let policy = upstream.retry_policy();
         if std::mem::take(&mut self.resend) {
-            return Ok(cap(policy.per_try_timeout, self.time_left()));
+            return Ok(cap(self.per_try_timeout(upstream), self.time_left()));
         }
         if self.started > 0 {
             let mut wait = policy.backoff(self.started);
@@ -109,7 +145,7 @@ impl Attempts {
             }
         }
         self.started += 1;
-        Ok(cap(policy.per_try_timeout, self.time_left()))
+        Ok(cap(self.per_try_timeout(upstream), self.time_left()))
     }
 
     /// Whether one more attempt may be made after a failure of `kind`, the budget
@@ -124,8 +160,8 @@ impl Attempts {
         reached: bool,
     ) -> bool {
         let policy = upstream.retry_policy();
-        self.started <= policy.retries
-            && policy.conditions.matches(kind)
+        self.started <= self.retries(upstream)
+            && self.conditions(upstream).matches(kind)
             && (!reached || policy.non_idempotent || session.req_header().method.is_idempotent())
             && !session.as_ref().retry_buffer_truncated()
             && !self.expired()
@@ -178,8 +214,7 @@ impl Attempts {
         if let Some(sel) = selected.as_ref() {
             upstream.report(sel, outcome);
         }
-        let policy = upstream.retry_policy();
-        if !policy.conditions.on_status() {
+        if !self.conditions(upstream).on_status() {
             return Ok(());
         }
         let Some(index) = selected.as_ref().map(|s| s.index) else {

@@ -37,6 +37,8 @@ pub struct CompiledRoute {
     pub preserve_host: bool,
     /// The request's deadline upstream, retries included (`routes[].timeout`).
     pub timeout: Option<std::time::Duration>,
+    /// The route's own retry policy (`routes[].retries`).
+    pub retry: Option<Arc<crate::upstream::RouteRetry>>,
     /// Plugins, highest priority first.
     pub chain: Chain,
 }
@@ -305,6 +307,10 @@ impl Runtime {
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
                 timeout: r.timeout.map(|t| t.get()),
+                retry: r
+                    .retries
+                    .as_ref()
+                    .map(|c| Arc::new(crate::upstream::RouteRetry::new(c))),
                 chain: Chain::compose(&global, &slots),
             });
         }

@@ -601,6 +601,10 @@ pub struct RouteConfig {
     /// client gets 504. Default: none.
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// The route's own retry policy (Istio's `retries`: `attempts`, `per_try_timeout`,
+    /// `retry_on`), replacing the upstream's for its requests. Default: the upstream's.
+    #[serde(default)]
+    pub retries: Option<super::resilience::RouteRetryConfig>,
 }
 
 /// A route's regex path rewrite.

@@ -235,6 +235,45 @@ fn default_max_ejection_percent() -> u32 {
     10
 }
 
+/// A route's own retry policy, in the shape of an Istio VirtualService's `retries`
+/// (`attempts`, `perTryTimeout`, `retryOn`): it replaces the upstream's `retries`,
+/// `per_try_timeout` and `retry_on` for the route's requests. Backoff, the budget and
+/// `retry_non_idempotent` stay the upstream's (the budget protects the pool, whatever
+/// route the request came by).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRetryConfig {
+    /// Retries after the first attempt (0 to 15; Istio's `attempts`).
+    pub attempts: u32,
+    /// Each attempt's timeout cap; default: the upstream's `per_try_timeout`.
+    #[serde(default)]
+    pub per_try_timeout: Option<Duration>,
+    /// What is retried; default: the upstream's `retry_on`.
+    #[serde(default)]
+    pub retry_on: Option<Vec<RetryOn>>,
+}
+
+/// Checks a route's `retries`; `base` is its field path (`routes[1]`).
+pub(crate) fn check_route(
+    r: &RouteRetryConfig,
+    base: &str,
+    out: &mut Vec<pingway_plugins::config::Diagnostic>,
+) {
+    use pingway_plugins::config::Diagnostic;
+    if r.attempts > MAX_RETRIES {
+        out.push(Diagnostic::new(
+            format!("{base}.retries.attempts"),
+            format!("at most {MAX_RETRIES} (Pingora makes at most 16 attempts)"),
+        ));
+    }
+    if r.per_try_timeout.is_some_and(|t| t.get().is_zero()) {
+        out.push(Diagnostic::new(
+            format!("{base}.retries.per_try_timeout"),
+            "must be greater than 0",
+        ));
+    }
+}
+
 /// The default `retry_on`: connection failures only (what `retries` did before the
 /// other conditions existed).
 pub fn default_retry_on() -> Vec<RetryOn> {
@@ -350,7 +389,7 @@ upstreams:
     retry_backoff: {base: 100ms, max: 10ms}
     outlier_detection: {max_ejection_percent: 150}
     max_pending_requests: 3
-routes: [{name: a, upstream: one, timeout: 0ms}]
+routes: [{name: a, upstream: one, timeout: 0ms, retries: {attempts: 99}}]
 ";
         let errs = errors(text).join("\n");
         let wanted = "upstreams[0].retry_on[0]: unknown retry condition \"sometimes\"";
@@ -364,6 +403,7 @@ routes: [{name: a, upstream: one, timeout: 0ms}]
             "upstreams[0].outlier_detection.max_ejection_percent: at most 100",
             "upstreams[0].max_pending_requests: needs max_connections",
             "routes[0].timeout: must be greater than 0",
+            "routes[0].retries.attempts: at most 15",
         ] {
             assert!(errs.contains(field), "{field} in:\n{errs}");
         }

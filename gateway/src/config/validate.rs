@@ -311,6 +311,9 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 "must be greater than 0",
             ));
         }
+        if let Some(retries) = &r.retries {
+            super::resilience::check_route(retries, &base, out);
+        }
         check_split(config, r, &base, out);
         check_plugin_lists(&r.plugins, &format!("{base}.plugins"), out);
     }

@@ -24,6 +24,7 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         response_headers: Default::default(),
         path_rewrite: None,
         timeout: None,
+        retries: None,
     }
 }
 

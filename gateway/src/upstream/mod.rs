@@ -48,7 +48,7 @@ use target::{InFlight, TargetState};
 
 pub use connections::{ConnectionLimit, ConnectionSlot, Overflow};
 pub use outlier::Outcome;
-pub use retry::{Failure, RetryPolicy};
+pub use retry::{Failure, RetryPolicy, RouteRetry};
 
 pub use health::HealthChecker;
 pub use members::Targets;

@@ -199,6 +199,29 @@ impl RetryBudget {
     }
 }
 
+/// A route's own retry policy (`routes[].retries`), compiled: it replaces the pool's
+/// retry count, per-try timeout and conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRetry {
+    /// At most this many retries per request.
+    pub retries: u32,
+    /// Each attempt's timeout cap, if the route sets one.
+    pub per_try_timeout: Option<Duration>,
+    /// What is retried, if the route says.
+    pub conditions: Option<RetryConditions>,
+}
+
+impl RouteRetry {
+    /// Compiles a route's `retries`.
+    pub fn new(cfg: &crate::config::RouteRetryConfig) -> Self {
+        RouteRetry {
+            retries: cfg.attempts,
+            per_try_timeout: cfg.per_try_timeout.map(|d| d.get()),
+            conditions: cfg.retry_on.as_deref().map(RetryConditions::new),
+        }
+    }
+}
+
 /// A pool's retry policy, compiled from its config.
 #[derive(Debug)]
 pub struct RetryPolicy {

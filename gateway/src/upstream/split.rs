@@ -108,6 +108,7 @@ mod tests {
             response_headers: Default::default(),
             path_rewrite: None,
             timeout: None,
+            retries: None,
         };
         r.split = split
             .iter()

@@ -492,3 +492,47 @@ async fn an_ejected_target_returns_when_its_ejection_time_is_over() {
     assert_eq!(view["outlier"]["ejected"], false);
     assert_eq!(view["outlier"]["ejections"], 1);
 }
+
+#[tokio::test]
+async fn a_route_retry_policy_replaces_the_upstreams() {
+    let bad = Backend::start("bad", Behaviour::Status(503)).await;
+    let good = Backend::start("good", Behaviour::Echo).await;
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams:
+  - {{name: pool, targets: [\"{}\", \"{}\"], retries: 0}}
+routes:
+  - {{name: plain, paths: [/plain], upstream: pool}}
+  - {{name: retried, paths: [/retried], upstream: pool, retries: {{attempts: 1, retry_on: [503]}}}}
+",
+        bad.addr, good.addr
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let c = client();
+    let mut plain = Vec::new();
+    for _ in 0..4 {
+        plain.push(
+            c.get(gw.url("/plain"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    plain.sort();
+    assert_eq!(
+        plain,
+        vec![200, 200, 503, 503],
+        "the upstream does not retry"
+    );
+    let bad_before = bad.hits();
+    for i in 0..4 {
+        let r = c.get(gw.url("/retried")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    assert!(
+        bad.hits() > bad_before,
+        "first attempts went to the failing target"
+    );
+}
