@@ -254,6 +254,17 @@ impl Attempts {
             e.set_retry(true);
             return e;
         }
+        if session.response_written().is_some() {
+            // The response head went to the client already (the body broke off): a
+            // retry would send a second response.
+            if let Some(sel) = selected.take() {
+                if e.esource() == &ErrorSource::Upstream {
+                    upstream.report(&sel, Outcome::LocalFailure);
+                }
+            }
+            e.set_retry(false);
+            return e;
+        }
         let stale = matches!(e.retry, RetryType::ReusedOnly) && client_reused;
         if stale
             && session.req_header().method.is_idempotent()

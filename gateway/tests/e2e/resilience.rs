@@ -29,16 +29,19 @@ routes:
     )
 }
 
-/// The `pool` upstream as `GET /upstreams` shows it.
+/// The `pool` upstream as `GET /upstreams` shows it (waiting for the admin listener,
+/// which may start after the proxy's).
 async fn pool_view(admin_port: u16) -> Value {
-    let body = client()
-        .get(format!("http://127.0.0.1:{admin_port}/upstreams"))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let url = format!("http://127.0.0.1:{admin_port}/upstreams");
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        match c.get(&url).send().await {
+            Ok(r) => break r.json::<Value>().await.unwrap(),
+            Err(e) if Instant::now() > deadline => panic!("admin API unreachable: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
     body.as_array()
         .and_then(|a| a.iter().find(|u| u["name"] == "pool").cloned())
         .unwrap_or(Value::Null)
@@ -534,5 +537,67 @@ routes:
     assert!(
         bad.hits() > bad_before,
         "first attempts went to the failing target"
+    );
+}
+
+/// A backend that answers a head promising 100 bytes, sends 7 and closes; counts the
+/// requests it got.
+async fn broken_body_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                    .await;
+                let _ = stream.flush().await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn a_response_broken_off_after_its_head_is_not_retried() {
+    let (a, a_hits) = broken_body_backend().await;
+    let (b, b_hits) = broken_body_backend().await;
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams:
+  - {{name: pool, targets: [\"{a}\", \"{b}\"], retries: 1, retry_on: [reset, 5xx]}}
+routes:
+  - {{name: r, upstream: pool}}
+"
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let r = client().get(gw.url("/")).send().await.unwrap();
+    // The head was relayed; the body breaks off.
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err(), "the body is cut short");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let n = a_hits.load(Ordering::SeqCst) + b_hits.load(Ordering::SeqCst);
+            async move { n >= 1 }
+        })
+        .await
+    );
+    // One request reached a backend: no second response was attempted.
+    assert_eq!(
+        a_hits.load(Ordering::SeqCst) + b_hits.load(Ordering::SeqCst),
+        1
     );
 }
