@@ -37,6 +37,7 @@ pub mod plugin_lifecycle;
 pub mod proxy;
 pub mod reload;
 pub mod request_head;
+pub mod resilience;
 pub mod respond;
 pub mod route_headers;
 pub mod route_rewrite;

@@ -115,6 +115,8 @@ struct State {
     timings: Option<Box<Timings>>,
     /// The cache of a route with `proxy-cache` (none elsewhere).
     cache: Option<Box<crate::cache::RequestCache>>,
+    /// Retries, deadline and connection slot (`crate::resilience`).
+    attempts: crate::resilience::Attempts,
 }
 
 impl State {
@@ -647,6 +649,12 @@ async fn access(
             )));
         }
     }
+    st.attempts.begin(
+        &upstream,
+        route.timeout,
+        route.retry.clone(),
+        st.req.started_at,
+    );
 
     // Pick the target now, so that "no healthy target" is an ordinary answer (the
     // client keeps its connection) rather than a proxying failure.
@@ -731,6 +739,7 @@ impl ProxyHttp for PingwayProxy {
                 upstream_slot: None,
                 timings: None,
                 cache: None,
+                attempts: Default::default(),
                 upstream: None,
                 pinned: None,
                 mirror_pending: Vec::new(),
@@ -940,6 +949,7 @@ impl ProxyHttp for PingwayProxy {
         let Some(upstream) = st.upstream.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no upstream for the request");
         };
+        let cap = st.attempts.before_attempt(&upstream).await?;
         // The first attempt uses the target picked in request_filter (a pinned one, say);
         // retries pick again with the balancer, avoiding the targets that failed.
         let selected = match st.selected.take() {
@@ -954,7 +964,7 @@ impl ProxyHttp for PingwayProxy {
         };
         match selected {
             Some(sel) => {
-                let peer = upstream.peer(&sel);
+                let peer = upstream.peer_within(&sel, cap);
                 st.upstream_addr = Some(sel.addr);
                 st.selected = Some(sel);
                 Ok(peer)
@@ -992,23 +1002,49 @@ impl ProxyHttp for PingwayProxy {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut ProxyCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         let st = &mut ctx.state;
-        if let Some(sel) = st.selected.take() {
+        if let Some(sel) = st.selected.as_ref() {
             sel.record_error(UpstreamErrorKind::of(e.etype()));
-            st.tried.push(sel.index);
         }
         st.last_connect_error = Some(e.etype().clone());
-        let retries = st
-            .upstream
-            .as_ref()
-            .map_or(0, |u| u.config().retries as usize);
-        e.set_retry(st.tried.len() <= retries);
-        e
+        let Some(upstream) = st.upstream.clone() else {
+            e.set_retry(false);
+            return e;
+        };
+        st.attempts
+            .connect_failed(&upstream, session, &mut st.selected, &mut st.tried, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut ProxyCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let st = &mut ctx.state;
+        let Some(upstream) = st.upstream.clone() else {
+            e.set_retry(false);
+            return e;
+        };
+        // The target's recent errors (admin API): an upstream failure, unless a reused
+        // idle connection the target had closed (re-sent without counting) or a client
+        // that stalled its request body (not the target's doing).
+        let stale = matches!(e.retry, pingora_error::RetryType::ReusedOnly) && client_reused;
+        if e.esource() == &ErrorSource::Upstream && !stale {
+            let client_side = respond::status_for_error(&e) == 504 && !session.is_body_done();
+            recent_errors::record_failure(st.selected.as_ref(), e.etype(), client_side);
+        }
+        let (selected, tried) = (&mut st.selected, &mut st.tried);
+        st.attempts
+            .proxy_failed(&upstream, session, selected, tried, client_reused, e)
     }
 
     async fn upstream_request_filter(
@@ -1044,6 +1080,12 @@ impl ProxyHttp for PingwayProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
+        if let Some(upstream) = &st.upstream {
+            let status = upstream_response.status.as_u16();
+            let (selected, tried) = (&mut st.selected, &mut st.tried);
+            st.attempts
+                .response_status(upstream, session, selected, tried, status)?;
+        }
         st.upstream_status = Some(upstream_response.status.as_u16());
         recent_errors::record_response(st.selected.as_ref(), upstream_response.status.as_u16());
         st.upstream_latency = st.upstream_sent_at.map(|t| t.elapsed());
@@ -1129,8 +1171,9 @@ impl ProxyHttp for PingwayProxy {
             // Pingora closes the client connection after a failed proxy attempt; say so
             // rather than promise keep-alive.
             session.set_keepalive(None);
-            let message: Cow<'static, str> = match e.etype() {
-                ErrorType::HTTPStatus(503) if st.route.is_some() => {
+            let message: Cow<'static, str> = match (st.attempts.take_message(), e.etype()) {
+                (Some(chosen), _) => chosen.into(),
+                (None, ErrorType::HTTPStatus(503)) if st.route.is_some() => {
                     respond::NO_HEALTHY_TARGET.into()
                 }
                 _ => respond::status_message(code).into(),
@@ -1165,6 +1208,7 @@ impl ProxyHttp for PingwayProxy {
             session.response_written().map_or(0, |r| r.status.as_u16()),
             st.req.started_at.elapsed(),
         );
+        st.attempts.finish();
         let chain = st.chain(runtime).plugins();
         if chain.is_empty() && !crate::access_log::enabled(runtime) {
             return;

@@ -40,6 +40,10 @@ pub struct CompiledRoute {
     /// What the route answers a plain-text request when it serves only HTTPS
     /// (`protocols: [https]`): its `https_redirect_status_code`.
     pub https_only: Option<http::StatusCode>,
+    /// The request's deadline upstream, retries included (`routes[].timeout`).
+    pub timeout: Option<std::time::Duration>,
+    /// The route's own retry policy (`routes[].retries`).
+    pub retry: Option<Arc<crate::upstream::RouteRetry>>,
     /// Plugins, highest priority first.
     pub chain: Chain,
     /// Request counters for the admin API's `/stats` (carried over by route name).
@@ -335,6 +339,11 @@ impl Runtime {
                 https_only: (!r.protocols.contains(&config::Protocol::Http))
                     .then(|| http::StatusCode::from_u16(r.https_redirect_status_code).ok())
                     .flatten(),
+                timeout: r.timeout.map(|t| t.get()),
+                retry: r
+                    .retries
+                    .as_ref()
+                    .map(|c| Arc::new(crate::upstream::RouteRetry::new(c))),
                 chain: Chain::compose(&global, &slots),
                 stats: previous_stats
                     .get(r.name.as_str())

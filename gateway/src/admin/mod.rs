@@ -11,8 +11,9 @@
 //! headers.
 
 mod dashboard;
-pub mod stats;
 mod proxy_cache;
+pub mod resilience_view;
+pub mod stats;
 mod time;
 pub mod views;
 

@@ -220,6 +220,12 @@ pub fn upstreams(rt: &Runtime) -> Value {
                         "errors_total": t.recent_errors().total(),
                         "recent_errors": t.recent_errors().recent().iter()
                             .map(|e| e.to_json()).collect::<Vec<_>>(),
+                        "outlier": {
+                            "ejected": t.is_ejected(),
+                            "ejection_left_ms": t.ejection_left().as_millis() as u64,
+                            "ejections": t.ejections(),
+                            "consecutive_errors": t.consecutive_errors(),
+                        },
                     })
                 })
                 .collect();
@@ -228,6 +234,7 @@ pub fn upstreams(rt: &Runtime) -> Value {
                 "balancer": cfg.balancer,
                 "health_checks": cfg.health_check.is_some(),
                 "retries": cfg.retries,
+                "resilience": crate::admin::resilience_view::upstream(u),
                 "targets": targets,
             })
         })

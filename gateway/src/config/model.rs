@@ -334,13 +334,47 @@ pub struct UpstreamConfig {
     /// Time allowed between writes to a target.
     #[serde(default = "defaults::write_timeout")]
     pub write_timeout: Duration,
-    /// After a connection failure, how many other targets to try.
+    /// After a failed attempt that `retry_on` lists, how many more attempts to make,
+    /// each on a target not tried yet for the request.
     #[serde(default = "defaults::retries")]
     pub retries: u32,
     /// Circuit breaking: at most this many requests in flight to the pool at once (0, the
     /// default: no limit); one more is answered 503 at once instead of queueing.
     #[serde(default)]
     pub max_requests: u32,
+    /// What failures are retried: `connect-failure` (default), `refused-stream`, `reset`,
+    /// `gateway-error`, `5xx`, or status codes.
+    #[serde(default = "super::resilience::default_retry_on")]
+    pub retry_on: Vec<super::resilience::RetryOn>,
+    /// Longest wait for each attempt's connection and for each read of its response
+    /// (so for its response head); past it the attempt fails as a timeout. Default: none
+    /// (`connect_timeout` and `read_timeout` apply).
+    #[serde(default)]
+    pub per_try_timeout: Option<Duration>,
+    /// Wait between attempts: exponential with full jitter.
+    #[serde(default)]
+    pub retry_backoff: super::resilience::RetryBackoff,
+    /// Retry requests whose method is not idempotent (POST, PATCH) after they reached a
+    /// target. Off by default: the target may have acted on the first one. (A request
+    /// that never reached a target, a connect failure, is always retried.)
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
+    /// Caps retries to a share of the pool's requests so that an outage is not
+    /// multiplied.
+    #[serde(default)]
+    pub retry_budget: super::resilience::RetryBudgetConfig,
+    /// Passive health checking: eject targets that fail requests in a row. Off unless
+    /// present.
+    #[serde(default)]
+    pub outlier_detection: Option<super::resilience::OutlierDetectionConfig>,
+    /// Circuit breaking: at most this many requests hold a connection to the pool's
+    /// targets at once (0, the default: no limit).
+    #[serde(default)]
+    pub max_connections: u32,
+    /// With `max_connections`: at most this many requests wait for a connection (up to
+    /// `connect_timeout`); one more is answered 503 at once. 0 (the default): none wait.
+    #[serde(default)]
+    pub max_pending_requests: u32,
 }
 
 /// A server in an upstream pool. Written as `host:port` or as a mapping with a weight.
@@ -583,6 +617,14 @@ pub struct RouteConfig {
     /// `{algorithms: [gzip, zstd], min_size: 1024, content_types: [...], level: 6}`.
     #[serde(default)]
     pub compression: Option<Compression>,
+    /// The whole request's deadline upstream, retries and backoff included; past it the
+    /// client gets 504. Default: none.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// The route's own retry policy (Istio's `retries`: `attempts`, `per_try_timeout`,
+    /// `retry_on`), replacing the upstream's for its requests. Default: the upstream's.
+    #[serde(default)]
+    pub retries: Option<super::resilience::RouteRetryConfig>,
 }
 
 /// A scheme a route serves.

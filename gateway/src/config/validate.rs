@@ -217,6 +217,7 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
             }
             _ => {}
         }
+        super::resilience::check(u, &base, out);
         if u.connect_timeout.get().is_zero() {
             out.push(Diagnostic::new(
                 format!("{base}.connect_timeout"),
@@ -303,6 +304,15 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 format!("{base}.upstream"),
                 format!("no upstream named {:?} is defined", r.upstream),
             ));
+        }
+        if r.timeout.is_some_and(|t| t.get().is_zero()) {
+            out.push(Diagnostic::new(
+                format!("{base}.timeout"),
+                "must be greater than 0",
+            ));
+        }
+        if let Some(retries) = &r.retries {
+            super::resilience::check_route(retries, &base, out);
         }
         check_split(config, r, &base, out);
         check_mirrors(config, r, &base, out);

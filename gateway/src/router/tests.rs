@@ -30,6 +30,8 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         ],
         https_redirect_status_code: 426,
         compression: None,
+        timeout: None,
+        retries: None,
     }
 }
 

@@ -169,6 +169,8 @@ async fn probe_and_record(probes: Arc<Probes>, pool: Arc<Upstream>, target: Arc<
     match result {
         Ok(()) => {
             if target.state.record_success(hc.healthy_threshold.max(1)) == Some(Transition::Up) {
+                // Back by active checks: an outlier ejection ends too.
+                target.state.outlier.uneject();
                 info!(
                     "upstream {}: target {addr} is healthy again after {} successful health checks",
                     pool.name(),

@@ -9,13 +9,16 @@
 //! request: it takes no lock and allocates nothing.
 
 mod balancer;
+pub mod connections;
 mod hash_key;
 mod health;
 mod members;
 mod names;
+pub mod outlier;
 pub mod recent_errors;
 mod refresher;
 mod resolve;
+pub mod retry;
 mod ring;
 mod split;
 mod target;
@@ -44,6 +47,10 @@ use names::{NameRecord, Names};
 use resolve::ResolveFn;
 use target::{InFlight, TargetState};
 
+pub use connections::{ConnectionLimit, ConnectionSlot, Overflow};
+pub use outlier::Outcome;
+pub use retry::{Failure, RetryPolicy, RouteRetry};
+
 pub use health::HealthChecker;
 pub use members::Targets;
 pub use names::RESOLVE_INTERVAL;
@@ -65,6 +72,10 @@ pub struct Upstream {
     in_flight: Arc<AtomicUsize>,
     /// Requests answered 503 because the pool was at `max_requests`.
     overflowed: AtomicU64,
+    /// The retry policy and budget.
+    retry: RetryPolicy,
+    /// `max_connections` and `max_pending_requests`.
+    connections: ConnectionLimit,
 }
 
 /// The pool is at its `max_requests`.
@@ -230,6 +241,12 @@ impl Upstream {
             names: Names::new(names, resolve_interval),
             in_flight: Arc::default(),
             overflowed: AtomicU64::new(0),
+            retry: RetryPolicy::new(cfg),
+            connections: ConnectionLimit::new(
+                cfg.max_connections,
+                cfg.max_pending_requests,
+                cfg.connect_timeout.get(),
+            ),
         })
     }
 
@@ -258,6 +275,55 @@ impl Upstream {
     /// Requests answered 503 because the pool was at `max_requests`, since it was built.
     pub fn overflowed(&self) -> u64 {
         self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// The pool's retry policy and budget.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The pool's connection limit (`max_connections`, `max_pending_requests`).
+    pub fn connections(&self) -> &ConnectionLimit {
+        &self.connections
+    }
+
+    /// Records an attempt's result on its target for outlier detection, ejecting the
+    /// target when it reached a threshold and the pool's `max_ejection_percent` allows.
+    /// Nothing is counted without `outlier_detection`.
+    pub fn report(&self, selected: &Selected, outcome: Outcome) {
+        let Some(od) = &self.cfg.outlier_detection else {
+            return;
+        };
+        let state = &selected._in_flight.state().outlier;
+        if state.record(od, outcome).is_none() {
+            return;
+        }
+        // A threshold was reached: rare, so a scan of the pool is fine here.
+        let members = self.members.load();
+        let now = outlier::now_micros();
+        let live = members.targets.iter().filter(|t| !t.is_retired());
+        let (total, ejected) = live.fold((0, 0), |(n, e), t| {
+            (n + 1, e + usize::from(t.state.outlier.is_ejected_at(now)))
+        });
+        if ejected >= outlier::max_ejected(total, od.max_ejection_percent) {
+            log::warn!(
+                "upstream {}: target {} failed {} requests in a row but is not ejected: {ejected} of {total} targets are already (max_ejection_percent {})",
+                self.name(),
+                selected.addr,
+                state.consecutive_failures(),
+                od.max_ejection_percent
+            );
+            state.reset_counts();
+            return;
+        }
+        if let Some(length) = state.eject(od, now) {
+            log::warn!(
+                "upstream {}: target {} ejected for {length:?} after failing requests in a row (ejection {})",
+                self.name(),
+                selected.addr,
+                state.ejections()
+            );
+        }
     }
 
     /// The pool's name, as routes refer to it.
@@ -296,6 +362,17 @@ impl Upstream {
         })
     }
 
+    /// Whether a target outside `exclude` is available (a retry has somewhere to go).
+    /// A scan of the pool: called only when a retry is considered.
+    pub fn has_available(&self, exclude: &[usize]) -> bool {
+        let members = self.members.load();
+        members
+            .targets
+            .iter()
+            .enumerate()
+            .any(|(i, t)| !exclude.contains(&i) && t.is_available())
+    }
+
     /// The target at `addr`, if the pool has it and it is available (what a plugin that
     /// pins a target gets); `None` otherwise (the proxy answers 503).
     pub fn select_target(&self, addr: SocketAddr, exclude: &[usize]) -> Option<Selected> {
@@ -315,10 +392,18 @@ impl Upstream {
     /// The Pingora peer for a selection: plain HTTP (no TLS, empty SNI) with the pool's
     /// connect, read and write timeouts.
     pub fn peer(&self, selected: &Selected) -> Box<HttpPeer> {
+        self.peer_within(selected, None)
+    }
+
+    /// [`Self::peer`] with the connect, read and write timeouts cut to `cap` when it is
+    /// shorter (an attempt's `per_try_timeout`, or what is left of the route's
+    /// `timeout`).
+    pub fn peer_within(&self, selected: &Selected, cap: Option<Duration>) -> Box<HttpPeer> {
+        let cut = |d: Duration| Some(cap.map_or(d, |c| c.min(d)));
         let mut peer = HttpPeer::new(selected.addr, false, String::new());
-        peer.options.connection_timeout = Some(self.cfg.connect_timeout.get());
-        peer.options.read_timeout = Some(self.cfg.read_timeout.get());
-        peer.options.write_timeout = Some(self.cfg.write_timeout.get());
+        peer.options.connection_timeout = cut(self.cfg.connect_timeout.get());
+        peer.options.read_timeout = cut(self.cfg.read_timeout.get());
+        peer.options.write_timeout = cut(self.cfg.write_timeout.get());
         Box::new(peer)
     }
 

@@ -114,6 +114,8 @@ mod tests {
             ],
             https_redirect_status_code: 426,
             compression: None,
+            timeout: None,
+            retries: None,
         };
         r.split = split
             .iter()

@@ -40,6 +40,8 @@ pub(crate) struct TargetState {
     probing: AtomicBool,
     /// The last failures of requests proxied here.
     pub(crate) errors: super::recent_errors::RecentErrors,
+    /// Passive health: failures in a row and ejection.
+    pub(crate) outlier: super::outlier::OutlierState,
 }
 
 /// A change of health status caused by a probe result.
@@ -62,6 +64,7 @@ impl TargetState {
             last_probe: Mutex::new(None),
             probing: AtomicBool::new(false),
             errors: Default::default(),
+            outlier: Default::default(),
         }
     }
 
@@ -241,10 +244,30 @@ impl Target {
         self.state.set_healthy(healthy);
     }
 
-    /// Whether a request may be sent here: positive weight and healthy (a retired slot
-    /// has weight 0).
+    /// Whether a request may be sent here: positive weight, healthy and not ejected by
+    /// outlier detection (a retired slot has weight 0).
     pub(crate) fn is_available(&self) -> bool {
-        self.weight > 0 && self.is_healthy()
+        self.weight > 0 && self.is_healthy() && !self.state.outlier.is_ejected()
+    }
+
+    /// Whether outlier detection has the target ejected now.
+    pub fn is_ejected(&self) -> bool {
+        self.state.outlier.is_ejected()
+    }
+
+    /// Time left of the target's current ejection (zero when not ejected).
+    pub fn ejection_left(&self) -> std::time::Duration {
+        self.state.outlier.ejection_left()
+    }
+
+    /// Times outlier detection has ejected the target.
+    pub fn ejections(&self) -> u64 {
+        self.state.outlier.ejections()
+    }
+
+    /// Requests the target failed in a row, as outlier detection counts them.
+    pub fn consecutive_errors(&self) -> u32 {
+        self.state.outlier.consecutive_failures()
     }
 }
 

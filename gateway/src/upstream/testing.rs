@@ -25,6 +25,14 @@ pub(crate) fn config(name: &str, targets: &[(&str, u32)], balancer: Balancer) ->
         write_timeout: defaults::write_timeout(),
         retries: defaults::retries(),
         max_requests: 0,
+        retry_on: crate::config::resilience::default_retry_on(),
+        per_try_timeout: None,
+        retry_backoff: Default::default(),
+        retry_non_idempotent: false,
+        retry_budget: Default::default(),
+        outlier_detection: None,
+        max_connections: 0,
+        max_pending_requests: 0,
     }
 }
 

@@ -38,6 +38,7 @@ mod reload_watch;
 mod request_size_limiting;
 mod request_termination;
 mod request_transformer;
+mod resilience;
 mod response_transformer;
 mod route_headers;
 mod routing;
