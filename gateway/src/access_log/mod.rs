@@ -201,4 +201,47 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"path\":\"/a\",\"status\":201}\n".repeat(3));
     }
+
+    #[tokio::test]
+    async fn a_burst_is_written_whole_in_batches_and_a_dropped_log_writes_its_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let config = AccessLogConfig {
+            path: Some(path.display().to_string()),
+            fields: vec![AccessLogField::Status],
+            include_query: false,
+            buffer: 20_000,
+        };
+        let log = AccessLog::start(&config, None).unwrap();
+        let req = TestRequest::get("/");
+        let mut entry = LogEntry::new(req.parts(), req.ctx(), Duration::ZERO);
+        // Keep the writer busy (it then batches), with more lines than one batch holds.
+        for round in 0..4 {
+            for _ in 0..3000 {
+                entry.status = 200 + round;
+                assert!(log.record(&entry));
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(log.flush(Duration::from_secs(10)).await);
+        let pending = Arc::clone(&log.pending);
+        for _ in 0..500 {
+            entry.status = 299;
+            assert!(log.record(&entry));
+        }
+        // The configuration goes: the writer writes what it holds, then ends.
+        drop(log);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pending.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 12_500);
+        for (round, chunk) in lines[..12_000].chunks(3000).enumerate() {
+            let want = format!("{{\"status\":{}}}", 200 + round);
+            assert!(chunk.iter().all(|l| *l == want), "round {round}");
+        }
+        assert!(lines[12_000..].iter().all(|l| *l == "{\"status\":299}"));
+    }
 }
