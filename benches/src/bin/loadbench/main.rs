@@ -789,6 +789,15 @@ impl Bench {
         );
         add(4, "bare pingora", Peer::Bare, Setup::Fixed);
         add(4, "pingway", Peer::Pingway, Setup::Fixed);
+        // Mirroring's cost where it matters: the client's latency at a rate the proxy
+        // can carry (at saturation a mirror shares the proxy's cores by nature).
+        add(4, "pingway mirror→hang", Peer::Pingway, Setup::MirrorHang);
+        add(
+            4,
+            "pingway mirror→refused",
+            Peer::Pingway,
+            Setup::MirrorRefused,
+        );
         add(4, "nginx", Peer::Nginx, Setup::Fixed);
         add(4, "haproxy", Peer::Haproxy, Setup::Fixed);
         add(5, "pingway (file rewrite)", Peer::Pingway, Setup::Reload);
@@ -997,7 +1006,7 @@ impl Bench {
         let addr = self.addr(case.peer);
         let load = &self.args.load_core;
         let pid = proc.pid();
-        if case.setup != Setup::Fixed && self.args.warmup > 0 {
+        if case.scenario != 4 && self.args.warmup > 0 {
             measure::wrk(
                 load,
                 addr,
@@ -1024,7 +1033,7 @@ impl Bench {
                 let reloads = reloads.clone();
                 scope.spawn(move || self.reload_loop(case, pid, &stop, &reloads));
             }
-            let r = if case.setup == Setup::Fixed {
+            let r = if case.scenario == 4 {
                 measure::open_loop(
                     load,
                     addr,
@@ -1321,6 +1330,21 @@ fn targets(results: &[(Case, Vec<Sample>)], args: &Args) -> String {
         &|v| v <= 1.1,
         "×",
     );
+    for (setup, what) in [
+        (Setup::MirrorHang, "hangs"),
+        (Setup::MirrorRefused, "refuses"),
+    ] {
+        line(
+            &format!(
+                "  fixed rate, every request mirrored to a shadow that {what}: p99 against no mirror (≈1 expected)"
+            ),
+            get(4, Peer::Pingway, setup)
+                .zip(s4_pw)
+                .map(|(m, p)| m.p99 / p.p99),
+            &|v| v <= 1.25,
+            "×",
+        );
+    }
     let s5 = get(5, Peer::Pingway, Setup::Reload);
     line(
         "Reloads under load: Pingway failed requests = 0",
