@@ -176,7 +176,7 @@ fn mirrors(runtime: &Runtime, out: &mut String) {
     if routes.peek().is_none() {
         return;
     }
-    family(out, "pingway_mirror_requests_total", "counter", "Request copies sent to shadow upstreams by outcome: completed (a response below 500), failed (no target, an I/O error, a timeout or a 5xx), dropped (max_in_flight reached, or the shadow fell behind the client's body).");
+    family(out, "pingway_mirror_requests_total", "counter", "Request copies sent to shadow upstreams by outcome: completed (a response below 500), failed (no target, an I/O error, a timeout or a 5xx), dropped (max_in_flight reached, or the shadow fell behind the client's body), paused (not sent: the shadow refused connections 5 times in a row).");
     let routes: Vec<_> = routes.collect();
     for route in &routes {
         for m in route.mirrors.iter() {
@@ -185,6 +185,7 @@ fn mirrors(runtime: &Runtime, out: &mut String) {
                 ("completed", &stats.completed),
                 ("failed", &stats.failed),
                 ("dropped", &stats.dropped),
+                ("paused", &stats.paused),
             ] {
                 let _ = writeln!(
                     out,

@@ -12,11 +12,16 @@
 //! queue of at most [`MAX_QUEUED_BODY`] bytes per copy: a shadow that reads slower than
 //! the client sends abandons its copy (dropped too) rather than buffer the body or slow
 //! the client. Outcomes are counted per mirror ([`MirrorStats`]), never logged per request.
+//!
+//! A shadow that refuses connections is not dialled for every request: after
+//! [`PAUSE_AFTER_FAILURES`] connect failures in a row the mirror pauses its copies for a
+//! second, doubling while the shadow keeps refusing (at most [`MAX_PAUSE`]), and resumes
+//! with the first connection that succeeds ([`ConnectBreaker`]). Paused copies are counted.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -31,6 +36,15 @@ use crate::upstream::{SelectRequest, Upstream};
 /// `max_in_flight` copies, a mirror holds at most that many times this.
 pub const MAX_QUEUED_BODY: usize = 1 << 20;
 
+/// Connect failures in a row after which a mirror pauses its copies.
+pub const PAUSE_AFTER_FAILURES: u32 = 5;
+
+/// The first pause; each pause that ends in another run of failures doubles it.
+pub const FIRST_PAUSE: Duration = Duration::from_secs(1);
+
+/// The longest pause.
+pub const MAX_PAUSE: Duration = Duration::from_secs(30);
+
 /// How long a copy's connection may idle in the pool after its response.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
@@ -42,6 +56,7 @@ pub struct Mirror {
     max_in_flight: u32,
     in_flight: Arc<AtomicU32>,
     stats: Arc<MirrorStats>,
+    breaker: Arc<ConnectBreaker>,
 }
 
 /// What became of a mirror's copies since the configuration that defined it was loaded.
@@ -54,6 +69,74 @@ pub struct MirrorStats {
     /// Requests drawn but not copied: `max_in_flight` reached, or the shadow fell
     /// [`MAX_QUEUED_BODY`] behind the client's body.
     pub dropped: AtomicU64,
+    /// Requests drawn but not copied because the shadow refused connections
+    /// [`PAUSE_AFTER_FAILURES`] times in a row (see [`ConnectBreaker`]).
+    pub paused: AtomicU64,
+}
+
+/// Pauses a mirror's copies while its shadow refuses connections, so a shadow that is
+/// down costs a few failed connects, not one per request.
+#[derive(Debug)]
+pub struct ConnectBreaker {
+    /// Connect failures since the last success or pause.
+    failures: AtomicU32,
+    /// Until when copies pause, in ms on [`clock_ms`]'s clock (0: not paused).
+    paused_until: AtomicU64,
+    /// The next pause's length, in ms.
+    next_pause: AtomicU64,
+}
+
+impl Default for ConnectBreaker {
+    fn default() -> Self {
+        ConnectBreaker {
+            failures: AtomicU32::new(0),
+            paused_until: AtomicU64::new(0),
+            next_pause: AtomicU64::new(FIRST_PAUSE.as_millis() as u64),
+        }
+    }
+}
+
+impl ConnectBreaker {
+    /// Whether copies pause at `now_ms`.
+    pub fn paused(&self, now_ms: u64) -> bool {
+        let until = self.paused_until.load(Ordering::Acquire);
+        until != 0 && now_ms < until
+    }
+
+    /// A copy connected: the run of failures ends and pauses start short again.
+    pub fn connected(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        let first = FIRST_PAUSE.as_millis() as u64;
+        if self.next_pause.load(Ordering::Relaxed) != first {
+            self.next_pause.store(first, Ordering::Relaxed);
+        }
+    }
+
+    /// A copy could not connect at `now_ms`: the run grows, and pauses the copies once
+    /// it is [`PAUSE_AFTER_FAILURES`] long.
+    /// Failures of copies that started before a pause do not lengthen it.
+    pub fn connect_failed(&self, now_ms: u64) {
+        if self.paused(now_ms) {
+            return;
+        }
+        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= PAUSE_AFTER_FAILURES {
+            self.failures.store(0, Ordering::Release);
+            let pause = self.next_pause.load(Ordering::Acquire);
+            self.paused_until.store(now_ms + pause, Ordering::Release);
+            let longer = (pause * 2).min(MAX_PAUSE.as_millis() as u64);
+            self.next_pause.store(longer, Ordering::Release);
+        }
+    }
+}
+
+/// Milliseconds on a monotonic clock started with the first call (never 0).
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    start.elapsed().as_millis() as u64 + 1
 }
 
 impl Mirror {
@@ -69,6 +152,7 @@ impl Mirror {
             max_in_flight: cfg.max_in_flight.max(1),
             in_flight: Arc::new(AtomicU32::new(0)),
             stats: Arc::new(MirrorStats::default()),
+            breaker: Arc::new(ConnectBreaker::default()),
         })
     }
 
@@ -94,6 +178,10 @@ impl Mirror {
         if !drawn {
             return None;
         }
+        if self.breaker.paused(clock_ms()) {
+            self.stats.paused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let taken = self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -106,6 +194,7 @@ impl Mirror {
         Some(PendingCopy {
             upstream: self.upstream.clone(),
             stats: self.stats.clone(),
+            breaker: self.breaker.clone(),
             _slot: Slot(self.in_flight.clone()),
         })
     }
@@ -134,6 +223,7 @@ impl Drop for Slot {
 pub struct PendingCopy {
     upstream: Arc<Upstream>,
     stats: Arc<MirrorStats>,
+    breaker: Arc<ConnectBreaker>,
     _slot: Slot,
 }
 
@@ -278,8 +368,10 @@ impl PendingCopy {
         }
         let peer = self.upstream.peer(&selected);
         let Ok((mut session, _reused)) = connector().get_http_session(&*peer).await else {
+            self.breaker.connect_failed(clock_ms());
             return Outcome::Failed;
         };
+        self.breaker.connected();
         if session.write_request_header(Box::new(head)).await.is_err() {
             return Outcome::Failed;
         }
@@ -354,6 +446,64 @@ fn shadow_host(host: &HeaderValue) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_breaker_pauses_after_a_run_of_failures_doubles_and_resets() {
+        let b = ConnectBreaker::default();
+        let first = FIRST_PAUSE.as_millis() as u64;
+        for _ in 1..PAUSE_AFTER_FAILURES {
+            b.connect_failed(10);
+        }
+        assert!(!b.paused(10), "one failure short of the run");
+        b.connect_failed(10);
+        assert!(b.paused(11));
+        // Copies that started before the pause fail during it: no longer pause.
+        for _ in 0..20 {
+            b.connect_failed(12);
+        }
+        assert!(b.paused(10 + first - 1));
+        assert!(!b.paused(10 + first));
+        // Still refusing after the pause: the next pause is twice as long.
+        let t = 10 + first;
+        for _ in 0..PAUSE_AFTER_FAILURES {
+            b.connect_failed(t);
+        }
+        assert!(b.paused(t + 2 * first - 1));
+        assert!(!b.paused(t + 2 * first));
+        // A success ends the run and the pauses start short again.
+        b.connected();
+        let t = t + 2 * first;
+        for _ in 1..PAUSE_AFTER_FAILURES {
+            b.connect_failed(t);
+        }
+        b.connected();
+        b.connect_failed(t);
+        assert!(!b.paused(t), "the run was broken by a success");
+        for _ in 1..PAUSE_AFTER_FAILURES {
+            b.connect_failed(t);
+        }
+        assert!(b.paused(t + first - 1));
+        assert!(!b.paused(t + first));
+    }
+
+    #[test]
+    fn pauses_stop_growing_at_the_maximum() {
+        let b = ConnectBreaker::default();
+        let mut t = 1;
+        for _ in 0..20 {
+            for _ in 0..PAUSE_AFTER_FAILURES {
+                b.connect_failed(t);
+            }
+            assert!(b.paused(t));
+            let mut len = 0;
+            while b.paused(t + len) {
+                len += 500;
+            }
+            assert!(len <= MAX_PAUSE.as_millis() as u64 + 500, "{len}");
+            t += len;
+        }
+        assert!(!b.paused(t));
+    }
 
     #[test]
     fn the_shadow_suffix_goes_before_the_port() {

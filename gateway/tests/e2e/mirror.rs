@@ -388,15 +388,44 @@ async fn a_refusing_shadow_is_counted_not_felt() {
     let gw =
         GatewayProcess::start(&config(&primary, &closed, "{upstream: shadow}", admin_port)).await;
     let c = client();
-    for _ in 0..10 {
+    // Until the mirror pauses (after 5 connect failures in a row), at most 200 requests.
+    let mut sent = 0;
+    while sent < 200 {
         assert_eq!(c.get(gw.url("/")).send().await.unwrap().status(), 200);
+        sent += 1;
+        if metric(admin_port, "pingway_mirror_requests_total", Some("paused"))
+            .await
+            .unwrap_or(0)
+            > 0
+        {
+            break;
+        }
     }
+    let counts = || async {
+        let failed = metric(admin_port, "pingway_mirror_requests_total", Some("failed"))
+            .await
+            .unwrap_or(0);
+        let paused = metric(admin_port, "pingway_mirror_requests_total", Some("paused"))
+            .await
+            .unwrap_or(0);
+        (failed, paused)
+    };
+    let all_counted = wait_until(Duration::from_secs(20), || async {
+        let (failed, paused) = counts().await;
+        failed + paused == sent
+    })
+    .await;
+    let (failed, paused) = counts().await;
     assert!(
-        wait_until(Duration::from_secs(20), || async {
-            metric(admin_port, "pingway_mirror_requests_total", Some("failed")).await == Some(10)
-        })
-        .await,
-        "failed copies are counted"
+        all_counted,
+        "every copy is counted failed or paused: {failed} + {paused} of {sent}"
+    );
+    assert!(paused > 0, "the mirror paused after a run of failures");
+    // Copies already started when the pause began may fail too, at most the requests
+    // in flight then (one at a time here).
+    assert!(
+        (5..=6).contains(&failed),
+        "{failed} failed connects before the pause"
     );
     assert!(
         !gw.log().contains(&closed),
