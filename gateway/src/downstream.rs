@@ -195,7 +195,7 @@ pub struct GuardedApp<A> {
     /// One permit per connection served; `None` when there is no cap.
     slots: Option<Arc<Semaphore>>,
     /// The head timeout a new connection starts with.
-    head_timeout: Box<dyn Fn() -> Duration + Send + Sync>,
+    head_timeout: Arc<dyn Fn() -> Duration + Send + Sync>,
     counters: Arc<GuardCounters>,
 }
 
@@ -212,8 +212,20 @@ impl<A> GuardedApp<A> {
         GuardedApp {
             inner: Arc::new(inner),
             slots,
-            head_timeout: Box::new(head_timeout),
+            head_timeout: Arc::new(head_timeout),
             counters: Arc::new(GuardCounters::default()),
+        }
+    }
+
+    /// Guards `inner` under the same cap, head timeout and counters as `self`: another
+    /// app of the proxy (one with other server options, such as h2c) on other listeners,
+    /// whose connections count towards the same `max_connections`.
+    pub fn sharing_guards(&self, inner: A) -> Self {
+        GuardedApp {
+            inner: Arc::new(inner),
+            slots: self.slots.clone(),
+            head_timeout: self.head_timeout.clone(),
+            counters: self.counters.clone(),
         }
     }
 
