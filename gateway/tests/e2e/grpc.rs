@@ -1,6 +1,6 @@
 //! HTTP/2 in cleartext and gRPC: h2c listeners (with HTTP/1 clients still served),
 //! `protocol: h2c` upstreams, a real gRPC client (tonic) and server (tonic's
-//! `server::Grpc` on hyper's HTTP/2 server) for unary and server-streaming calls through
+//! `server::Grpc` on hyper's HTTP/2 server) for unary, server-streaming and bidirectional calls through
 //! the gateway, and the gateway's own answers as gRPC statuses.
 
 use std::convert::Infallible;
@@ -96,6 +96,36 @@ impl tonic::server::ServerStreamingService<EchoRequest> for Streaming {
     }
 }
 
+/// `Chat`: a bidirectional stream that answers each request as it comes, so the client
+/// sees a reply before it has sent its next request.
+#[derive(Clone)]
+struct Chat;
+
+impl tonic::server::StreamingService<EchoRequest> for Chat {
+    type Response = EchoReply;
+    type ResponseStream = ReceiverStream<Result<EchoReply, Status>>;
+    type Future = Ready<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<tonic::Streaming<EchoRequest>>) -> Self::Future {
+        let mut incoming = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut index = 0;
+            while let Ok(Some(req)) = incoming.message().await {
+                let reply = EchoReply {
+                    message: format!("re:{}", req.message),
+                    index,
+                };
+                index += 1;
+                if tx.send(Ok(reply)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ready(Ok(Response::new(ReceiverStream::new(rx))))
+    }
+}
+
 /// The gRPC server: any service name, the method picked by the path's last segment.
 async fn grpc_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -111,6 +141,7 @@ async fn grpc_server() -> SocketAddr {
                         let resp = match method {
                             "Unary" => grpc.unary(Unary, req).await,
                             "Stream" => grpc.server_streaming(Streaming, req).await,
+                            "Chat" => grpc.streaming(Chat, req).await,
                             _ => Status::unimplemented("unknown method").into_http(),
                         };
                         Ok::<_, Infallible>(resp)
@@ -278,6 +309,57 @@ async fn unary_and_streaming_calls_pass_through_with_their_trailers() {
         }
     });
     futures_util::future::join_all(calls).await;
+}
+
+#[tokio::test]
+async fn a_bidirectional_stream_is_relayed_message_by_message() {
+    let server = grpc_server().await;
+    let gw = GatewayProcess::start(&config(server, free_port())).await;
+    let ch = channel(&gw).await;
+    let mut client = tonic::client::Grpc::new(ch.clone());
+    client.ready().await.unwrap();
+    // The client sends its next request only once the previous answer came back
+    // through the gateway: nothing is buffered whole on the way.
+    let (tx, rx) = tokio::sync::mpsc::channel::<EchoRequest>(1);
+    let codec = ProstCodec::<EchoRequest, EchoReply>::default();
+    tx.send(EchoRequest {
+        message: "m0".into(),
+        count: 0,
+    })
+    .await
+    .unwrap();
+    let resp = client
+        .streaming(
+            Request::new(ReceiverStream::new(rx)),
+            PathAndQuery::from_static("/test.Echo/Chat"),
+            codec,
+        )
+        .await
+        .unwrap();
+    let mut replies = resp.into_inner();
+    for i in 0..10u32 {
+        let reply = tokio::time::timeout(Duration::from_secs(10), replies.message())
+            .await
+            .expect("a reply in time")
+            .unwrap()
+            .expect("a reply");
+        assert_eq!(reply.message, format!("re:m{i}"));
+        assert_eq!(reply.index, i);
+        if i < 9 {
+            tx.send(EchoRequest {
+                message: format!("m{}", i + 1),
+                count: 0,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    drop(tx);
+    // The client's end of stream reaches the server, whose OK trailers come back.
+    let end = tokio::time::timeout(Duration::from_secs(10), replies.message())
+        .await
+        .expect("the end in time");
+    assert!(matches!(end, Ok(None)), "{end:?}");
 }
 
 #[tokio::test]
