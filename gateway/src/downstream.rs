@@ -562,6 +562,20 @@ mod tests {
         assert_eq!(v["message"], "Request timeout");
     }
 
+    #[test]
+    fn apps_sharing_guards_share_the_cap_and_the_counters() {
+        let first = GuardedApp::new((), 2, || Duration::from_secs(7));
+        let second = first.sharing_guards(());
+        assert!(Arc::ptr_eq(&first.counters(), &second.counters()));
+        let (Some(a), Some(b)) = (&first.slots, &second.slots) else {
+            panic!("a cap of 2 has slots");
+        };
+        assert!(Arc::ptr_eq(a, b));
+        let _held = a.clone().try_acquire_owned().unwrap();
+        assert_eq!(b.available_permits(), 1);
+        assert_eq!((second.head_timeout)(), Duration::from_secs(7));
+    }
+
     /// A guarded server side of a real loopback connection, and its client side.
     async fn pair(head_timeout: Duration) -> (GuardedStream, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

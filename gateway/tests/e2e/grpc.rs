@@ -156,6 +156,37 @@ async fn grpc_server() -> SocketAddr {
     addr
 }
 
+/// A plain HTTP/2-only (h2c) server: answers `VERSION METHOD PATH` and the request body.
+async fn h2c_http_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let target = req.uri().path_and_query().map(|p| p.to_string());
+                        let line = format!(
+                            "{:?} {} {}",
+                            req.version(),
+                            req.method(),
+                            target.unwrap_or_default()
+                        );
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        let body = String::from_utf8_lossy(&body.unwrap_or_default()).to_string();
+                        Ok::<_, Infallible>(http::Response::new(format!("{line}\n{body}")))
+                    },
+                );
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 fn config(grpc: SocketAddr, dead: u16) -> String {
     format!(
         "listeners: [{{address: \"127.0.0.1:{{PORT}}\", h2c: true}}]
@@ -502,4 +533,30 @@ routes: [{{name: open, paths: [/], upstream: api}}]
         client().get(gw.url("/")).send().await.unwrap().status(),
         200
     );
+}
+
+#[tokio::test]
+async fn http1_clients_reach_an_h2c_upstream() {
+    let server = h2c_http_server().await;
+    let gw = GatewayProcess::start(&format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: h2, protocol: h2c, targets: [\"{server}\"]}}]
+routes: [{{name: all, paths: [/], upstream: h2}}]
+"
+    ))
+    .await;
+    let c = client();
+    let resp = c.get(gw.url("/a/b?c=1")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(resp.text().await.unwrap(), "HTTP/2.0 GET /a/b?c=1\n");
+    let resp = c
+        .post(gw.url("/upload"))
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "HTTP/2.0 POST /upload\npayload");
 }
