@@ -238,3 +238,68 @@ async fn a_plain_request_on_the_same_route_still_gets_its_body_plugins() {
         .unwrap();
     assert_eq!(resp.status(), 413);
 }
+
+#[tokio::test]
+async fn a_target_that_refuses_the_upgrade_is_relayed_as_an_ordinary_answer() {
+    let plain = Backend::start("plain", Behaviour::Status(403)).await;
+    let gw = GatewayProcess::start(&format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: plain, targets: [\"{}\"]}}]
+routes: [{{name: all, paths: [/], upstream: plain}}]
+",
+        plain.addr
+    ))
+    .await;
+    let url = format!("ws://127.0.0.1:{}/socket", gw.port);
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let refused = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, tcp))
+        .await
+        .expect("an answer in time");
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 403);
+            assert!(resp.headers().contains_key("x-request-id"));
+        }
+        other => panic!("expected the target's 403, got {other:?}"),
+    }
+    assert_eq!(plain.hits(), 1);
+    // The gateway keeps serving.
+    assert_eq!(
+        client().get(gw.url("/x")).send().await.unwrap().status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn the_handshake_goes_through_the_route_plugins() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ws = ws_echo_server().await;
+    let gw = GatewayProcess::start(&format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams: [{{name: ws, targets: [\"{ws}\"]}}]
+routes:
+  - name: secure
+    paths: [/secure]
+    upstream: ws
+    plugins: [{{name: key-auth}}]
+consumers:
+  - username: alice
+    keyauth_credentials: [{{key: alice-key}}]
+"
+    ))
+    .await;
+    let url = format!("ws://127.0.0.1:{}/secure", gw.port);
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    match tokio_tungstenite::client_async(url.clone(), tcp).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected key-auth's 401, got {other:?}"),
+    }
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("apikey", "alice-key".parse().unwrap());
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    assert_eq!(round_trip(&mut ws, "hi").await, "echo:hi");
+}
