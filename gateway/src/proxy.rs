@@ -1104,8 +1104,9 @@ impl ProxyHttp for PingwayProxy {
             });
         }
         if st.grpc && st.upstream.as_ref().is_some_and(|u| u.is_h2c()) {
-            // Pingora drops `TE` as hop-by-hop; gRPC servers may insist on the
-            // `TE: trailers` that HTTP/2 allows (and Envoy sends).
+            // gRPC servers may insist on the `TE: trailers` that HTTP/2 allows (Envoy
+            // sends it); Pingora drops `TE` when it turns an HTTP/1 request into an
+            // HTTP/2 one, and a client may have left it out.
             let _ = upstream.insert_header(header::TE, HeaderValue::from_static("trailers"));
         }
         if !st.mirror_pending.is_empty() || !st.mirror_feeds.is_empty() {

@@ -52,12 +52,18 @@ impl tonic::server::UnaryService<EchoRequest> for Unary {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let te = request
+            .metadata()
+            .get("te")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let message = request.into_inner().message;
         if message == "not-found" {
             return ready(Err(Status::not_found("no such echo")));
         }
         ready(Ok(Response::new(EchoReply {
-            message: format!("echo:{message} via:{via}"),
+            message: format!("echo:{message} via:{via} te:{te}"),
             index: 0,
         })))
     }
@@ -289,6 +295,8 @@ async fn unary_and_streaming_calls_pass_through_with_their_trailers() {
         reply.message.starts_with("echo:hello via:") && reply.message.contains("pingway"),
         "{reply:?}"
     );
+    // The client's `te: trailers` reaches the server.
+    assert!(reply.message.ends_with(" te:trailers"), "{reply:?}");
     assert!(meta.get("x-request-id").is_some(), "{meta:?}");
 
     // The upstream's own error status comes through (trailers-only from the server).
@@ -559,4 +567,38 @@ routes: [{{name: all, paths: [/], upstream: h2}}]
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "HTTP/2.0 POST /upload\npayload");
+}
+
+#[tokio::test]
+async fn a_grpc_request_over_http1_reaches_the_h2c_upstream_with_te_trailers() {
+    // Pingora drops `TE` when it turns an HTTP/1 request into an HTTP/2 one; the gateway
+    // sets `te: trailers` again on gRPC requests to h2c upstreams.
+    use prost::Message as _;
+    let server = grpc_server().await;
+    let gw = GatewayProcess::start(&config(server, free_port())).await;
+    let message = EchoRequest {
+        message: "h1".into(),
+        count: 0,
+    }
+    .encode_to_vec();
+    // One uncompressed gRPC frame: flag, big-endian length, message.
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let resp = client()
+        .post(gw.url("/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/grpc");
+    let body = resp.bytes().await.unwrap();
+    assert!(body.len() > 5, "{body:?}");
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    let reply = EchoReply::decode(&body[5..5 + len]).unwrap();
+    assert!(reply.message.starts_with("echo:h1 "), "{reply:?}");
+    assert!(reply.message.ends_with(" te:trailers"), "{reply:?}");
 }
