@@ -427,10 +427,15 @@ impl Upstream {
         let idle = Some(self.cfg.websocket_idle_timeout.get());
         peer.options.read_timeout = idle;
         peer.options.write_timeout = idle;
-        // Works around Pingora's upgrade race (see `upgrade`).
-        let connect = upgrade::GatedConnect::new(self.cfg.connect_timeout.get());
-        peer.options.custom_l4 = Some(Arc::new(connect));
-        peer.group_key = upgrade::UPGRADE_GROUP_KEY;
+        // Works around Pingora's upgrade race (see `upgrade`). The gate counts flushes
+        // of the plain connection, so it applies only without TLS (a handshake would
+        // flush, and wait on reads, before the request).
+        if !peer.is_tls() {
+            let connect = upgrade::GatedConnect::new(self.cfg.connect_timeout.get());
+            peer.options.custom_l4 = Some(Arc::new(connect));
+            // Its own pool key, kept apart from any the peer already has.
+            peer.group_key ^= upgrade::UPGRADE_GROUP_KEY;
+        }
         peer
     }
 

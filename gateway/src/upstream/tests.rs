@@ -468,6 +468,9 @@ fn h2c_pools_speak_http2_only_and_upgrades_get_the_idle_timeout() {
     assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(600)));
     assert_eq!(peer.options.write_timeout, Some(Duration::from_secs(600)));
     assert_eq!(plain.websocket_idle_timeout(), Duration::from_secs(600));
+    // Through the gated connector, in a pool of its own.
+    assert!(peer.options.custom_l4.is_some());
+    assert_ne!(peer.group_key, plain.peer(&s).group_key);
 
     cfg.protocol = crate::config::UpstreamProtocol::H2c;
     let h2c = Upstream::build(&cfg, "upstreams[0]", None).unwrap();
