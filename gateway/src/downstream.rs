@@ -195,7 +195,7 @@ pub struct GuardedApp<A> {
     /// One permit per connection served; `None` when there is no cap.
     slots: Option<Arc<Semaphore>>,
     /// The head timeout a new connection starts with.
-    head_timeout: Box<dyn Fn() -> Duration + Send + Sync>,
+    head_timeout: Arc<dyn Fn() -> Duration + Send + Sync>,
     counters: Arc<GuardCounters>,
 }
 
@@ -212,8 +212,20 @@ impl<A> GuardedApp<A> {
         GuardedApp {
             inner: Arc::new(inner),
             slots,
-            head_timeout: Box::new(head_timeout),
+            head_timeout: Arc::new(head_timeout),
             counters: Arc::new(GuardCounters::default()),
+        }
+    }
+
+    /// Guards `inner` under the same cap, head timeout and counters as `self`: another
+    /// app of the proxy (one with other server options, such as h2c) on other listeners,
+    /// whose connections count towards the same `max_connections`.
+    pub fn sharing_guards(&self, inner: A) -> Self {
+        GuardedApp {
+            inner: Arc::new(inner),
+            slots: self.slots.clone(),
+            head_timeout: self.head_timeout.clone(),
+            counters: self.counters.clone(),
         }
     }
 
@@ -548,6 +560,20 @@ mod tests {
         assert_eq!(body.len(), length);
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["message"], "Request timeout");
+    }
+
+    #[test]
+    fn apps_sharing_guards_share_the_cap_and_the_counters() {
+        let first = GuardedApp::new((), 2, || Duration::from_secs(7));
+        let second = first.sharing_guards(());
+        assert!(Arc::ptr_eq(&first.counters(), &second.counters()));
+        let (Some(a), Some(b)) = (&first.slots, &second.slots) else {
+            panic!("a cap of 2 has slots");
+        };
+        assert!(Arc::ptr_eq(a, b));
+        let _held = a.clone().try_acquire_owned().unwrap();
+        assert_eq!(b.available_permits(), 1);
+        assert_eq!((second.head_timeout)(), Duration::from_secs(7));
     }
 
     /// A guarded server side of a real loopback connection, and its client side.

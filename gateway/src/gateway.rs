@@ -40,6 +40,7 @@ use crate::proxy::PingwayProxy;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use crate::upstream::{HealthChecker, TargetRefresher};
+use pingora_core::apps::HttpServerOptions;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -242,11 +243,34 @@ impl Gateway {
             head_rt.load().config.proxy.client_header_timeout.get()
         });
         let guard_counters = guarded.counters();
-        let mut proxy = Service::new("pingway proxy".to_string(), guarded);
-        for l in &current.config.listeners {
-            proxy.add_tcp(&l.address);
+        // h2c is an option of Pingora's whole app, not of a listener: listeners with
+        // `h2c: true` get a second app of the same proxy, under the same guards.
+        let (h2c, h1): (Vec<_>, Vec<_>) = current.config.listeners.iter().partition(|l| l.h2c);
+        let has_h2c = !h2c.is_empty();
+        if has_h2c {
+            let mut app = pingora_proxy::http_proxy(
+                &server.configuration,
+                PingwayProxy::new(self.runtime.clone()),
+            );
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
+            let mut service = Service::new(
+                "pingway proxy (h2c)".to_string(),
+                guarded.sharing_guards(app),
+            );
+            for l in h2c {
+                service.add_tcp(&l.address);
+            }
+            server.add_service(service);
         }
-        server.add_service(proxy);
+        if !h1.is_empty() || !has_h2c {
+            let mut proxy = Service::new("pingway proxy".to_string(), guarded);
+            for l in h1 {
+                proxy.add_tcp(&l.address);
+            }
+            server.add_service(proxy);
+        }
 
         if let Some(admin) = &current.config.admin {
             let addr: SocketAddr = admin.listen.parse().map_err(|_| StartError::Listen {

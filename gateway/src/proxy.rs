@@ -117,6 +117,13 @@ struct State {
     cache: Option<Box<crate::cache::RequestCache>>,
     /// Retries, deadline and connection slot (`crate::resilience`).
     attempts: crate::resilience::Attempts,
+    /// The request asks for a protocol upgrade (an HTTP/1.1 WebSocket handshake): once
+    /// upgraded, its bytes are a session's frames, not a body, and plugins' body phases,
+    /// compression and the cache stay out of it.
+    upgrade: bool,
+    /// The request is gRPC (`content-type: application/grpc*`): the gateway's own
+    /// answers are written as gRPC statuses.
+    grpc: bool,
 }
 
 impl State {
@@ -170,8 +177,13 @@ async fn send_generated(
     if st.route(runtime).is_some_and(|r| r.compression.is_some()) {
         crate::compression::disable(session);
     }
-    let head = session.req_header().method == http::Method::HEAD;
-    let (mut header, body) = respond::render(&resp, st.req.request_id.as_str(), head);
+    let (mut header, body) = if st.grpc {
+        // A gRPC client reads the status, not the HTTP one: a trailers-only answer.
+        (respond::render_grpc(&resp), Bytes::new())
+    } else {
+        let head = session.req_header().method == http::Method::HEAD;
+        respond::render(&resp, st.req.request_id.as_str(), head)
+    };
     let mut head = ResponseHeadOf::Cased(&mut header);
     if runtime.headers.via.is_some() {
         head.insert_known(&headers::SERVER, SERVER);
@@ -309,8 +321,13 @@ fn forwarding_headers(
             .headers
             .contains_key(&headers::X_FORWARDED_HOST.name))
     {
-        match downstream.headers.get(header::HOST) {
-            Some(host) => upstream.insert_known(&headers::X_FORWARDED_HOST, host.clone()),
+        // HTTP/2 clients name the host in `:authority` rather than `Host`.
+        let host = downstream.headers.get(header::HOST).cloned().or_else(|| {
+            let authority = downstream.uri.authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        });
+        match host {
+            Some(host) => upstream.insert_known(&headers::X_FORWARDED_HOST, host),
             None => {
                 upstream.remove_header(&headers::X_FORWARDED_HOST.name);
             }
@@ -677,7 +694,8 @@ async fn access(
             return Ok(Some(Response::error(status, respond::NO_HEALTHY_TARGET)));
         }
     }
-    if !route.mirrors.is_empty() {
+    // A WebSocket session is not copied: a shadow cannot take part in it.
+    if !route.mirrors.is_empty() && !st.upgrade {
         st.mirror_pending = route
             .mirrors
             .iter()
@@ -744,6 +762,8 @@ impl ProxyHttp for PingwayProxy {
                 pinned: None,
                 mirror_pending: Vec::new(),
                 mirror_feeds: Vec::new(),
+                upgrade: false,
+                grpc: false,
             }),
         }
     }
@@ -793,7 +813,9 @@ impl ProxyHttp for PingwayProxy {
             st.req.client_ip = runtime.identity.client_ip(peer_ip, headers);
             st.req.request_id = runtime.identity.request_id(st.peer_trusted, headers);
             st.req.peer_addr = peer;
+            st.grpc = respond::is_grpc(headers);
         }
+        st.upgrade = session.is_upgrade_req();
 
         // The head is in: its deadline is over, the body's begin.
         let proxy_settings = &runtime.config.proxy;
@@ -838,7 +860,13 @@ impl ProxyHttp for PingwayProxy {
                 Ok(true)
             }
             None => {
-                if let Some(c) = st.route(runtime).and_then(|r| r.compression.as_deref()) {
+                if st.upgrade {
+                    // The session's quiet spells are normal: the upstream's idle timeout
+                    // replaces the client body timeouts for it.
+                    if let Some(upstream) = &st.upstream {
+                        session.set_read_timeout(Some(upstream.websocket_idle_timeout()));
+                    }
+                } else if let Some(c) = st.route(runtime).and_then(|r| r.compression.as_deref()) {
                     c.request(session);
                 }
                 Ok(false)
@@ -848,6 +876,9 @@ impl ProxyHttp for PingwayProxy {
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut ProxyCtx) -> Result<()> {
         let ProxyCtx { runtime, state: st } = ctx;
+        if st.upgrade {
+            return Ok(());
+        }
         if let Some(policy) = st.route(runtime).and_then(|r| r.cache.as_ref()) {
             st.cache = Some(crate::cache::hooks::enable(session, policy, &st.req));
         }
@@ -891,11 +922,15 @@ impl ProxyHttp for PingwayProxy {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
+        if ctx.state.upgrade && session.was_upgraded() {
+            // WebSocket frames, not a request body: no body plugin, rate or mirror.
+            return Ok(());
+        }
         check_body_rate(&ctx.runtime, &mut ctx.state, body.as_ref())?;
         let ProxyCtx { runtime, state: st } = ctx;
         if st.chain(runtime).wants_request_body() {
@@ -964,7 +999,11 @@ impl ProxyHttp for PingwayProxy {
         };
         match selected {
             Some(sel) => {
-                let peer = upstream.peer_within(&sel, cap);
+                let peer = if st.upgrade {
+                    upstream.upgrade_peer(&sel)
+                } else {
+                    upstream.peer_within(&sel, cap)
+                };
                 st.upstream_addr = Some(sel.addr);
                 st.selected = Some(sel);
                 Ok(peer)
@@ -1064,6 +1103,12 @@ impl ProxyHttp for PingwayProxy {
                 edit_upstream(runtime, session, st, head)
             });
         }
+        if st.grpc && st.upstream.as_ref().is_some_and(|u| u.is_h2c()) {
+            // gRPC servers may insist on the `TE: trailers` that HTTP/2 allows (Envoy
+            // sends it); Pingora drops `TE` when it turns an HTTP/1 request into an
+            // HTTP/2 one, and a client may have left it out.
+            let _ = upstream.insert_header(header::TE, HeaderValue::from_static("trailers"));
+        }
         if !st.mirror_pending.is_empty() || !st.mirror_feeds.is_empty() {
             start_mirrors(session, upstream, st, runtime);
         }
@@ -1109,7 +1154,11 @@ impl ProxyHttp for PingwayProxy {
             cache.add_headers(session.cache.phase(), response);
         }
         if let Some(c) = st.route(runtime).and_then(|r| r.compression.as_deref()) {
-            c.response(session, response);
+            if st.upgrade {
+                crate::compression::disable(session);
+            } else {
+                c.response(session, response);
+            }
         }
         if runtime.headers.preserve_case {
             edit_response(
@@ -1128,13 +1177,15 @@ impl ProxyHttp for PingwayProxy {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut ProxyCtx,
     ) -> Result<Option<Duration>> {
         let ProxyCtx { runtime, state: st } = ctx;
-        if st.route.is_some() && st.chain(runtime).wants_body() {
+        // After an upgrade the bytes are WebSocket frames: response-body plugins stay out.
+        let upgraded = st.upgrade && session.was_upgraded();
+        if !upgraded && st.route.is_some() && st.chain(runtime).wants_body() {
             let (plugins, req) = st.chain_and_request(runtime);
             for p in plugins {
                 if p.plugin.wants_response_body() {

@@ -93,6 +93,11 @@ pub fn read_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
+/// Idle time after which an upgraded (WebSocket) connection is closed.
+pub fn websocket_idle_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
 /// Time allowed between two writes to a target.
 pub fn write_timeout() -> Duration {
     Duration::from_secs(60)

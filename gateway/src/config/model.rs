@@ -193,6 +193,11 @@ impl Default for ServerSettings {
 pub struct Listener {
     /// `IP:PORT` to listen on, such as `0.0.0.0:8080` or `[::]:8080`.
     pub address: String,
+    /// Also accept HTTP/2 in cleartext with prior knowledge (h2c), as gRPC clients
+    /// speak it. A connection that opens with the HTTP/2 preface is served as HTTP/2,
+    /// any other as HTTP/1.1, so HTTP/1 clients keep working. Off by default.
+    #[serde(default)]
+    pub h2c: bool,
 }
 
 /// How requests are forwarded.
@@ -375,6 +380,29 @@ pub struct UpstreamConfig {
     /// `connect_timeout`); one more is answered 503 at once. 0 (the default): none wait.
     #[serde(default)]
     pub max_pending_requests: u32,
+    /// The protocol spoken to the targets: `http` (HTTP/1.1, the default) or `h2c`
+    /// (HTTP/2 in cleartext with prior knowledge, for gRPC services). Requests are
+    /// multiplexed over `h2c` connections.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// An upgraded (WebSocket) connection is closed when nothing has been read for this
+    /// long from the client or from the target (each way separately); it replaces
+    /// `read_timeout`, `write_timeout`, the route's `timeout` and the client body
+    /// timeouts once the request asks for an upgrade. Keep it above the application's
+    /// ping interval so that a healthy connection is never cut.
+    #[serde(default = "defaults::websocket_idle_timeout")]
+    pub websocket_idle_timeout: Duration,
+}
+
+/// The protocol a pool's targets speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (WebSocket upgrades pass through).
+    #[default]
+    Http,
+    /// HTTP/2 in cleartext with prior knowledge (gRPC); no upgrades.
+    H2c,
 }
 
 /// A server in an upstream pool. Written as `host:port` or as a mapping with a weight.

@@ -236,6 +236,12 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 "must be greater than 0",
             ));
         }
+        if u.websocket_idle_timeout.get().is_zero() {
+            out.push(Diagnostic::new(
+                format!("{base}.websocket_idle_timeout"),
+                "must be greater than 0",
+            ));
+        }
         if let Some(hc) = &u.health_check {
             let hb = format!("{base}.health_check");
             if !hc.path.starts_with('/') {

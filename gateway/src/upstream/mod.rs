@@ -26,6 +26,7 @@ mod target;
 mod testing;
 #[cfg(test)]
 mod tests;
+pub mod upgrade;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,13 +40,17 @@ use http::HeaderName;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingway_plugins::config::join_path;
 
-use crate::config::{Diagnostic, HashOn, UpstreamConfig};
+use crate::config::{Diagnostic, HashOn, UpstreamConfig, UpstreamProtocol};
 use balancer::Balancing;
 use hash_key::HashKey;
 use members::Members;
 use names::{NameRecord, Names};
 use resolve::ResolveFn;
 use target::{InFlight, TargetState};
+
+/// Concurrent streams the gateway opens on one `h2c` connection to a target before it
+/// opens another (servers usually allow 100 or more).
+const H2C_MAX_STREAMS: usize = 100;
 
 pub use connections::{ConnectionLimit, ConnectionSlot, Overflow};
 pub use outlier::Outcome;
@@ -404,7 +409,44 @@ impl Upstream {
         peer.options.connection_timeout = cut(self.cfg.connect_timeout.get());
         peer.options.read_timeout = cut(self.cfg.read_timeout.get());
         peer.options.write_timeout = cut(self.cfg.write_timeout.get());
+        if self.cfg.protocol == UpstreamProtocol::H2c {
+            // Prior knowledge: with no TLS there is no ALPN, and Pingora speaks HTTP/2
+            // in cleartext only when HTTP/1 is ruled out.
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = H2C_MAX_STREAMS;
+        }
         Box::new(peer)
+    }
+
+    /// The peer for a request that asks for a protocol upgrade (WebSocket): reads and
+    /// writes wait up to `websocket_idle_timeout`, since after the upgrade the
+    /// connection carries a long-lived session whose quiet spells are normal. The route's
+    /// `timeout` does not cut it: that bounds a response, and this is a session.
+    pub fn upgrade_peer(&self, selected: &Selected) -> Box<HttpPeer> {
+        let mut peer = self.peer_within(selected, None);
+        let idle = Some(self.cfg.websocket_idle_timeout.get());
+        peer.options.read_timeout = idle;
+        peer.options.write_timeout = idle;
+        // Works around Pingora's upgrade race (see `upgrade`). The gate counts flushes
+        // of the plain connection, so it applies only without TLS (a handshake would
+        // flush, and wait on reads, before the request).
+        if !peer.is_tls() {
+            let connect = upgrade::GatedConnect::new(self.cfg.connect_timeout.get());
+            peer.options.custom_l4 = Some(Arc::new(connect));
+            // Its own pool key, kept apart from any the peer already has.
+            peer.group_key ^= upgrade::UPGRADE_GROUP_KEY;
+        }
+        peer
+    }
+
+    /// Whether the pool's targets speak HTTP/2 in cleartext (`protocol: h2c`).
+    pub fn is_h2c(&self) -> bool {
+        self.cfg.protocol == UpstreamProtocol::H2c
+    }
+
+    /// How long an upgraded connection may be idle (`websocket_idle_timeout`).
+    pub fn websocket_idle_timeout(&self) -> Duration {
+        self.cfg.websocket_idle_timeout.get()
     }
 
     /// The current targets with their live state, in selection-index order, for the

@@ -33,6 +33,8 @@ pub(crate) fn config(name: &str, targets: &[(&str, u32)], balancer: Balancer) ->
         outlier_detection: None,
         max_connections: 0,
         max_pending_requests: 0,
+        protocol: Default::default(),
+        websocket_idle_timeout: defaults::websocket_idle_timeout(),
     }
 }
 

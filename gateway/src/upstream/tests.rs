@@ -446,3 +446,40 @@ fn peer_carries_the_timeouts() {
     assert_eq!(peer.options.write_timeout, Some(Duration::from_secs(9)));
     assert_eq!(peer.options.total_connection_timeout, None);
 }
+
+#[test]
+fn h2c_pools_speak_http2_only_and_upgrades_get_the_idle_timeout() {
+    let mut cfg = config("pool", &[("10.0.0.1:80", 1)], Balancer::RoundRobin);
+    cfg.read_timeout = crate::config::Duration::from_secs(7);
+    cfg.websocket_idle_timeout = crate::config::Duration::from_secs(600);
+    let header = request("/", &[]);
+    let req = SelectRequest {
+        client_ip: ip(1),
+        header: &header,
+    };
+
+    let plain = Upstream::build(&cfg, "upstreams[0]", None).unwrap();
+    let s = plain.select(&req, &[]).unwrap();
+    let peer = plain.peer(&s);
+    assert_eq!(peer.options.alpn.get_max_http_version(), 1);
+    assert!(!plain.is_h2c());
+    // An upgrade waits the idle timeout, whatever the cap of an ordinary attempt.
+    let peer = plain.upgrade_peer(&s);
+    assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(600)));
+    assert_eq!(peer.options.write_timeout, Some(Duration::from_secs(600)));
+    assert_eq!(plain.websocket_idle_timeout(), Duration::from_secs(600));
+    // Through the gated connector, in a pool of its own.
+    assert!(peer.options.custom_l4.is_some());
+    assert_ne!(peer.group_key, plain.peer(&s).group_key);
+
+    cfg.protocol = crate::config::UpstreamProtocol::H2c;
+    let h2c = Upstream::build(&cfg, "upstreams[0]", None).unwrap();
+    assert!(h2c.is_h2c());
+    let s = h2c.select(&req, &[]).unwrap();
+    let peer = h2c.peer_within(&s, Some(Duration::from_secs(1)));
+    assert_eq!(peer.options.alpn.get_min_http_version(), 2);
+    assert_eq!(peer.options.alpn.get_max_http_version(), 2);
+    assert!(peer.options.max_h2_streams > 1);
+    assert!(!peer.is_tls());
+    assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(1)));
+}
