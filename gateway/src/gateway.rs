@@ -63,6 +63,14 @@ pub enum StartError {
         /// The problems.
         diagnostics: Vec<Diagnostic>,
     },
+    /// An HTTPS listener's TLS settings could not be made.
+    #[error("cannot set up TLS on {address}: {message}")]
+    Tls {
+        /// The listener's address.
+        address: String,
+        /// The cause.
+        message: String,
+    },
     /// A listener address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -244,7 +252,23 @@ impl Gateway {
         let guard_counters = guarded.counters();
         let mut proxy = Service::new("pingway proxy".to_string(), guarded);
         for l in &current.config.listeners {
-            proxy.add_tcp(&l.address);
+            match &l.tls {
+                None => proxy.add_tcp(&l.address),
+                Some(tls) => {
+                    let resolver = Arc::new(crate::tls::SniResolver::new(
+                        self.runtime.clone(),
+                        l.address.clone(),
+                    ));
+                    let settings =
+                        crate::tls::listener_settings(resolver, tls.http2).map_err(|e| {
+                            StartError::Tls {
+                                address: l.address.clone(),
+                                message: e.to_string(),
+                            }
+                        })?;
+                    proxy.add_tls_with_settings(&l.address, None, settings);
+                }
+            }
         }
         server.add_service(proxy);
 

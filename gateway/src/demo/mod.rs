@@ -71,6 +71,7 @@ fn demo_config_file(opts: &DemoOptions) -> Result<PathBuf, DemoError> {
     let mut cfg: GatewayConfig = loaded.config;
     cfg.listeners = vec![Listener {
         address: format!("127.0.0.1:{}", opts.port),
+        tls: None,
     }];
     for u in &mut cfg.upstreams {
         let port = match u.name.as_str() {

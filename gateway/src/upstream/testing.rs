@@ -33,6 +33,12 @@ pub(crate) fn config(name: &str, targets: &[(&str, u32)], balancer: Balancer) ->
         outlier_detection: None,
         max_connections: 0,
         max_pending_requests: 0,
+        tls: false,
+        tls_verify: true,
+        ca_file: None,
+        sni: None,
+        client_cert: None,
+        client_key: None,
     }
 }
 
