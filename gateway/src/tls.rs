@@ -418,6 +418,10 @@ pub struct UpstreamTls {
     pub ca: Option<Arc<[WrappedX509]>>,
     /// The client certificate and key for mutual TLS.
     pub client: Option<Arc<CertKey>>,
+    /// Keeps pooled connections apart by CA bundle: Pingora's connection reuse key
+    /// covers SNI, verification and client certificate but not the CAs, so without it a
+    /// reload that changes `ca_file` could reuse a connection the old CAs verified.
+    pub pool_group: u64,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -456,6 +460,7 @@ impl UpstreamTls {
             return None;
         }
         let mut ok = true;
+        let mut pool_group = 0;
         let ca = match cfg.ca_file.as_deref() {
             None => None,
             Some(file) => {
@@ -464,15 +469,19 @@ impl UpstreamTls {
                     field: "ca_file",
                 };
                 match read_certs(&source) {
-                    Ok(certs) => Some(
+                    Ok(certs) => Some({
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        certs.hash(&mut h);
+                        pool_group = h.finish();
                         certs
                             .into_iter()
                             .map(|c| {
                                 WrappedX509::new(c.to_vec(), pingora_core::utils::tls::parse_x509)
                             })
                             .collect::<Vec<_>>()
-                            .into(),
-                    ),
+                            .into()
+                    }),
                     Err(e) => {
                         diags.push(Diagnostic::new(format!("{path}.ca_file"), e));
                         ok = false;
@@ -555,6 +564,7 @@ impl UpstreamTls {
             verify: cfg.tls_verify,
             ca,
             client,
+            pool_group,
         })
     }
 }

@@ -427,6 +427,7 @@ impl Upstream {
                 peer.options.verify_hostname = tls.verify;
                 peer.options.ca = tls.ca.clone();
                 peer.client_cert_key = tls.client.clone();
+                peer.group_key = tls.pool_group;
                 peer
             }
         }
