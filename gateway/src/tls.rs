@@ -572,6 +572,219 @@ impl UpstreamTls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
+
+    /// A self-signed certificate for `names` (its CN the first name), as PEM.
+    fn self_signed(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn inline(names: &[&str], snis: &[&str], default: bool) -> CertificateConfig {
+        let (cert, key) = self_signed(names);
+        CertificateConfig {
+            cert: None,
+            key: None,
+            cert_pem: Some(cert),
+            key_pem: Some(Secret::new(key)),
+            snis: snis.iter().map(|s| s.to_string()).collect(),
+            default,
+        }
+    }
+
+    fn listener(certificates: Vec<CertificateConfig>) -> ListenerTls {
+        ListenerTls {
+            certificates,
+            http2: true,
+        }
+    }
+
+    /// The first DNS name of the certificate `resolve(sni)` picks.
+    fn picked(set: &CertificateSet, sni: Option<&str>) -> Option<String> {
+        use x509_parser::prelude::FromDer;
+        let key = set.resolve(sni)?;
+        let (_, cert) =
+            x509_parser::certificate::X509Certificate::from_der(key.end_entity_cert().ok()?)
+                .ok()?;
+        let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+        Some(cn.to_string())
+    }
+
+    #[test]
+    fn exact_names_win_over_wildcards_which_cover_one_label() {
+        let tls = listener(vec![
+            inline(&["first.test"], &[], false),
+            inline(&["api.example.com"], &["API.example.com"], false),
+            inline(&["wild.example.com"], &["*.example.com"], false),
+            inline(&["fallback.test"], &[], true),
+        ]);
+        let mut d = Vec::new();
+        let set = CertificateSet::build(&tls, "listeners[0].tls", &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        let p = |sni| picked(&set, sni);
+        assert_eq!(
+            p(Some("api.example.com")).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            p(Some("Api.Example.COM.")).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            p(Some("www.example.com")).as_deref(),
+            Some("wild.example.com")
+        );
+        assert_eq!(p(Some("a.b.example.com")).as_deref(), Some("fallback.test"));
+        assert_eq!(p(Some("example.com")).as_deref(), Some("fallback.test"));
+        assert_eq!(p(None).as_deref(), Some("fallback.test"));
+    }
+
+    #[test]
+    fn without_a_marked_default_the_first_certificate_is_it() {
+        let tls = listener(vec![
+            inline(&["first.test"], &["first.test"], false),
+            inline(&["second.test"], &["second.test"], false),
+        ]);
+        let mut d = Vec::new();
+        let set = CertificateSet::build(&tls, "l", &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            picked(&set, Some("other.test")).as_deref(),
+            Some("first.test")
+        );
+    }
+
+    fn problems(tls: &ListenerTls) -> Vec<String> {
+        let mut d = Vec::new();
+        CertificateSet::build(tls, "listeners[1].tls", &mut d);
+        d.iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn certificate_problems_name_their_field() {
+        assert_eq!(
+            problems(&listener(vec![])),
+            ["listeners[1].tls.certificates: an HTTPS listener needs at least one certificate"]
+        );
+
+        let mut both = inline(&["a.test"], &[], false);
+        both.cert = Some("/etc/a.crt".into());
+        let mut neither = inline(&["a.test"], &[], false);
+        neither.key_pem = None;
+        let p = problems(&listener(vec![both, neither]));
+        assert_eq!(
+            p,
+            [
+                "listeners[1].tls.certificates[0].cert_pem: give `cert` or `cert_pem`, not both",
+                "listeners[1].tls.certificates[1]: give `key` (a file) or `key_pem` (PEM text)",
+            ]
+        );
+
+        let mut missing = inline(&["a.test"], &[], false);
+        missing.cert_pem = None;
+        missing.cert = Some("/nonexistent/a.crt".into());
+        let mut bad_key = inline(&["a.test"], &[], false);
+        bad_key.key_pem = Some(Secret::new("-----BEGIN PRIVATE KEY-----\nnot base64\n"));
+        let mut other_key = inline(&["a.test"], &[], false);
+        other_key.key_pem = Some(Secret::new(self_signed(&["b.test"]).1));
+        let p = problems(&listener(vec![missing, bad_key, other_key]));
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "listeners[1].tls.certificates[0].cert: cannot read /nonexistent/a.crt:"
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("listeners[1].tls.certificates[1].key_pem: "),
+            "{p:?}"
+        );
+        assert_eq!(
+            p[2],
+            "listeners[1].tls.certificates[2].key_pem: the private key does not belong to the certificate"
+        );
+        // The key text never appears in a message.
+        assert!(p.iter().all(|m| !m.contains("not base64")), "{p:?}");
+
+        let p = problems(&listener(vec![
+            inline(&["a.test"], &["a.test"], true),
+            inline(&["b.test"], &["A.test", "*"], true),
+        ]));
+        assert_eq!(
+            p,
+            [
+                "listeners[1].tls.certificates: at most one certificate can be `default: true`",
+                "listeners[1].tls.certificates[1].snis[0]: a.test is already the name of another certificate of this listener",
+                "listeners[1].tls.certificates[1].snis[1]: \"*\" is not a server name; write a host name (api.example.com) or a wildcard for one label (*.example.com)",
+            ]
+        );
+    }
+
+    #[test]
+    fn upstream_tls_fields_are_checked() {
+        let mut cfg = crate::upstream::testing::config(
+            "u",
+            &[("127.0.0.1:1", 1)],
+            crate::config::Balancer::RoundRobin,
+        );
+        cfg.sni = Some("api.test".into());
+        cfg.client_key = Some("/k".into());
+        let mut d = Vec::new();
+        assert!(UpstreamTls::build(&cfg, "upstreams[0]", &mut d).is_none());
+        let p: Vec<String> = d
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect();
+        assert_eq!(
+            p,
+            [
+                "upstreams[0].sni: applies only with `tls: true`",
+                "upstreams[0].client_key: applies only with `tls: true`",
+            ]
+        );
+
+        cfg.tls = true;
+        cfg.ca_file = Some("/nonexistent/ca.pem".into());
+        let mut d = Vec::new();
+        assert!(UpstreamTls::build(&cfg, "upstreams[0]", &mut d).is_none());
+        let p: Vec<String> = d
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("upstreams[0].ca_file: cannot read /nonexistent/ca.pem:"));
+        assert_eq!(
+            p[1],
+            "upstreams[0].client_cert: `client_cert` and `client_key` go together"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(&["gateway.mesh"]);
+        let (cert_path, key_path) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+        std::fs::write(&cert_path, &cert).unwrap();
+        std::fs::write(&key_path, &key).unwrap();
+        cfg.ca_file = Some(cert_path.display().to_string());
+        cfg.client_cert = Some(cert_path.display().to_string());
+        cfg.client_key = Some(key_path.display().to_string());
+        let mut d = Vec::new();
+        let tls = UpstreamTls::build(&cfg, "upstreams[0]", &mut d).expect("valid");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(tls.sni.as_deref(), Some("api.test"));
+        assert!(tls.verify && tls.client.is_some());
+        assert_eq!(tls.ca.as_ref().map(|c| c.len()), Some(1));
+        assert_ne!(tls.pool_group, 0);
+        // Nothing of the key in its Debug form.
+        assert!(!format!("{tls:?}").contains("PRIVATE"));
+    }
 
     #[test]
     fn sni_patterns() {

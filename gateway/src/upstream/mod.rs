@@ -23,7 +23,7 @@ mod ring;
 mod split;
 mod target;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
