@@ -506,6 +506,18 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     // The connection opened before the reload still serves requests.
     assert_eq!(http1_get(&mut kept, "api.example.com").await, 200);
     assert_eq!(http1_get(&mut kept, "api.example.com").await, 200);
+
+    // A certificate renewed in place, the YAML unchanged: read again on SIGHUP.
+    ca.issue("third", &["api.example.com"])
+        .write(dir.path(), "second");
+    gw.sighup();
+    let renewed = wait_until(Duration::from_secs(10), || async {
+        served(&ca, tls_port, "api.example.com").await.0 == "third"
+    })
+    .await;
+    assert!(renewed, "the renewed file is not served\n{}", gw.log());
+    assert_eq!(http1_get(&mut kept, "api.example.com").await, 200);
+
     // No restart was asked for: only certificates changed.
     assert!(
         !gw.log().contains("take effect after a restart"),
