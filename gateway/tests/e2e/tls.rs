@@ -137,6 +137,20 @@ async fn connect(
     tokio_rustls::client::TlsStream<TcpStream>,
     Vec<CertificateDer<'static>>,
 ) {
+    connect_with(ca, port, sni, alpn, rustls::DEFAULT_VERSIONS).await
+}
+
+/// [`connect`] offering only `versions`.
+async fn connect_with(
+    ca: &TestCa,
+    port: u16,
+    sni: &str,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    Vec<CertificateDer<'static>>,
+) {
     #[derive(Debug)]
     struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
     impl rustls::client::danger::ServerCertVerifier for AnyName {
@@ -186,7 +200,7 @@ async fn connect(
     .build()
     .unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
@@ -331,6 +345,21 @@ async fn sni_picks_each_hosts_certificate_and_the_default_for_others() {
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "h2 is offered first");
     }
 
+    // TLS 1.3 by default, TLS 1.2 for a client that offers only it.
+    for (versions, want) in [
+        (
+            &[&rustls::version::TLS13][..],
+            rustls::ProtocolVersion::TLSv1_3,
+        ),
+        (
+            &[&rustls::version::TLS12][..],
+            rustls::ProtocolVersion::TLSv1_2,
+        ),
+    ] {
+        let (stream, _) = connect_with(&ca, tls_port, "api.example.com", &[], versions).await;
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(want));
+    }
+
     // A real client verifying names gets through on each host.
     let c = https_client(
         &ca,
@@ -355,6 +384,8 @@ async fn sni_picks_each_hosts_certificate_and_the_default_for_others() {
         assert_eq!(r.status(), 200, "{host}");
         let echo = Echo::parse(&r.text().await.unwrap());
         assert_eq!(echo.header("x-forwarded-proto"), Some("https"), "{host}");
+        let port = tls_port.to_string();
+        assert_eq!(echo.header("x-forwarded-port"), Some(port.as_str()));
     }
     // The plain listener still speaks plain HTTP and says so upstream.
     let r = client().get(gw.url("/x")).send().await.unwrap();
