@@ -295,7 +295,27 @@ fn load_certified_key(
             return None;
         }
     };
-    let certified = CertifiedKey::new(certs, signing);
+    let mut certified = CertifiedKey::new(certs, signing);
+    if let Some(path) = c.ocsp_file.as_deref() {
+        match std::fs::read(path) {
+            // An OCSPResponse is a DER SEQUENCE; anything else is not one.
+            Ok(der) if der.first() == Some(&0x30) => certified.ocsp = Some(der),
+            Ok(_) => {
+                diags.push(Diagnostic::new(
+                    format!("{at}.ocsp_file"),
+                    format!("{path}: not a DER OCSP response"),
+                ));
+                return None;
+            }
+            Err(e) => {
+                diags.push(Diagnostic::new(
+                    format!("{at}.ocsp_file"),
+                    format!("cannot read {path}: {e}"),
+                ));
+                return None;
+            }
+        }
+    }
     match certified.keys_match() {
         Ok(()) => {}
         // Some key types cannot tell their public key: nothing to compare.
@@ -596,6 +616,7 @@ mod tests {
             key_pem: Some(Secret::new(key)),
             snis: snis.iter().map(|s| s.to_string()).collect(),
             default,
+            ocsp_file: None,
         }
     }
 
@@ -711,6 +732,15 @@ mod tests {
         assert_eq!(
             p[2],
             "listeners[1].tls.certificates[2].key_pem: the private key does not belong to the certificate"
+        );
+        let mut no_ocsp = inline(&["a.test"], &[], false);
+        no_ocsp.ocsp_file = Some("/nonexistent/a.ocsp".into());
+        let p2 = problems(&listener(vec![no_ocsp]));
+        assert!(
+            p2[0].starts_with(
+                "listeners[1].tls.certificates[0].ocsp_file: cannot read /nonexistent/a.ocsp:"
+            ),
+            "{p2:?}"
         );
         // The key text never appears in a message.
         assert!(p.iter().all(|m| !m.contains("not base64")), "{p:?}");

@@ -250,6 +250,11 @@ pub struct CertificateConfig {
     /// per listener; default: the first).
     #[serde(default)]
     pub default: bool,
+    /// Path of a DER OCSP response for the certificate, stapled to every handshake
+    /// (nginx's `ssl_stapling_file`). Read at each load: refresh the file and reload
+    /// before the response expires.
+    #[serde(default)]
+    pub ocsp_file: Option<String>,
 }
 
 /// How requests are forwarded.

@@ -151,8 +151,34 @@ async fn connect_with(
     tokio_rustls::client::TlsStream<TcpStream>,
     Vec<CertificateDer<'static>>,
 ) {
+    let (stream, certs, _) = handshake(ca, port, sni, alpn, versions).await;
+    (stream, certs)
+}
+
+/// The OCSP response stapled to the certificate served for `sni` (empty: none).
+async fn stapled(ca: &TestCa, port: u16, sni: &str) -> Vec<u8> {
+    handshake(ca, port, sni, &[], rustls::DEFAULT_VERSIONS)
+        .await
+        .2
+}
+
+/// A handshake: the stream, the certificates served and the OCSP response stapled.
+async fn handshake(
+    ca: &TestCa,
+    port: u16,
+    sni: &str,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    Vec<CertificateDer<'static>>,
+    Vec<u8>,
+) {
     #[derive(Debug)]
-    struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+    struct AnyName(
+        Arc<rustls::client::WebPkiServerVerifier>,
+        Arc<std::sync::Mutex<Vec<u8>>>,
+    );
     impl rustls::client::danger::ServerCertVerifier for AnyName {
         fn verify_server_cert(
             &self,
@@ -162,6 +188,7 @@ async fn connect_with(
             ocsp: &[u8],
             now: rustls::pki_types::UnixTime,
         ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.1.lock().unwrap() = ocsp.to_vec();
             match self
                 .0
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
@@ -199,11 +226,12 @@ async fn connect_with(
     )
     .build()
     .unwrap();
+    let ocsp = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
+        .with_custom_certificate_verifier(Arc::new(AnyName(verifier, ocsp.clone())))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -218,7 +246,8 @@ async fn connect_with(
         .peer_certificates()
         .map(|c| c.to_vec())
         .unwrap_or_default();
-    (stream, certs)
+    let stapled = ocsp.lock().unwrap().clone();
+    (stream, certs, stapled)
 }
 
 /// One HTTP/1.1 request on an open connection; the response's status.
@@ -920,4 +949,36 @@ async fn http_health_checks_of_a_tls_pool_go_over_tls() {
     );
     let r = client().get(gw.url("/a")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn an_ocsp_response_file_is_stapled() {
+    let ca = TestCa::new("Pingway Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let api = ca
+        .issue("api", &["api.example.com"])
+        .write(dir.path(), "api");
+    let other = ca
+        .issue("other", &["other.example.com"])
+        .write(dir.path(), "other");
+    // What a responder returned, as the operator fetched it (`openssl ocsp -respout`):
+    // the gateway staples the bytes as they are; clients check them.
+    let response = b"\x30\x03\x0a\x01\x06".to_vec();
+    let ocsp_file = dir.path().join("api.ocsp");
+    std::fs::write(&ocsp_file, &response).unwrap();
+    let backend = Backend::start("app", Behaviour::Echo).await;
+    let tls_port = free_port();
+    let with_ocsp = cert_entry(&api, &["api.example.com"], true).replace(
+        ", snis:",
+        &format!(", ocsp_file: \"{}\", snis:", ocsp_file.display()),
+    );
+    let _gw = GatewayProcess::start(&gateway_yaml(
+        tls_port,
+        &[with_ocsp, cert_entry(&other, &["other.example.com"], false)],
+        &backend,
+        "",
+    ))
+    .await;
+    assert_eq!(stapled(&ca, tls_port, "api.example.com").await, response);
+    assert!(stapled(&ca, tls_port, "other.example.com").await.is_empty());
 }
