@@ -412,6 +412,32 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// Words that begin Pingora's error line for a client TLS handshake that failed or
+/// timed out (a plain-text request to an HTTPS port, a client that trusts none of the
+/// certificates, a scanner): one line per connection, which the process logger drops
+/// and [`handshake_failed`] counts instead.
+pub const HANDSHAKE_ERROR_MARKER: &str = "Downstream handshake";
+
+static HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+static HANDSHAKE_FAILURE_LOG: std::sync::OnceLock<crate::downstream::EveryTenSeconds> =
+    std::sync::OnceLock::new();
+
+/// Counts a client TLS handshake that failed; logs the count, with the last failure's
+/// reason, at most every ten seconds.
+pub fn handshake_failed(reason: &str) {
+    use std::sync::atomic::Ordering;
+    let failures = HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+    if HANDSHAKE_FAILURE_LOG.get_or_init(Default::default).due() {
+        log::warn!("client TLS handshakes failed: {failures} so far (last: {reason})");
+    }
+}
+
+/// Client TLS handshakes that failed since the process started.
+pub fn handshake_failures() -> u64 {
+    HANDSHAKE_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The Pingora TLS settings of an HTTPS listener: TLS 1.2 and 1.3 (rustls's protocol
 /// versions), no client authentication, certificates from `resolver`, ALPN `h2` then
 /// `http/1.1` (or only `http/1.1` without `http2`).

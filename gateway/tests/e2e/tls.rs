@@ -982,3 +982,55 @@ async fn an_ocsp_response_file_is_stapled() {
     assert_eq!(stapled(&ca, tls_port, "api.example.com").await, response);
     assert!(stapled(&ca, tls_port, "other.example.com").await.is_empty());
 }
+
+#[tokio::test]
+async fn failed_client_handshakes_are_counted_not_logged_one_by_one() {
+    let ca = TestCa::new("Pingway Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let api = ca
+        .issue("api", &["api.example.com"])
+        .write(dir.path(), "api");
+    let backend = Backend::start("app", Behaviour::Echo).await;
+    let tls_port = free_port();
+    let admin_port = free_port();
+    let gw = GatewayProcess::start(&gateway_yaml(
+        tls_port,
+        &[cert_entry(&api, &["api.example.com"], true)],
+        &backend,
+        &format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}\n"),
+    ))
+    .await;
+    // Plain HTTP to the HTTPS port, three times: each handshake fails.
+    for _ in 0..3 {
+        let r = client()
+            .get(format!("http://127.0.0.1:{tls_port}/"))
+            .send()
+            .await;
+        assert!(
+            r.is_err(),
+            "a plain-text request to an HTTPS port got {r:?}"
+        );
+    }
+    let c = client();
+    let metrics = format!("http://127.0.0.1:{admin_port}/metrics");
+    let counted = wait_until(Duration::from_secs(5), || async {
+        let Ok(r) = c.get(&metrics).send().await else {
+            return false;
+        };
+        r.text()
+            .await
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == "pingway_tls_handshake_failures_total 3")
+    })
+    .await;
+    assert!(counted, "{}", gw.log());
+    let log = gw.log();
+    assert!(
+        log.contains("client TLS handshakes failed: 1 so far (last: Downstream handshake"),
+        "{log}"
+    );
+    assert!(!log.contains("] Downstream handshake"), "{log}");
+    // The listener still serves TLS clients.
+    assert_eq!(served(&ca, tls_port, "api.example.com").await.0, "api");
+}
