@@ -786,6 +786,29 @@ mod tests {
     }
 
     #[test]
+    fn certificates_reload_while_address_tls_and_http2_need_a_restart() {
+        use crate::config::Listener;
+        let a = Listener {
+            address: "127.0.0.1:8443".into(),
+            tls: Some(listener(vec![inline(&["a.test"], &["a.test"], false)])),
+        };
+        let mut renewed = a.clone();
+        renewed.tls = Some(listener(vec![inline(&["b.test"], &["b.test"], true)]));
+        assert_ne!(a, renewed);
+        assert_eq!(a.restart_key(), renewed.restart_key());
+        let mut h1 = a.clone();
+        if let Some(t) = h1.tls.as_mut() {
+            t.http2 = false;
+        }
+        assert_ne!(a.restart_key(), h1.restart_key());
+        let plain = Listener {
+            address: a.address.clone(),
+            tls: None,
+        };
+        assert_ne!(a.restart_key(), plain.restart_key());
+    }
+
+    #[test]
     fn upstream_tls_fields_are_checked() {
         let mut cfg = crate::upstream::testing::config(
             "u",
