@@ -431,7 +431,8 @@ async fn http2_through_alpn_runs_the_same_plugins_as_http1() {
         .write(dir.path(), "api");
     let backend = Backend::start("app", Behaviour::Echo).await;
     let tls_port = free_port();
-    let extra = "  - name: locked
+    let extra = "  - {name: by-host, hosts: [api.example.com], paths: [/by-host], upstream: app, preserve_host: true}
+  - name: locked
     paths: [/locked]
     upstream: app
     plugins: [{name: key-auth}]
@@ -464,6 +465,22 @@ consumers:
         let echo = Echo::parse(&r.text().await.unwrap());
         assert_eq!(echo.header("x-request-id"), Some(rid.as_str()));
         assert_eq!(echo.header("x-forwarded-proto"), Some("https"));
+
+        // Host matching sees HTTP/2's :authority as HTTP/1's Host.
+        let r = c.get(format!("{base}/by-host")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{version:?}");
+        let text = r.text().await.unwrap();
+        let echo = Echo::parse(&text);
+        assert_eq!(
+            echo.header("x-forwarded-host"),
+            Some(format!("api.example.com:{tls_port}").as_str()),
+            "{version:?}\n{text}"
+        );
+        assert_eq!(
+            echo.header("host"),
+            Some(format!("api.example.com:{tls_port}").as_str()),
+            "preserve_host, {version:?}"
+        );
 
         // key-auth answers the same 401 JSON body.
         let r = c.get(format!("{base}/locked")).send().await.unwrap();
