@@ -71,13 +71,14 @@ pub struct GuardCounters {
 /// A gate that opens at most once every ten seconds: events that come in floods are
 /// logged as a count, not line by line.
 #[derive(Debug, Default)]
-struct EveryTenSeconds {
+pub(crate) struct EveryTenSeconds {
     /// Milliseconds since the process started when the gate last opened (0: never).
     last: AtomicU64,
 }
 
 impl EveryTenSeconds {
-    fn due(&self) -> bool {
+    /// Whether to log now (at most once every ten seconds).
+    pub(crate) fn due(&self) -> bool {
         let now = millis(process_start().elapsed()).max(1);
         let last = self.last.load(Ordering::Relaxed);
         (last == 0 || now.saturating_sub(last) >= 10_000)

@@ -64,6 +64,14 @@ pub enum StartError {
         /// The problems.
         diagnostics: Vec<Diagnostic>,
     },
+    /// An HTTPS listener's TLS settings could not be made.
+    #[error("cannot set up TLS on {address}: {message}")]
+    Tls {
+        /// The listener's address.
+        address: String,
+        /// The cause.
+        message: String,
+    },
     /// A listener address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -243,6 +251,27 @@ impl Gateway {
             head_rt.load().config.proxy.client_header_timeout.get()
         });
         let guard_counters = guarded.counters();
+        // A listener on a service: plain TCP, or TLS with its SNI resolver.
+        let add_listener = |service: &mut Service<_>, l: &crate::config::Listener| {
+            match &l.tls {
+                None => service.add_tcp(&l.address),
+                Some(tls) => {
+                    let resolver = Arc::new(crate::tls::SniResolver::new(
+                        self.runtime.clone(),
+                        l.address.clone(),
+                    ));
+                    let settings =
+                        crate::tls::listener_settings(resolver, tls.http2).map_err(|e| {
+                            StartError::Tls {
+                                address: l.address.clone(),
+                                message: e.to_string(),
+                            }
+                        })?;
+                    service.add_tls_with_settings(&l.address, None, settings);
+                }
+            }
+            Ok::<(), StartError>(())
+        };
         // h2c is an option of Pingora's whole app, not of a listener: listeners with
         // `h2c: true` get a second app of the same proxy, under the same guards.
         let (h2c, h1): (Vec<_>, Vec<_>) = current.config.listeners.iter().partition(|l| l.h2c);
@@ -260,14 +289,14 @@ impl Gateway {
                 guarded.sharing_guards(app),
             );
             for l in h2c {
-                service.add_tcp(&l.address);
+                add_listener(&mut service, l)?;
             }
             server.add_service(service);
         }
         if !h1.is_empty() || !has_h2c {
             let mut proxy = Service::new("pingway proxy".to_string(), guarded);
             for l in h1 {
-                proxy.add_tcp(&l.address);
+                add_listener(&mut proxy, l)?;
             }
             server.add_service(proxy);
         }

@@ -5,8 +5,9 @@
 //! `Connection: Upgrade`; Pingora owns the `Connection` header of HTTP/1 responses
 //! (`keep-alive` or `close`), so Pingway's 426 keeps the connection instead.
 //!
-//! Listeners are plain text today, so a request is HTTPS only when a trusted proxy
-//! (`trusted_ips`) says so with `X-Forwarded-Proto: https` — TLS terminated in front.
+//! A request is HTTPS when it arrived on an HTTPS listener (`listeners[].tls`), or when
+//! a trusted proxy (`trusted_ips`) says so with `X-Forwarded-Proto: https` — TLS
+//! terminated in front.
 
 use http::header::{HOST, LOCATION, UPGRADE};
 use http::{HeaderValue, StatusCode};
@@ -17,10 +18,10 @@ use crate::headers;
 /// Kong's message for a plain-text request to an HTTPS-only route.
 pub const MESSAGE: &str = "Please use HTTPS protocol";
 
-/// Whether the request arrived over HTTPS: as said by a trusted peer's
-/// `X-Forwarded-Proto` (the first value, compared case-insensitively).
-pub fn is_https(peer_trusted: bool, request: &http::request::Parts) -> bool {
-    peer_trusted
+/// Whether the request arrived over HTTPS: on a TLS listener (`tls`), or as said by a
+/// trusted peer's `X-Forwarded-Proto` (the first value, compared case-insensitively).
+pub fn is_https(tls: bool, peer_trusted: bool, request: &http::request::Parts) -> bool {
+    tls || peer_trusted
         && request
             .headers
             .get(&headers::X_FORWARDED_PROTO.name)
@@ -103,16 +104,18 @@ mod tests {
     #[test]
     fn only_a_trusted_peer_makes_a_request_https() {
         let r = request("/", &[("x-forwarded-proto", "HTTPS")]);
-        assert!(is_https(true, &r));
+        assert!(is_https(false, true, &r));
         assert!(
-            !is_https(false, &r),
+            !is_https(false, false, &r),
             "an untrusted peer's header is ignored"
         );
         assert!(!is_https(
+            false,
             true,
             &request("/", &[("x-forwarded-proto", "http")])
         ));
-        assert!(!is_https(true, &request("/", &[])));
+        assert!(!is_https(false, true, &request("/", &[])));
+        assert!(is_https(true, false, &request("/", &[])));
     }
 
     #[test]

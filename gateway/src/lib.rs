@@ -42,6 +42,7 @@ pub mod respond;
 pub mod route_headers;
 pub mod route_rewrite;
 pub mod runtime;
+pub mod tls;
 
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub mod cli;

@@ -68,6 +68,17 @@ fn is_head_timeout(record: &Record<'_>) -> bool {
             .contains(crate::downstream::HEAD_TIMEOUT_MARKER)
 }
 
+/// Whether a record is Pingora's error line for a client TLS handshake that failed,
+/// which `pingway::tls` counts and logs as a total instead.
+fn is_handshake_failure(record: &Record<'_>) -> Option<String> {
+    if !record.target().starts_with("pingora") || record.level() != log::Level::Error {
+        return None;
+    }
+    let text = record.args().to_string();
+    text.starts_with(crate::tls::HANDSHAKE_ERROR_MARKER)
+        .then_some(text)
+}
+
 /// Whether a record would show request or response contents.
 pub fn carries_contents(record: &Record<'_>) -> bool {
     // Only Pingora's debug and trace lines dump contents; its info, warn and error lines
@@ -88,6 +99,11 @@ impl<L: Log> Log for RedactingLogger<L> {
     }
 
     fn log(&self, record: &Record<'_>) {
+        if let Some(text) = is_handshake_failure(record) {
+            // Counted, and logged as a count (the count's own line is not Pingora's).
+            crate::tls::handshake_failed(&text);
+            return;
+        }
         if self.inner.enabled(record.metadata())
             && !carries_contents(record)
             && !is_head_timeout(record)
@@ -168,5 +184,26 @@ mod tests {
                 "Fail to proxy: Upstream ConnectRefused, GET /k, Host: h",
             ]
         );
+    }
+
+    #[test]
+    fn pingora_handshake_errors_are_counted_not_logged() {
+        let logger = RedactingLogger::new(Capture::default());
+        let before = crate::tls::handshake_failures();
+        log_one(
+            &logger,
+            log::Level::Error,
+            "pingora_core::listeners",
+            "Downstream handshake error from 127.0.0.1:5000: TLSHandshakeFailure",
+        );
+        log_one(
+            &logger,
+            log::Level::Error,
+            "pingway::proxy",
+            "Downstream handshake is not Pingora's line here",
+        );
+        assert!(crate::tls::handshake_failures() > before);
+        let kept = logger.inner.0.lock().unwrap().clone();
+        assert_eq!(kept, ["Downstream handshake is not Pingora's line here"]);
     }
 }

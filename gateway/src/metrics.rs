@@ -99,6 +99,17 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
     );
     family(&mut out, "pingway_head_timeouts_total", "counter", "Client connections closed because a request head did not arrive within proxy.client_header_timeout.");
     let _ = writeln!(out, "pingway_head_timeouts_total {}", guard.head_timeouts());
+    family(
+        &mut out,
+        "pingway_tls_handshake_failures_total",
+        "counter",
+        "Client TLS handshakes on HTTPS listeners that failed or timed out.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_tls_handshake_failures_total {}",
+        crate::tls::handshake_failures()
+    );
 
     family(
         &mut out,

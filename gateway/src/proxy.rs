@@ -76,6 +76,8 @@ struct State {
     req: RequestCtx,
     /// Whether the downstream peer is a trusted proxy.
     peer_trusted: bool,
+    /// Whether the request arrived on an HTTPS listener (over TLS).
+    downstream_tls: bool,
     /// Bytes of the path matched by the route's path condition (for strip_prefix).
     matched_len: usize,
     /// The upstream serving the request: the route's, or one a plugin chose.
@@ -313,7 +315,7 @@ fn forwarding_headers(
     {
         upstream.insert_known(
             &headers::X_FORWARDED_PROTO,
-            HeaderValue::from_static("http"),
+            HeaderValue::from_static(if st.downstream_tls { "https" } else { "http" }),
         );
     }
     if !(trusted
@@ -581,7 +583,7 @@ async fn access(
     st.req.route = Some(route.info.clone());
     // Kong checks the scheme once the route is known, before its plugins.
     if let Some(status) = route.https_only {
-        if !crate::https_only::is_https(st.peer_trusted, client.parts()) {
+        if !crate::https_only::is_https(st.downstream_tls, st.peer_trusted, client.parts()) {
             let answer = crate::https_only::answer(status, st.peer_trusted, client.parts());
             return Ok(Some(answer));
         }
@@ -740,6 +742,7 @@ impl ProxyHttp for PingwayProxy {
                     None,
                 ),
                 peer_trusted: false,
+                downstream_tls: false,
                 matched_len: 0,
                 selected: None,
                 tried: Vec::new(),
@@ -810,6 +813,7 @@ impl ProxyHttp for PingwayProxy {
         {
             let headers = &session.req_header().headers;
             st.peer_trusted = runtime.identity.is_trusted(peer_ip);
+            st.downstream_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             st.req.client_ip = runtime.identity.client_ip(peer_ip, headers);
             st.req.request_id = runtime.identity.request_id(st.peer_trusted, headers);
             st.req.peer_addr = peer;

@@ -255,7 +255,14 @@ impl Reloader {
         let next = Runtime::build(&loaded, &self.registry, Some(&current))
             .map_err(ReloadError::Invalid)?;
         let (listeners, server) = &self.started_with;
-        if next.config.listeners != *listeners || next.config.server != *server {
+        // A listener's certificates reload live; its address, TLS and HTTP/2 do not.
+        let listeners_changed = !next
+            .config
+            .listeners
+            .iter()
+            .map(Listener::restart_key)
+            .eq(listeners.iter().map(Listener::restart_key));
+        if listeners_changed || next.config.server != *server {
             log::warn!(
                 "{}: listeners and server settings changed; they take effect after a restart",
                 self.path.display()

@@ -117,6 +117,9 @@ pub struct Runtime {
     /// The access log, when the configuration has an `access_log:` section (carried
     /// from the previous configuration when that section did not change).
     pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// The HTTPS listeners' certificates, by listener address (what their SNI resolvers
+    /// read at each handshake).
+    pub certificates: crate::tls::ListenerCertificates,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -198,6 +201,11 @@ impl Runtime {
     ) -> Result<Runtime, Vec<Diagnostic>> {
         let cfg = &loaded.config;
         let mut diags = config::validate::check(cfg);
+        let certificates = crate::tls::ListenerCertificates::build(
+            cfg,
+            previous.map(|p| &p.certificates),
+            &mut diags,
+        );
 
         let mut upstreams = HashMap::with_capacity(cfg.upstreams.len());
         for (i, u) in cfg.upstreams.iter().enumerate() {
@@ -422,6 +430,7 @@ impl Runtime {
             instances,
             reused_instances,
             access_log,
+            certificates,
         })
     }
 

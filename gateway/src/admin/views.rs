@@ -55,7 +55,7 @@ pub fn problems(diags: &[Diagnostic]) -> Value {
 }
 
 /// `GET /config`: the running configuration with every secret redacted: the admin
-/// token; consumers' `keyauth_credentials[].key`, `basicauth_credentials[].password`,
+/// token; HTTPS listeners' inline private keys (`key_pem`); consumers' `keyauth_credentials[].key`, `basicauth_credentials[].password`,
 /// `jwt_secrets[].secret` and every value of credential kinds plugins registered; and,
 /// in every plugin's `config`, string values under a key that names a secret (containing
 /// `secret`, `password`, `passwd`, `token`, `apikey`, `api_key`, `private_key`,
@@ -70,6 +70,17 @@ fn redact_config(v: &mut Value) {
     if let Some(token) = v.pointer_mut("/admin/token") {
         if !token.is_null() {
             *token = Value::from(REDACTED);
+        }
+    }
+    if let Some(Value::Array(listeners)) = v.get_mut("listeners") {
+        for l in listeners {
+            if let Some(Value::Array(certs)) = l.pointer_mut("/tls/certificates") {
+                for c in certs {
+                    if let Some(key) = c.get_mut("key_pem").filter(|k| !k.is_null()) {
+                        *key = Value::from(REDACTED);
+                    }
+                }
+            }
         }
     }
     if let Some(Value::Array(plugins)) = v.get_mut("plugins") {

@@ -160,3 +160,13 @@ pub fn access_log_buffer() -> usize {
 
 /// The largest access log buffer accepted.
 pub const MAX_ACCESS_LOG_BUFFER: usize = 1_000_000;
+
+/// HTTPS listeners offer HTTP/2 through ALPN.
+pub fn tls_http2() -> bool {
+    true
+}
+
+/// Upstream TLS verifies the targets' certificates.
+pub fn tls_verify() -> bool {
+    true
+}

@@ -155,7 +155,7 @@ routes:
             errs,
             vec![
                 "5:19: upstreams[0].read_timeout: duration \"5\" has no unit; write it like 5ms or 5s",
-                "6:5: upstreams[0].bogus: unknown field `bogus`, expected one of `name`, `targets`, `balancer`, `hash_on`, `hash_on_header`, `hash_on_cookie`, `health_check`, `connect_timeout`, `read_timeout`, `write_timeout`, `retries`, `max_requests`, `retry_on`, `per_try_timeout`, `retry_backoff`, `retry_non_idempotent`, `retry_budget`, `outlier_detection`, `max_connections`, `max_pending_requests`, `protocol`, `websocket_idle_timeout`",
+                "6:5: upstreams[0].bogus: unknown field `bogus`, expected one of `name`, `targets`, `balancer`, `hash_on`, `hash_on_header`, `hash_on_cookie`, `health_check`, `connect_timeout`, `read_timeout`, `write_timeout`, `retries`, `max_requests`, `retry_on`, `per_try_timeout`, `retry_backoff`, `retry_non_idempotent`, `retry_budget`, `outlier_detection`, `max_connections`, `max_pending_requests`, `protocol`, `websocket_idle_timeout`, `tls`, `tls_verify`, `ca_file`, `sni`, `client_cert`, `client_key`",
                 "10:5: routes[0].colour: unknown field `colour`, expected one of `name`, `hosts`, `paths`, `methods`, `headers`, `upstream`, `strip_prefix`, `preserve_host`, `plugins`, `split`, `split_hash_on`, `split_hash_on_header`, `split_hash_on_cookie`, `request_headers`, `response_headers`, `path_rewrite`, `mirrors`, `protocols`, `https_redirect_status_code`, `compression`, `timeout`, `retries`",
                 "11:19: routes[0].strip_prefix: invalid type: string \"maybe\", expected a boolean",
                 "14:13: routes[1].paths[0]: unknown field `regexp`, expected one of `exact`, `prefix`, `regex`",
@@ -189,6 +189,26 @@ routes:
                 "9:15: routes[0].upstream: no upstream named \"two\" is defined",
                 "10:11: routes[1].name: duplicate route name \"a\" (first used by routes[0])",
             ],
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn h2c_is_refused_with_tls_on_listeners_and_upstreams() {
+        let text = "\
+listeners: [{address: 127.0.0.1:8443, h2c: true, tls: {certificates: []}}]
+upstreams:
+  - {name: one, targets: [127.0.0.1:9001], protocol: h2c, tls: true}
+routes:
+  - {name: a, upstream: one}
+";
+        let errs = errors(text);
+        assert!(
+            errs.iter().any(|e| e.starts_with("1:") && e.contains("listeners[0].h2c: h2c is HTTP/2 in clear text; an HTTPS listener offers HTTP/2 through ALPN")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("3:") && e.contains("upstreams[0].protocol: h2c is HTTP/2 in clear text; HTTP/2 over TLS to upstreams is not supported yet")),
             "{errs:#?}"
         );
     }

@@ -22,7 +22,8 @@ pub struct GatewayConfig {
     /// is needed).
     #[serde(default, deserialize_with = "lenient_default")]
     pub server: ServerSettings,
-    /// Where the gateway accepts HTTP/1.1 connections. Read at start-up.
+    /// Where the gateway accepts connections: plain HTTP/1.1, or HTTPS (HTTP/1.1 and
+    /// HTTP/2) with a `tls` block. Addresses are read at start-up; certificates reload.
     #[serde(default, deserialize_with = "lenient_vec")]
     pub listeners: Vec<Listener>,
     /// Forwarding behaviour: trusted proxies, request ids, response headers.
@@ -198,6 +199,67 @@ pub struct Listener {
     /// any other as HTTP/1.1, so HTTP/1 clients keep working. Off by default.
     #[serde(default)]
     pub h2c: bool,
+    /// Serve HTTPS on this listener: the certificates, chosen by the client's SNI, and
+    /// HTTP/2 through ALPN. Absent: plain HTTP/1.1. Adding or removing it takes a restart;
+    /// the certificates themselves are reloaded live.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+impl Listener {
+    /// What of a listener only a restart applies: its address, `h2c`, whether it is TLS
+    /// and whether it offers HTTP/2 (its certificates are reloaded live).
+    pub fn restart_key(&self) -> (&str, bool, Option<bool>) {
+        (&self.address, self.h2c, self.tls.as_ref().map(|t| t.http2))
+    }
+}
+
+/// An HTTPS listener's settings (`listeners[].tls`). TLS 1.2 and 1.3 only, with rustls's
+/// cipher suites (AEAD only, forward secrecy only).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The certificates the listener serves, each for its `snis`. The one marked
+    /// `default: true` (else the first) answers a client whose SNI matches none, or that
+    /// sends none.
+    pub certificates: Vec<CertificateConfig>,
+    /// Offer HTTP/2 through ALPN (`h2`, then `http/1.1`). Default true; false offers
+    /// only `http/1.1`.
+    #[serde(default = "defaults::tls_http2")]
+    pub http2: bool,
+}
+
+/// A certificate and its private key, from files (`cert`, `key`) or written inline
+/// (`cert_pem`, `key_pem`), for the names in `snis`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// Path of a PEM file: the certificate, then its intermediates. Read at every load.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Path of a PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The certificate chain as PEM text, instead of `cert`.
+    #[serde(default)]
+    pub cert_pem: Option<String>,
+    /// The private key as PEM text, instead of `key`. Never shown by the admin API.
+    #[serde(default)]
+    pub key_pem: Option<Secret>,
+    /// The server names this certificate is served for: exact (`api.example.com`) or a
+    /// wildcard for one label (`*.example.com`). An exact name wins over a wildcard.
+    /// Empty: only as the default certificate.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub snis: Vec<String>,
+    /// Serve this certificate to clients whose SNI matches no certificate (at most one
+    /// per listener; default: the first).
+    #[serde(default)]
+    pub default: bool,
+    /// Path of a DER OCSP response for the certificate, stapled to every handshake
+    /// (nginx's `ssl_stapling_file`). Read at each load: refresh the file and reload
+    /// before the response expires.
+    #[serde(default)]
+    pub ocsp_file: Option<String>,
 }
 
 /// How requests are forwarded.
@@ -392,6 +454,30 @@ pub struct UpstreamConfig {
     /// ping interval so that a healthy connection is never cut.
     #[serde(default = "defaults::websocket_idle_timeout")]
     pub websocket_idle_timeout: Duration,
+    /// Connect to the targets over TLS (HTTPS upstreams).
+    #[serde(default)]
+    pub tls: bool,
+    /// With `tls`: verify the target's certificate (its chain against `ca_file`, or the
+    /// system's roots without one, and its name against `sni`). Default true; false
+    /// accepts any certificate.
+    #[serde(default = "defaults::tls_verify")]
+    pub tls_verify: bool,
+    /// With `tls`: a PEM file of the CA certificates that verify the targets (instead of
+    /// the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// With `tls`: the server name sent (SNI) and verified. Default: the target's host
+    /// as written in `targets` (an IP address is verified against the certificate's IP
+    /// names).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// With `tls`: a PEM file with the client certificate (then its intermediates) sent
+    /// to targets that ask for one (mutual TLS, Istio's STRICT mode). Needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// With `client_cert`: a PEM file with its private key.
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 /// The protocol a pool's targets speak.
@@ -632,8 +718,8 @@ pub struct RouteConfig {
     pub mirrors: Vec<MirrorConfig>,
     /// The schemes the route serves (Kong's `protocols`): `http`, `https` or both
     /// (default). A route that serves only `https` answers a plain-text request with
-    /// `https_redirect_status_code`. Until TLS listeners exist, a request counts as
-    /// HTTPS when a trusted proxy says so in `X-Forwarded-Proto`.
+    /// `https_redirect_status_code`. A request is HTTPS when it arrived on a TLS
+    /// listener, or when a trusted proxy says so in `X-Forwarded-Proto`.
     #[serde(default = "default_protocols", deserialize_with = "lenient_vec")]
     pub protocols: Vec<Protocol>,
     /// What an `https`-only route answers a plain-text request (Kong's field): 426

@@ -138,6 +138,12 @@ fn check_listeners(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 ),
             )),
         }
+        if l.h2c && l.tls.is_some() {
+            out.push(Diagnostic::new(
+                format!("listeners[{i}].h2c"),
+                "h2c is HTTP/2 in clear text; an HTTPS listener offers HTTP/2 through ALPN (tls.http2)",
+            ));
+        }
     }
 }
 
@@ -189,6 +195,12 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                     "duplicate upstream name {:?} (first used by upstreams[{first}])",
                     u.name
                 ),
+            ));
+        }
+        if u.tls && u.protocol == super::UpstreamProtocol::H2c {
+            out.push(Diagnostic::new(
+                format!("{base}.protocol"),
+                "h2c is HTTP/2 in clear text; HTTP/2 over TLS to upstreams is not supported yet",
             ));
         }
         if u.targets.is_empty() {

@@ -72,6 +72,7 @@ fn demo_config_file(opts: &DemoOptions) -> Result<PathBuf, DemoError> {
     cfg.listeners = vec![Listener {
         address: format!("127.0.0.1:{}", opts.port),
         h2c: false,
+        tls: None,
     }];
     for u in &mut cfg.upstreams {
         let port = match u.name.as_str() {

@@ -316,6 +316,7 @@ pub fn check(req: &mut RequestHeader, policy: &HeadPolicy) -> Result<(), Rejecti
         TargetForm::Origin | TargetForm::Asterisk => None,
     };
     check_host(req)?;
+    host_from_authority(req)?;
     if let Some((authority, origin)) = absolute {
         // RFC 9112 §3.2.2: the target's authority wins over Host, and upstreams get the
         // origin-form they expect.
@@ -365,6 +366,24 @@ fn check_host(req: &RequestHeader) -> Result<(), Rejection> {
         (Some(host), None) if !is_valid_host(host.as_bytes()) => Err(INVALID_HOST),
         _ => Ok(()),
     }
+}
+
+/// An HTTP/2 request without `Host` gets one from its `:authority` (RFC 9113 §8.3.1, what
+/// an intermediary forwarding it as HTTP/1.1 does), so that routing, plugins, the
+/// forwarding headers and `preserve_host` see the same `Host` as over HTTP/1.1.
+fn host_from_authority(req: &mut RequestHeader) -> Result<(), Rejection> {
+    if req.version != Version::HTTP_2 || req.headers.contains_key(header::HOST) {
+        return Ok(());
+    }
+    let Some(authority) = req.uri.authority() else {
+        return Ok(());
+    };
+    let value = HeaderValue::from_str(authority.as_str()).map_err(|_| INVALID_HOST)?;
+    if !is_valid_host(value.as_bytes()) {
+        return Err(INVALID_HOST);
+    }
+    req.insert_header(header::HOST, value)
+        .map_err(|_| INVALID_HOST)
 }
 
 /// Removes the headers `Connection` nominates (they are hop-by-hop: RFC 9110 §7.6.1) now,

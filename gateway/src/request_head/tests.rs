@@ -87,6 +87,29 @@ fn absolute_form_becomes_origin_form_with_its_authority_as_host() {
 }
 
 #[test]
+fn an_http2_request_gets_its_authority_as_host() {
+    let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+    req.set_version(http::Version::HTTP_2);
+    req.set_uri("https://api.example.com:8443/x?y=1".parse().unwrap());
+    check(&mut req, &policy()).unwrap();
+    assert_eq!(req.headers.get("host").unwrap(), "api.example.com:8443");
+    assert_eq!(req.uri.path(), "/x");
+
+    // A Host it sent is kept; userinfo in the authority is refused as in Host.
+    let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+    req.set_version(http::Version::HTTP_2);
+    req.set_uri("https://api.example.com/x".parse().unwrap());
+    req.insert_header("host", "own.example").unwrap();
+    check(&mut req, &policy()).unwrap();
+    assert_eq!(req.headers.get("host").unwrap(), "own.example");
+
+    let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+    req.set_version(http::Version::HTTP_2);
+    req.set_uri("https://user@api.example.com/x".parse().unwrap());
+    assert_eq!(check(&mut req, &policy()), Err(INVALID_HOST));
+}
+
+#[test]
 fn host_is_required_once_in_http_1_1() {
     let mut req = request("GET", b"/", &[]);
     assert_eq!(check(&mut req, &policy()), Err(BAD_HOST));

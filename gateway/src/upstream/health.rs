@@ -7,8 +7,8 @@
 //!
 //! Probes go through Pingora's own connectors (`TransportConnector` for TCP checks, the
 //! HTTP `Connector` for HTTP checks) with an `HttpPeer`, as Pingora's load-balancing
-//! health checks do, so a probe connects the way proxied requests do and TLS upstreams
-//! can be probed by setting the peer's TLS fields. Probe connections are never pooled:
+//! health checks do, so a probe connects the way proxied requests do (HTTP checks of a
+//! `tls: true` pool over TLS, with its verification and client certificate). Probe connections are never pooled:
 //! each probe opens one and drops it (`Connection: close`), so a probe always tests
 //! connecting.
 
@@ -161,7 +161,7 @@ async fn probe_and_record(probes: Arc<Probes>, pool: Arc<Upstream>, target: Arc<
         return;
     };
     let addr = target.addr();
-    let probe = probe(&probes, hc, addr, target.host_header());
+    let probe = probe(&probes, &pool, hc, addr, target.host_header());
     let result = match tokio::time::timeout(hc.timeout.get(), probe).await {
         Ok(result) => result,
         Err(_) => Err(ProbeError::Timeout(hc.timeout)),
@@ -195,10 +195,20 @@ async fn probe_and_record(probes: Arc<Probes>, pool: Arc<Upstream>, target: Arc<
     }
 }
 
-/// The peer a probe connects to: the target, plain HTTP, the check's timeout for each
-/// step (the caller also bounds the whole probe by it).
-fn probe_peer(hc: &HealthCheckConfig, addr: SocketAddr) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, false, String::new());
+/// The peer a probe connects to: the target, over TLS when the pool's is (its SNI the
+/// target's host unless the pool sets one), the check's timeout for each step (the
+/// caller also bounds the whole probe by it). A `tcp` check only connects: plain TCP.
+fn probe_peer(
+    pool: &Upstream,
+    hc: &HealthCheckConfig,
+    addr: SocketAddr,
+    target_host: &http::HeaderValue,
+) -> HttpPeer {
+    let mut peer = if hc.kind == HealthCheckKind::Tcp {
+        HttpPeer::new(addr, false, String::new())
+    } else {
+        pool.base_peer(addr, || super::host_of(target_host, addr))
+    };
     let timeout = Some(hc.timeout.get());
     peer.options.connection_timeout = timeout;
     peer.options.read_timeout = timeout;
@@ -209,11 +219,12 @@ fn probe_peer(hc: &HealthCheckConfig, addr: SocketAddr) -> HttpPeer {
 /// One probe, without the overall timeout (the caller applies it).
 async fn probe(
     probes: &Probes,
+    pool: &Upstream,
     hc: &HealthCheckConfig,
     addr: SocketAddr,
     target_host: &http::HeaderValue,
 ) -> Result<(), ProbeError> {
-    let peer = probe_peer(hc, addr);
+    let peer = probe_peer(pool, hc, addr, target_host);
     if hc.kind == HealthCheckKind::Tcp {
         // A new stream, never one from the pool: the probe is of connecting.
         probes

@@ -23,7 +23,7 @@ mod ring;
 mod split;
 mod target;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 pub mod upgrade;
@@ -81,6 +81,8 @@ pub struct Upstream {
     retry: RetryPolicy,
     /// `max_connections` and `max_pending_requests`.
     connections: ConnectionLimit,
+    /// TLS to the targets (`tls: true`), with its files loaded.
+    tls: Option<crate::tls::UpstreamTls>,
 }
 
 /// The pool is at its `max_requests`.
@@ -235,6 +237,7 @@ impl Upstream {
                 HashKey::Ip
             }
         };
+        let tls = crate::tls::UpstreamTls::build(cfg, path, &mut diagnostics);
         if !diagnostics.is_empty() {
             return Err(diagnostics);
         }
@@ -252,6 +255,7 @@ impl Upstream {
                 cfg.max_pending_requests,
                 cfg.connect_timeout.get(),
             ),
+            tls,
         })
     }
 
@@ -394,8 +398,9 @@ impl Upstream {
         })
     }
 
-    /// The Pingora peer for a selection: plain HTTP (no TLS, empty SNI) with the pool's
-    /// connect, read and write timeouts.
+    /// The Pingora peer for a selection, with the pool's connect, read and write timeouts:
+    /// plain HTTP, or TLS with the pool's verification, CA bundle, SNI and client
+    /// certificate.
     pub fn peer(&self, selected: &Selected) -> Box<HttpPeer> {
         self.peer_within(selected, None)
     }
@@ -405,7 +410,7 @@ impl Upstream {
     /// `timeout`).
     pub fn peer_within(&self, selected: &Selected, cap: Option<Duration>) -> Box<HttpPeer> {
         let cut = |d: Duration| Some(cap.map_or(d, |c| c.min(d)));
-        let mut peer = HttpPeer::new(selected.addr, false, String::new());
+        let mut peer = self.base_peer(selected.addr, || self.target_host(selected.index));
         peer.options.connection_timeout = cut(self.cfg.connect_timeout.get());
         peer.options.read_timeout = cut(self.cfg.read_timeout.get());
         peer.options.write_timeout = cut(self.cfg.write_timeout.get());
@@ -449,6 +454,37 @@ impl Upstream {
         self.cfg.websocket_idle_timeout.get()
     }
 
+    /// A peer for `addr` without timeouts: plain HTTP, or TLS with the pool's
+    /// verification, CA bundle, client certificate and SNI (`sni`, else `host()`).
+    pub(crate) fn base_peer(&self, addr: SocketAddr, host: impl FnOnce() -> String) -> HttpPeer {
+        match &self.tls {
+            None => HttpPeer::new(addr, false, String::new()),
+            Some(tls) => {
+                let sni = match &tls.sni {
+                    Some(sni) => sni.clone(),
+                    None => host(),
+                };
+                let mut peer = HttpPeer::new(addr, true, sni);
+                peer.options.verify_cert = tls.verify;
+                peer.options.verify_hostname = tls.verify;
+                peer.options.ca = tls.ca.clone();
+                peer.client_cert_key = tls.client.clone();
+                peer.group_key = tls.pool_group;
+                peer
+            }
+        }
+    }
+
+    /// The host of target `index` as configured (`host` of `host:port`, an IPv6 literal
+    /// without its brackets): the default SNI of upstream TLS.
+    fn target_host(&self, index: usize) -> String {
+        let members = self.members.load();
+        match members.targets.get(index) {
+            Some(t) => host_of(t.host_header(), t.addr()),
+            None => String::new(),
+        }
+    }
+
     /// The current targets with their live state, in selection-index order, for the
     /// proxy (a selected target's `Host`), the health checker, the admin API and tests.
     /// A snapshot: a re-resolution after this call does not change it, and keeps the
@@ -466,6 +502,21 @@ impl fmt::Debug for Upstream {
             .field("targets", &self.members.load().targets)
             .finish()
     }
+}
+
+/// The host of a `Host` value (`host:port`, `[v6]:port`), without port or brackets; the
+/// address's IP when the value is not text.
+pub(crate) fn host_of(host_header: &http::HeaderValue, addr: SocketAddr) -> String {
+    let Ok(h) = host_header.to_str() else {
+        return addr.ip().to_string();
+    };
+    let host = match h.rfind(':') {
+        Some(i) if !h[i..].contains(']') => &h[..i],
+        _ => h,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 /// The consistent-hash key source, with the header name parsed once.

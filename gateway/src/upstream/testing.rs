@@ -35,6 +35,12 @@ pub(crate) fn config(name: &str, targets: &[(&str, u32)], balancer: Balancer) ->
         max_pending_requests: 0,
         protocol: Default::default(),
         websocket_idle_timeout: defaults::websocket_idle_timeout(),
+        tls: false,
+        tls_verify: true,
+        ca_file: None,
+        sni: None,
+        client_cert: None,
+        client_key: None,
     }
 }
 

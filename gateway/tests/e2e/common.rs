@@ -271,7 +271,27 @@ impl Backend {
         Self::serve(listener, name, behaviour)
     }
 
+    /// Starts a backend that speaks HTTPS with `acceptor`'s certificate (and its client
+    /// certificate check, if any), on an ephemeral port.
+    pub async fn start_tls(
+        name: &str,
+        behaviour: Behaviour,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_with(listener, name, behaviour, Some(acceptor))
+    }
+
     fn serve(listener: TcpListener, name: &str, behaviour: Behaviour) -> Backend {
+        Self::serve_with(listener, name, behaviour, None)
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        name: &str,
+        behaviour: Behaviour,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let behaviour = Arc::new(Mutex::new(behaviour));
@@ -288,8 +308,19 @@ impl Backend {
                     return;
                 };
                 let (h, b, ok, n) = (h.clone(), b.clone(), ok.clone(), n.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = handle_conn(stream, &n, &h, &b, &ok).await;
+                    match tls {
+                        None => {
+                            let _ = handle_conn(stream, &n, &h, &b, &ok).await;
+                        }
+                        Some(acceptor) => {
+                            // A failed handshake (an untrusted client) just ends.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = handle_conn(stream, &n, &h, &b, &ok).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -330,8 +361,8 @@ impl Drop for Backend {
     }
 }
 
-async fn handle_conn(
-    mut stream: TcpStream,
+async fn handle_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
     name: &str,
     hits: &AtomicUsize,
     behaviour: &Mutex<Behaviour>,

@@ -44,6 +44,7 @@ mod response_transformer;
 mod route_headers;
 mod routing;
 mod split;
+mod tls;
 mod trace_collector;
 mod upstream_errors;
 mod upstream_targets;

@@ -239,6 +239,16 @@ pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<
             peer,
             setup,
         });
+        // Scenario 1 with --observability: Pingway again with prometheus (every metric)
+        // and the JSON access log (issue 10's cost).
+        if scenario == 1 && peer == Peer::Pingway && bench.args.observability {
+            cases.push(Case {
+                scenario,
+                label: "pingway +prometheus +access log".into(),
+                peer,
+                setup: Setup::Observed,
+            });
+        }
         if scenario == 3 && peer == Peer::Pingway {
             cases.push(Case {
                 scenario,
@@ -250,9 +260,11 @@ pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<
     }
     let mut rows: Vec<(Case, f64, f64, f64, f64)> = Vec::new();
     let mut misses: Vec<(String, String)> = Vec::new();
-    for case in cases {
+    for (i, case) in cases.into_iter().enumerate() {
         let peer = case.peer;
-        let out = bench.dir.join(format!("callgrind.{}", peer.key()));
+        // Each case its own dump name: a peer may run in two cases.
+        let name = format!("callgrind.{}-{i}", peer.key());
+        let out = bench.dir.join(&name);
         let wrapper = vec![
             "valgrind".to_string(),
             "--tool=callgrind".into(),
@@ -289,15 +301,15 @@ pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.starts_with(&format!("callgrind.{}.", peer.key())) && n.ends_with(".1")
-                })
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{name}.")) && n.ends_with(".1"))
             })
             .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .context("no callgrind dump")?;
         if let Some(keep) = &bench.args.callgrind_keep {
             std::fs::create_dir_all(keep)?;
-            std::fs::copy(&dump, keep.join(format!("callgrind.{}.out", peer.key())))?;
+            std::fs::copy(&dump, keep.join(format!("{name}.out")))?;
         }
         let text = std::fs::read_to_string(&dump)?;
         let (total, memcpy, allocs) = parse_callgrind(&text);
@@ -331,6 +343,20 @@ pub fn callgrind(bench: &Bench, peers: &[Peer], scenario: u8) -> anyhow::Result<
             memcpy / 1000.0,
             allocs,
             requests
+        );
+    }
+    let of = |setup: Setup| {
+        rows.iter()
+            .find(|r| r.0.peer == Peer::Pingway && r.0.setup == setup)
+            .map(|r| r.1)
+    };
+    if let Some((observed, plain)) = of(Setup::Observed).zip(of(Setup::Plain)) {
+        let _ = writeln!(
+            out,
+            "\nPingway with prometheus (every metric) + JSON access log: {:.2}× the instructions \
+             per request of Pingway without (issue 10's cost; a ≥ 0.93× throughput target is \
+             ≤ 1.075× the instructions when the proxy is CPU-bound).",
+            observed / plain
         );
     }
     if !misses.is_empty() {
