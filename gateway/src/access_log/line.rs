@@ -1,6 +1,7 @@
 //! One access log line: a JSON object of the selected fields, built straight into a
 //! byte buffer.
 
+use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pingway_plugins::loggers::redact_query;
@@ -36,7 +37,9 @@ fn write_field(out: &mut Vec<u8>, e: &LogEntry<'_>, field: AccessLogField, inclu
             let arrived = SystemTime::now()
                 .checked_sub(e.total_latency)
                 .unwrap_or_else(SystemTime::now);
-            string(out, &rfc3339_millis(arrived));
+            out.push(b'"');
+            write_rfc3339_millis(out, arrived);
+            out.push(b'"');
         }
         F::RequestId => {
             key(out, "request_id");
@@ -44,7 +47,10 @@ fn write_field(out: &mut Vec<u8>, e: &LogEntry<'_>, field: AccessLogField, inclu
         }
         F::ClientIp => {
             key(out, "client_ip");
-            string(out, &e.ctx.client_ip.to_string());
+            // An address needs no escaping.
+            out.push(b'"');
+            let _ = write!(out, "{}", e.ctx.client_ip);
+            out.push(b'"');
         }
         F::Method => {
             key(out, "method");
@@ -101,7 +107,14 @@ fn write_field(out: &mut Vec<u8>, e: &LogEntry<'_>, field: AccessLogField, inclu
         }
         F::Target => {
             key(out, "target");
-            opt_string(out, e.upstream_addr.map(|a| a.to_string()).as_deref());
+            match e.upstream_addr {
+                Some(a) => {
+                    out.push(b'"');
+                    let _ = write!(out, "{a}");
+                    out.push(b'"');
+                }
+                None => out.extend_from_slice(b"null"),
+            }
         }
         F::Consumer => {
             key(out, "consumer");
@@ -125,6 +138,16 @@ fn key(out: &mut Vec<u8>, name: &str) {
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
+    // Most values need no escaping: copy them as they are.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing a &str to a Vec cannot fail; serde_json escapes it.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -136,8 +159,29 @@ fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-fn number(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(n.to_string().as_bytes());
+fn number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `n` in `width` digits, zero-padded (`n` below 10^width).
+fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut n = n;
+    for i in (0..width.min(20)).rev() {
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits[..width.min(20)]);
 }
 
 fn opt_number(out: &mut Vec<u8>, n: Option<u64>) {
@@ -152,19 +196,34 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// `t` as `2026-12-02T14:47:13.123Z`.
-pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
+#[cfg(test)]
+fn rfc3339_millis(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339_millis(&mut out, t);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `t` as `2026-12-02T14:47:13.123Z`.
+fn write_rfc3339_millis(out: &mut Vec<u8>, t: SystemTime) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        since.subsec_millis()
-    )
+    padded(out, u64::try_from(y).unwrap_or(0), 4);
+    out.push(b'-');
+    padded(out, u64::from(m), 2);
+    out.push(b'-');
+    padded(out, u64::from(d), 2);
+    out.push(b'T');
+    padded(out, rem / 3600, 2);
+    out.push(b':');
+    padded(out, (rem / 60) % 60, 2);
+    out.push(b':');
+    padded(out, rem % 60, 2);
+    out.push(b'.');
+    padded(out, u64::from(since.subsec_millis()), 3);
+    out.push(b'Z');
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, days since 1970-01-01).
@@ -245,5 +304,43 @@ mod tests {
         assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339_millis(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn strings_are_escaped_only_when_needed_and_numbers_are_exact() {
+        for text in [
+            "plain",
+            "",
+            "quote\"d",
+            "back\\slash",
+            "tab\tnew\nline\u{1}",
+            "ünïcode ✓",
+        ] {
+            let mut out = Vec::new();
+            string(&mut out, text);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, text);
+        }
+        for n in [0, 7, 10, 999, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            number(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn the_client_ip_and_target_are_json_strings() {
+        let req = TestRequest::get("/");
+        let mut entry = LogEntry::new(req.parts(), req.ctx(), Duration::ZERO);
+        let fields = [AccessLogField::ClientIp, AccessLogField::Target];
+        let v: serde_json::Value =
+            serde_json::from_slice(&format_line(&entry, &fields, false)).unwrap();
+        assert_eq!(v["client_ip"], entry.ctx.client_ip.to_string());
+        assert!(v["target"].is_null());
+        let target: std::net::SocketAddr = "[::1]:8443".parse().unwrap();
+        entry.upstream_addr = Some(target);
+        let v: serde_json::Value =
+            serde_json::from_slice(&format_line(&entry, &fields, false)).unwrap();
+        assert_eq!(v["target"], "[::1]:8443");
     }
 }
