@@ -2,6 +2,7 @@
 //! byte buffer.
 
 use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pingway_plugins::loggers::redact_query;
@@ -49,7 +50,7 @@ fn write_field(out: &mut Vec<u8>, e: &LogEntry<'_>, field: AccessLogField, inclu
             key(out, "client_ip");
             // An address needs no escaping.
             out.push(b'"');
-            let _ = write!(out, "{}", e.ctx.client_ip);
+            write_ip(out, e.ctx.client_ip);
             out.push(b'"');
         }
         F::Method => {
@@ -110,7 +111,16 @@ fn write_field(out: &mut Vec<u8>, e: &LogEntry<'_>, field: AccessLogField, inclu
             match e.upstream_addr {
                 Some(a) => {
                     out.push(b'"');
-                    let _ = write!(out, "{a}");
+                    match a {
+                        SocketAddr::V4(v4) => {
+                            write_ip(out, IpAddr::V4(*v4.ip()));
+                            out.push(b':');
+                            number(out, u64::from(v4.port()));
+                        }
+                        SocketAddr::V6(_) => {
+                            let _ = write!(out, "{a}");
+                        }
+                    }
                     out.push(b'"');
                 }
                 None => out.extend_from_slice(b"null"),
@@ -150,6 +160,23 @@ fn string(out: &mut Vec<u8>, s: &str) {
     }
     // Writing a &str to a Vec cannot fail; serde_json escapes it.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// An IPv4 address octet by octet (no formatting machinery); IPv6 as `Display` writes it.
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                number(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
@@ -331,16 +358,24 @@ mod tests {
     #[test]
     fn the_client_ip_and_target_are_json_strings() {
         let req = TestRequest::get("/");
-        let mut entry = LogEntry::new(req.parts(), req.ctx(), Duration::ZERO);
+        let entry = LogEntry::new(req.parts(), req.ctx(), Duration::ZERO);
         let fields = [AccessLogField::ClientIp, AccessLogField::Target];
         let v: serde_json::Value =
             serde_json::from_slice(&format_line(&entry, &fields, false)).unwrap();
         assert_eq!(v["client_ip"], entry.ctx.client_ip.to_string());
         assert!(v["target"].is_null());
-        let target: std::net::SocketAddr = "[::1]:8443".parse().unwrap();
-        entry.upstream_addr = Some(target);
-        let v: serde_json::Value =
-            serde_json::from_slice(&format_line(&entry, &fields, false)).unwrap();
-        assert_eq!(v["target"], "[::1]:8443");
+        for (target, ip) in [
+            ("[::1]:8443", "::1"),
+            ("10.0.255.7:80", "10.0.255.7"),
+            ("0.0.0.0:65535", "0.0.0.0"),
+        ] {
+            let req = TestRequest::get("/").client_ip(ip.parse().unwrap());
+            let mut entry = LogEntry::new(req.parts(), req.ctx(), Duration::ZERO);
+            entry.upstream_addr = Some(target.parse().unwrap());
+            let v: serde_json::Value =
+                serde_json::from_slice(&format_line(&entry, &fields, false)).unwrap();
+            assert_eq!(v["target"], target);
+            assert_eq!(v["client_ip"], ip);
+        }
     }
 }
