@@ -173,7 +173,88 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
     if wants_target_health(&runtime.config) {
         target_health(&runtime, &mut out);
     }
+    resilience(&runtime, &mut out);
     out
+}
+
+/// Each upstream's retries (granted, refused by the budget), limit overflows, ejections,
+/// and connections in use and waiting, since the pool was built (the admin API's
+/// `/upstreams` shows the same). One series per upstream and label value: bounded by the
+/// configuration.
+fn resilience(runtime: &Runtime, out: &mut String) {
+    let mut names: Vec<&String> = runtime.upstreams.keys().collect();
+    if names.is_empty() {
+        return;
+    }
+    names.sort();
+    let pools: Vec<_> = names
+        .iter()
+        .filter_map(|n| runtime.upstreams.get(*n).map(|u| (escape(n), u)))
+        .collect();
+    family(
+        out,
+        "pingway_upstream_retries_total",
+        "counter",
+        "Retries of requests to each upstream: granted, or refused by its retry budget.",
+    );
+    for (name, u) in &pools {
+        let budget = &u.retry_policy().budget;
+        for (outcome, n) in [
+            ("granted", budget.granted()),
+            ("refused_by_budget", budget.refused()),
+        ] {
+            let _ = writeln!(
+                out,
+                "pingway_upstream_retries_total{{upstream=\"{name}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+    family(out, "pingway_upstream_overflows_total", "counter", "Requests answered 503 at once because the upstream was at a limit: max_connections (with max_pending_requests) or max_requests.");
+    for (name, u) in &pools {
+        for (limit, n) in [
+            ("max_connections", u.connections().overflowed()),
+            ("max_requests", u.overflowed()),
+        ] {
+            let _ = writeln!(
+                out,
+                "pingway_upstream_overflows_total{{upstream=\"{name}\",limit=\"{limit}\"}} {n}"
+            );
+        }
+    }
+    family(
+        out,
+        "pingway_upstream_ejections_total",
+        "counter",
+        "Times outlier detection ejected a target of the upstream.",
+    );
+    for (name, u) in &pools {
+        let n: u64 = u.targets().iter().map(|t| t.ejections()).sum();
+        let _ = writeln!(
+            out,
+            "pingway_upstream_ejections_total{{upstream=\"{name}\"}} {n}"
+        );
+    }
+    family(out, "pingway_upstream_connections_in_use", "gauge", "Attempts holding a connection to the upstream's targets now (what max_connections counts).");
+    for (name, u) in &pools {
+        let _ = writeln!(
+            out,
+            "pingway_upstream_connections_in_use{{upstream=\"{name}\"}} {}",
+            u.connections().in_use()
+        );
+    }
+    family(
+        out,
+        "pingway_upstream_requests_pending",
+        "gauge",
+        "Requests waiting for a connection to the upstream now (at most max_pending_requests).",
+    );
+    for (name, u) in &pools {
+        let _ = writeln!(
+            out,
+            "pingway_upstream_requests_pending{{upstream=\"{name}\"}} {}",
+            u.connections().pending()
+        );
+    }
 }
 
 /// `pingway_mirror_requests_total{route,upstream,outcome}`: what became of the copies of

@@ -47,6 +47,22 @@ async fn pool_view(admin_port: u16) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The value of the series `name{labels}` of the admin API's `/metrics`.
+async fn metric(admin_port: u16, name: &str, labels: &str) -> Option<u64> {
+    let text = client()
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The target at `addr` in a pool view.
 fn target_view(pool: &Value, addr: std::net::SocketAddr) -> Value {
     pool["targets"]
@@ -243,6 +259,15 @@ async fn max_connections_overflow_answers_503_json_at_once() {
         .await,
         "the second request waits"
     );
+    let pool = "upstream=\"pool\"";
+    assert_eq!(
+        metric(admin, "pingway_upstream_requests_pending", pool).await,
+        Some(1)
+    );
+    assert_eq!(
+        metric(admin, "pingway_upstream_connections_in_use", pool).await,
+        Some(1)
+    );
     // The third finds the connection taken and the queue full.
     let over = c.get(gw.url("/")).send().await.unwrap();
     let (status, message, _) = json_message(over).await;
@@ -261,6 +286,15 @@ async fn max_connections_overflow_answers_503_json_at_once() {
     assert_eq!(
         pool_view(admin).await["resilience"]["connection_overflows"],
         1
+    );
+    assert_eq!(
+        metric(
+            admin,
+            "pingway_upstream_overflows_total",
+            "upstream=\"pool\",limit=\"max_connections\""
+        )
+        .await,
+        Some(1)
     );
     assert!(
         wait_until(Duration::from_secs(10), || async {
@@ -310,11 +344,28 @@ async fn retries_never_exceed_the_budget_while_every_target_answers_503() {
     let view = pool_view(admin).await;
     let granted = view["resilience"]["retries_granted"].as_u64().unwrap() as usize;
     assert_eq!(hits, requests + granted);
-    assert!(
-        view["resilience"]["retries_refused_by_budget"]
-            .as_u64()
-            .unwrap()
-            > 0
+    let refused = view["resilience"]["retries_refused_by_budget"]
+        .as_u64()
+        .unwrap();
+    assert!(refused > 0);
+    // The same counts on /metrics, for Prometheus.
+    assert_eq!(
+        metric(
+            admin,
+            "pingway_upstream_retries_total",
+            "upstream=\"pool\",outcome=\"granted\""
+        )
+        .await,
+        Some(granted as u64)
+    );
+    assert_eq!(
+        metric(
+            admin,
+            "pingway_upstream_retries_total",
+            "upstream=\"pool\",outcome=\"refused_by_budget\""
+        )
+        .await,
+        Some(refused)
     );
 }
 
