@@ -221,7 +221,7 @@ impl Gateway {
         let settings = &current.config.server;
         for l in &current.config.listeners {
             if let Ok(addr) = l.address.parse::<SocketAddr>() {
-                std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
+                check_bindable(addr).map_err(|source| StartError::Listen {
                     address: l.address.clone(),
                     source,
                 })?;
@@ -306,7 +306,7 @@ impl Gateway {
                 address: admin.listen.clone(),
                 source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
             })?;
-            std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
+            check_bindable(addr).map_err(|source| StartError::Listen {
                 address: admin.listen.clone(),
                 source,
             })?;
@@ -398,4 +398,35 @@ pub fn validate_file(path: &Path, registry: &Registry) -> Result<Runtime, StartE
         path: file,
         diagnostics,
     })
+}
+
+/// Whether `addr` can be bound, checked without listening on it: a socket that listened
+/// for the check would accept connections for a moment before Pingora's own listener
+/// exists, and a client (or a readiness probe) connecting then would be refused right
+/// after. The same `SO_REUSEADDR` as the listeners, so a port in `TIME_WAIT` passes.
+fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bind_check_refuses_a_busy_port_and_never_accepts_connections() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap();
+        let err = check_bindable(addr).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        drop(busy);
+        // A free port passes, and the check left nothing listening on it.
+        check_bindable(addr).unwrap();
+        let refused = std::net::TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 }
