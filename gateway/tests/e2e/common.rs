@@ -459,6 +459,31 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A reqwest client that does not follow redirects or use proxies.
+/// The value of one series of the admin API's `/metrics`, written `name{labels}` as the
+/// text has it (`None`: unreachable, or no such series).
+pub async fn metric_value(admin_port: u16, series: &str) -> Option<u64> {
+    let text = client()
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The value of a `pingway_log_entries_total` series on the admin API (panics if absent).
+pub async fn log_counter(admin_port: u16, plugin: &str, outcome: &str) -> u64 {
+    let series = format!("pingway_log_entries_total{{plugin=\"{plugin}\",outcome=\"{outcome}\"}}");
+    metric_value(admin_port, &series)
+        .await
+        .unwrap_or_else(|| panic!("no {series} on /metrics"))
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

@@ -123,23 +123,6 @@ async fn wait_for_lines(path: &Path, n: usize) -> Vec<Value> {
     lines
 }
 
-/// The value of a `pingway_log_entries_total` series on the admin API.
-async fn log_counter(admin_port: u16, plugin: &str, outcome: &str) -> u64 {
-    let text = client()
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("pingway_log_entries_total{{plugin=\"{plugin}\",outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
 #[tokio::test]
 async fn the_access_log_has_a_line_per_answer_without_secrets_and_reopens_on_sigusr1() {
     let backend = Backend::start("one", Behaviour::Echo).await;

@@ -184,21 +184,11 @@ routes:
 
 /// The value of a `pingway_mirror_*` series for route `api` and upstream `shadow`.
 async fn metric(admin_port: u16, family: &str, outcome: Option<&str>) -> Option<u64> {
-    let text = client()
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let labels = match outcome {
-        Some(o) => format!("{family}{{route=\"api\",upstream=\"shadow\",outcome=\"{o}\"}} "),
-        None => format!("{family}{{route=\"api\",upstream=\"shadow\"}} "),
+    let series = match outcome {
+        Some(o) => format!("{family}{{route=\"api\",upstream=\"shadow\",outcome=\"{o}\"}}"),
+        None => format!("{family}{{route=\"api\",upstream=\"shadow\"}}"),
     };
-    text.lines()
-        .find_map(|l| l.strip_prefix(&labels))
-        .and_then(|v| v.trim().parse().ok())
+    metric_value(admin_port, &series).await
 }
 
 #[tokio::test]

@@ -49,18 +49,7 @@ async fn pool_view(admin_port: u16) -> Value {
 
 /// The value of the series `name{labels}` of the admin API's `/metrics`.
 async fn metric(admin_port: u16, name: &str, labels: &str) -> Option<u64> {
-    let text = client()
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let prefix = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
+    metric_value(admin_port, &format!("{name}{{{labels}}}")).await
 }
 
 /// The target at `addr` in a pool view.

@@ -103,23 +103,6 @@ impl Drop for TraceCollector {
     }
 }
 
-/// The value of a `pingway_log_entries_total` series on the admin API.
-pub async fn log_counter(admin_port: u16, plugin: &str, outcome: &str) -> u64 {
-    let text = crate::common::client()
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("pingway_log_entries_total{{plugin=\"{plugin}\",outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
