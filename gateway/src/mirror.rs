@@ -103,6 +103,11 @@ impl ConnectBreaker {
         until != 0 && now_ms < until
     }
 
+    /// Whether copies pause now; reads the clock only while a pause is set.
+    fn paused_now(&self) -> bool {
+        self.paused_until.load(Ordering::Acquire) != 0 && self.paused(clock_ms())
+    }
+
     /// A copy connected: the run of failures ends and pauses start short again.
     pub fn connected(&self) {
         if self.failures.load(Ordering::Relaxed) != 0 {
@@ -178,7 +183,7 @@ impl Mirror {
         if !drawn {
             return None;
         }
-        if self.breaker.paused(clock_ms()) {
+        if self.breaker.paused_now() {
             self.stats.paused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
