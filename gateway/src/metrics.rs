@@ -375,8 +375,14 @@ fn acme(out: &mut String, runtime: &Runtime) {
         "ACME certificate orders by outcome: issued (installed and stored), failed (the certificate served before, if any, kept serving).",
     );
     let (issued, failed) = runtime.acme.order_counts();
-    let _ = writeln!(out, "pingway_acme_orders_total{{outcome=\"issued\"}} {issued}");
-    let _ = writeln!(out, "pingway_acme_orders_total{{outcome=\"failed\"}} {failed}");
+    let _ = writeln!(
+        out,
+        "pingway_acme_orders_total{{outcome=\"issued\"}} {issued}"
+    );
+    let _ = writeln!(
+        out,
+        "pingway_acme_orders_total{{outcome=\"failed\"}} {failed}"
+    );
     family(
         out,
         "pingway_acme_certificate_expiry_timestamp_seconds",
@@ -398,5 +404,3 @@ fn acme(out: &mut String, runtime: &Runtime) {
         }
     }
 }
-
-

@@ -840,7 +840,9 @@ impl ProxyHttp for PingwayProxy {
         // An ACME CA validating a certificate order (HTTP-01): answered on plain
         // listeners before routing, so no route or plugin can get in its way.
         if !st.downstream_tls {
-            if let Some(resp) = crate::acme::challenge_response(&runtime.acme.challenges, session.req_header()) {
+            if let Some(resp) =
+                crate::acme::challenge_response(&runtime.acme.challenges, session.req_header())
+            {
                 send_generated(session, runtime, st, resp).await?;
                 return Ok(true);
             }

@@ -99,7 +99,8 @@ impl CertificateSet {
                 // Its fields are checked by validation (config::acme); names here.
                 let mut names = Vec::new();
                 for (j, name) in c.snis.iter().enumerate() {
-                    if let Some(n) = sni_pattern(name, &format!("{at}.snis[{j}]"), &mut Vec::new()) {
+                    if let Some(n) = sni_pattern(name, &format!("{at}.snis[{j}]"), &mut Vec::new())
+                    {
                         names.push(n);
                     }
                 }
@@ -291,7 +292,10 @@ fn x509_parses(cert: &[u8]) -> Result<(), ()> {
 
 /// A certificate chain (leaf first) and its private key from PEM text, checked to
 /// match: an ACME order's result or its stored copy. Messages never quote the key.
-pub(crate) fn certified_key_from_pem(chain_pem: &str, key_pem: &str) -> Result<CertifiedKey, String> {
+pub(crate) fn certified_key_from_pem(
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<CertifiedKey, String> {
     let certs = read_certs(&PemSource::Inline {
         text: chain_pem,
         field: "certificate",
@@ -435,12 +439,8 @@ impl ListenerCertificates {
         let mut managed = ManagedPool::new(previous.map(|p| &p.managed), storage);
         for (i, l) in cfg.listeners.iter().enumerate() {
             if let Some(tls) = &l.tls {
-                let set = CertificateSet::build(
-                    tls,
-                    &format!("listeners[{i}].tls"),
-                    &mut managed,
-                    diags,
-                );
+                let set =
+                    CertificateSet::build(tls, &format!("listeners[{i}].tls"), &mut managed, diags);
                 sets.insert(l.address.clone(), Arc::new(set));
             }
         }
@@ -768,7 +768,12 @@ mod tests {
             inline(&["fallback.test"], &[], true),
         ]);
         let mut d = Vec::new();
-        let set = CertificateSet::build(&tls, "listeners[0].tls", &mut ManagedPool::new(None, None), &mut d);
+        let set = CertificateSet::build(
+            &tls,
+            "listeners[0].tls",
+            &mut ManagedPool::new(None, None),
+            &mut d,
+        );
         assert!(d.is_empty(), "{d:?}");
         let p = |sni| picked(&set, sni);
         assert_eq!(
@@ -805,7 +810,12 @@ mod tests {
 
     fn problems(tls: &ListenerTls) -> Vec<String> {
         let mut d = Vec::new();
-        CertificateSet::build(tls, "listeners[1].tls", &mut ManagedPool::new(None, None), &mut d);
+        CertificateSet::build(
+            tls,
+            "listeners[1].tls",
+            &mut ManagedPool::new(None, None),
+            &mut d,
+        );
         d.iter()
             .map(|d| format!("{}: {}", d.path, d.message))
             .collect()

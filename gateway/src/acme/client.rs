@@ -151,9 +151,9 @@ pub async fn order(
                 )))
             }
         }
-        let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
-            OrderError::Failed("the CA offers no HTTP-01 challenge".to_string())
-        })?;
+        let mut challenge = authz
+            .challenge(ChallengeType::Http01)
+            .ok_or_else(|| OrderError::Failed("the CA offers no HTTP-01 challenge".to_string()))?;
         let key_authorization = challenge.key_authorization();
         let guard = challenges
             .add(&challenge.token, key_authorization.as_str())

@@ -247,12 +247,20 @@ impl ManagedCertificate {
     /// Whether an order is due now: after a failure, once its backoff has passed;
     /// otherwise at most once per `check_interval`, when nothing is served or what is
     /// served expires within `renew_before`.
-    fn order_due(&self, now: Instant, wall: SystemTime, check_interval: Duration, renew_before: Duration) -> bool {
+    fn order_due(
+        &self,
+        now: Instant,
+        wall: SystemTime,
+        check_interval: Duration,
+        renew_before: Duration,
+    ) -> bool {
         let mut s = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(at) = s.retry_at {
             return now >= at;
         }
-        if s.checked_at.is_some_and(|t| now.duration_since(t) < check_interval) {
+        if s.checked_at
+            .is_some_and(|t| now.duration_since(t) < check_interval)
+        {
             return false;
         }
         s.checked_at = Some(now);
@@ -376,7 +384,10 @@ mod tests {
         assert_eq!(m.status().failures, 0);
         // Checked just now: not again before the interval.
         assert!(!m.order_due(second, wall, hour, hour));
-        assert!(m.order_due(second + hour, wall, hour, hour), "still nothing served");
+        assert!(
+            m.order_due(second + hour, wall, hour, hour),
+            "still nothing served"
+        );
     }
 
     #[test]

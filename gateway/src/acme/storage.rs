@@ -67,7 +67,12 @@ pub fn load_certificate(
 }
 
 /// Writes the certificate `id` (chain and key), replacing the stored one.
-pub fn save_certificate(storage: &Path, id: &str, chain_pem: &str, key_pem: &str) -> std::io::Result<()> {
+pub fn save_certificate(
+    storage: &Path,
+    id: &str,
+    chain_pem: &str,
+    key_pem: &str,
+) -> std::io::Result<()> {
     let dir = certificates_dir(storage);
     create_private_dir(&dir)?;
     // The key first: a crash between the two leaves a pair that does not match, which
@@ -81,9 +86,8 @@ pub fn account_key(storage: &Path) -> std::io::Result<Vec<u8>> {
     let path = storage.join("account.key");
     match std::fs::read(&path) {
         Ok(pem) => {
-            let (label, der) = pem_rfc7468::decode_vec(&pem).map_err(|_| {
-                invalid(format!("{}: not a PEM private key", path.display()))
-            })?;
+            let (label, der) = pem_rfc7468::decode_vec(&pem)
+                .map_err(|_| invalid(format!("{}: not a PEM private key", path.display())))?;
             if label != "PRIVATE KEY" {
                 return Err(invalid(format!(
                     "{}: expected a PKCS#8 PRIVATE KEY",
@@ -153,7 +157,10 @@ mod tests {
     fn file_ids_are_the_name_or_the_first_name_and_a_digest() {
         assert_eq!(file_id(&["app.test".into()]), "app.test");
         let two = file_id(&["a.test".into(), "b.test".into()]);
-        assert!(two.starts_with("a.test-") && two.len() == "a.test-".len() + 8, "{two}");
+        assert!(
+            two.starts_with("a.test-") && two.len() == "a.test-".len() + 8,
+            "{two}"
+        );
         assert_ne!(two, file_id(&["a.test".into(), "c.test".into()]));
         assert_eq!(file_id(&["../x".into()]), ".._x");
     }

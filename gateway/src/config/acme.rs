@@ -172,7 +172,10 @@ fn check_section(acme: &AcmeConfig, out: &mut Vec<Diagnostic>) {
         ));
     }
     if acme.check_interval.get() < std::time::Duration::from_secs(1) {
-        out.push(Diagnostic::new("acme.check_interval", "must be at least 1s"));
+        out.push(Diagnostic::new(
+            "acme.check_interval",
+            "must be at least 1s",
+        ));
     }
 }
 
