@@ -978,6 +978,62 @@ mod tests {
     }
 
     #[test]
+    fn acme_names_are_served_once_issued_and_carried_across_reloads() {
+        let yaml = "\
+listeners:
+  - address: 127.0.0.1:1
+  - address: 127.0.0.1:2
+    tls: {certificates: [{acme: true, snis: [App.test], default: true}]}
+  - address: 127.0.0.1:3
+    tls: {certificates: [{acme: true, snis: [app.test]}]}
+";
+        let mut cfg = crate::config::load_str(yaml).unwrap().config;
+        let (fixed_cert, fixed_key) = self_signed(&["fixed.test"]);
+        let tls = cfg.listeners[1].tls.as_mut().unwrap();
+        tls.certificates.push(CertificateConfig {
+            cert_pem: Some(fixed_cert),
+            key_pem: Some(Secret::new(fixed_key)),
+            snis: vec!["fixed.test".into()],
+            ..tls.certificates[0].clone()
+        });
+        tls.certificates[1].acme = false;
+        tls.certificates[1].default = false;
+        let mut d = Vec::new();
+        let first = ListenerCertificates::build(&cfg, None, &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        // One managed certificate for both listeners.
+        assert_eq!(first.managed().count(), 1);
+        let set2 = first.get("127.0.0.1:2").unwrap();
+        let set3 = first.get("127.0.0.1:3").unwrap();
+        // Not issued yet: the default (the ACME entry) falls back to the file's one.
+        assert_eq!(
+            picked(set2, Some("app.test")).as_deref(),
+            Some("fixed.test")
+        );
+        assert!(set3.resolve(Some("app.test")).is_none());
+
+        let (cert, key) = self_signed(&["app.test"]);
+        let managed = first.managed().next().unwrap().clone();
+        let issued = crate::acme::Issued::from_pem(
+            &cert,
+            &key,
+            managed.names(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        managed.install(issued);
+        assert_eq!(picked(set2, Some("APP.test")).as_deref(), Some("app.test"));
+        assert_eq!(picked(set3, None).as_deref(), Some("app.test"));
+
+        // A reload keeps the issued certificate (no storage to read it back from).
+        let mut d = Vec::new();
+        let next = ListenerCertificates::build(&cfg, Some(&first), &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        let set = next.get("127.0.0.1:3").unwrap();
+        assert_eq!(picked(set, Some("app.test")).as_deref(), Some("app.test"));
+    }
+
+    #[test]
     fn sni_patterns() {
         let mut d = Vec::new();
         assert_eq!(
