@@ -554,3 +554,51 @@ async fn a_certificate_due_for_renewal_is_replaced_live() {
             >= 2
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_order_is_counted_shown_and_retried_later() {
+    let backend = Backend::start("app", Behaviour::Echo).await;
+    let ports = Ports::new();
+    // Pebble validates on a port where nothing listens: every challenge fails.
+    let pebble = Pebble::start(free_port()).await;
+    let storage_dir = tempfile::tempdir().unwrap();
+    let yaml = gateway_yaml(
+        &pebble,
+        &storage_dir.path().join("acme"),
+        &ports,
+        backend.addr,
+        "30d",
+    );
+    let gw = GatewayProcess::start(&yaml).await;
+    let failed = "pingway_acme_orders_total{outcome=\"failed\"}";
+    let counted = wait_until(Duration::from_secs(60), || async {
+        metric_value(ports.admin, failed).await.unwrap_or(0) >= 1
+    })
+    .await;
+    assert!(counted, "no failed order counted:\n{}", gw.log());
+    let status: serde_json::Value = client()
+        .get(format!("http://127.0.0.1:{}/status", ports.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cert = &status["acme"]["certificates"][0];
+    assert!(cert["failures"].as_u64().unwrap() >= 1, "{status}");
+    assert!(
+        cert["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{status}"
+    );
+    assert!(cert["serial"].is_null(), "{status}");
+    assert_eq!(status["acme"]["pending_challenges"], 0, "{status}");
+    // Retried after the backoff (10s), not in a tight loop.
+    assert_eq!(metric_value(ports.admin, failed).await, Some(1));
+    assert_eq!(
+        metric_value(ports.admin, "pingway_acme_orders_total{outcome=\"issued\"}").await,
+        Some(0)
+    );
+    let log = gw.log();
+    assert!(log.contains("acme: the order for app.test failed"), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+}
