@@ -327,6 +327,10 @@ impl Gateway {
         let source_rt = self.runtime.clone();
         let refresher = TargetRefresher::new(Arc::new(move || source_rt.load().upstream_list()));
         server.add_service(background_service("target names", refresher));
+        // ACME certificates: obtained and renewed in the background (idle without an
+        // `acme:` section; a reload that adds one is picked up).
+        let acme = crate::acme::AcmeRenewal::new(self.runtime.clone());
+        server.add_service(background_service("acme certificates", acme));
         // Plugins drain (a log queue flushes) within the grace period of a SIGTERM.
         let drain = PluginDrain::new(self.runtime.clone(), settings.grace_period.get());
         server.add_service(background_service("plugin drain", drain));

@@ -16,6 +16,7 @@ pub use pingway_plugin as plugins;
 /// The stock plugins and consumers (the `pingway-plugins` crate).
 pub use pingway_plugins as stock;
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod cache;
 pub mod chain;

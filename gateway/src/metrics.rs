@@ -111,6 +111,8 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
         crate::tls::handshake_failures()
     );
 
+    acme(&mut out, &reloader.runtime().load());
+
     family(
         &mut out,
         "pingway_access_log_lines_total",
@@ -362,4 +364,43 @@ fn target_health(runtime: &Runtime, out: &mut String) {
 pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The ACME series: orders by outcome, and each managed certificate's expiry.
+fn acme(out: &mut String, runtime: &Runtime) {
+    family(
+        out,
+        "pingway_acme_orders_total",
+        "counter",
+        "ACME certificate orders by outcome: issued (installed and stored), failed (the certificate served before, if any, kept serving).",
+    );
+    let (issued, failed) = runtime.acme.order_counts();
+    let _ = writeln!(
+        out,
+        "pingway_acme_orders_total{{outcome=\"issued\"}} {issued}"
+    );
+    let _ = writeln!(
+        out,
+        "pingway_acme_orders_total{{outcome=\"failed\"}} {failed}"
+    );
+    family(
+        out,
+        "pingway_acme_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When each ACME-managed certificate served now expires (Unix time), by its first host name.",
+    );
+    for m in runtime.certificates.managed() {
+        if let Some(issued) = m.issued() {
+            let at = issued
+                .not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = m.names().first().map_or("", String::as_str);
+            let _ = writeln!(
+                out,
+                "pingway_acme_certificate_expiry_timestamp_seconds{{certificate=\"{}\"}} {at}",
+                escape(name)
+            );
+        }
+    }
 }

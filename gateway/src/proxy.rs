@@ -837,6 +837,17 @@ impl ProxyHttp for PingwayProxy {
             return Ok(true);
         }
 
+        // An ACME CA validating a certificate order (HTTP-01): answered on plain
+        // listeners before routing, so no route or plugin can get in its way.
+        if !st.downstream_tls {
+            if let Some(resp) =
+                crate::acme::challenge_response(&runtime.acme.challenges, session.req_header())
+            {
+                send_generated(session, runtime, st, resp).await?;
+                return Ok(true);
+            }
+        }
+
         // The access phase edits the client's head: taken apart into parts (each edit
         // one map operation) unless the case of names is kept, and always put back.
         let taken = if runtime.headers.preserve_case {

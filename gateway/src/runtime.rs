@@ -120,6 +120,9 @@ pub struct Runtime {
     /// The HTTPS listeners' certificates, by listener address (what their SNI resolvers
     /// read at each handshake).
     pub certificates: crate::tls::ListenerCertificates,
+    /// Pending ACME challenges and order counters (one for the process, carried from
+    /// configuration to configuration).
+    pub acme: Arc<crate::acme::AcmeState>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -431,6 +434,7 @@ impl Runtime {
             reused_instances,
             access_log,
             certificates,
+            acme: previous.map_or_else(Default::default, |p| p.acme.clone()),
         })
     }
 

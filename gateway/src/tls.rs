@@ -19,18 +19,40 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::acme::{ManagedCertificate, ManagedPool};
 use crate::config::{CertificateConfig, ListenerTls, UpstreamConfig};
 use crate::runtime::Runtime;
+
+/// A certificate as a listener serves it: loaded from the configuration, or managed by
+/// ACME (what the CA issued last, read at each handshake).
+#[derive(Clone)]
+enum Served {
+    Fixed(Arc<CertifiedKey>),
+    Acme(Arc<ManagedCertificate>),
+}
+
+impl Served {
+    /// The certificate to serve now (`None` for an ACME one not issued yet).
+    fn key(&self) -> Option<Arc<CertifiedKey>> {
+        match self {
+            Served::Fixed(key) => Some(key.clone()),
+            Served::Acme(m) => m.served(),
+        }
+    }
+}
 
 /// One listener's certificates, by server name.
 #[derive(Default)]
 pub struct CertificateSet {
     /// Exact names (lowercase).
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    exact: HashMap<String, Served>,
     /// Wildcards by the name they cover one label of (`*.example.com` as `example.com`).
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     /// For an SNI that matches nothing, or none.
-    default: Option<Arc<CertifiedKey>>,
+    default: Option<Served>,
+    /// The first certificate loaded from the configuration: served instead of a default
+    /// managed by ACME that is not issued yet.
+    fallback: Option<Arc<CertifiedKey>>,
 }
 
 impl std::fmt::Debug for CertificateSet {
@@ -45,9 +67,15 @@ impl std::fmt::Debug for CertificateSet {
 }
 
 impl CertificateSet {
-    /// Loads and checks `tls.certificates` (files read now); every problem is reported at
-    /// its field under `path` (`listeners[i].tls`).
-    pub fn build(tls: &ListenerTls, path: &str, diags: &mut Vec<Diagnostic>) -> CertificateSet {
+    /// Loads and checks `tls.certificates` (files read now; `acme: true` entries taken
+    /// from `managed`); every problem is reported at its field under `path`
+    /// (`listeners[i].tls`).
+    pub fn build(
+        tls: &ListenerTls,
+        path: &str,
+        managed: &mut ManagedPool<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> CertificateSet {
         let mut set = CertificateSet::default();
         if tls.certificates.is_empty() {
             diags.push(Diagnostic::new(
@@ -67,8 +95,25 @@ impl CertificateSet {
         let mut explicit_default = None;
         for (i, c) in tls.certificates.iter().enumerate() {
             let at = format!("{path}.certificates[{i}]");
-            let Some(key) = load_certified_key(c, &at, diags) else {
-                continue;
+            let key = if c.acme {
+                // Its fields are checked by validation (config::acme); names here.
+                let mut names = Vec::new();
+                for (j, name) in c.snis.iter().enumerate() {
+                    if let Some(n) = sni_pattern(name, &format!("{at}.snis[{j}]"), &mut Vec::new())
+                    {
+                        names.push(n);
+                    }
+                }
+                if names.is_empty() || names.iter().any(|n| n.starts_with("*.")) {
+                    continue;
+                }
+                Served::Acme(managed.get(names))
+            } else {
+                let Some(key) = load_certified_key(c, &at, diags) else {
+                    continue;
+                };
+                set.fallback.get_or_insert_with(|| key.clone());
+                Served::Fixed(key)
             };
             first.get_or_insert_with(|| key.clone());
             if c.default {
@@ -79,11 +124,15 @@ impl CertificateSet {
                 let Some(name) = sni_pattern(name, &name_at, diags) else {
                     continue;
                 };
-                let (map, key_name) = match name.strip_prefix("*.") {
-                    Some(rest) => (&mut set.wildcard, rest.to_string()),
-                    None => (&mut set.exact, name.clone()),
+                let taken = match (name.strip_prefix("*."), &key) {
+                    (Some(rest), Served::Fixed(k)) => {
+                        set.wildcard.insert(rest.to_string(), k.clone()).is_some()
+                    }
+                    // Reported by validation: HTTP-01 cannot prove a wildcard.
+                    (Some(_), Served::Acme(_)) => false,
+                    (None, _) => set.exact.insert(name.clone(), key.clone()).is_some(),
                 };
-                if map.insert(key_name, key.clone()).is_some() {
+                if taken {
                     diags.push(Diagnostic::new(
                         name_at,
                         format!(
@@ -99,11 +148,12 @@ impl CertificateSet {
 
     /// The certificate for `sni`: an exact name, else a wildcard covering its first
     /// label, else the default.
+    /// An ACME name whose certificate is not issued yet gets the others' choice.
     pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         if let Some(sni) = sni {
             let sni = sni.trim_end_matches('.').to_ascii_lowercase();
-            if let Some(key) = self.exact.get(&sni) {
-                return Some(key.clone());
+            if let Some(key) = self.exact.get(&sni).and_then(Served::key) {
+                return Some(key);
             }
             if let Some((_, parent)) = sni.split_once('.') {
                 if let Some(key) = self.wildcard.get(parent) {
@@ -111,7 +161,10 @@ impl CertificateSet {
                 }
             }
         }
-        self.default.clone()
+        self.default
+            .as_ref()
+            .and_then(Served::key)
+            .or_else(|| self.fallback.clone())
     }
 }
 
@@ -237,6 +290,31 @@ fn x509_parses(cert: &[u8]) -> Result<(), ()> {
         .map_err(|_| ())
 }
 
+/// A certificate chain (leaf first) and its private key from PEM text, checked to
+/// match: an ACME order's result or its stored copy. Messages never quote the key.
+pub(crate) fn certified_key_from_pem(
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<CertifiedKey, String> {
+    let certs = read_certs(&PemSource::Inline {
+        text: chain_pem,
+        field: "certificate",
+    })?;
+    let key = read_key(&PemSource::Inline {
+        text: key_pem,
+        field: "key",
+    })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|_| "unsupported private key".to_string())?;
+    let certified = CertifiedKey::new(certs, signing);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(_) => Err("the private key does not belong to the certificate".to_string()),
+    }
+}
+
 /// The private key of a PEM source. Error messages never quote the key.
 fn read_key(source: &PemSource<'_>) -> Result<PrivateKeyDer<'static>, String> {
     let bytes = source.read()?;
@@ -338,9 +416,14 @@ fn load_certified_key(
     Some(Arc::new(certified))
 }
 
-/// The certificate sets of the configuration's HTTPS listeners, by listener address.
+/// The certificate sets of the configuration's HTTPS listeners, by listener address,
+/// and the ACME-managed certificates among them.
 #[derive(Debug, Default)]
-pub struct ListenerCertificates(HashMap<String, Arc<CertificateSet>>);
+pub struct ListenerCertificates {
+    sets: HashMap<String, Arc<CertificateSet>>,
+    /// By their names joined with commas.
+    managed: HashMap<String, Arc<ManagedCertificate>>,
+}
 
 impl ListenerCertificates {
     /// Loads every HTTPS listener's certificates. A listener that was HTTPS in
@@ -352,24 +435,35 @@ impl ListenerCertificates {
         diags: &mut Vec<Diagnostic>,
     ) -> ListenerCertificates {
         let mut sets = HashMap::new();
+        let storage = cfg.acme.as_ref().map(|a| std::path::Path::new(&a.storage));
+        let mut managed = ManagedPool::new(previous.map(|p| &p.managed), storage);
         for (i, l) in cfg.listeners.iter().enumerate() {
             if let Some(tls) = &l.tls {
-                let set = CertificateSet::build(tls, &format!("listeners[{i}].tls"), diags);
+                let set =
+                    CertificateSet::build(tls, &format!("listeners[{i}].tls"), &mut managed, diags);
                 sets.insert(l.address.clone(), Arc::new(set));
             }
         }
         // Listeners only a restart changes keep serving what they started with.
         if let Some(prev) = previous {
-            for (addr, set) in &prev.0 {
+            for (addr, set) in &prev.sets {
                 sets.entry(addr.clone()).or_insert_with(|| set.clone());
             }
         }
-        ListenerCertificates(sets)
+        ListenerCertificates {
+            sets,
+            managed: managed.finish(),
+        }
     }
 
     /// The certificates of the listener on `address`.
     pub fn get(&self, address: &str) -> Option<&Arc<CertificateSet>> {
-        self.0.get(address)
+        self.sets.get(address)
+    }
+
+    /// The ACME-managed certificates, each once (however many listeners serve it).
+    pub fn managed(&self) -> impl Iterator<Item = &Arc<ManagedCertificate>> {
+        self.managed.values()
     }
 }
 
@@ -643,6 +737,7 @@ mod tests {
             snis: snis.iter().map(|s| s.to_string()).collect(),
             default,
             ocsp_file: None,
+            acme: false,
         }
     }
 
@@ -673,7 +768,12 @@ mod tests {
             inline(&["fallback.test"], &[], true),
         ]);
         let mut d = Vec::new();
-        let set = CertificateSet::build(&tls, "listeners[0].tls", &mut d);
+        let set = CertificateSet::build(
+            &tls,
+            "listeners[0].tls",
+            &mut ManagedPool::new(None, None),
+            &mut d,
+        );
         assert!(d.is_empty(), "{d:?}");
         let p = |sni| picked(&set, sni);
         assert_eq!(
@@ -700,7 +800,7 @@ mod tests {
             inline(&["second.test"], &["second.test"], false),
         ]);
         let mut d = Vec::new();
-        let set = CertificateSet::build(&tls, "l", &mut d);
+        let set = CertificateSet::build(&tls, "l", &mut ManagedPool::new(None, None), &mut d);
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(
             picked(&set, Some("other.test")).as_deref(),
@@ -710,7 +810,12 @@ mod tests {
 
     fn problems(tls: &ListenerTls) -> Vec<String> {
         let mut d = Vec::new();
-        CertificateSet::build(tls, "listeners[1].tls", &mut d);
+        CertificateSet::build(
+            tls,
+            "listeners[1].tls",
+            &mut ManagedPool::new(None, None),
+            &mut d,
+        );
         d.iter()
             .map(|d| format!("{}: {}", d.path, d.message))
             .collect()
@@ -870,6 +975,62 @@ mod tests {
         assert_ne!(tls.pool_group, 0);
         // Nothing of the key in its Debug form.
         assert!(!format!("{tls:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn acme_names_are_served_once_issued_and_carried_across_reloads() {
+        let yaml = "\
+listeners:
+  - address: 127.0.0.1:1
+  - address: 127.0.0.1:2
+    tls: {certificates: [{acme: true, snis: [App.test], default: true}]}
+  - address: 127.0.0.1:3
+    tls: {certificates: [{acme: true, snis: [app.test]}]}
+";
+        let mut cfg = crate::config::load_str(yaml).unwrap().config;
+        let (fixed_cert, fixed_key) = self_signed(&["fixed.test"]);
+        let tls = cfg.listeners[1].tls.as_mut().unwrap();
+        tls.certificates.push(CertificateConfig {
+            cert_pem: Some(fixed_cert),
+            key_pem: Some(Secret::new(fixed_key)),
+            snis: vec!["fixed.test".into()],
+            ..tls.certificates[0].clone()
+        });
+        tls.certificates[1].acme = false;
+        tls.certificates[1].default = false;
+        let mut d = Vec::new();
+        let first = ListenerCertificates::build(&cfg, None, &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        // One managed certificate for both listeners.
+        assert_eq!(first.managed().count(), 1);
+        let set2 = first.get("127.0.0.1:2").unwrap();
+        let set3 = first.get("127.0.0.1:3").unwrap();
+        // Not issued yet: the default (the ACME entry) falls back to the file's one.
+        assert_eq!(
+            picked(set2, Some("app.test")).as_deref(),
+            Some("fixed.test")
+        );
+        assert!(set3.resolve(Some("app.test")).is_none());
+
+        let (cert, key) = self_signed(&["app.test"]);
+        let managed = first.managed().next().unwrap().clone();
+        let issued = crate::acme::Issued::from_pem(
+            &cert,
+            &key,
+            managed.names(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        managed.install(issued);
+        assert_eq!(picked(set2, Some("APP.test")).as_deref(), Some("app.test"));
+        assert_eq!(picked(set3, None).as_deref(), Some("app.test"));
+
+        // A reload keeps the issued certificate (no storage to read it back from).
+        let mut d = Vec::new();
+        let next = ListenerCertificates::build(&cfg, Some(&first), &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        let set = next.get("127.0.0.1:3").unwrap();
+        assert_eq!(picked(set, Some("app.test")).as_deref(), Some("app.test"));
     }
 
     #[test]

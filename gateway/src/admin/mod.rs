@@ -14,7 +14,7 @@ mod dashboard;
 mod proxy_cache;
 pub mod resilience_view;
 pub mod stats;
-mod time;
+pub mod time;
 pub mod views;
 
 use std::sync::Arc;

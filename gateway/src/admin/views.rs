@@ -36,6 +36,37 @@ pub fn status(reloader: &Reloader) -> Value {
             "unchanged": counts.unchanged.load(load),
             "failed": counts.failed.load(load),
         },
+        "acme": acme_status(&reloader.runtime().load()),
+    })
+}
+
+/// The ACME-managed certificates (`null` without an `acme:` section): each one's names,
+/// the expiry and serial of what is served, and its failed orders in a row with the
+/// last reason; and the order counters.
+fn acme_status(runtime: &crate::runtime::Runtime) -> Value {
+    if runtime.config.acme.is_none() {
+        return Value::Null;
+    }
+    let (issued, failed) = runtime.acme.order_counts();
+    let mut certificates: Vec<Value> = runtime
+        .certificates
+        .managed()
+        .map(|m| {
+            let s = m.status();
+            json!({
+                "names": s.names,
+                "not_after": s.not_after.map(rfc3339),
+                "serial": s.serial,
+                "failures": s.failures,
+                "last_error": s.last_error,
+            })
+        })
+        .collect();
+    certificates.sort_by(|a, b| a["names"].to_string().cmp(&b["names"].to_string()));
+    json!({
+        "certificates": certificates,
+        "orders": {"issued": issued, "failed": failed},
+        "pending_challenges": runtime.acme.challenges.len(),
     })
 }
 

@@ -6,6 +6,7 @@
 //! fields (names that must exist, be unique, parse as addresses or CIDRs...). Each
 //! problem is a [`Diagnostic`] with field path, line and column.
 
+pub mod acme;
 pub mod defaults;
 pub mod duration;
 pub mod file;
@@ -18,6 +19,7 @@ pub mod yaml;
 
 use std::path::Path;
 
+pub use acme::AcmeConfig;
 pub use duration::Duration;
 pub use model::*;
 pub use pingway_plugins::config::{ConfigNode, Diagnostic, Location};

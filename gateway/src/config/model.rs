@@ -52,6 +52,11 @@ pub struct GatewayConfig {
     /// request path. Off unless this section is present.
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// Certificates from an ACME CA (Let's Encrypt, a private CA) for the certificate
+    /// entries that say `acme: true`: the account, storage and renewal policy. Off
+    /// unless this section is present.
+    #[serde(default)]
+    pub acme: Option<super::acme::AcmeConfig>,
 }
 
 /// The access log (see docs/configuration.md#access-log).
@@ -230,7 +235,8 @@ pub struct ListenerTls {
 }
 
 /// A certificate and its private key, from files (`cert`, `key`) or written inline
-/// (`cert_pem`, `key_pem`), for the names in `snis`.
+/// (`cert_pem`, `key_pem`), or obtained from the ACME CA (`acme: true`), for the names
+/// in `snis`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateConfig {
@@ -260,6 +266,11 @@ pub struct CertificateConfig {
     /// before the response expires.
     #[serde(default)]
     pub ocsp_file: Option<String>,
+    /// Obtain and renew this certificate from the CA of the top-level `acme:` section
+    /// (HTTP-01, answered on the plain HTTP listeners), for the host names in `snis`;
+    /// no `cert` or `key`. Until it is issued, its names get the default certificate.
+    #[serde(default)]
+    pub acme: bool,
 }
 
 /// How requests are forwarded.

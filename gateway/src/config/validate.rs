@@ -22,6 +22,7 @@ pub fn check(config: &GatewayConfig) -> Vec<Diagnostic> {
     check_consumers(config, &mut out);
     check_admin(config, &mut out);
     check_access_log(config, &mut out);
+    super::acme::check(config, &mut out);
     out
 }
 

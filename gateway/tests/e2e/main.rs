@@ -5,6 +5,7 @@
 mod common;
 
 mod acl;
+mod acme;
 mod admin;
 mod auth_fixtures;
 mod balancing;
