@@ -39,6 +39,9 @@ pub(crate) fn settle(
     report: &mut Report,
 ) -> Result<(), Vec<Diagnostic>> {
     for _ in 0..MAX_ROUNDS {
+        for list in out.plugin_lists() {
+            one_stand_in(list, doc, report);
+        }
         out.prune();
         let text = super::emit::to_yaml(&out.render(listeners, true));
         let diags = problems(&text, registry);
@@ -58,6 +61,28 @@ pub(crate) fn settle(
     match problems(&text, registry) {
         d if d.is_empty() => Ok(()),
         d => Err(d),
+    }
+}
+
+/// Keeps one 503 stand-in per plugin list (a scope runs one plugin of a name): the
+/// first; a `request-termination` of the Kong file in the same scope is replaced by it,
+/// since a stand-in must close the scope whatever that one's trigger.
+fn one_stand_in(list: &mut [Plugin], doc: &ConfigNode, report: &mut Report) {
+    let Some(first) = list.iter().position(|p| p.stand_in && !p.dropped) else {
+        return;
+    };
+    for (i, p) in list.iter_mut().enumerate() {
+        if i == first || p.dropped || p.name != "request-termination" {
+            continue;
+        }
+        p.dropped = true;
+        if !p.stand_in {
+            report.unsupported(
+                doc,
+                &p.origin,
+                "replaced by the 503 request-termination that closes this scope (an access plugin could not be converted)",
+            );
+        }
     }
 }
 

@@ -55,6 +55,7 @@ pub(crate) fn fail_closed(name: &str, origin: &str) -> Plugin {
         config: config.build(),
         origin: origin.to_string(),
         dropped: false,
+        stand_in: true,
     }
 }
 
@@ -1070,8 +1071,26 @@ impl<'a> Mapper<'a> {
         }
         for (si, plugin) in service_plugins {
             for route in self.out.routes.iter_mut().filter(|r| r.service == Some(si)) {
-                if !route.plugins.iter().any(|p| p.name == plugin.name) {
+                // A stand-in closes the route even where the route has its own
+                // request-termination (which may only trigger on a header).
+                if plugin.stand_in || !route.plugins.iter().any(|p| p.name == plugin.name) {
                     route.plugins.push(plugin.clone());
+                }
+            }
+        }
+        // Likewise a global stand-in, which a route's own request-termination would
+        // otherwise replace.
+        let global: Vec<Plugin> = self
+            .out
+            .plugins
+            .iter()
+            .filter(|p| p.stand_in)
+            .cloned()
+            .collect();
+        for stand_in in global {
+            for route in &mut self.out.routes {
+                if route.plugins.iter().any(|p| p.name == stand_in.name) {
+                    route.plugins.push(stand_in.clone());
                 }
             }
         }
@@ -1132,6 +1151,7 @@ impl<'a> Mapper<'a> {
             config,
             origin: path.to_string(),
             dropped: false,
+            stand_in: false,
         })
     }
 }

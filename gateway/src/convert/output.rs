@@ -14,6 +14,9 @@ pub(crate) struct Plugin {
     /// Kong path of the plugin entry.
     pub origin: String,
     pub dropped: bool,
+    /// The 503 `request-termination` standing in for an access plugin that could not
+    /// be converted.
+    pub stand_in: bool,
 }
 
 /// A route path condition.
@@ -119,6 +122,14 @@ pub(crate) struct Listeners {
 }
 
 impl Output {
+    /// Every plugin list (global, each route's, each consumer's).
+    pub(crate) fn plugin_lists(&mut self) -> Vec<&mut Vec<Plugin>> {
+        let mut lists = vec![&mut self.plugins];
+        lists.extend(self.routes.iter_mut().map(|r| &mut r.plugins));
+        lists.extend(self.consumers.iter_mut().map(|c| &mut c.plugins));
+        lists
+    }
+
     /// Drops entries marked `dropped` (so that indices match the next rendering).
     pub(crate) fn prune(&mut self) {
         self.upstreams.retain(|u| !u.dropped);

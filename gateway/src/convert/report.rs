@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::config::{ConfigNode, Location};
+use pingway_plugins::config::parse_path;
 
 /// How much an item matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,34 @@ impl ReportItem {
     }
 }
 
+/// Where `path` is written: a field's key, else the value's start.
+fn place(doc: &ConfigNode, path: &str) -> Option<Location> {
+    use pingway_plugins::config::{NodeValue, PathSegment};
+    let segs = parse_path(path);
+    if let Some((PathSegment::Key(last), parents)) = segs.split_last() {
+        let mut node = doc;
+        let mut found = true;
+        for seg in parents {
+            let next = match (seg, &node.value) {
+                (PathSegment::Key(k), _) => node.get(k),
+                (PathSegment::Index(i), NodeValue::Seq(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if let Some(at) = node.key_location(last).filter(|_| found) {
+            return Some(at);
+        }
+    }
+    doc.locate(path)
+}
+
 /// The items of one conversion, deduplicated (a service plugin copied onto several
 /// routes is reported once), plus summary lines.
 #[derive(Debug, Default)]
@@ -74,7 +103,7 @@ impl Report {
     ) {
         let item = ReportItem {
             path: path.to_string(),
-            location: doc.locate(path),
+            location: place(doc, path),
             message,
             severity,
         };

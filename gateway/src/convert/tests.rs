@@ -159,7 +159,7 @@ services:
     assert!(
         has(
             &c.report,
-            "kong.yml:15:5: upstreams[1]: note: no service uses this upstream"
+            "kong.yml:14:5: upstreams[1]: note: no service uses this upstream"
         ),
         "{:#?}",
         c.report
@@ -386,7 +386,7 @@ consumers:
     assert!(
         has(
             &c.report,
-            "kong.yml:8:36: consumers[0].keyauth_credentials[0].ttl: Kong credential field `ttl`"
+            "kong.yml:8:34: consumers[0].keyauth_credentials[0].ttl: Kong credential field `ttl`"
         ),
         "{:#?}",
         c.report
@@ -435,7 +435,9 @@ services:
         headers: {x-tenant: [a, B.c]}
         protocols: [https]
         https_redirect_status_code: 308
-        paths: ["~/v(1|2)/(?=x)"]
+        paths: ["~/v(1|2)/(?=x)", /ok]
+      - name: bad
+        paths: ["~/(a)\\1"]
       - name: g
         protocols: [grpc]
         paths: [/g]
@@ -456,8 +458,8 @@ services:
         "services[0].routes[0].hosts[1]: Pingway ignores the request's port",
         "services[0].routes[0].hosts[2]: a rightmost wildcard",
         "services[0].routes[0].paths[0]: the regex does not compile",
-        "services[0].routes[0]: none of its paths could be carried over; route left out",
-        "services[0].routes[1].protocols: protocol \"grpc\" routes are not carried over",
+        "services[0].routes[1]: none of its paths could be carried over; route left out",
+        "services[0].routes[2].protocols: protocol \"grpc\" routes are not carried over",
     ] {
         assert!(has(&c.report, needle), "{needle}\n{:#?}", c.report);
     }
@@ -500,7 +502,7 @@ fn json_input_converts_like_yaml() {
     );
     assert_eq!(c.json["routes"][0]["paths"][0], "/x");
     assert!(
-        has(&c.report, "kong.yml:2:44: services[0].routes[0].bogus"),
+        has(&c.report, "kong.yml:2:45: services[0].routes[0].bogus"),
         "{:#?}",
         c.report
     );

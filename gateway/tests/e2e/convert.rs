@@ -26,7 +26,7 @@ fn the_fixture_converts_with_each_difference_reported_at_its_place() {
     assert_eq!(code, 2, "something was reported: exit 2\n{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     let expected = format!(
-        "{FIXTURE}:52:24: services[1].routes[0].path_handling: path_handling v1 is not carried over: the service path is joined as v0 does (with a / between)
+        "{FIXTURE}:52:9: services[1].routes[0].path_handling: path_handling v1 is not carried over: the service path is joined as v0 does (with a / between)
 {FIXTURE}:54:13: services[1].routes[0].plugins[0]: Pingway has no datadog plugin; left out
 {FIXTURE}: note: 1 tag(s) ignored: Pingway has no tags
 {FIXTURE}: note: 2 plugin config field(s) set to null left out (null is Kong's \"unset\"; Pingway's default applies)
