@@ -673,6 +673,13 @@ impl<'a> Mapper<'a> {
             self.unsupported(path, "its service could not be converted; route left out");
             return;
         };
+        if field(r, "expression").is_some() {
+            self.unsupported(
+                path,
+                "routes of Kong's expressions router have no Pingway equivalent; route left out",
+            );
+            return;
+        }
         let protocols = field(r, "protocols")
             .map(strings)
             .unwrap_or_else(|| vec!["http".into(), "https".into()]);
