@@ -539,3 +539,66 @@ fn not_a_kong_file_is_an_error() {
         Err(ConvertError::Syntax(_))
     ));
 }
+
+#[test]
+fn a_stand_in_closes_every_route_its_scope_covered_whatever_else_is_there() {
+    let c = convert(
+        r#"_format_version: "3.0"
+plugins:
+  - name: openid-connect
+services:
+  - name: s
+    url: http://127.0.0.1:9001
+    plugins:
+      - name: oauth2
+    routes:
+      - name: a
+        paths: [/a]
+        plugins:
+          - {name: request-termination, config: {status_code: 418, trigger: x-teapot}}
+      - name: b
+        paths: [/b]
+"#,
+    );
+    assert_eq!(c.json["plugins"][0]["name"], "request-termination");
+    for route in c.json["routes"].as_array().unwrap() {
+        let terminations: Vec<_> = route["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == "request-termination")
+            .collect();
+        assert_eq!(terminations.len(), 1, "{}", c.yaml);
+        assert_eq!(terminations[0]["config"]["status_code"], 503, "{}", c.yaml);
+    }
+    assert!(
+        has(
+            &c.report,
+            "services[0].routes[0].plugins[0]: replaced by the 503 request-termination"
+        ),
+        "{:#?}",
+        c.report
+    );
+}
+
+#[test]
+fn expression_routes_are_left_out_rather_than_matching_everything() {
+    let c = convert(
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://127.0.0.1:9001
+    routes:
+      - {name: e, expression: 'http.path == "/x"'}
+"#,
+    );
+    assert_eq!(c.json["routes"], serde_json::json!([]));
+    assert!(
+        has(
+            &c.report,
+            "kong.yml:6:9: services[0].routes[0]: routes of Kong's expressions router"
+        ),
+        "{:#?}",
+        c.report
+    );
+}
