@@ -53,6 +53,28 @@ pub enum Command {
     },
     /// Print the configuration file's JSON Schema.
     Schema,
+    /// Convert a Kong declarative file (kong.yml, decK state; YAML or JSON) into a
+    /// Pingway configuration. Prints what cannot be carried over on stderr as
+    /// FILE:LINE:COLUMN: path: what. Exits 0 when everything converted, 2 when
+    /// something was reported (the configuration is still written), 1 when the file
+    /// cannot be read.
+    Convert {
+        /// The Kong declarative file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Write the configuration here instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The HTTP listener's address (Kong's proxy port by default).
+        #[arg(long, default_value = "0.0.0.0:8000", value_name = "ADDRESS")]
+        listen: String,
+        /// The HTTPS listener's address, written when the file has certificates.
+        #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDRESS")]
+        https_listen: String,
+        /// The admin API's address.
+        #[arg(long, default_value = "127.0.0.1:8001", value_name = "ADDRESS")]
+        admin_listen: String,
+    },
     /// Explain which route would serve a request and why, its plugins, upstream and
     /// target, and what the upstream would see.
     Explain {
@@ -177,6 +199,20 @@ pub fn run(cli: Cli, registry: Registry) -> i32 {
                 }
             }
         }
+        Command::Convert {
+            file,
+            output,
+            listen,
+            https_listen,
+            admin_listen,
+        } => {
+            let options = crate::convert::ConvertOptions {
+                listen,
+                https_listen,
+                admin_listen,
+            };
+            convert(&file, output.as_deref(), &options, &registry)
+        }
         Command::Schema => {
             let schema = crate::config::schema::generate(&registry);
             println!(
@@ -185,5 +221,60 @@ pub fn run(cli: Cli, registry: Registry) -> i32 {
             );
             0
         }
+    }
+}
+
+/// `pingway convert`: returns the exit code.
+fn convert(
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+    options: &crate::convert::ConvertOptions,
+    registry: &Registry,
+) -> i32 {
+    use crate::convert::{convert_kong, ConvertError};
+    let name = file.display().to_string();
+    let text = match crate::config::file::read_config_file(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {name}: {e}");
+            return 1;
+        }
+    };
+    let conversion = match convert_kong(&text, options, registry) {
+        Ok(c) => c,
+        Err(ConvertError::Syntax(diags)) => {
+            for d in diags {
+                eprintln!("{}", d.display_in(&name));
+            }
+            return 1;
+        }
+        Err(e @ ConvertError::NotKong(_)) => {
+            eprintln!("{name}: {e}");
+            return 1;
+        }
+        Err(ConvertError::Refused(diags)) => {
+            eprintln!("{name}: the converted configuration is refused by the gateway; please report this converter bug:");
+            for d in diags {
+                eprintln!("  {d}");
+            }
+            return 1;
+        }
+    };
+    for item in conversion.report.items() {
+        eprintln!("{}", item.display_in(&name));
+    }
+    match output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &conversion.yaml) {
+                eprintln!("cannot write {}: {e}", path.display());
+                return 1;
+            }
+        }
+        None => print!("{}", conversion.yaml),
+    }
+    if conversion.report.has_unsupported() {
+        2
+    } else {
+        0
     }
 }

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod convert;
 pub mod router;
 pub mod upstream;
 

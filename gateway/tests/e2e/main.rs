@@ -14,6 +14,7 @@ mod bot_detection;
 mod cli;
 mod compression;
 mod consumers;
+mod convert;
 mod correlation_id;
 mod cors;
 mod dashboard;
