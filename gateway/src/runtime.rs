@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderValue;
+use pingway_plugins::ca_certificates::CaCertificates;
 use pingway_plugins::config::Diagnostic;
 use pingway_plugins::prometheus::Metrics;
 use pingway_plugins::{ConsumerSet, Registry, RouteInfo, Services};
@@ -235,8 +236,18 @@ impl Runtime {
                 Arc::new(ConsumerSet::new_empty())
             }
         };
-        let consumers_changed = previous.is_none_or(|p| p.config.consumers != cfg.consumers);
+        let ca_certificates = Arc::new(crate::tls::ca_certificates(
+            &cfg.ca_certificates,
+            &mut diags,
+        ));
+        // Plugins that read the consumers or the CA certificates when built (auth
+        // plugins, mtls-auth's trusted CAs) are rebuilt when either changed.
+        let consumers_changed = previous.is_none_or(|p| {
+            p.config.consumers != cfg.consumers
+                || p.services.get::<CaCertificates>() != Some(&*ca_certificates)
+        });
         let mut services = Services::new();
+        services.insert(ca_certificates);
         registered_credentials(
             &cfg.consumers,
             &consumers,
@@ -245,6 +256,7 @@ impl Runtime {
             &mut diags,
         );
         services.insert(consumers.clone());
+        diags.extend(pingway_plugins::mtls_auth::credentials::check_ca_references(&services));
         // One set of Redis clients for the process: connections survive reloads, and
         // every plugin configured with the same Redis shares one.
         services.insert(pingway_plugins::redis::RedisPools::process());

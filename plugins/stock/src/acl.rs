@@ -70,7 +70,9 @@ impl Plugin for Acl {
                 None => Flow::Respond(Response::error(StatusCode::UNAUTHORIZED, "Unauthorized")),
             };
         };
-        if let Some(groups) = vouched.filter(|_| !authenticated || self.always_use_authenticated_groups) {
+        if let Some(groups) =
+            vouched.filter(|_| !authenticated || self.always_use_authenticated_groups)
+        {
             return self.judge_authenticated(req, &groups);
         }
         if consumer.groups.is_empty() && !self.deny {

@@ -522,7 +522,9 @@ impl ConsumerSet {
 
     /// The consumer whose custom_id is `custom_id`.
     pub fn by_custom_id(&self, custom_id: &str) -> Option<&Arc<Consumer>> {
-        self.by_custom_id.get(custom_id).map(|&i| &self.consumers[i])
+        self.by_custom_id
+            .get(custom_id)
+            .map(|&i| &self.consumers[i])
     }
 
     /// The key-auth credential with API key `key`.

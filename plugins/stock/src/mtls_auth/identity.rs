@@ -116,11 +116,11 @@ mod tests {
     #[test]
     fn names_are_the_sans_then_the_cn_and_the_dn_is_rfc2253() {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["api.example.com".to_string()])
-            .unwrap();
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::Rfc822Name("ops@example.com".try_into().unwrap()));
+        let mut params =
+            rcgen::CertificateParams::new(vec!["api.example.com".to_string()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::Rfc822Name(
+            "ops@example.com".try_into().unwrap(),
+        ));
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "Acme, Inc");

@@ -314,7 +314,9 @@ impl BuildPlugin for MtlsAuth {
                 None => {
                     let (f, m) = (
                         format!("ca_certificates[{i}]"),
-                        format!("no CA certificate with id {id:?} in the top-level `ca_certificates`"),
+                        format!(
+                            "no CA certificate with id {id:?} in the top-level `ca_certificates`"
+                        ),
                     );
                     error = Some(match error {
                         None => ConfigError::new(f, m),

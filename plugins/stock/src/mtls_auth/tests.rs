@@ -38,7 +38,9 @@ impl Ca {
             rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
         if !cn.is_empty() {
-            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
         }
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         if expired {
@@ -78,8 +80,13 @@ impl Setup {
                 }
             }
         }
-        let entries = nodes.iter().map(|(c, n, p)| (c.clone(), n, p.clone())).collect();
-        kind.build(entries).expect("index").insert_into(&mut services);
+        let entries = nodes
+            .iter()
+            .map(|(c, n, p)| (c.clone(), n, p.clone()))
+            .collect();
+        kind.build(entries)
+            .expect("index")
+            .insert_into(&mut services);
         let mut store = CaCertificates::new();
         for (id, ca) in cas {
             store.insert(*id, ca.cert.der().to_vec());
@@ -146,7 +153,11 @@ async fn finds_consumers_in_kongs_order_and_refuses_like_kong() {
     assert!(req.ctx().is_authenticated());
 
     // A SAN names a consumer's custom_id (the CN names nobody).
-    let mut req = setup.request(Some(vec![ca.client("nobody", &["billing.internal"], false)]));
+    let mut req = setup.request(Some(vec![ca.client(
+        "nobody",
+        &["billing.internal"],
+        false,
+    )]));
     assert!(req.access(&plugin).await.is_none());
     assert_eq!(req.parts().headers["x-consumer-username"], "svc");
 
@@ -164,7 +175,11 @@ async fn finds_consumers_in_kongs_order_and_refuses_like_kong() {
         vec![ca.client("stranger", &[], false)],
         vec![Bytes::from_static(b"not DER")],
     ] {
-        let resp = setup.request(Some(chain)).access(&plugin).await.expect("refused");
+        let resp = setup
+            .request(Some(chain))
+            .access(&plugin)
+            .await
+            .expect("refused");
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
         assert_eq!(message(&resp), FAILED);
     }
@@ -207,7 +222,11 @@ async fn skip_consumer_lookup_vouches_for_the_cn_as_a_group() {
         .plugin(serde_json::json!({"ca_certificates": ["ca-1"], "skip_consumer_lookup": true}))
         .unwrap();
     let mut req = setup
-        .request(Some(vec![ca.client("device-7", &["d7.example.com"], false)]))
+        .request(Some(vec![ca.client(
+            "device-7",
+            &["d7.example.com"],
+            false,
+        )]))
         .header("x-consumer-username", "spoofed");
     assert!(req.access(&plugin).await.is_none());
     let groups: Vec<&str> = req
@@ -256,20 +275,34 @@ async fn partial_chains_need_allow_partial_chain() {
 
     let setup = Setup::new(consumers(), &[("root", &root), ("inter", &inter)]);
     // Trusting the root: the client sends its intermediate.
-    let by_root = setup.plugin(serde_json::json!({"ca_certificates": ["root"]})).unwrap();
+    let by_root = setup
+        .plugin(serde_json::json!({"ca_certificates": ["root"]}))
+        .unwrap();
     let chain = vec![leaf.clone(), inter_der.clone()];
     assert!(setup.request(Some(chain)).access(&by_root).await.is_none());
-    let resp = setup.request(Some(vec![leaf.clone()])).access(&by_root).await;
+    let resp = setup
+        .request(Some(vec![leaf.clone()]))
+        .access(&by_root)
+        .await;
     assert_eq!(message(&resp.expect("no intermediate")), FAILED);
 
     // Trusting only the intermediate: refused unless partial chains are allowed.
-    let by_inter = setup.plugin(serde_json::json!({"ca_certificates": ["inter"]})).unwrap();
-    let resp = setup.request(Some(vec![leaf.clone()])).access(&by_inter).await;
+    let by_inter = setup
+        .plugin(serde_json::json!({"ca_certificates": ["inter"]}))
+        .unwrap();
+    let resp = setup
+        .request(Some(vec![leaf.clone()]))
+        .access(&by_inter)
+        .await;
     assert_eq!(message(&resp.expect("partial chain")), FAILED);
     let partial = setup
         .plugin(serde_json::json!({"ca_certificates": ["inter"], "allow_partial_chain": true}))
         .unwrap();
-    assert!(setup.request(Some(vec![leaf])).access(&partial).await.is_none());
+    assert!(setup
+        .request(Some(vec![leaf]))
+        .access(&partial)
+        .await
+        .is_none());
 }
 
 #[test]
@@ -291,7 +324,10 @@ fn config_problems_name_their_field() {
         )]
     );
     assert_eq!(
-        problems(serde_json::json!({"ca_certificates": ["ca-1"], "revocation_check_mode": "STRICT"}))[0].0,
+        problems(
+            serde_json::json!({"ca_certificates": ["ca-1"], "revocation_check_mode": "STRICT"})
+        )[0]
+        .0,
         "revocation_check_mode"
     );
     assert_eq!(
@@ -308,13 +344,20 @@ fn config_problems_name_their_field() {
 fn verified_chains_are_cached_within_the_bound() {
     let ca = Ca::new("Test CA");
     let ca_der = ca.cert.der().to_vec();
-    let trust = TrustSet::new([("ca-1", ca_der.as_slice())], false, Duration::from_secs(60))
-        .unwrap();
+    let trust = TrustSet::new(
+        [("ca-1", ca_der.as_slice())],
+        false,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let chain = vec![ca.client("alice", &[], false)];
     let now = SystemTime::now();
     let first = trust.verify(&chain, now).unwrap();
     let again = trust.verify(&chain, now).unwrap();
-    assert!(Arc::ptr_eq(&first, &again), "the second verdict comes from the cache");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second verdict comes from the cache"
+    );
     // Past the TTL the chain is verified again.
     let later = trust.verify(&chain, now + Duration::from_secs(61)).unwrap();
     assert!(!Arc::ptr_eq(&first, &later));

@@ -90,7 +90,10 @@ pub struct TrustSet {
 impl std::fmt::Debug for TrustSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrustSet")
-            .field("cas", &self.anchors.iter().map(|a| &a.id).collect::<Vec<_>>())
+            .field(
+                "cas",
+                &self.anchors.iter().map(|a| &a.id).collect::<Vec<_>>(),
+            )
             .field("allow_partial_chain", &self.allow_partial_chain)
             .finish()
     }
@@ -196,27 +199,24 @@ impl TrustSet {
             .map(|c| CertificateDer::from(c.as_ref()))
             .collect();
         let now_secs = unix_now(now);
-        let time = UnixTime::since_unix_epoch(
-            now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO),
-        );
+        let time =
+            UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO));
         let anchors: Vec<TrustAnchor<'_>> = self.anchors.iter().map(|a| a.anchor.clone()).collect();
         // OpenSSL (Kong) checks the CA's own validity and, without partial chains,
         // wants the path to end at a root; webpki checks neither, so the path is
         // refused here and the search goes on for another.
-        let acceptable = |path: &VerifiedPath<'_>| {
-            match self.anchor_of(path.anchor()) {
-                Some(a) if a.not_after < now_secs => Err(webpki::Error::CertExpired {
-                    time,
-                    not_after: UnixTime::since_unix_epoch(Duration::from_secs(
-                        u64::try_from(a.not_after).unwrap_or(0),
-                    )),
-                }),
-                Some(a) if !a.self_issued && !self.allow_partial_chain => {
-                    Err(webpki::Error::UnknownIssuer)
-                }
-                Some(_) => Ok(()),
-                None => Err(webpki::Error::UnknownIssuer),
+        let acceptable = |path: &VerifiedPath<'_>| match self.anchor_of(path.anchor()) {
+            Some(a) if a.not_after < now_secs => Err(webpki::Error::CertExpired {
+                time,
+                not_after: UnixTime::since_unix_epoch(Duration::from_secs(
+                    u64::try_from(a.not_after).unwrap_or(0),
+                )),
+            }),
+            Some(a) if !a.self_issued && !self.allow_partial_chain => {
+                Err(webpki::Error::UnknownIssuer)
             }
+            Some(_) => Ok(()),
+            None => Err(webpki::Error::UnknownIssuer),
         };
         let path = end_entity
             .verify_for_usage(
