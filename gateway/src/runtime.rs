@@ -568,7 +568,11 @@ routes:
         // A typo next to a registered kind.
         let typo = yaml.replace("token_credentials", "token_credential");
         let p = problems(&typo, &with_tokens());
-        assert!(p[0].contains("(token_credentials)"), "{p:?}");
+        // (the stock registry brings mtls-auth's kind too)
+        assert!(
+            p[0].contains("(mtls_auth_credentials, token_credentials)"),
+            "{p:?}"
+        );
         // An entry that does not type, and a duplicate the kind's index refuses.
         let bad = yaml.replace("{token: t}", "{token: t, extra: 1}");
         let p = problems(&bad, &with_tokens());
