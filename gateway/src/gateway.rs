@@ -260,12 +260,14 @@ impl Gateway {
                         self.runtime.clone(),
                         l.address.clone(),
                     ));
-                    let settings =
-                        crate::tls::listener_settings(resolver, tls.http2).map_err(|e| {
-                            StartError::Tls {
-                                address: l.address.clone(),
-                                message: e.to_string(),
-                            }
+                    let client_auth = Arc::new(crate::tls::ClientCertRequest::new(
+                        self.runtime.clone(),
+                        l.address.clone(),
+                    ));
+                    let settings = crate::tls::listener_settings(resolver, client_auth, tls.http2)
+                        .map_err(|e| StartError::Tls {
+                            address: l.address.clone(),
+                            message: e.to_string(),
                         })?;
                     service.add_tls_with_settings(&l.address, None, settings);
                 }

@@ -813,7 +813,13 @@ impl ProxyHttp for PingwayProxy {
         {
             let headers = &session.req_header().headers;
             st.peer_trusted = runtime.identity.is_trusted(peer_ip);
-            st.downstream_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+            st.downstream_tls = tls.is_some();
+            // The client's certificate chain, kept by the handshake (unverified: the
+            // route's mtls-auth verifies it).
+            if let Some(chain) = tls.and_then(|t| t.extension.get::<crate::tls::PeerChain>()) {
+                st.req.set_client_certificate_chain(chain.0.clone());
+            }
             st.req.client_ip = runtime.identity.client_ip(peer_ip, headers);
             st.req.request_id = runtime.identity.request_id(st.peer_trusted, headers);
             st.req.peer_addr = peer;

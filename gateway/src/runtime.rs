@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderValue;
+use pingway_plugins::ca_certificates::CaCertificates;
 use pingway_plugins::config::Diagnostic;
 use pingway_plugins::prometheus::Metrics;
 use pingway_plugins::{ConsumerSet, Registry, RouteInfo, Services};
@@ -238,8 +239,18 @@ impl Runtime {
                 Arc::new(ConsumerSet::new_empty())
             }
         };
-        let consumers_changed = previous.is_none_or(|p| p.config.consumers != cfg.consumers);
+        let ca_certificates = Arc::new(crate::tls::ca_certificates(
+            &cfg.ca_certificates,
+            &mut diags,
+        ));
+        // Plugins that read the consumers or the CA certificates when built (auth
+        // plugins, mtls-auth's trusted CAs) are rebuilt when either changed.
+        let consumers_changed = previous.is_none_or(|p| {
+            p.config.consumers != cfg.consumers
+                || p.services.get::<CaCertificates>() != Some(&*ca_certificates)
+        });
         let mut services = Services::new();
+        services.insert(ca_certificates);
         registered_credentials(
             &cfg.consumers,
             &consumers,
@@ -248,6 +259,7 @@ impl Runtime {
             &mut diags,
         );
         services.insert(consumers.clone());
+        diags.extend(pingway_plugins::mtls_auth::credentials::check_ca_references(&services));
         // One set of Redis clients for the process: connections survive reloads, and
         // every plugin configured with the same Redis shares one.
         services.insert(pingway_plugins::redis::RedisPools::process());
@@ -560,7 +572,11 @@ routes:
         // A typo next to a registered kind.
         let typo = yaml.replace("token_credentials", "token_credential");
         let p = problems(&typo, &with_tokens());
-        assert!(p[0].contains("(token_credentials)"), "{p:?}");
+        // (the stock registry brings mtls-auth's kind too)
+        assert!(
+            p[0].contains("(mtls_auth_credentials, token_credentials)"),
+            "{p:?}"
+        );
         // An entry that does not type, and a duplicate the kind's index refuses.
         let bad = yaml.replace("{token: t}", "{token: t, extra: 1}");
         let p = problems(&bad, &with_tokens());

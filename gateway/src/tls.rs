@@ -20,8 +20,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::acme::{ManagedCertificate, ManagedPool};
-use crate::config::{CertificateConfig, ListenerTls, UpstreamConfig};
+use crate::config::{CertificateConfig, ClientCertificateMode, ListenerTls, UpstreamConfig};
 use crate::runtime::Runtime;
+use pingway_plugins::ca_certificates::CaCertificates;
 
 /// A certificate as a listener serves it: loaded from the configuration, or managed by
 /// ACME (what the CA issued last, read at each handshake).
@@ -53,6 +54,9 @@ pub struct CertificateSet {
     /// The first certificate loaded from the configuration: served instead of a default
     /// managed by ACME that is not issued yet.
     fallback: Option<Arc<CertifiedKey>>,
+    /// Whether handshakes ask the client for a certificate (`tls.client_certificate`,
+    /// and for `auto` whether the configuration has an `mtls-auth`).
+    pub asks_client_certificate: bool,
 }
 
 impl std::fmt::Debug for CertificateSet {
@@ -62,6 +66,7 @@ impl std::fmt::Debug for CertificateSet {
             .field("exact", &self.exact.keys().collect::<Vec<_>>())
             .field("wildcard", &self.wildcard.keys().collect::<Vec<_>>())
             .field("default", &self.default.is_some())
+            .field("asks_client_certificate", &self.asks_client_certificate)
             .finish()
     }
 }
@@ -439,8 +444,9 @@ impl ListenerCertificates {
         let mut managed = ManagedPool::new(previous.map(|p| &p.managed), storage);
         for (i, l) in cfg.listeners.iter().enumerate() {
             if let Some(tls) = &l.tls {
-                let set =
+                let mut set =
                     CertificateSet::build(tls, &format!("listeners[{i}].tls"), &mut managed, diags);
+                set.asks_client_certificate = asks_client_certificate(tls, cfg);
                 sets.insert(l.address.clone(), Arc::new(set));
             }
         }
@@ -533,18 +539,284 @@ pub fn handshake_failures() -> u64 {
 }
 
 /// The Pingora TLS settings of an HTTPS listener: TLS 1.2 and 1.3 (rustls's protocol
-/// versions), no client authentication, certificates from `resolver`, ALPN `h2` then
-/// `http/1.1` (or only `http/1.1` without `http2`).
+/// versions), certificates from `resolver`, ALPN `h2` then `http/1.1` (or only
+/// `http/1.1` without `http2`), client certificates asked for by `client_auth` and
+/// handed to requests by [`PeerChainCallback`].
 pub fn listener_settings(
     resolver: Arc<SniResolver>,
+    client_auth: Arc<ClientCertRequest>,
     http2: bool,
 ) -> pingora_error::Result<pingora_core::listeners::tls::TlsSettings> {
     use pingora_core::protocols::ALPN;
     // Without certificate paths: `build` then takes the certificates from the resolver.
-    let mut settings = pingora_core::listeners::tls::TlsSettings::intermediate("", "")?;
+    let mut settings =
+        pingora_core::listeners::tls::TlsSettings::with_callbacks(Box::new(PeerChainCallback))?;
     settings.set_cert_resolver(resolver);
+    settings.set_client_cert_verifier(client_auth);
     settings.set_alpn(if http2 { ALPN::H2H1 } else { ALPN::H1 });
     Ok(settings)
+}
+
+/// The certificate chain a client presented in its handshake (DER, its own first), as
+/// the connection's TLS digest carries it to each request.
+#[derive(Debug)]
+pub struct PeerChain(pub Arc<[bytes::Bytes]>);
+
+/// Keeps the client's certificate chain once a handshake completes, in the session's
+/// TLS digest (Pingora's `SslDigestExtension`), where the proxy finds it for each request
+/// of the connection.
+#[derive(Debug)]
+pub struct PeerChainCallback;
+
+#[async_trait::async_trait]
+impl pingora_core::listeners::TlsAccept for PeerChainCallback {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora_core::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let chain = tls.peer_cert_chain_der().filter(|c| !c.is_empty())?;
+        let chain: Arc<[bytes::Bytes]> = chain
+            .iter()
+            .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
+            .collect();
+        Some(Arc::new(PeerChain(chain)))
+    }
+}
+
+/// An HTTPS listener's client-certificate policy, as rustls asks it at each handshake:
+/// whether to ask (from the configuration serving now: `tls.client_certificate`, and for
+/// `auto` whether any `mtls-auth` is configured), never to require one, and which CA
+/// names to hint (read at start-up).
+///
+/// Any chain is accepted at the handshake: which CAs a certificate must chain to is a
+/// per-route decision, made by the `mtls-auth` plugin of the route. What the handshake
+/// does check is that the client holds the key of the certificate it sent: its
+/// handshake signature is verified against the certificate's public key (rustls'
+/// webpki helpers).
+pub struct ClientCertRequest {
+    runtime: Arc<ArcSwap<Runtime>>,
+    address: String,
+    hints: Vec<rustls::DistinguishedName>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl std::fmt::Debug for ClientCertRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertRequest")
+            .field("address", &self.address)
+            .field("hints", &self.hints.len())
+            .finish()
+    }
+}
+
+impl ClientCertRequest {
+    /// The policy of the listener on `address`, hinting the CA subjects of the
+    /// `mtls-auth` instances with `send_ca_dn: true` in the configuration serving now.
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>, address: String) -> Self {
+        let hints = ca_hints(&runtime.load());
+        ClientCertRequest {
+            runtime,
+            address,
+            hints,
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }
+    }
+}
+
+/// The subjects of the CAs that `mtls-auth` instances with `send_ca_dn: true` name.
+fn ca_hints(runtime: &Runtime) -> Vec<rustls::DistinguishedName> {
+    use x509_parser::prelude::FromDer;
+    let Some(store) = runtime.services.get::<CaCertificates>() else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = Vec::new();
+    for plugin in mtls_auth_plugins(&runtime.config) {
+        let sends = plugin
+            .config
+            .get("send_ca_dn")
+            .and_then(|n| match &n.value {
+                pingway_plugins::config::NodeValue::Scalar(s) => Some(s.text == "true"),
+                _ => None,
+            })
+            .unwrap_or(false);
+        if !sends {
+            continue;
+        }
+        if let Some(pingway_plugins::config::NodeValue::Seq(items)) =
+            plugin.config.get("ca_certificates").map(|n| &n.value)
+        {
+            for item in items {
+                if let pingway_plugins::config::NodeValue::Scalar(s) = &item.value {
+                    if !ids.contains(&s.text) {
+                        ids.push(s.text.clone());
+                    }
+                }
+            }
+        }
+    }
+    ids.iter()
+        .filter_map(|id| store.get(id))
+        .filter_map(|der| {
+            let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+            Some(rustls::DistinguishedName::from(
+                cert.subject().as_raw().to_vec(),
+            ))
+        })
+        .collect()
+}
+
+/// Every enabled `mtls-auth` plugin of `cfg`: global, on routes, on consumers.
+fn mtls_auth_plugins(
+    cfg: &crate::config::GatewayConfig,
+) -> impl Iterator<Item = &crate::config::PluginConfig> {
+    cfg.plugins
+        .iter()
+        .chain(cfg.routes.iter().flat_map(|r| r.plugins.iter()))
+        .chain(cfg.consumers.iter().flat_map(|c| c.plugins.iter()))
+        .filter(|p| p.enabled && p.name == "mtls-auth")
+}
+
+/// Whether the listener settings `tls` ask clients for a certificate under `cfg`.
+pub fn asks_client_certificate(tls: &ListenerTls, cfg: &crate::config::GatewayConfig) -> bool {
+    match tls.client_certificate {
+        ClientCertificateMode::Request => true,
+        ClientCertificateMode::Off => false,
+        ClientCertificateMode::Auto => mtls_auth_plugins(cfg).next().is_some(),
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientCertRequest {
+    fn offer_client_auth(&self) -> bool {
+        self.runtime
+            .load()
+            .certificates
+            .get(&self.address)
+            .is_some_and(|set| set.asks_client_certificate)
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // The chain is the route's plugin's to judge (see the type's docs).
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Loads the top-level `ca_certificates`: each entry one PEM certificate with the CA
+/// basic constraint, not expired, under a unique id; problems reported at their field.
+pub fn ca_certificates(
+    entries: &[crate::config::CaCertificateConfig],
+    diags: &mut Vec<Diagnostic>,
+) -> CaCertificates {
+    use x509_parser::prelude::FromDer;
+    let mut store = CaCertificates::new();
+    let mut first_at: HashMap<&str, usize> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let at = format!("ca_certificates[{i}]");
+        if e.id.trim().is_empty() {
+            diags.push(Diagnostic::new(format!("{at}.id"), "must not be empty"));
+            continue;
+        }
+        if let Some(first) = first_at.insert(&e.id, i) {
+            diags.push(Diagnostic::new(
+                format!("{at}.id"),
+                format!(
+                    "duplicate id {:?} (first used by ca_certificates[{first}])",
+                    e.id
+                ),
+            ));
+            continue;
+        }
+        let Some(source) = pem_source(
+            e.cert_file.as_deref(),
+            e.cert.as_deref(),
+            ("cert_file", "cert"),
+            &at,
+            diags,
+        ) else {
+            continue;
+        };
+        let field = format!("{at}.{}", source.field());
+        let certs = match read_certs(&source) {
+            Ok(c) => c,
+            Err(m) => {
+                diags.push(Diagnostic::new(field, m));
+                continue;
+            }
+        };
+        if certs.len() != 1 {
+            diags.push(Diagnostic::new(
+                field,
+                format!(
+                    "{}: one certificate expected, found {}",
+                    source.describe(),
+                    certs.len()
+                ),
+            ));
+            continue;
+        }
+        let der = certs[0].as_ref();
+        let problem = match x509_parser::certificate::X509Certificate::from_der(der) {
+            Err(_) => Some("not valid X.509".to_string()),
+            Ok((_, cert)) if !cert.is_ca() => {
+                Some("not a CA certificate: it lacks the CA basic constraint".to_string())
+            }
+            Ok((_, cert)) if cert.validity().not_after.timestamp() < unix_now() => Some(format!(
+                "the certificate expired ({})",
+                cert.validity().not_after
+            )),
+            Ok(_) => None,
+        };
+        match problem {
+            Some(p) => diags.push(Diagnostic::new(
+                field,
+                format!("{}: {p}", source.describe()),
+            )),
+            None => {
+                store.insert(e.id.clone(), der.to_vec());
+            }
+        }
+    }
+    store
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// An upstream's TLS settings, loaded once per configuration.
@@ -745,6 +1017,7 @@ mod tests {
         ListenerTls {
             certificates,
             http2: true,
+            client_certificate: Default::default(),
         }
     }
 

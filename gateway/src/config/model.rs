@@ -43,6 +43,11 @@ pub struct GatewayConfig {
     /// groups and own plugins (Kong's declarative shape).
     #[serde(default, deserialize_with = "lenient_vec")]
     pub consumers: Vec<ConsumerConfig>,
+    /// Trusted CA certificates by id (Kong's `ca_certificates` entities), which
+    /// `mtls-auth`'s `ca_certificates` and `mtls_auth_credentials[].ca_certificate`
+    /// name. Read at every load.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub ca_certificates: Vec<CaCertificateConfig>,
     /// The admin API (status, running configuration, routes, upstreams, metrics, reload,
     /// explain). Off unless this section is present. Read at start-up, except `token`,
     /// which a reload changes.
@@ -57,6 +62,41 @@ pub struct GatewayConfig {
     /// unless this section is present.
     #[serde(default)]
     pub acme: Option<super::acme::AcmeConfig>,
+}
+
+/// A CA certificate (`ca_certificates[]`): one PEM certificate with the CA basic
+/// constraint, inline (`cert`, as Kong's entity has it) or from a file (`cert_file`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaCertificateConfig {
+    /// The id plugins name it by (a Kong UUID works as well as `internal-ca`).
+    pub id: String,
+    /// The certificate as PEM text.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Path of a PEM file holding the certificate. Read at every load.
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    /// Kong's digest of the certificate; accepted, not checked.
+    #[serde(default)]
+    pub cert_digest: Option<String>,
+    /// Free-form tags (Kong's), kept for compatibility.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+/// When an HTTPS listener asks clients for a certificate (`listeners[].tls.client_certificate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertificateMode {
+    /// Ask when the configuration serving now has an `mtls-auth` plugin anywhere
+    /// (globally, on a route or on a consumer), as Kong does.
+    #[default]
+    Auto,
+    /// Always ask.
+    Request,
+    /// Never ask (an `mtls-auth` route on this listener then answers 401).
+    Off,
 }
 
 /// The access log (see docs/configuration.md#access-log).
@@ -232,6 +272,11 @@ pub struct ListenerTls {
     /// only `http/1.1`.
     #[serde(default = "defaults::tls_http2")]
     pub http2: bool,
+    /// Ask clients for a certificate (`auto`, `request`, `off`; default `auto`: when an
+    /// `mtls-auth` plugin is configured). Asked, not required: a client without one
+    /// still connects, and only `mtls-auth` routes refuse it. Reloads.
+    #[serde(default)]
+    pub client_certificate: ClientCertificateMode,
 }
 
 /// A certificate and its private key, from files (`cert`, `key`) or written inline

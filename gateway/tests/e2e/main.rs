@@ -29,6 +29,7 @@ mod jwt;
 mod key_auth;
 mod logging;
 mod mirror;
+mod mtls_auth;
 mod opentelemetry;
 mod prometheus;
 mod proxy_cache;

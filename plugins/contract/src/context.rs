@@ -229,6 +229,12 @@ pub struct RequestCtx {
     /// Whether `consumer` is an auth plugin's `anonymous` consumer (authentication
     /// failed and the plugin let the request through as that consumer).
     anonymous: bool,
+    /// Groups an auth plugin vouched for without a consumer (Kong's
+    /// `authenticated_groups`: mtls-auth's certificate CN with `skip_consumer_lookup`).
+    authenticated_groups: Option<Arc<[Arc<str>]>>,
+    /// The certificate chain the client presented in the TLS handshake (DER, leaf
+    /// first), unverified; `None` over plain HTTP or when the client sent none.
+    client_certificate_chain: Option<Arc<[bytes::Bytes]>>,
     /// The request body once a plugin read it.
     body: Option<BufferedBody>,
     /// A body to send upstream instead of the one the client sent.
@@ -252,6 +258,8 @@ impl RequestCtx {
             consumer: None,
             credential: None,
             anonymous: false,
+            authenticated_groups: None,
+            client_certificate_chain: None,
             body: None,
             upstream_body: None,
             started_at: Instant::now(),
@@ -328,6 +336,34 @@ impl RequestCtx {
         self.anonymous = credential.is_none();
         self.consumer = Some(consumer);
         self.credential = credential;
+    }
+
+    /// Groups an auth plugin vouched for without naming a consumer (Kong's
+    /// "authenticated groups"), which `acl` checks in place of a consumer's groups.
+    pub fn authenticated_groups(&self) -> Option<&[Arc<str>]> {
+        self.authenticated_groups.as_deref()
+    }
+
+    /// Records the groups an auth plugin vouched for (see
+    /// [`Self::authenticated_groups`]).
+    pub fn set_authenticated_groups(&mut self, groups: Arc<[Arc<str>]>) {
+        self.authenticated_groups = Some(groups);
+    }
+
+    /// The certificate chain the client presented in the TLS handshake: DER
+    /// certificates, the client's own first, then the intermediates it sent. The
+    /// handshake only proved that the client holds the first certificate's key; the
+    /// chain itself is **not verified**, which is the reading plugin's job (mtls-auth
+    /// verifies it against its own CAs). `None` over plain HTTP, or when the client sent
+    /// no certificate (or the listener did not ask for one).
+    pub fn client_certificate_chain(&self) -> Option<&[bytes::Bytes]> {
+        self.client_certificate_chain.as_deref()
+    }
+
+    /// Records the client's certificate chain. What the host (the gateway, the test
+    /// kit) calls when the request arrives; a plugin has no reason to.
+    pub fn set_client_certificate_chain(&mut self, chain: Arc<[bytes::Bytes]>) {
+        self.client_certificate_chain = (!chain.is_empty()).then_some(chain);
     }
 
     /// Whether a consumer was authenticated with a credential (not anonymous).

@@ -146,6 +146,13 @@ impl TestRequest {
         self
     }
 
+    /// Makes the request arrive over TLS with `chain` as the client's certificate
+    /// chain (DER, the client's own first), as the gateway hands it to plugins.
+    pub fn client_certificate_chain(mut self, chain: Vec<Bytes>) -> Self {
+        self.ctx.set_client_certificate_chain(chain.into());
+        self
+    }
+
     /// Marks the request as routed to `route`, sending to `upstream`.
     pub fn route(mut self, route: &str, upstream: &str) -> Self {
         self.ctx.route = Some(Arc::new(RouteInfo::new(route, upstream)));

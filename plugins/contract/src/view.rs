@@ -229,6 +229,13 @@ impl<'a> Request<'a> {
         self.services
     }
 
+    /// The certificate chain the client presented in the TLS handshake (DER, its own
+    /// certificate first), **unverified**: see
+    /// [`RequestCtx::client_certificate_chain`]. `None` over plain HTTP or without one.
+    pub fn client_certificate_chain(&self) -> Option<&[Bytes]> {
+        self.ctx.client_certificate_chain()
+    }
+
     /// Reads the whole request body (once; later calls, by any plugin, return the same
     /// bytes) so a plugin can inspect it. The body is still forwarded upstream.
     ///

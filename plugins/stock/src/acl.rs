@@ -11,8 +11,10 @@
 //!   (`a, b`; empty for a consumer without groups, as Kong sends it), unless
 //!   `hide_groups_header`.
 //!
-//! `always_use_authenticated_groups` is accepted for compatibility; no stock plugin sets
-//! Kong's "authenticated groups" (LDAP/OAuth2 groups), so it has no effect.
+//! - Kong's "authenticated groups" (set by `mtls-auth` with `skip_consumer_lookup`: the
+//!   certificate's CN or DN) are judged instead of a consumer's groups when there is no
+//!   consumer, or only the anonymous one, or always with
+//!   `always_use_authenticated_groups`.
 
 use std::collections::HashSet;
 
@@ -37,7 +39,8 @@ pub struct AclConfig {
     /// Do not send `X-Consumer-Groups` upstream.
     #[serde(default)]
     pub hide_groups_header: bool,
-    /// Accepted for Kong compatibility (no effect: see the module docs).
+    /// Judge the authenticated groups (see the module docs) even when a consumer
+    /// authenticated with a credential.
     #[serde(default)]
     pub always_use_authenticated_groups: bool,
 }
@@ -48,6 +51,7 @@ pub struct Acl {
     groups: HashSet<String>,
     deny: bool,
     hide_groups_header: bool,
+    always_use_authenticated_groups: bool,
 }
 
 const DENIED: &str = "You cannot consume this service";
@@ -55,10 +59,22 @@ const DENIED: &str = "You cannot consume this service";
 #[async_trait::async_trait]
 impl Plugin for Acl {
     async fn on_request(&self, req: &mut Request<'_>) -> Flow {
-        let Some(consumer) = req.ctx().consumer().cloned() else {
-            return Flow::Respond(Response::error(StatusCode::UNAUTHORIZED, "Unauthorized"));
-        };
         let authenticated = req.ctx().credential().is_some();
+        let vouched = req.ctx().authenticated_groups().map(<[_]>::to_vec);
+        let Some(consumer) = req.ctx().consumer().cloned() else {
+            return match vouched {
+                Some(groups) => self.judge_authenticated(req, &groups),
+                None if authenticated => {
+                    Flow::Respond(Response::error(StatusCode::FORBIDDEN, DENIED))
+                }
+                None => Flow::Respond(Response::error(StatusCode::UNAUTHORIZED, "Unauthorized")),
+            };
+        };
+        if let Some(groups) =
+            vouched.filter(|_| !authenticated || self.always_use_authenticated_groups)
+        {
+            return self.judge_authenticated(req, &groups);
+        }
         if consumer.groups.is_empty() && !self.deny {
             let status = if authenticated {
                 StatusCode::FORBIDDEN
@@ -92,6 +108,25 @@ impl Plugin for Acl {
     }
 }
 
+impl Acl {
+    /// Kong's verdict on authenticated groups: blocked → 403; allowed → the groups go
+    /// upstream in `X-Consumer-Groups`.
+    fn judge_authenticated(&self, req: &mut Request<'_>, groups: &[std::sync::Arc<str>]) -> Flow {
+        let in_group = groups.iter().any(|g| self.groups.contains(&**g));
+        if in_group == self.deny {
+            return Flow::Respond(Response::error(StatusCode::FORBIDDEN, DENIED));
+        }
+        req.remove_header(&CONSUMER_GROUPS);
+        if !self.hide_groups_header {
+            let joined = groups.iter().map(|g| &**g).collect::<Vec<_>>().join(", ");
+            if let Ok(value) = HeaderValue::try_from(joined) {
+                req.insert_header(CONSUMER_GROUPS, value);
+            }
+        }
+        Flow::Continue
+    }
+}
+
 impl BuildPlugin for Acl {
     const NAME: &'static str = "acl";
     const PRIORITY: i32 = 950;
@@ -120,6 +155,7 @@ impl BuildPlugin for Acl {
             groups: groups.into_iter().collect(),
             deny: is_deny,
             hide_groups_header: config.hide_groups_header,
+            always_use_authenticated_groups: config.always_use_authenticated_groups,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod acl;
 pub mod auth;
 pub mod basic_auth;
 pub mod bot_detection;
+pub mod ca_certificates;
 pub mod consumers;
 pub mod correlation_id;
 pub mod cors;
@@ -24,6 +25,7 @@ pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
 pub mod loggers;
+pub mod mtls_auth;
 pub mod opentelemetry;
 pub mod prometheus;
 pub mod proxy_cache;
@@ -60,6 +62,7 @@ pub fn register_all(registry: &mut Registry) {
         .register::<ip_restriction::IpRestriction>()
         .register::<jwt::Jwt>()
         .register::<key_auth::KeyAuth>()
+        .register::<mtls_auth::MtlsAuth>()
         .register::<opentelemetry::OpenTelemetry>()
         .register::<prometheus::Prometheus>()
         .register::<proxy_cache::ProxyCache>()
@@ -71,7 +74,8 @@ pub fn register_all(registry: &mut Registry) {
         .register::<response_transformer::ResponseTransformer>()
         .register::<tcp_log::TcpLog>()
         .register::<tcp_log::UdpLog>()
-        .register::<zipkin::Zipkin>();
+        .register::<zipkin::Zipkin>()
+        .register_credential::<mtls_auth::credentials::MtlsAuthCredentials>();
 }
 
 /// A registry with every stock plugin: what the bundled `pingway` binary serves.

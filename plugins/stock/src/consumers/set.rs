@@ -89,6 +89,7 @@ pub struct ConsumerSet {
     consumers: Vec<Arc<Consumer>>,
     by_id: HashMap<Arc<str>, usize>,
     by_username: HashMap<Arc<str>, usize>,
+    by_custom_id: HashMap<Arc<str>, usize>,
     lookup_key: LookupKey,
     key_auth: HashMap<[u8; 32], KeyAuthEntry>,
     basic_auth: HashMap<String, BasicAuthEntry>,
@@ -192,6 +193,7 @@ impl ConsumerSet {
             consumers: Vec::new(),
             by_id: HashMap::new(),
             by_username: HashMap::new(),
+            by_custom_id: HashMap::new(),
             lookup_key: random_key(),
             key_auth: HashMap::new(),
             basic_auth: HashMap::new(),
@@ -462,10 +464,15 @@ impl ConsumerSet {
         // letting hashes take both halved the throughput of everyone else).
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hash_slots = cores.saturating_sub(1).max(1);
+        let by_custom_id = by_custom_id
+            .into_iter()
+            .map(|(cid, i)| (Arc::from(cid), i))
+            .collect();
         Ok(ConsumerSet {
             consumers,
             by_id,
             by_username,
+            by_custom_id,
             lookup_key,
             key_auth,
             basic_auth,
@@ -505,6 +512,18 @@ impl ConsumerSet {
         self.by_id
             .get(reference)
             .or_else(|| self.by_username.get(reference))
+            .map(|&i| &self.consumers[i])
+    }
+
+    /// The consumer whose username is `username`.
+    pub fn by_username(&self, username: &str) -> Option<&Arc<Consumer>> {
+        self.by_username.get(username).map(|&i| &self.consumers[i])
+    }
+
+    /// The consumer whose custom_id is `custom_id`.
+    pub fn by_custom_id(&self, custom_id: &str) -> Option<&Arc<Consumer>> {
+        self.by_custom_id
+            .get(custom_id)
             .map(|&i| &self.consumers[i])
     }
 
