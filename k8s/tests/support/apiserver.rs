@@ -134,6 +134,8 @@ pub struct Counters {
     pub watches: AtomicU64,
     /// Watches answered with a 410 Expired ERROR event.
     pub expired: AtomicU64,
+    /// Watches that asked for a streaming list (`sendInitialEvents=true`).
+    pub streaming: AtomicU64,
 }
 
 /// The running stand-in.
@@ -348,6 +350,7 @@ impl ApiServer {
                 .map(String::as_str)
                 .unwrap_or("");
             if params.get("sendInitialEvents").map(String::as_str) == Some("true") {
+                self.counters.streaming.fetch_add(1, Ordering::Relaxed);
                 for ((p, _, _), o) in &st.objects {
                     let ev = Event {
                         rv: 0,
