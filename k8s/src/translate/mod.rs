@@ -187,7 +187,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         .map(Arc::as_ref)
         .filter(|i| class::serves(i, &snapshot.ingress_classes, &options.ingress_class))
         .collect();
-    ingresses.sort_by(|a, b| key(&a.metadata).cmp(&key(&b.metadata)));
+    ingresses.sort_by_key(|a| key(&a.metadata));
     for ing in ingresses {
         ingress::translate_one(ing, &services, &catalogue, options, &mut out);
         if options.https_listener.is_some() {

@@ -281,7 +281,7 @@ impl ApiServer {
     fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let params: BTreeMap<String, String> =
-            req.uri().query().map(|q| form_pairs(q)).unwrap_or_default();
+            req.uri().query().map(form_pairs).unwrap_or_default();
         let Some((kind, ns)) = route(&path) else {
             return status(
                 StatusCode::NOT_FOUND,
