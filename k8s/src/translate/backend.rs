@@ -1,0 +1,182 @@
+//! A Service backend to an upstream pool: the ready addresses of its EndpointSlices on
+//! the port the Ingress names (by name or number), or its cluster DNS name.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IngressServiceBackend;
+use serde_json::{json, Value};
+
+use super::{annotation, Options, Snapshot, UpstreamMode};
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A placeholder target for a pool whose Service has no ready endpoint: the gateway's
+/// config needs one target per pool, and every route to such a pool answers 503 itself
+/// (a `request-termination` plugin) before any target would be picked.
+pub const NO_ENDPOINT_TARGET: &str = "127.0.0.1:9";
+
+/// Services and their slices by namespace and name.
+pub struct Services<'a> {
+    services: BTreeMap<(&'a str, &'a str), &'a Service>,
+    slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+/// A resolved backend.
+pub struct Pool {
+    /// The upstream's name: `<namespace>.<service>.<port>`.
+    pub name: String,
+    /// The upstream's configuration.
+    pub value: Value,
+    /// No ready endpoint: routes to it answer 503.
+    pub empty: bool,
+    /// The Service, for its plugin annotations.
+    pub service: Service,
+}
+
+impl<'a> Services<'a> {
+    /// Indexes the snapshot's Services and EndpointSlices.
+    pub fn index(snapshot: &'a Snapshot) -> Services<'a> {
+        let mut services = BTreeMap::new();
+        for s in &snapshot.services {
+            if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
+                services.insert((ns.as_str(), name.as_str()), s.as_ref());
+            }
+        }
+        let mut slices: BTreeMap<_, Vec<&EndpointSlice>> = BTreeMap::new();
+        for s in &snapshot.endpoint_slices {
+            let owner = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let (Some(ns), Some(svc)) = (&s.metadata.namespace, owner) {
+                slices
+                    .entry((ns.as_str(), svc.as_str()))
+                    .or_default()
+                    .push(s.as_ref());
+            }
+        }
+        Services { services, slices }
+    }
+
+    /// The pool for `backend` in namespace `ns`, or why there is none.
+    pub fn resolve(
+        &self,
+        ns: &str,
+        backend: &IngressServiceBackend,
+        options: &Options,
+    ) -> Result<Pool, String> {
+        let svc = self
+            .services
+            .get(&(ns, backend.name.as_str()))
+            .ok_or_else(|| format!("Service {ns}/{} not found", backend.name))?;
+        let spec = svc.spec.clone().unwrap_or_default();
+        let wanted = backend.port.as_ref();
+        let ports = spec.ports.clone().unwrap_or_default();
+        let port: &ServicePort = ports
+            .iter()
+            .find(|p| match wanted {
+                Some(w) if w.number.is_some() => w.number == Some(p.port),
+                Some(w) => w.name.is_some() && w.name == p.name,
+                None => ports.len() == 1,
+            })
+            .ok_or_else(|| {
+                let asked = wanted
+                    .and_then(|w| w.name.clone().or(w.number.map(|n| n.to_string())))
+                    .unwrap_or_else(|| "(none)".into());
+                format!("Service {ns}/{} has no port {asked}", backend.name)
+            })?;
+        let name = format!("{ns}.{}.{}", backend.name, port.port);
+        let mut targets = BTreeSet::new();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            if let Some(host) = &spec.external_name {
+                targets.insert(format!("{host}:{}", port.port));
+            }
+        } else {
+            match options.upstreams {
+                UpstreamMode::Dns => {
+                    targets.insert(format!(
+                        "{}.{ns}.svc.{}:{}",
+                        backend.name, options.cluster_domain, port.port
+                    ));
+                }
+                UpstreamMode::Endpoints => {
+                    for slice in self
+                        .slices
+                        .get(&(ns, backend.name.as_str()))
+                        .into_iter()
+                        .flatten()
+                    {
+                        ready_targets(slice, port, &mut targets);
+                    }
+                }
+            }
+        }
+        let empty = targets.is_empty();
+        let mut value = json!({
+            "name": name,
+            "targets": if empty { vec![NO_ENDPOINT_TARGET.to_string()] } else { targets.into_iter().collect() },
+        });
+        upstream_annotations(&svc.metadata, &mut value);
+        Ok(Pool {
+            name,
+            value,
+            empty,
+            service: (*svc).clone(),
+        })
+    }
+}
+
+/// The ready addresses of `slice` on the slice port that carries `port`'s name.
+fn ready_targets(slice: &EndpointSlice, port: &ServicePort, out: &mut BTreeSet<String>) {
+    let Some(number) = slice
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref().unwrap_or("") == port.name.as_deref().unwrap_or(""))
+        .and_then(|p| p.port)
+    else {
+        return;
+    };
+    let v6 = slice.address_type == "IPv6";
+    if slice.address_type != "IPv4" && !v6 {
+        return; // FQDN slices are not addresses the gateway can connect to as they are
+    }
+    for e in slice.endpoints.iter().flatten() {
+        // `ready` absent means ready (the API's rule); terminating endpoints are not ready.
+        let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+        // Addresses of one endpoint are fungible: the first is the one to use.
+        if let (true, Some(addr)) = (ready, e.addresses.first()) {
+            out.insert(if v6 {
+                format!("[{addr}]:{number}")
+            } else {
+                format!("{addr}:{number}")
+            });
+        }
+    }
+}
+
+/// Kong's Service annotations that map to pool fields: timeouts in milliseconds and
+/// the retry count. Values that do not parse are ignored (the annotation is advisory).
+fn upstream_annotations(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    value: &mut Value,
+) {
+    for (ann, field) in [
+        ("connect-timeout", "connect_timeout"),
+        ("read-timeout", "read_timeout"),
+        ("write-timeout", "write_timeout"),
+    ] {
+        if let Some(ms) = annotation(meta, ann).and_then(|v| v.parse::<u64>().ok()) {
+            if ms > 0 {
+                value[field] = json!(format!("{ms}ms"));
+            }
+        }
+    }
+    if let Some(n) = annotation(meta, "retries").and_then(|v| v.parse::<u32>().ok()) {
+        value["retries"] = json!(n);
+    }
+}

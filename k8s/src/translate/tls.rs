@@ -1,0 +1,153 @@
+//! An Ingress's `tls:` entries to the HTTPS listener's certificates: the PEM of each
+//! `kubernetes.io/tls` Secret inline, for the hosts the entries list. Each certificate
+//! is checked as the gateway will check it; a bad one is left out alone.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use pingway::config::{CertificateConfig, ListenerTls, Secret as SecretText};
+use serde_json::{json, Value};
+
+use super::{Problem, Snapshot};
+
+/// The Secret type that holds a certificate and its key.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// Certificates gathered from the Ingresses, by Secret (namespace, name).
+#[derive(Default)]
+pub struct Certificates {
+    by_secret: BTreeMap<(String, String), Cert>,
+}
+
+struct Cert {
+    cert: String,
+    key: String,
+    snis: Vec<String>,
+    /// The Ingress that first named it, for problems.
+    ingress: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+}
+
+impl Certificates {
+    /// Adds the Secrets `ingress` names in its `tls:` entries.
+    pub fn collect(&mut self, ingress: &Ingress, snapshot: &Snapshot, problems: &mut Vec<Problem>) {
+        let ns = ingress.metadata.namespace.clone().unwrap_or_default();
+        for tls in ingress.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
+            let Some(secret_name) = &tls.secret_name else {
+                continue;
+            };
+            let key = (ns.clone(), secret_name.clone());
+            if !self.by_secret.contains_key(&key) {
+                match read_secret(snapshot, &ns, secret_name) {
+                    Ok((cert, k)) => {
+                        self.by_secret.insert(
+                            key.clone(),
+                            Cert {
+                                cert,
+                                key: k,
+                                snis: Vec::new(),
+                                ingress: ingress.metadata.clone(),
+                            },
+                        );
+                    }
+                    Err(reason) => {
+                        problems.push(Problem::new(
+                            "Ingress",
+                            &ingress.metadata,
+                            format!("tls entry left out: {reason}"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            if let Some(c) = self.by_secret.get_mut(&key) {
+                for h in tls.hosts.iter().flatten() {
+                    let h = h.trim().to_ascii_lowercase();
+                    if !h.is_empty() && !c.snis.contains(&h) {
+                        c.snis.push(h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The listener's `certificates:` entries: each checked alone; a name already
+    /// served by an earlier Secret (in namespace/name order) is not served twice.
+    pub fn finish(self, problems: &mut Vec<Problem>) -> Vec<Value> {
+        let mut taken: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        for ((ns, name), mut c) in self.by_secret {
+            c.snis.sort();
+            c.snis.retain(|s| {
+                if taken.contains(s) {
+                    problems.push(Problem::new(
+                        "Ingress",
+                        &c.ingress,
+                        format!("{s} already has a certificate from another Secret; Secret {ns}/{name} is not served for it"),
+                    ));
+                    false
+                } else {
+                    true
+                }
+            });
+            let config = CertificateConfig {
+                cert: None,
+                key: None,
+                cert_pem: Some(c.cert.clone()),
+                key_pem: Some(SecretText::new(c.key.clone())),
+                snis: c.snis.clone(),
+                default: false,
+                ocsp_file: None,
+            };
+            let mut diags = Vec::new();
+            let listener = ListenerTls {
+                certificates: vec![config],
+                http2: true,
+            };
+            pingway::tls::CertificateSet::build(&listener, "tls", &mut diags);
+            if !diags.is_empty() {
+                problems.push(Problem::new(
+                    "Ingress",
+                    &c.ingress,
+                    format!(
+                        "Secret {ns}/{name} left out: {}",
+                        diags
+                            .iter()
+                            .map(|d| d.message.clone())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                ));
+                continue;
+            }
+            taken.extend(c.snis.iter().cloned());
+            out.push(json!({"cert_pem": c.cert, "key_pem": c.key, "snis": c.snis}));
+        }
+        out
+    }
+}
+
+/// The PEM certificate and key of a `kubernetes.io/tls` Secret.
+fn read_secret(snapshot: &Snapshot, ns: &str, name: &str) -> Result<(String, String), String> {
+    let secret = snapshot
+        .secrets
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
+        })
+        .ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
+    if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
+        return Err(format!(
+            "Secret {ns}/{name} is not of type {TLS_SECRET_TYPE}"
+        ));
+    }
+    let field = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| format!("Secret {ns}/{name} has no PEM `{k}`"))
+    };
+    Ok((field("tls.crt")?, field("tls.key")?))
+}

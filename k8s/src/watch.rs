@@ -1,0 +1,301 @@
+//! The watch loop: one kube-rs `watcher` and reflector store per kind; once every store
+//! has finished its first list, each change (debounced) translates the stores' snapshot
+//! and writes the file, atomically, only when its content changed. A watch that breaks
+//! is resumed by the watcher (a relist after `410 Expired`), so an object deleted while
+//! disconnected is gone after the relist.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongPlugin};
+use crate::translate::{translate, Options, Problem, Snapshot};
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// The file written.
+    pub output: PathBuf,
+    /// Quiet time after a change before translating (default 200 ms): a burst of
+    /// changes gives one translation.
+    pub debounce: Duration,
+    /// Longest a steady stream of changes can delay a translation (default 2 s).
+    pub max_delay: Duration,
+    /// The translation's options.
+    pub translate: Options,
+    /// The watcher's initial list: `true` asks for a streaming list
+    /// (`sendInitialEvents=true`, Kubernetes 1.27+); `false` lists, then watches.
+    pub streaming_list: bool,
+}
+
+impl WatchOptions {
+    /// Options with the defaults, writing `output`.
+    pub fn new(output: PathBuf) -> WatchOptions {
+        WatchOptions {
+            output,
+            debounce: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            translate: Options::default(),
+            streaming_list: false,
+        }
+    }
+}
+
+/// Counters of the loop, for logs and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Translations run.
+    pub regenerations: AtomicU64,
+    /// Files written (translations whose content changed).
+    pub writes: AtomicU64,
+    /// Write failures.
+    pub write_errors: AtomicU64,
+    /// Watch errors (each retried with backoff by the watcher).
+    pub watch_errors: AtomicU64,
+}
+
+impl Stats {
+    fn bump(c: &AtomicU64) -> u64 {
+        c.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// A store's watcher ended before its first list finished.
+    #[error("the {0} watcher stopped before its first list")]
+    NeverReady(&'static str),
+    /// Checking whether an optional resource exists failed.
+    #[error("cannot tell whether {kind} exists: {source}")]
+    Discovery {
+        /// The resource.
+        kind: &'static str,
+        /// The cause.
+        source: kube::Error,
+    },
+}
+
+/// A store and whether the kind is watched at all.
+struct Watched<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Option<Store<K>>,
+    kind: &'static str,
+}
+
+impl<K> Watched<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    fn start(
+        api: Api<K>,
+        kind: &'static str,
+        cfg: &watcher::Config,
+        changed: &Arc<Notify>,
+        stats: &Arc<Stats>,
+    ) -> Watched<K> {
+        let (reader, writer) = reflector::store();
+        let changed = Arc::clone(changed);
+        let stats = Arc::clone(stats);
+        let stream = watcher(api, cfg.clone()).default_backoff().reflect(writer);
+        tokio::spawn(async move {
+            futures_util::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(_) => changed.notify_one(),
+                    Err(e) => {
+                        Stats::bump(&stats.watch_errors);
+                        log::warn!("watching {kind}: {e}; retrying");
+                    }
+                }
+            }
+        });
+        Watched {
+            store: Some(reader),
+            kind,
+        }
+    }
+
+    fn absent(kind: &'static str) -> Watched<K> {
+        Watched { store: None, kind }
+    }
+
+    async fn ready(&self) -> Result<(), WatchError> {
+        match &self.store {
+            Some(s) => s
+                .wait_until_ready()
+                .await
+                .map_err(|_| WatchError::NeverReady(self.kind)),
+            None => Ok(()),
+        }
+    }
+
+    fn state(&self) -> Vec<Arc<K>> {
+        self.store.as_ref().map(Store::state).unwrap_or_default()
+    }
+}
+
+/// Whether the API server serves `K` (a CRD that may not be installed).
+async fn exists<K>(api: &Api<K>, kind: &'static str) -> Result<bool, WatchError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(source) => Err(WatchError::Discovery { kind, source }),
+    }
+}
+
+/// Starts an optional kind's watcher if its CRD is installed.
+async fn optional<K>(
+    client: &Client,
+    kind: &'static str,
+    cfg: &watcher::Config,
+    changed: &Arc<Notify>,
+    stats: &Arc<Stats>,
+) -> Result<Watched<K>, WatchError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    if exists(&api, kind).await? {
+        Ok(Watched::start(api, kind, cfg, changed, stats))
+    } else {
+        log::info!("{kind} is not served by this cluster (CRD not installed); not watched");
+        Ok(Watched::absent(kind))
+    }
+}
+
+/// Runs the loop until an unrecoverable error. `stats` is updated as it goes.
+pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Result<(), WatchError> {
+    let changed = Arc::new(Notify::new());
+    let mut cfg = watcher::Config::default();
+    if opts.streaming_list {
+        cfg = cfg.streaming_lists();
+    }
+    let c = &client;
+    let ingresses =
+        Watched::<Ingress>::start(Api::all(c.clone()), "Ingress", &cfg, &changed, &stats);
+    let classes =
+        Watched::<IngressClass>::start(Api::all(c.clone()), "IngressClass", &cfg, &changed, &stats);
+    let services =
+        Watched::<Service>::start(Api::all(c.clone()), "Service", &cfg, &changed, &stats);
+    let slices = Watched::<EndpointSlice>::start(
+        Api::all(c.clone()),
+        "EndpointSlice",
+        &cfg,
+        &changed,
+        &stats,
+    );
+    // Only TLS Secrets: the others are none of the gateway's business, and holding them
+    // all would cost memory in proportion to the whole cluster.
+    let secrets_cfg = cfg.clone().fields("type=kubernetes.io/tls");
+    let secrets = Watched::<Secret>::start(
+        Api::all(c.clone()),
+        "Secret",
+        &secrets_cfg,
+        &changed,
+        &stats,
+    );
+    let gwp = optional::<GatewayPlugin>(c, "GatewayPlugin", &cfg, &changed, &stats).await?;
+    let cgwp =
+        optional::<ClusterGatewayPlugin>(c, "ClusterGatewayPlugin", &cfg, &changed, &stats).await?;
+    let kp = optional::<KongPlugin>(c, "KongPlugin", &cfg, &changed, &stats).await?;
+    let kcp = optional::<KongClusterPlugin>(c, "KongClusterPlugin", &cfg, &changed, &stats).await?;
+
+    ingresses.ready().await?;
+    classes.ready().await?;
+    services.ready().await?;
+    slices.ready().await?;
+    secrets.ready().await?;
+    gwp.ready().await?;
+    cgwp.ready().await?;
+    kp.ready().await?;
+    kcp.ready().await?;
+    log::info!(
+        "every store has its first list; writing {}",
+        opts.output.display()
+    );
+
+    let mut last = std::fs::read_to_string(&opts.output).ok();
+    let mut reported: BTreeSet<Problem> = BTreeSet::new();
+    let mut first = true;
+    loop {
+        if !first {
+            changed.notified().await;
+            // Debounce: wait for a quiet `debounce`, at most `max_delay` in all.
+            let deadline = tokio::time::Instant::now() + opts.max_delay;
+            loop {
+                let quiet = tokio::time::sleep(opts.debounce);
+                tokio::select! {
+                    _ = changed.notified() => {
+                        if tokio::time::Instant::now() >= deadline { break; }
+                    }
+                    _ = quiet => break,
+                }
+            }
+        }
+        first = false;
+        let snapshot = Snapshot {
+            ingresses: ingresses.state(),
+            ingress_classes: classes.state(),
+            services: services.state(),
+            endpoint_slices: slices.state(),
+            secrets: secrets.state(),
+            gateway_plugins: gwp.state(),
+            cluster_gateway_plugins: cgwp.state(),
+            kong_plugins: kp.state(),
+            kong_cluster_plugins: kcp.state(),
+        };
+        let options = opts.translate.clone();
+        // Translating thousands of objects is CPU work: off the async threads.
+        let t = match tokio::task::spawn_blocking(move || translate(&snapshot, &options)).await {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("translation failed: {e}");
+                continue;
+            }
+        };
+        let n = Stats::bump(&stats.regenerations);
+        // One log line per problem when it appears, not at every regeneration.
+        let now: BTreeSet<Problem> = t.problems.iter().cloned().collect();
+        for p in now.difference(&reported) {
+            log::warn!("skipped: {p}");
+        }
+        reported = now;
+        if last.as_deref() == Some(t.yaml.as_str()) {
+            log::debug!("regeneration {n}: no change");
+            continue;
+        }
+        match crate::write::write_atomic(&opts.output, &t.yaml) {
+            Ok(()) => {
+                let w = Stats::bump(&stats.writes);
+                log::info!(
+                    "wrote {} ({} routes, {} upstreams, {} problems; regeneration {n}, write {w})",
+                    opts.output.display(),
+                    t.config.routes.len(),
+                    t.config.upstreams.len(),
+                    t.problems.len()
+                );
+                last = Some(t.yaml);
+            }
+            Err(e) => {
+                Stats::bump(&stats.write_errors);
+                log::error!("cannot write {}: {e}", opts.output.display());
+            }
+        }
+    }
+}

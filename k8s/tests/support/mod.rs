@@ -1,0 +1,4 @@
+//! Test support: the stand-in API server and object builders.
+
+pub mod apiserver;
+pub mod objects;

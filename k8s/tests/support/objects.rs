@@ -1,0 +1,45 @@
+//! JSON objects as an API server holds them, for the tests.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+
+/// An Ingress of class `pingway` routing `host` + prefix `path` to Service `svc` port 80.
+pub fn ingress(
+    ns: &str,
+    name: &str,
+    host: &str,
+    path: &str,
+    svc: &str,
+    annotations: Value,
+) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"namespace": ns, "name": name, "annotations": annotations},
+        "spec": {"ingressClassName": "pingway", "rules": [{"host": host, "http": {"paths": [
+            {"path": path, "pathType": "Prefix", "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}]}})
+}
+
+/// A Service with port 80 named `http`.
+pub fn service(ns: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": ns, "name": name},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}], "selector": {"app": name}}})
+}
+
+/// The EndpointSlice of Service `svc` with ready endpoints at `addrs` (`IP:PORT`, one port).
+pub fn slice(ns: &str, svc: &str, addrs: &[std::net::SocketAddr]) -> Value {
+    let port = addrs.first().map_or(8080, |a| a.port());
+    let endpoints: Vec<Value> = addrs
+        .iter()
+        .map(|a| json!({"addresses": [a.ip().to_string()], "conditions": {"ready": true}}))
+        .collect();
+    // Endpoint ports are per slice: one slice per distinct port.
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"namespace": ns, "name": format!("{svc}-abc"), "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}], "endpoints": endpoints})
+}
+
+/// A KongPlugin.
+pub fn kong_plugin(ns: &str, name: &str, plugin: &str, config: Value) -> Value {
+    json!({"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
+        "metadata": {"namespace": ns, "name": name}, "plugin": plugin, "config": config})
+}
