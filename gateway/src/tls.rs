@@ -650,6 +650,8 @@ mod tests {
         ListenerTls {
             certificates,
             http2: true,
+            max_handshakes: crate::config::defaults::tls_max_handshakes(),
+            client_hello_timeout: crate::config::defaults::tls_client_hello_timeout(),
         }
     }
 
