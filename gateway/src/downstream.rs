@@ -77,6 +77,13 @@ pub(crate) struct EveryTenSeconds {
 }
 
 impl EveryTenSeconds {
+    /// A gate that has never opened (for statics).
+    pub(crate) const fn new() -> Self {
+        EveryTenSeconds {
+            last: AtomicU64::new(0),
+        }
+    }
+
     /// Whether to log now (at most once every ten seconds).
     pub(crate) fn due(&self) -> bool {
         let now = millis(process_start().elapsed()).max(1);
@@ -198,6 +205,8 @@ pub struct GuardedApp<A> {
     /// The head timeout a new connection starts with.
     head_timeout: Arc<dyn Fn() -> Duration + Send + Sync>,
     counters: Arc<GuardCounters>,
+    /// The HTTPS listeners' handshake slots, given back once a handshake is done.
+    handshakes: Option<Arc<crate::tls_handshakes::HandshakeLimits>>,
 }
 
 impl<A> GuardedApp<A> {
@@ -215,7 +224,18 @@ impl<A> GuardedApp<A> {
             slots,
             head_timeout: Arc::new(head_timeout),
             counters: Arc::new(GuardCounters::default()),
+            handshakes: None,
         }
+    }
+
+    /// Frees a connection's slot under `limits` (taken before its TLS handshake) when
+    /// the connection reaches the app, its handshake done.
+    pub fn with_handshake_limits(
+        mut self,
+        limits: Option<Arc<crate::tls_handshakes::HandshakeLimits>>,
+    ) -> Self {
+        self.handshakes = limits;
+        self
     }
 
     /// Guards `inner` under the same cap, head timeout and counters as `self`: another
@@ -227,6 +247,7 @@ impl<A> GuardedApp<A> {
             slots: self.slots.clone(),
             head_timeout: self.head_timeout.clone(),
             counters: self.counters.clone(),
+            handshakes: self.handshakes.clone(),
         }
     }
 
@@ -251,6 +272,11 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        if let Some(handshakes) = &self.handshakes {
+            if stream.get_ssl().is_some() {
+                handshakes.handshake_done(stream.id());
+            }
+        }
         let permit = match &self.slots {
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),

@@ -247,9 +247,11 @@ impl Gateway {
             PingwayProxy::new(self.runtime.clone()),
         );
         let head_rt = self.runtime.clone();
+        let handshakes = crate::tls_handshakes::HandshakeLimits::new(&current.config.listeners);
         let guarded = GuardedApp::new(proxy, settings.max_connections, move || {
             head_rt.load().config.proxy.client_header_timeout.get()
-        });
+        })
+        .with_handshake_limits(handshakes.clone());
         let guard_counters = guarded.counters();
         // A listener on a service: plain TCP, or TLS with its SNI resolver.
         let add_listener = |service: &mut Service<_>, l: &crate::config::Listener| {
@@ -293,12 +295,18 @@ impl Gateway {
             for l in h2c {
                 add_listener(&mut service, l)?;
             }
+            if let Some(h) = &handshakes {
+                service.endpoints().set_pre_tls_callback(h.pre_tls());
+            }
             server.add_service(service);
         }
         if !h1.is_empty() || !has_h2c {
             let mut proxy = Service::new("pingway proxy".to_string(), guarded);
             for l in h1 {
                 add_listener(&mut proxy, l)?;
+            }
+            if let Some(h) = &handshakes {
+                proxy.endpoints().set_pre_tls_callback(h.pre_tls());
             }
             server.add_service(proxy);
         }

@@ -45,6 +45,7 @@ pub mod route_headers;
 pub mod route_rewrite;
 pub mod runtime;
 pub mod tls;
+pub mod tls_handshakes;
 
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub mod cli;

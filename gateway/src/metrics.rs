@@ -110,6 +110,28 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
         "pingway_tls_handshake_failures_total {}",
         crate::tls::handshake_failures()
     );
+    family(
+        &mut out,
+        "pingway_tls_handshakes_refused_total",
+        "counter",
+        "Connections to HTTPS listeners closed before their handshake because tls.max_handshakes handshakes were in progress.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_tls_handshakes_refused_total {}",
+        crate::tls_handshakes::refused()
+    );
+    family(
+        &mut out,
+        "pingway_tls_client_hello_timeouts_total",
+        "counter",
+        "Connections to HTTPS listeners closed because no ClientHello arrived within tls.client_hello_timeout.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_tls_client_hello_timeouts_total {}",
+        crate::tls_handshakes::client_hello_timeouts()
+    );
 
     acme(&mut out, &reloader.runtime().load());
 

@@ -126,6 +126,8 @@ struct State {
     /// The request is gRPC (`content-type: application/grpc*`): the gateway's own
     /// answers are written as gRPC statuses.
     grpc: bool,
+    /// An upgrade to a TLS target: the gate to close once connected (`upstream::upgrade`).
+    upgrade_gate: Option<crate::upstream::upgrade::Gate>,
 }
 
 impl State {
@@ -767,6 +769,7 @@ impl ProxyHttp for PingwayProxy {
                 mirror_feeds: Vec::new(),
                 upgrade: false,
                 grpc: false,
+                upgrade_gate: None,
             }),
         }
     }
@@ -1021,7 +1024,9 @@ impl ProxyHttp for PingwayProxy {
         match selected {
             Some(sel) => {
                 let peer = if st.upgrade {
-                    upstream.upgrade_peer(&sel)
+                    let (peer, gate) = upstream.upgrade_peer(&sel);
+                    st.upgrade_gate = gate;
+                    peer
                 } else {
                     upstream.peer_within(&sel, cap)
                 };
@@ -1056,6 +1061,11 @@ impl ProxyHttp for PingwayProxy {
         let st = &mut ctx.state;
         if let Some(t) = st.timings.as_deref_mut() {
             t.connected(st.req.started_at.elapsed(), reused);
+        }
+        // A WebSocket handshake to a TLS target: the TLS handshake is done and the
+        // request not written yet, the moment the upgrade gate closes (see `upgrade`).
+        if let Some(gate) = st.upgrade_gate.take() {
+            gate.arm();
         }
         Ok(())
     }
@@ -1124,7 +1134,7 @@ impl ProxyHttp for PingwayProxy {
                 edit_upstream(runtime, session, st, head)
             });
         }
-        if st.grpc && st.upstream.as_ref().is_some_and(|u| u.is_h2c()) {
+        if st.grpc && st.upstream.as_ref().is_some_and(|u| u.is_http2()) {
             // gRPC servers may insist on the `TE: trailers` that HTTP/2 allows (Envoy
             // sends it); Pingora drops `TE` when it turns an HTTP/1 request into an
             // HTTP/2 one, and a client may have left it out.

@@ -1018,6 +1018,8 @@ mod tests {
             certificates,
             http2: true,
             client_certificate: Default::default(),
+            max_handshakes: crate::config::defaults::tls_max_handshakes(),
+            client_hello_timeout: crate::config::defaults::tls_client_hello_timeout(),
         }
     }
 

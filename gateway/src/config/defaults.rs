@@ -166,6 +166,18 @@ pub fn tls_http2() -> bool {
     true
 }
 
+/// TLS handshakes in progress at once on an HTTPS listener: enough for bursts of
+/// reconnecting clients, small enough that stalled handshakes stay cheap (a task, a socket
+/// and a few kilobytes each).
+pub fn tls_max_handshakes() -> u32 {
+    1024
+}
+
+/// Time for a client's ClientHello to arrive: a real client sends it at once.
+pub fn tls_client_hello_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// Upstream TLS verifies the targets' certificates.
 pub fn tls_verify() -> bool {
     true

@@ -196,11 +196,13 @@ routes:
     }
 
     #[test]
-    fn h2c_is_refused_with_tls_on_listeners_and_upstreams() {
+    fn h2c_is_refused_with_tls_on_listeners_and_upstreams_and_h2_needs_tls() {
         let text = "\
 listeners: [{address: 127.0.0.1:8443, h2c: true, tls: {certificates: []}}]
 upstreams:
   - {name: one, targets: [127.0.0.1:9001], protocol: h2c, tls: true}
+  - {name: two, targets: [127.0.0.1:9002], protocol: h2}
+  - {name: three, targets: [127.0.0.1:9003], protocol: h2, tls: true}
 routes:
   - {name: a, upstream: one}
 ";
@@ -210,7 +212,15 @@ routes:
             "{errs:#?}"
         );
         assert!(
-            errs.iter().any(|e| e.starts_with("3:") && e.contains("upstreams[0].protocol: h2c is HTTP/2 in clear text; HTTP/2 over TLS to upstreams is not supported yet")),
+            errs.iter().any(|e| e.starts_with("3:") && e.contains("upstreams[0].protocol: h2c is HTTP/2 in clear text; for HTTP/2 over TLS write `protocol: h2`")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("4:") && e.contains("upstreams[1].protocol: h2 is HTTP/2 over TLS (ALPN h2) and needs `tls: true`")),
+            "{errs:#?}"
+        );
+        assert!(
+            !errs.iter().any(|e| e.contains("upstreams[2]")),
             "{errs:#?}"
         );
     }

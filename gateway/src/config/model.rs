@@ -252,10 +252,17 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// What of a listener only a restart applies: its address, `h2c`, whether it is TLS
-    /// and whether it offers HTTP/2 (its certificates are reloaded live).
-    pub fn restart_key(&self) -> (&str, bool, Option<bool>) {
-        (&self.address, self.h2c, self.tls.as_ref().map(|t| t.http2))
+    /// What of a listener only a restart applies: its address, `h2c`, whether it is TLS,
+    /// whether it offers HTTP/2 and its handshake bounds (its certificates are reloaded
+    /// live).
+    pub fn restart_key(&self) -> (&str, bool, Option<(bool, u32, Duration)>) {
+        (
+            &self.address,
+            self.h2c,
+            self.tls
+                .as_ref()
+                .map(|t| (t.http2, t.max_handshakes, t.client_hello_timeout)),
+        )
     }
 }
 
@@ -277,6 +284,16 @@ pub struct ListenerTls {
     /// still connects, and only `mtls-auth` routes refuse it. Reloads.
     #[serde(default)]
     pub client_certificate: ClientCertificateMode,
+    /// At most this many TLS handshakes in progress on this listener at once; a
+    /// connection beyond them is closed at once, before its handshake (counted). Default
+    /// 1024; 0: no bound. Read at start-up.
+    #[serde(default = "defaults::tls_max_handshakes")]
+    pub max_handshakes: u32,
+    /// A client must have sent its first TLS record (the ClientHello) whole within this
+    /// long of the accept, or the connection is closed (counted). Default 10s. Read at
+    /// start-up.
+    #[serde(default = "defaults::tls_client_hello_timeout")]
+    pub client_hello_timeout: Duration,
 }
 
 /// A certificate and its private key, from files (`cert`, `key`) or written inline
@@ -498,9 +515,10 @@ pub struct UpstreamConfig {
     /// `connect_timeout`); one more is answered 503 at once. 0 (the default): none wait.
     #[serde(default)]
     pub max_pending_requests: u32,
-    /// The protocol spoken to the targets: `http` (HTTP/1.1, the default) or `h2c`
-    /// (HTTP/2 in cleartext with prior knowledge, for gRPC services). Requests are
-    /// multiplexed over `h2c` connections.
+    /// The protocol spoken to the targets: `http` (HTTP/1.1, the default), `h2c`
+    /// (HTTP/2 in cleartext with prior knowledge, for gRPC services) or `h2` (HTTP/2
+    /// over TLS, negotiated with ALPN `h2`; needs `tls: true`). Requests are multiplexed
+    /// over HTTP/2 connections.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
     /// An upgraded (WebSocket) connection is closed when nothing has been read for this
@@ -545,6 +563,16 @@ pub enum UpstreamProtocol {
     Http,
     /// HTTP/2 in cleartext with prior knowledge (gRPC); no upgrades.
     H2c,
+    /// HTTP/2 over TLS: the handshake offers only ALPN `h2` (gRPC over TLS); needs
+    /// `tls: true`; no upgrades.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// Whether the targets are spoken to in HTTP/2 (`h2c` or `h2`).
+    pub fn is_http2(self) -> bool {
+        matches!(self, UpstreamProtocol::H2c | UpstreamProtocol::H2)
+    }
 }
 
 /// A server in an upstream pool. Written as `host:port` or as a mapping with a weight.

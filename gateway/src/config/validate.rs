@@ -145,6 +145,15 @@ fn check_listeners(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 "h2c is HTTP/2 in clear text; an HTTPS listener offers HTTP/2 through ALPN (tls.http2)",
             ));
         }
+        if l.tls
+            .as_ref()
+            .is_some_and(|t| t.client_hello_timeout.get().is_zero())
+        {
+            out.push(Diagnostic::new(
+                format!("listeners[{i}].tls.client_hello_timeout"),
+                "must be greater than 0",
+            ));
+        }
     }
 }
 
@@ -198,11 +207,16 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 ),
             ));
         }
-        if u.tls && u.protocol == super::UpstreamProtocol::H2c {
-            out.push(Diagnostic::new(
+        match (u.protocol, u.tls) {
+            (super::UpstreamProtocol::H2c, true) => out.push(Diagnostic::new(
                 format!("{base}.protocol"),
-                "h2c is HTTP/2 in clear text; HTTP/2 over TLS to upstreams is not supported yet",
-            ));
+                "h2c is HTTP/2 in clear text; for HTTP/2 over TLS write `protocol: h2`",
+            )),
+            (super::UpstreamProtocol::H2, false) => out.push(Diagnostic::new(
+                format!("{base}.protocol"),
+                "h2 is HTTP/2 over TLS (ALPN h2) and needs `tls: true`; for HTTP/2 in clear text write `protocol: h2c`",
+            )),
+            _ => {}
         }
         if u.targets.is_empty() {
             out.push(Diagnostic::new(

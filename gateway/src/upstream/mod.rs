@@ -40,7 +40,7 @@ use http::HeaderName;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingway_plugins::config::join_path;
 
-use crate::config::{Diagnostic, HashOn, UpstreamConfig, UpstreamProtocol};
+use crate::config::{Diagnostic, HashOn, UpstreamConfig};
 use balancer::Balancing;
 use hash_key::HashKey;
 use members::Members;
@@ -48,9 +48,9 @@ use names::{NameRecord, Names};
 use resolve::ResolveFn;
 use target::{InFlight, TargetState};
 
-/// Concurrent streams the gateway opens on one `h2c` connection to a target before it
+/// Concurrent streams the gateway opens on one HTTP/2 (`h2c` or `h2`) connection to a target before it
 /// opens another (servers usually allow 100 or more).
-const H2C_MAX_STREAMS: usize = 100;
+const H2_MAX_STREAMS: usize = 100;
 
 pub use connections::{ConnectionLimit, ConnectionSlot, Overflow};
 pub use outlier::Outcome;
@@ -414,11 +414,13 @@ impl Upstream {
         peer.options.connection_timeout = cut(self.cfg.connect_timeout.get());
         peer.options.read_timeout = cut(self.cfg.read_timeout.get());
         peer.options.write_timeout = cut(self.cfg.write_timeout.get());
-        if self.cfg.protocol == UpstreamProtocol::H2c {
-            // Prior knowledge: with no TLS there is no ALPN, and Pingora speaks HTTP/2
-            // in cleartext only when HTTP/1 is ruled out.
+        if self.cfg.protocol.is_http2() {
+            // h2c: prior knowledge (with no TLS there is no ALPN, and Pingora speaks
+            // HTTP/2 in cleartext only when HTTP/1 is ruled out). h2: the TLS handshake
+            // offers ALPN `h2` alone (a target that picks no protocol is spoken to in
+            // HTTP/1.1 by Pingora, and a gRPC server then fails the call).
             peer.options.set_http_version(2, 2);
-            peer.options.max_h2_streams = H2C_MAX_STREAMS;
+            peer.options.max_h2_streams = H2_MAX_STREAMS;
         }
         Box::new(peer)
     }
@@ -427,26 +429,33 @@ impl Upstream {
     /// writes wait up to `websocket_idle_timeout`, since after the upgrade the
     /// connection carries a long-lived session whose quiet spells are normal. The route's
     /// `timeout` does not cut it: that bounds a response, and this is a session.
-    pub fn upgrade_peer(&self, selected: &Selected) -> Box<HttpPeer> {
+    ///
+    /// For a TLS pool it also returns the [`upgrade::Gate`] to arm once the connection
+    /// is made (after its handshake, before the request is written).
+    pub fn upgrade_peer(&self, selected: &Selected) -> (Box<HttpPeer>, Option<upgrade::Gate>) {
         let mut peer = self.peer_within(selected, None);
         let idle = Some(self.cfg.websocket_idle_timeout.get());
         peer.options.read_timeout = idle;
         peer.options.write_timeout = idle;
         // Works around Pingora's upgrade race (see `upgrade`). The gate counts flushes
-        // of the plain connection, so it applies only without TLS (a handshake would
-        // flush, and wait on reads, before the request).
-        if !peer.is_tls() {
-            let connect = upgrade::GatedConnect::new(self.cfg.connect_timeout.get());
-            peer.options.custom_l4 = Some(Arc::new(connect));
-            // Its own pool key, kept apart from any the peer already has.
-            peer.group_key ^= upgrade::UPGRADE_GROUP_KEY;
-        }
-        peer
+        // of the TCP connection: from the start without TLS; after the handshake (which
+        // flushes, and waits on reads, before the request) with it.
+        let timeout = self.cfg.connect_timeout.get();
+        let (connect, gate) = if peer.is_tls() {
+            let (connect, gate) = upgrade::GatedConnect::after_handshake(timeout);
+            (connect, Some(gate))
+        } else {
+            (upgrade::GatedConnect::new(timeout), None)
+        };
+        peer.options.custom_l4 = Some(Arc::new(connect));
+        // Its own pool key, kept apart from any the peer already has.
+        peer.group_key ^= upgrade::UPGRADE_GROUP_KEY;
+        (peer, gate)
     }
 
-    /// Whether the pool's targets speak HTTP/2 in cleartext (`protocol: h2c`).
-    pub fn is_h2c(&self) -> bool {
-        self.cfg.protocol == UpstreamProtocol::H2c
+    /// Whether the pool's targets speak HTTP/2 (`protocol: h2c` or `h2`).
+    pub fn is_http2(&self) -> bool {
+        self.cfg.protocol.is_http2()
     }
 
     /// How long an upgraded connection may be idle (`websocket_idle_timeout`).

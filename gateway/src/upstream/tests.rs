@@ -462,9 +462,13 @@ fn h2c_pools_speak_http2_only_and_upgrades_get_the_idle_timeout() {
     let s = plain.select(&req, &[]).unwrap();
     let peer = plain.peer(&s);
     assert_eq!(peer.options.alpn.get_max_http_version(), 1);
-    assert!(!plain.is_h2c());
+    assert!(!plain.is_http2());
     // An upgrade waits the idle timeout, whatever the cap of an ordinary attempt.
-    let peer = plain.upgrade_peer(&s);
+    let (peer, gate) = plain.upgrade_peer(&s);
+    assert!(
+        gate.is_none(),
+        "a plain target's connection is gated from the start"
+    );
     assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(600)));
     assert_eq!(peer.options.write_timeout, Some(Duration::from_secs(600)));
     assert_eq!(plain.websocket_idle_timeout(), Duration::from_secs(600));
@@ -474,7 +478,7 @@ fn h2c_pools_speak_http2_only_and_upgrades_get_the_idle_timeout() {
 
     cfg.protocol = crate::config::UpstreamProtocol::H2c;
     let h2c = Upstream::build(&cfg, "upstreams[0]", None).unwrap();
-    assert!(h2c.is_h2c());
+    assert!(h2c.is_http2());
     let s = h2c.select(&req, &[]).unwrap();
     let peer = h2c.peer_within(&s, Some(Duration::from_secs(1)));
     assert_eq!(peer.options.alpn.get_min_http_version(), 2);
@@ -482,4 +486,25 @@ fn h2c_pools_speak_http2_only_and_upgrades_get_the_idle_timeout() {
     assert!(peer.options.max_h2_streams > 1);
     assert!(!peer.is_tls());
     assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(1)));
+
+    // h2: TLS whose handshake offers ALPN h2 alone.
+    cfg.protocol = crate::config::UpstreamProtocol::H2;
+    cfg.tls = true;
+    let h2 = Upstream::build(&cfg, "upstreams[0]", None).unwrap();
+    assert!(h2.is_http2());
+    let s = h2.select(&req, &[]).unwrap();
+    let peer = h2.peer(&s);
+    assert!(peer.is_tls());
+    assert_eq!(peer.options.alpn, pingora_core::protocols::ALPN::H2);
+    assert!(peer.options.max_h2_streams > 1);
+
+    // An upgrade to a TLS (HTTP/1.1) pool: gated too, with a gate to arm after the
+    // handshake.
+    cfg.protocol = crate::config::UpstreamProtocol::Http;
+    let tls = Upstream::build(&cfg, "upstreams[0]", None).unwrap();
+    let s = tls.select(&req, &[]).unwrap();
+    let (peer, gate) = tls.upgrade_peer(&s);
+    assert!(peer.is_tls() && gate.is_some());
+    assert!(peer.options.custom_l4.is_some());
+    assert_ne!(peer.group_key, tls.peer(&s).group_key);
 }

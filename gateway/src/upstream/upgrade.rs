@@ -14,12 +14,22 @@
 //! body's end, the order Pingora handles. Upgrade peers carry their own pool key
 //! ([`UPGRADE_GROUP_KEY`]) so that they never reuse an idle connection opened without the
 //! gate, and an upgraded connection is never pooled (it closes with the session).
+//!
+//! To a TLS target the gate sits under the TLS layer, where the handshake writes, flushes
+//! and waits for the target's answers before any request byte: counting from the start
+//! would hold the handshake's reads. There the connection starts open and a [`Gate`]
+//! closes it once the handshake is done: the proxy arms it when Pingora reports the
+//! connection made (`connected_to_upstream`, called after the handshake and before the
+//! request is written), and from then on the same two flushes (each a flush of the TLS
+//! stream, which flushes the connection below once) open it again.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr as InetSocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -48,12 +58,43 @@ const GATE_FALLBACK: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct GatedConnect {
     connect_timeout: Duration,
+    /// For a TLS target: the switch that closes the gate after the handshake (`None`:
+    /// closed from the start).
+    after_handshake: Option<Gate>,
 }
 
 impl GatedConnect {
-    /// A connector that gives up after `connect_timeout`.
+    /// A connector for a plain target, whose connections are gated from the start; it
+    /// gives up after `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Self {
-        GatedConnect { connect_timeout }
+        GatedConnect {
+            connect_timeout,
+            after_handshake: None,
+        }
+    }
+
+    /// A connector for a TLS target: its connections stay open through the handshake
+    /// and are gated once the returned [`Gate`] is armed.
+    pub fn after_handshake(connect_timeout: Duration) -> (Self, Gate) {
+        let gate = Gate::default();
+        let connect = GatedConnect {
+            connect_timeout,
+            after_handshake: Some(gate.clone()),
+        };
+        (connect, gate)
+    }
+}
+
+/// Closes the gate of a TLS target's connection once its handshake is done (see the module
+/// documentation). Cloned into the connection; arming it again does nothing more.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<AtomicBool>);
+
+impl Gate {
+    /// Holds the connection's reads from now until the request has been written whole.
+    /// Call it after the TLS handshake and before the request is written.
+    pub fn arm(&self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -77,7 +118,9 @@ impl L4Connect for GatedConnect {
         let gated = Gated {
             inner: tcp,
             flushes: 0,
-            open: false,
+            // A TLS target's connection is open until its gate is armed.
+            open: self.after_handshake.is_some(),
+            arm: self.after_handshake.clone(),
             waiting: None,
             fallback: None,
         };
@@ -99,9 +142,27 @@ struct Gated {
     inner: TcpStream,
     flushes: u8,
     open: bool,
+    /// A gate not armed yet (TLS targets): once armed, the stream closes and counts
+    /// flushes from zero.
+    arm: Option<Gate>,
     /// The read that waits for the gate.
     waiting: Option<Waker>,
     fallback: Option<Pin<Box<Sleep>>>,
+}
+
+impl Gated {
+    /// Applies an armed [`Gate`]: closes the stream, flushes counted from now.
+    fn take_arm(&mut self) {
+        if self
+            .arm
+            .as_ref()
+            .is_some_and(|g| g.0.load(Ordering::Acquire))
+        {
+            self.arm = None;
+            self.open = false;
+            self.flushes = 0;
+        }
+    }
 }
 
 impl fmt::Debug for Gated {
@@ -130,6 +191,7 @@ impl AsyncRead for Gated {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        this.take_arm();
         if !this.open {
             let fallback = this
                 .fallback
@@ -156,6 +218,7 @@ impl AsyncWrite for Gated {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        this.take_arm();
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
         if let Poll::Ready(Ok(())) = flushed {
             if !this.open {
@@ -211,6 +274,7 @@ mod tests {
             inner: tcp,
             flushes: 0,
             open: false,
+            arm: None,
             waiting: None,
             fallback: None,
         };
@@ -224,6 +288,46 @@ mod tests {
         gated.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"early");
         assert_eq!(&server.await.unwrap(), b"head");
+    }
+
+    #[tokio::test]
+    async fn a_tls_targets_connection_is_open_until_armed_then_gated() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            // The handshake: one answer read at once.
+            s.write_all(b"hello").await.unwrap();
+            let mut buf = [0u8; 2];
+            s.read_exact(&mut buf).await.unwrap();
+            // The response, sent before the request is complete.
+            s.write_all(b"early").await.unwrap();
+            s.read_exact(&mut buf).await.unwrap();
+        });
+        let (connect, gate) = GatedConnect::after_handshake(Duration::from_secs(1));
+        let stream = connect
+            .connect(&SocketAddr::Inet(addr))
+            .await
+            .expect("connected");
+        let mut stream = stream;
+        // Handshake flushes and reads go through at once.
+        stream.write_all(b"hi").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut buf = [0u8; 5];
+        tokio::time::timeout(Duration::from_millis(500), stream.read_exact(&mut buf))
+            .await
+            .expect("not gated before it is armed")
+            .unwrap();
+        assert_eq!(&buf, b"hello");
+        gate.arm();
+        stream.write_all(b"rq").await.unwrap();
+        stream.flush().await.unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+        assert!(early.is_err(), "read before the request was complete");
+        stream.flush().await.unwrap();
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"early");
+        server.await.unwrap();
     }
 
     #[tokio::test]

@@ -17,6 +17,8 @@ use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use crate::common::*;
+use crate::tls::{provider, Issued, TestCa};
+use tokio_rustls::rustls;
 
 /// The request of the test service (hand-written prost message: no protoc).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -138,28 +140,59 @@ async fn grpc_server() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_grpc(stream));
+        }
+    });
+    addr
+}
+
+/// The same gRPC server over TLS with `cert`, offering ALPN `h2` only (as gRPC servers
+/// do): a client that does not negotiate HTTP/2 fails its handshake.
+async fn grpc_tls_server(cert: &Issued) -> SocketAddr {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(cert.chain(), cert.key())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |req: http::Request<hyper::body::Incoming>| async move {
-                        let method = req.uri().path().rsplit('/').next().unwrap_or("");
-                        let codec = ProstCodec::<EchoReply, EchoRequest>::default();
-                        let mut grpc = tonic::server::Grpc::new(codec);
-                        let resp = match method {
-                            "Unary" => grpc.unary(Unary, req).await,
-                            "Stream" => grpc.server_streaming(Streaming, req).await,
-                            "Chat" => grpc.streaming(Chat, req).await,
-                            _ => Status::unimplemented("unknown method").into_http(),
-                        };
-                        Ok::<_, Infallible>(resp)
-                    },
-                );
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    serve_grpc(tls).await;
+                }
             });
         }
     });
     addr
+}
+
+/// Serves the test service on one HTTP/2 connection.
+async fn serve_grpc<S>(stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let method = req.uri().path().rsplit('/').next().unwrap_or("");
+            let codec = ProstCodec::<EchoReply, EchoRequest>::default();
+            let mut grpc = tonic::server::Grpc::new(codec);
+            let resp = match method {
+                "Unary" => grpc.unary(Unary, req).await,
+                "Stream" => grpc.server_streaming(Streaming, req).await,
+                "Chat" => grpc.streaming(Chat, req).await,
+                _ => Status::unimplemented("unknown method").into_http(),
+            };
+            Ok::<_, Infallible>(resp)
+        });
+    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// A plain HTTP/2-only (h2c) server: answers `VERSION METHOD PATH` and the request body.
@@ -348,6 +381,69 @@ async fn unary_and_streaming_calls_pass_through_with_their_trailers() {
         }
     });
     futures_util::future::join_all(calls).await;
+}
+
+/// `protocol: h2` with `tls: true`: HTTP/2 over TLS, ALPN `h2`, to a gRPC server that
+/// offers nothing else; a server whose certificate the pool does not trust fails the call
+/// with UNAVAILABLE and a log line naming the reason.
+#[tokio::test]
+async fn calls_reach_a_grpc_server_over_tls_with_alpn_h2() {
+    let ca = TestCa::new("Pingway Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let trusted = grpc_tls_server(&ca.issue("grpc", &["127.0.0.1"])).await;
+    let stranger = TestCa::new("Unknown CA");
+    let untrusted = grpc_tls_server(&stranger.issue("grpc", &["127.0.0.1"])).await;
+    let gw = GatewayProcess::start(&format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\", h2c: true}}]
+upstreams:
+  - {{name: grpcs, protocol: h2, tls: true, ca_file: \"{ca}\", targets: [\"{trusted}\"]}}
+  - {{name: stranger, protocol: h2, tls: true, ca_file: \"{ca}\", targets: [\"{untrusted}\"], retries: 0}}
+routes:
+  - {{name: echo, paths: [/test.Echo], upstream: grpcs}}
+  - {{name: untrusted, paths: [/test.Untrusted], upstream: stranger}}
+",
+        ca = ca_file.display()
+    ))
+    .await;
+    let ch = channel(&gw).await;
+
+    let reply = unary(&ch, "/test.Echo/Unary", echo("over tls"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", gw.log()))
+        .into_inner();
+    assert!(
+        reply.message.starts_with("echo:over tls via:") && reply.message.ends_with(" te:trailers"),
+        "{reply:?}"
+    );
+    let (replies, end) = stream(
+        &ch,
+        EchoRequest {
+            message: "tls-tick".into(),
+            count: 20,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(replies.len(), 20);
+    assert_eq!(replies[19].message, "tls-tick #19");
+
+    let err = unary(&ch, "/test.Untrusted/Unary", echo("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            gw.log().contains("UnknownIssuer")
+        })
+        .await,
+        "no log line names the verification failure:\n{}",
+        gw.log()
+    );
+    // The trusted pool still serves after the failure.
+    unary(&ch, "/test.Echo/Unary", echo("again")).await.unwrap();
 }
 
 #[tokio::test]

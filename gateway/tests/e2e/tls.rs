@@ -17,20 +17,20 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 
 use crate::common::*;
 
-/// A certificate authority for the tests.
-struct TestCa {
+/// A certificate authority for the tests (also the gRPC and WebSocket TLS upstreams').
+pub(crate) struct TestCa {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 /// A certificate the test CA issued, as PEM.
-struct Issued {
+pub(crate) struct Issued {
     cert_pem: String,
     key_pem: String,
 }
 
 impl TestCa {
-    fn new(name: &str) -> TestCa {
+    pub(crate) fn new(name: &str) -> TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -39,12 +39,12 @@ impl TestCa {
         TestCa { cert, key }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.cert.pem()
     }
 
     /// A leaf for `names` (DNS names or IP addresses) with `cn` as its common name.
-    fn issue(&self, cn: &str, names: &[&str]) -> Issued {
+    pub(crate) fn issue(&self, cn: &str, names: &[&str]) -> Issued {
         self.issue_with(cn, names, |_| {})
     }
 
@@ -86,20 +86,20 @@ impl Issued {
         (cert, key)
     }
 
-    fn chain(&self) -> Vec<CertificateDer<'static>> {
+    pub(crate) fn chain(&self) -> Vec<CertificateDer<'static>> {
         rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .unwrap()
     }
 
-    fn key(&self) -> PrivateKeyDer<'static> {
+    pub(crate) fn key(&self) -> PrivateKeyDer<'static> {
         rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
             .unwrap()
             .unwrap()
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -1050,4 +1050,100 @@ async fn failed_client_handshakes_are_counted_not_logged_one_by_one() {
     assert!(!log.contains("] Downstream handshake"), "{log}");
     // The listener still serves TLS clients.
     assert_eq!(served(&ca, tls_port, "api.example.com").await.0, "api");
+}
+
+/// `tls.max_handshakes` and `tls.client_hello_timeout`: connections that never send a
+/// ClientHello hold at most the bound of handshake slots, a connection beyond it is closed
+/// at once (counted), the stalled ones are closed when their ClientHello is overdue
+/// (counted), and then a real client gets through.
+#[tokio::test]
+async fn stalled_handshakes_are_bounded_and_time_out() {
+    let ca = TestCa::new("Pingway Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let api = ca
+        .issue("api", &["api.example.com"])
+        .write(dir.path(), "api");
+    let backend = Backend::start("app", Behaviour::Echo).await;
+    let tls_port = free_port();
+    let admin_port = free_port();
+    let gw = GatewayProcess::start(&format!(
+        "listeners:
+  - address: \"127.0.0.1:{{PORT}}\"
+  - address: \"127.0.0.1:{tls_port}\"
+    tls:
+      max_handshakes: 3
+      client_hello_timeout: 3s
+      certificates:
+        - {}
+upstreams: [{{name: app, targets: [\"{}\"]}}]
+routes:
+  - {{name: all, paths: [/], upstream: app}}
+admin: {{listen: \"127.0.0.1:{admin_port}\"}}
+",
+        cert_entry(&api, &["api.example.com"], true),
+        backend.addr
+    ))
+    .await;
+
+    // Open connections that send nothing until one is closed at once: the bound is
+    // reached. The ones that stay open hold a slot each (never more than 3 at a time).
+    let mut stalled = Vec::new();
+    let mut refused = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !refused && std::time::Instant::now() < deadline {
+        let mut s = TcpStream::connect(("127.0.0.1", tls_port)).await.unwrap();
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => refused = true,
+            Ok(Ok(_)) => panic!("the gateway sent bytes before any ClientHello"),
+            Err(_) => stalled.push(s),
+        }
+    }
+    assert!(refused, "no connection was refused past tls.max_handshakes");
+    assert!(stalled.len() >= 3, "{}", stalled.len());
+    assert!(
+        metric_value(admin_port, "pingway_tls_handshakes_refused_total")
+            .await
+            .is_some_and(|n| n >= 1),
+        "{}",
+        gw.log()
+    );
+
+    // The stalled connections are closed once their ClientHello is overdue.
+    for mut s in stalled.drain(..) {
+        let mut buf = [0u8; 1];
+        let end = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await;
+        assert!(
+            matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+            "a stalled handshake was not closed: {end:?}"
+        );
+    }
+    assert!(
+        metric_value(admin_port, "pingway_tls_client_hello_timeouts_total")
+            .await
+            .is_some_and(|n| n >= 3),
+        "{}",
+        gw.log()
+    );
+
+    // A real client gets through, and the slots are free again.
+    let c = https_client(&ca, tls_port, &["api.example.com"], false);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            c.get(format!("https://api.example.com:{tls_port}/"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await,
+        "{}",
+        gw.log()
+    );
+    // The refusals and timeouts are logged as counts, not one line each.
+    let log = gw.log();
+    assert!(log.contains("tls.max_handshakes (3) reached"), "{log}");
+    assert!(
+        log.matches("tls.max_handshakes (3) reached").count() <= 2,
+        "{log}"
+    );
 }

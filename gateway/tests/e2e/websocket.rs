@@ -302,3 +302,75 @@ consumers:
     assert_eq!(resp.status(), 101);
     assert_eq!(round_trip(&mut ws, "hi").await, "echo:hi");
 }
+
+/// The echo server over TLS with `cert` (a `wss://` target).
+async fn wss_echo_server(cert: &crate::tls::Issued) -> SocketAddr {
+    use tokio_rustls::rustls;
+    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(cert.chain(), cert.key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    let reply = match msg {
+                        Message::Text(t) => Message::text(format!("echo:{t}")),
+                        Message::Close(_) => break,
+                        _ => continue,
+                    };
+                    if ws.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A target behind TLS (`tls: true`): the upgrade gate (Pingora's upgrade race, see
+/// `upstream::upgrade`) closes after the TLS handshake, so every one of many sessions
+/// opens and carries messages; without the gate about half of them got the 101 and then
+/// a closed connection.
+#[tokio::test]
+async fn sessions_to_a_tls_target_open_every_time() {
+    let ca = crate::tls::TestCa::new("Pingway Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let wss = wss_echo_server(&ca.issue("ws", &["127.0.0.1"])).await;
+    let gw = GatewayProcess::start(&format!(
+        "listeners: [{{address: \"127.0.0.1:{{PORT}}\"}}]
+upstreams:
+  - {{name: wss, targets: [\"{wss}\"], tls: true, ca_file: \"{}\", retries: 0}}
+routes:
+  - {{name: chat, paths: [/chat], upstream: wss}}
+",
+        ca_file.display()
+    ))
+    .await;
+    for i in 0..20 {
+        let mut client = connect(&gw, "/chat").await;
+        let text = format!("over tls {i}");
+        assert_eq!(
+            round_trip(&mut client, &text).await,
+            format!("echo:{text}"),
+            "session {i}\n{}",
+            gw.log()
+        );
+        client.close(None).await.ok();
+    }
+}

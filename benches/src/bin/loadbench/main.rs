@@ -60,8 +60,10 @@ struct Args {
     /// Seconds of each reload run (one reload per second).
     #[arg(long, default_value_t = 8)]
     reload_duration: u64,
-    /// Scenarios to run (1 plain, 2 plugins, 3 10k routes, 4 fixed rate, 5 reloads).
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    /// Scenarios to run (1 plain, 2 plugins, 3 10k routes, 4 fixed rate, 5 reloads,
+    /// 6 HTTPS keep-alive, 7 HTTPS with a new connection, so a handshake, per request;
+    /// 6 and 7 run Pingway and nginx only).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7")]
     scenarios: Vec<u8>,
     /// Proxies to run.
     #[arg(
@@ -184,6 +186,18 @@ enum Setup {
     Reload,
     /// The generated routes, reloaded every second; spread requests.
     ReloadRoutes,
+    /// One route behind an HTTPS listener (TLS 1.3 negotiated), keep-alive.
+    Https,
+    /// The same, every request on a new connection (`Connection: close`): a TLS
+    /// handshake per request.
+    HttpsHandshake,
+}
+
+impl Setup {
+    /// Whether the proxy listens with TLS.
+    fn https(self) -> bool {
+        matches!(self, Setup::Https | Setup::HttpsHandshake)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -209,6 +223,11 @@ struct Bench {
     black_hole: SocketAddr,
     /// A loopback port nothing listens on (a refusing mirror shadow).
     closed_port: SocketAddr,
+    /// The certificate of the HTTPS scenarios (6, 7), when one of them runs.
+    tls: Option<peers::TlsFiles>,
+    /// What each HTTPS proxy negotiated with OpenSSL's client (protocol, cipher, key
+    /// exchange), by proxy, for the report.
+    tls_seen: std::sync::Mutex<Vec<(&'static str, String)>>,
 }
 
 struct Scripts {
@@ -216,6 +235,8 @@ struct Scripts {
     plugins: PathBuf,
     edge: PathBuf,
     spread: PathBuf,
+    /// `Connection: close` on every request (scenario 7).
+    close: PathBuf,
 }
 
 fn main() {
@@ -235,7 +256,12 @@ fn real_main() -> anyhow::Result<()> {
         args.reload_duration = 3;
     }
     anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
-    for tool in ["wrk", "nginx", "haproxy", "taskset"] {
+    let https = args.scenarios.iter().any(|s| matches!(s, 6 | 7));
+    let mut tools = vec!["wrk", "nginx", "haproxy", "taskset"];
+    if https {
+        tools.extend(["openssl", "curl"]);
+    }
+    for tool in tools {
         let found = std::process::Command::new("which")
             .arg(tool)
             .output()
@@ -243,7 +269,7 @@ fn real_main() -> anyhow::Result<()> {
             .unwrap_or(false);
         anyhow::ensure!(
             found,
-            "{tool} not found: apt-get install -y wrk nginx haproxy util-linux"
+            "{tool} not found: apt-get install -y wrk nginx haproxy util-linux openssl curl"
         );
     }
 
@@ -303,7 +329,9 @@ fn real_main() -> anyhow::Result<()> {
         plugins: dir.join("plugins.lua"),
         edge: dir.join("edge.lua"),
         spread: dir.join("spread.lua"),
+        close: dir.join("close.lua"),
     };
+    measure::write_wrk_script(&scripts.close, "wrk.headers[\"Connection\"] = \"close\"")?;
     measure::write_wrk_script(
         &scripts.edge,
         &format!(
@@ -335,6 +363,12 @@ fn real_main() -> anyhow::Result<()> {
         single_process: AtomicBool::new(false),
         black_hole: black_hole()?,
         closed_port: closed_port()?,
+        tls: if https {
+            Some(make_certificate(&dir)?)
+        } else {
+            None
+        },
+        tls_seen: Default::default(),
     };
     let key_auth_note = bench.decide_key_auth()?;
 
@@ -524,6 +558,12 @@ fn real_main() -> anyhow::Result<()> {
         redis.stop();
     }
 
+    for (peer, seen) in bench.tls_seen.lock().map(|v| v.clone()).unwrap_or_default() {
+        let _ = writeln!(
+            header,
+            "- HTTPS (scenarios 6, 7), {peer} negotiated: {seen}"
+        );
+    }
     let report = format!(
         "{header}- Harness wall time: {:.0} s; {repeated} run(s) repeated because other processes used more than {}% of a core during them\n\n{}",
         started.elapsed().as_secs_f64(),
@@ -583,6 +623,31 @@ impl Bench {
 
     fn addr(&self, peer: Peer) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port(peer)))
+    }
+
+    /// The URL wrk loads for `case`: `https://` for the HTTPS scenarios.
+    fn url(&self, case: &Case) -> String {
+        let scheme = if case.setup.https() { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr(case.peer))
+    }
+
+    /// The HTTPS scenarios' certificate (generated at start when 6 or 7 is asked for).
+    fn tls_files(&self) -> anyhow::Result<&peers::TlsFiles> {
+        self.tls
+            .as_ref()
+            .context("no certificate: the HTTPS scenarios (6, 7) were not asked for")
+    }
+
+    /// Records, once per proxy, what `openssl s_client` negotiates with it (the same
+    /// library wrk uses, with its defaults).
+    fn note_tls(&self, peer: Peer) {
+        let Ok(mut seen) = self.tls_seen.lock() else {
+            return;
+        };
+        if seen.iter().any(|(p, _)| *p == peer.key()) {
+            return;
+        }
+        seen.push((peer.key(), procs::tls_summary(self.addr(peer), &self.dir)));
     }
 
     fn wants(&self, peer: Peer) -> bool {
@@ -682,6 +747,12 @@ impl Bench {
             h,
             "- Scenario 2: ip-restriction + rate-limiting (never triggers); {key_auth_note}"
         );
+        if self.tls.is_some() {
+            let _ = writeln!(
+                h,
+                "- Scenarios 6, 7 (HTTPS, Pingway and nginx only): one self-signed ECDSA P-256 certificate generated with `openssl req` for both; TLS 1.2 and 1.3 offered by both, wrk (OpenSSL) negotiates 1.3; plain HTTP/1.1 keep-alive to the same upstream. Scenario 7 sends `Connection: close`: one TCP connection and one TLS handshake per request (wrk offers the session of its previous connection, so a proxy that accepts resumption does a PSK handshake, still with an ECDHE key exchange)"
+            );
+        }
         h
     }
 
@@ -809,6 +880,22 @@ impl Bench {
         );
         add(5, "nginx (SIGHUP)", Peer::Nginx, Setup::Reload);
         add(5, "haproxy -W (SIGUSR2)", Peer::Haproxy, Setup::Reload);
+        // HTTPS: Pingway against nginx, the peer the issue names (bare Pingora has no
+        // TLS listener in this harness; HAProxy's TLS is not compared).
+        add(6, "pingway https", Peer::Pingway, Setup::Https);
+        add(6, "nginx https", Peer::Nginx, Setup::Https);
+        add(
+            7,
+            "pingway https new conn/req",
+            Peer::Pingway,
+            Setup::HttpsHandshake,
+        );
+        add(
+            7,
+            "nginx https new conn/req",
+            Peer::Nginx,
+            Setup::HttpsHandshake,
+        );
         out
     }
 
@@ -850,6 +937,9 @@ impl Bench {
                     Setup::Observed => {
                         peers::pingway_observed(&listen, &up, &self.dir.join("pingway-access.log"))
                     }
+                    Setup::Https | Setup::HttpsHandshake => {
+                        peers::pingway_https(&listen, &up, self.tls_files()?)
+                    }
                     Setup::PluginsRedis => peers::pingway_one_route(
                         &listen,
                         &up,
@@ -866,6 +956,7 @@ impl Bench {
                         key_auth: self.key_auth,
                     },
                     Setup::Routes | Setup::ReloadRoutes => NginxSetup::Routes(&self.set),
+                    Setup::Https | Setup::HttpsHandshake => NginxSetup::Https(self.tls_files()?),
                     _ if variant_b => NginxSetup::PlainB,
                     _ => NginxSetup::Plain,
                 };
@@ -979,6 +1070,16 @@ impl Bench {
         } else {
             Vec::new()
         };
+        if case.setup.https() {
+            procs::wait_https(
+                &mut proc,
+                self.addr(peer),
+                Duration::from_secs(ready_within),
+            )
+            .with_context(|| format!("log: {}", log.display()))?;
+            self.note_tls(peer);
+            return Ok(proc);
+        }
         procs::wait_http(
             &mut proc,
             self.addr(peer),
@@ -997,6 +1098,7 @@ impl Bench {
             Setup::Plugins | Setup::PluginsRedis => &self.scripts.plugins,
             Setup::PluginsEdge => &self.scripts.edge,
             Setup::Routes | Setup::ReloadRoutes | Setup::PlainSpread => &self.scripts.spread,
+            Setup::HttpsHandshake => &self.scripts.close,
             _ => &self.scripts.plain,
         }
     }
@@ -1004,12 +1106,13 @@ impl Bench {
     fn run_case(&self, case: &Case, upstream_pid: u32) -> anyhow::Result<Sample> {
         let proc = self.start(case)?;
         let addr = self.addr(case.peer);
+        let url = self.url(case);
         let load = &self.args.load_core;
         let pid = proc.pid();
         if case.scenario != 4 && self.args.warmup > 0 {
-            measure::wrk(
+            measure::wrk_url(
                 load,
-                addr,
+                &url,
                 self.args.connections,
                 self.args.warmup as f64,
                 self.script(case.setup),
@@ -1051,9 +1154,9 @@ impl Bench {
                 } else {
                     self.args.duration
                 };
-                measure::wrk(
+                measure::wrk_url(
                     load,
-                    addr,
+                    &url,
                     self.args.connections,
                     secs as f64,
                     self.script(case.setup),
@@ -1182,7 +1285,8 @@ fn table(results: &[(Case, Vec<Sample>)], args: &Args) -> String {
     out.push_str(
         "Scenarios: 1 one route, no plugins; 2 ip-restriction + rate-limiting (and peers' equivalents); \
          3 10,000 routes, requests spread over 1,000 of them; 4 fixed rate (open loop); \
-         5 a reload every second under load.\n\n",
+         5 a reload every second under load; 6 HTTPS (TLS 1.3) keep-alive, Pingway and nginx; \
+         7 HTTPS with a new connection (a handshake) per request.\n\n",
     );
     out.push_str(
         "Each cell: value (ratio to bare Pingora | ratio to nginx, same scenario). Medians of the rounds. \
@@ -1404,7 +1508,70 @@ fn targets(results: &[(Case, Vec<Sample>)], args: &Args) -> String {
             local.p99
         );
     }
+    // Issue 12 asks for the ratio to nginx, with no target.
+    for (scenario, setup, what) in [
+        (6, Setup::Https, "HTTPS keep-alive"),
+        (
+            7,
+            Setup::HttpsHandshake,
+            "HTTPS, a new connection and handshake per request",
+        ),
+    ] {
+        if let Some((pw, ng)) =
+            get(scenario, Peer::Pingway, setup).zip(get(scenario, Peer::Nginx, setup))
+        {
+            let _ = writeln!(
+                out,
+                "- Scenario {scenario}, {what}, Pingway vs nginx (issue 12, no target): \
+                 {:.2}× the req/s ({:.1}k vs {:.1}k), p99 {:.0} vs {:.0} µs ({:.2}×)",
+                pw.rps / ng.rps,
+                pw.rps / 1000.0,
+                ng.rps / 1000.0,
+                pw.p99,
+                ng.p99,
+                pw.p99 / ng.p99
+            );
+        }
+    }
     out
+}
+
+/// The HTTPS scenarios' certificate and key, made with `openssl req` in `dir`: ECDSA
+/// P-256 (the common choice, and cheap to sign with for both proxies), self-signed, for
+/// `localhost` and 127.0.0.1 (wrk does not verify it).
+fn make_certificate(dir: &Path) -> anyhow::Result<peers::TlsFiles> {
+    let files = peers::TlsFiles {
+        cert: dir.join("bench.crt"),
+        key: dir.join("bench.key"),
+    };
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "7",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&files.key)
+        .arg("-out")
+        .arg(&files.cert)
+        .output()
+        .context("openssl req")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(files)
 }
 
 /// A loopback server that accepts connections and holds them without answering, for the

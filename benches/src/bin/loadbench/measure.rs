@@ -51,10 +51,29 @@ pub fn write_wrk_script(path: &Path, body: &str) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", path.display()))
 }
 
-/// wrk's figures for one run: (sample without proxy-side numbers, wrk's CPU seconds).
+/// wrk's figures for one run against `http://addr/`: (sample without proxy-side
+/// numbers, wrk's CPU seconds).
 pub fn wrk(
     core: &str,
     addr: SocketAddr,
+    connections: u32,
+    seconds: f64,
+    script: &Path,
+) -> anyhow::Result<(Sample, f64)> {
+    wrk_url(
+        core,
+        &format!("http://{addr}/"),
+        connections,
+        seconds,
+        script,
+    )
+}
+
+/// [`wrk`] against any URL (`https://...` for the TLS scenario: wrk speaks TLS through
+/// OpenSSL, without session resumption, so a new connection is a full handshake).
+pub fn wrk_url(
+    core: &str,
+    url: &str,
     connections: u32,
     seconds: f64,
     script: &Path,
@@ -67,7 +86,7 @@ pub fn wrk(
         "5s".into(),
         "-s".into(),
         script.display().to_string(),
-        format!("http://{addr}/"),
+        url.to_string(),
     ];
     let (out, cpu) = procs::run_pinned(core, "wrk", &args)?;
     let line = out

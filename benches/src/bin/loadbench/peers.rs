@@ -93,6 +93,28 @@ pub fn pingway_one_route(
     out
 }
 
+/// The certificate both HTTPS proxies serve (scenarios 6 and 7), generated once per run.
+pub struct TlsFiles {
+    /// PEM certificate (self-signed, ECDSA P-256, for `localhost` and 127.0.0.1).
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8).
+    pub key: std::path::PathBuf,
+}
+
+/// Scenario 1's route behind an HTTPS listener serving `tls`'s certificate (Pingway's
+/// defaults: TLS 1.2 and 1.3, ALPN h2 and http/1.1).
+pub fn pingway_https(listen: &str, upstream: &str, tls: &TlsFiles) -> String {
+    format!(
+        "server: {{threads: 1, work_stealing: false}}\n\
+         listeners:\n  - address: \"{listen}\"\n    tls:\n      certificates:\n\
+         \x20       - {{cert: \"{}\", key: \"{}\"}}\n\
+         upstreams:\n  - name: up\n    targets: [\"{upstream}\"]\n\
+         routes:\n  - name: all\n    paths: [\"/\"]\n    upstream: up\n",
+        tls.cert.display(),
+        tls.key.display()
+    )
+}
+
 /// Scenario 1's Pingway configuration with observability on: the `prometheus` plugin
 /// (global, every metric) and the JSON access log (every field) appended to `log`.
 pub fn pingway_observed(listen: &str, upstream: &str, log: &Path) -> String {
@@ -167,6 +189,9 @@ pub enum NginxSetup<'a> {
     Routes(&'a RouteSet),
     /// Reload scenario, second routing: `location /` plus `location /b`.
     PlainB,
+    /// Scenarios 6 and 7: `location /` behind `listen ... ssl` with the shared
+    /// certificate, TLS 1.2 and 1.3 as Pingway offers.
+    Https(&'a TlsFiles),
 }
 
 /// The nginx reverse proxy: one worker, upstream keep-alive.
@@ -184,6 +209,17 @@ pub fn nginx_proxy(dir: &Path, port: u16, upstream_port: u16, setup: &NginxSetup
                 let _ = writeln!(servers, "    location /b {{ {pass} }}");
             }
             servers.push_str("  }\n");
+        }
+        NginxSetup::Https(tls) => {
+            let _ = write!(
+                servers,
+                "  server {{\n    listen 127.0.0.1:{port} ssl backlog=4096;\n\
+                 \x20   ssl_certificate {};\n    ssl_certificate_key {};\n\
+                 \x20   ssl_protocols TLSv1.2 TLSv1.3;\n\
+                 \x20   location / {{ {pass} }}\n  }}\n",
+                tls.cert.display(),
+                tls.key.display()
+            );
         }
         NginxSetup::Plugins { key_auth } => {
             http.push_str("  limit_req_zone $binary_remote_addr zone=rl:10m rate=1000000r/s;\n");

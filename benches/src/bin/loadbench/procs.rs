@@ -151,6 +151,91 @@ pub fn wait_http(
     )
 }
 
+/// Waits until `GET https://addr/` answers 200 (curl, certificate not verified), or
+/// fails after `timeout`.
+pub fn wait_https(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        if proc.exited() {
+            bail!("{} exited during start-up", proc.name);
+        }
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}"])
+            .arg(format!("https://{addr}/"))
+            .stdin(Stdio::null())
+            .output()
+            .context("curl")?;
+        let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if code == "200" {
+            return Ok(());
+        }
+        last = format!("curl: status {code:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    bail!(
+        "{} not ready on https://{addr}/ within {timeout:?}: {last}",
+        proc.name
+    )
+}
+
+/// What OpenSSL's client negotiates with the HTTPS server on `addr`, with its defaults
+/// (as wrk does): protocol, cipher suite and key exchange, from `openssl s_client
+/// -brief`; and whether a second connection offering the first one's session resumed it
+/// (each sends a request and reads the answer, so TLS 1.3 tickets arrive first; wrk
+/// offers its previous session when it reconnects).
+pub fn tls_summary(addr: SocketAddr, dir: &Path) -> String {
+    let connect = addr.to_string();
+    let s_client = |args: &[&str], request: bool| -> String {
+        let child = Command::new("openssl")
+            .args(["s_client", "-connect", &connect])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            return String::new();
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            if request {
+                let _ = stdin
+                    .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            }
+        }
+        match child.wait_with_output() {
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => format!("openssl s_client: {e}"),
+        }
+    };
+    let text = s_client(&["-brief"], false);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim_start_matches(':').trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let session = dir.join(format!("session-{}.pem", addr.port()));
+    let session = session.display().to_string();
+    s_client(&["-quiet", "-sess_out", &session], true);
+    let again = s_client(&["-sess_in", &session], true);
+    let resumed = if again.lines().any(|l| l.starts_with("Reused,")) {
+        "resumed"
+    } else {
+        "not resumed"
+    };
+    format!(
+        "{}, {}, key exchange {}; a reconnection offering the session: {resumed}",
+        field("Protocol version"),
+        field("Ciphersuite"),
+        field("Server Temp Key")
+    )
+}
+
 /// One blocking `GET` on a fresh connection: the response status.
 pub fn http_status(
     addr: SocketAddr,
