@@ -97,13 +97,19 @@ impl Certificates {
                 snis: c.snis.clone(),
                 default: false,
                 ocsp_file: None,
+                acme: false,
             };
             let mut diags = Vec::new();
             let listener = ListenerTls {
                 certificates: vec![config],
                 http2: true,
+                client_certificate: Default::default(),
+                max_handshakes: pingway::config::defaults::tls_max_handshakes(),
+                client_hello_timeout: pingway::config::defaults::tls_client_hello_timeout(),
             };
-            pingway::tls::CertificateSet::build(&listener, "tls", &mut diags);
+            // Inline certificates only: no ACME pool to draw from.
+            let mut no_acme = pingway::acme::ManagedPool::new(None, None);
+            pingway::tls::CertificateSet::build(&listener, "tls", &mut no_acme, &mut diags);
             if !diags.is_empty() {
                 problems.push(Problem::new(
                     "Ingress",
