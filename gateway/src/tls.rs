@@ -635,7 +635,11 @@ fn ca_hints(runtime: &Runtime) -> Vec<rustls::DistinguishedName> {
             .config
             .get("send_ca_dn")
             .and_then(|n| match &n.value {
-                pingway_plugins::config::NodeValue::Scalar(s) => Some(s.text == "true"),
+                // Resolved as the plugin's own config reads it (`True` is true too).
+                pingway_plugins::config::NodeValue::Scalar(s) => Some(matches!(
+                    s.resolve(),
+                    pingway_plugins::config::Resolved::Bool(true)
+                )),
                 _ => None,
             })
             .unwrap_or(false);
