@@ -25,6 +25,8 @@ enum Upstreams {
     Dns,
 }
 
+// Parsed once at start: the size of the `Run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Watch the cluster and write the gateway's configuration to FILE.

@@ -2,7 +2,9 @@
 //! has finished its first list, each change (debounced) translates the stores' snapshot
 //! and writes the file, atomically, only when its content changed. A watch that breaks
 //! is resumed by the watcher (a relist after `410 Expired`), so an object deleted while
-//! disconnected is gone after the relist.
+//! disconnected is gone after the relist. After each translation, the Gateway API
+//! objects whose status differs from the computed one get a status patch
+//! ([`crate::gateway_status`]), while `is_leader` says so ([`run_with_leader`]).
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;

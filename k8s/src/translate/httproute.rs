@@ -69,7 +69,7 @@ pub fn translate_all(
             status,
         );
     }
-    generated.sort_by(|a, b| a.0.cmp(&b.0));
+    generated.sort_by_key(|a| a.0);
     out.routes.extend(generated.into_iter().map(|(_, r)| r));
     status
         .http_routes
