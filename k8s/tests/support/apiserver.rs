@@ -90,30 +90,6 @@ const KINDS: &[Kind] = &[
         plural: "kongclusterplugins",
         namespaced: false,
     },
-    Kind {
-        api_version: "gateway.networking.k8s.io/v1",
-        kind: "GatewayClass",
-        plural: "gatewayclasses",
-        namespaced: false,
-    },
-    Kind {
-        api_version: "gateway.networking.k8s.io/v1",
-        kind: "Gateway",
-        plural: "gateways",
-        namespaced: true,
-    },
-    Kind {
-        api_version: "gateway.networking.k8s.io/v1",
-        kind: "HTTPRoute",
-        plural: "httproutes",
-        namespaced: true,
-    },
-    Kind {
-        api_version: "gateway.networking.k8s.io/v1beta1",
-        kind: "ReferenceGrant",
-        plural: "referencegrants",
-        namespaced: true,
-    },
 ];
 
 fn kind_by_name(kind: &str) -> Kind {
@@ -205,16 +181,10 @@ impl ApiServer {
                 };
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let svc =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let s = s.clone();
-                            async move {
-                                if req.method() == hyper::Method::PATCH {
-                                    return Ok::<_, Infallible>(s.patch_status(req).await);
-                                }
-                                Ok::<_, Infallible>(s.handle(req))
-                            }
-                        });
+                    let svc = hyper::service::service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(s.handle(req)) }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                         .await;
@@ -288,80 +258,6 @@ impl ApiServer {
                 object,
             },
         );
-    }
-
-    /// The object as the stand-in holds it (`ns` empty for cluster-scoped kinds).
-    pub fn object(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
-        let kind = kind_by_name(kind);
-        let st = self.state.lock().unwrap();
-        st.objects
-            .get(&(kind.plural, ns.to_string(), name.to_string()))
-            .cloned()
-    }
-
-    /// `PATCH .../PLURAL/NAME/status` with a JSON merge patch (RFC 7386): only the
-    /// patch's `status` is applied, as the status subresource does; a new
-    /// resourceVersion and a MODIFIED event follow. Minimal write support for the
-    /// Gateway API status writer.
-    async fn patch_status(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        let ctype = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let Some((kind, ns, name)) = path
-            .strip_suffix("/status")
-            .and_then(|p| p.rsplit_once('/'))
-            .and_then(|(coll, name)| route(coll).map(|(k, ns)| (k, ns, name.to_string())))
-        else {
-            return status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                &format!("no handler for PATCH {path}"),
-            );
-        };
-        if ctype != "application/merge-patch+json" {
-            return status(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
-                &format!("the stand-in takes merge patches only, not {ctype}"),
-            );
-        }
-        let Ok(bytes) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
-            return status(StatusCode::BAD_REQUEST, "BadRequest", "body");
-        };
-        let Ok(patch) = serde_json::from_slice::<Value>(&bytes) else {
-            return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON");
-        };
-        let mut st = self.state.lock().unwrap();
-        let key = (kind.plural, ns.unwrap_or_default(), name.clone());
-        let Some(mut object) = st.objects.get(&key).cloned() else {
-            return status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                &format!("{} {name} not found", kind.kind),
-            );
-        };
-        if let Some(p) = patch.get("status") {
-            merge_patch(&mut object["status"], p);
-        }
-        st.rv += 1;
-        let rv = st.rv;
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        st.objects.insert(key, object.clone());
-        self.record(
-            &mut st,
-            Event {
-                rv,
-                plural: kind.plural,
-                kind: kind.kind,
-                ty: "MODIFIED",
-                object: object.clone(),
-            },
-        );
-        json_response(StatusCode::OK, &object)
     }
 
     fn record(&self, st: &mut State, ev: Event) {
@@ -587,28 +483,6 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else
-/// (lists included) replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            if let Some(t) = target.as_object_mut() {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
 }
 
 fn line_bytes(v: &Value) -> Bytes {
