@@ -42,7 +42,7 @@ async fn until(what: &str, logs: &[&Path], mut cond: impl AsyncFnMut() -> bool) 
 
 /// The condition `ty` of our status entry of an HTTPRoute as the stand-in holds it.
 fn route_condition(api: &ApiServer, ns: &str, name: &str, ty: &str) -> Option<Value> {
-    let obj = api.object("HTTPRoute", ns, name)?;
+    let obj = api.get("HTTPRoute", ns, name)?;
     obj["status"]["parents"]
         .as_array()?
         .iter()
@@ -106,18 +106,18 @@ async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
         "{rr}"
     );
     until("Gateway status", &[], async || {
-        api.object("Gateway", "infra", "edge")
+        api.get("Gateway", "infra", "edge")
             .is_some_and(|g| g["status"]["listeners"][0]["attachedRoutes"] == 1)
     })
     .await;
-    let gw = api.object("Gateway", "infra", "edge").unwrap();
+    let gw = api.get("Gateway", "infra", "edge").unwrap();
     assert!(gw["status"]["conditions"]
         .as_array()
         .unwrap()
         .iter()
         .any(|c| c["type"] == "Programmed" && c["status"] == "True"));
     until("GatewayClass status", &[], async || {
-        api.object("GatewayClass", "", "pingway")
+        api.get("GatewayClass", "", "pingway")
             .is_some_and(|g| g["status"]["conditions"][0]["type"] == "Accepted")
     })
     .await;

@@ -98,6 +98,30 @@ const KINDS: &[Kind] = &[
         plural: "kongclusterplugins",
         namespaced: false,
     },
+    Kind {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "GatewayClass",
+        plural: "gatewayclasses",
+        namespaced: false,
+    },
+    Kind {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "Gateway",
+        plural: "gateways",
+        namespaced: true,
+    },
+    Kind {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "HTTPRoute",
+        plural: "httproutes",
+        namespaced: true,
+    },
+    Kind {
+        api_version: "gateway.networking.k8s.io/v1beta1",
+        kind: "ReferenceGrant",
+        plural: "referencegrants",
+        namespaced: true,
+    },
 ];
 
 /// Kinds the watcher writes but does not watch: leader-election Leases and the Events
