@@ -792,3 +792,44 @@ fn filter<'a>(
     }
     Ok(())
 }
+
+/// Records in the status of HTTPRoute `ns/name` that its route `route` was left out by
+/// the final checks (a regex or host the router refuses): a `PartiallyInvalid`
+/// condition on each parent that accepted it.
+pub fn mark_dropped(status: &mut GatewayApiStatus, ns: &str, name: &str, route: &str) {
+    let Some(entry) = status
+        .http_routes
+        .iter_mut()
+        .find(|r| r.namespace == ns && r.name == name)
+    else {
+        return;
+    };
+    let msg = format!("route {route} left out: the gateway refuses it (see the log)");
+    for parent in &mut entry.status.parents {
+        let Some(generation) = parent
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Accepted" && c.status == "True")
+            .map(|c| c.observed_generation)
+        else {
+            continue;
+        };
+        match parent
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == "PartiallyInvalid")
+        {
+            Some(c) => {
+                c.message.push_str("; ");
+                c.message.push_str(&msg);
+            }
+            None => parent.conditions.push(Condition::new(
+                "PartiallyInvalid",
+                true,
+                "UnsupportedValue",
+                msg.clone(),
+                generation,
+            )),
+        }
+    }
+}

@@ -259,7 +259,21 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     if !global.is_empty() {
         doc.insert("plugins".into(), Value::Array(global));
     }
+    // Routes of HTTPRoutes, to report any that the last checks drop.
+    let from_http_routes: Vec<(String, (String, String))> = out
+        .routes
+        .iter()
+        .filter(|r| r.kind == "HTTPRoute")
+        .map(|r| (route_name(&r.value).to_string(), key(&r.meta)))
+        .collect();
     let mut t = finish(doc, out);
+    let kept: std::collections::BTreeSet<&str> =
+        t.config.routes.iter().map(|r| r.name.as_str()).collect();
+    for (route, (ns, name)) in &from_http_routes {
+        if !kept.contains(route.as_str()) {
+            httproute::mark_dropped(&mut status, ns, name, route);
+        }
+    }
     t.gateway_api_status = status;
     t
 }

@@ -285,6 +285,18 @@ fn matches_and_precedence_follow_the_spec() {
     );
     assert!(pi.message.contains("queryParams"));
     assert_eq!(cond(&p[0].conditions, "Accepted").status, "True");
+    // A regex the router refuses: that route is left out, the rest stays, and the
+    // status says which.
+    assert!(route_opt(&t, "httproute.app.matching.5.0").is_none());
+    assert!(
+        pi.message.contains("httproute.app.matching.5.0 left out"),
+        "{}",
+        pi.message
+    );
+    assert!(t
+        .problems
+        .iter()
+        .any(|p| p.name == "matching" && p.reason.contains("httproute.app.matching.5.0")));
 }
 
 #[test]
