@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 mod writes;
 
+#[allow(unused_imports)] // not every test binary that includes the stand-in uses it
 pub use writes::merge_patch;
 
 type Body = BoxBody<Bytes, Infallible>;
