@@ -57,6 +57,8 @@ pub struct OurListener {
     pub usable: bool,
     /// `allowedRoutes.namespaces.from`: `Same`, `All` or `Selector`.
     pub from: String,
+    /// The certificate Secrets (namespace, name) it named and that could be read.
+    pub secrets: Vec<(String, String)>,
 }
 
 /// One of our Gateways.
@@ -223,6 +225,7 @@ fn listener(
         https: l.protocol == "HTTPS",
         usable: true,
         from: from.clone(),
+        secrets: Vec::new(),
     };
     let mut accepted = Condition::new("Accepted", true, "Accepted", "", generation);
     let mut resolved = Condition::new("ResolvedRefs", true, "ResolvedRefs", "", generation);
@@ -328,6 +331,7 @@ fn listener(
                             &hosts,
                             snapshot,
                         )
+                        .map(|()| ol.secrets.push((target_ns.clone(), r.name.clone())))
                         .map_err(|e| ("InvalidCertificateRef", e))
                 };
                 if let Err((reason, msg)) = outcome {
@@ -351,6 +355,35 @@ fn listener(
 }
 
 impl Gateways {
+    /// Marks the listeners whose certificate Secrets the gateway refused (bad PEM):
+    /// `ResolvedRefs: False`, `InvalidCertificateRef`.
+    pub fn certificates_dropped(&mut self, dropped: &[(String, String)]) {
+        if dropped.is_empty() {
+            return;
+        }
+        for (key, gw) in &self.by_key {
+            let Some((st, generation)) = self.statuses.get_mut(key) else {
+                continue;
+            };
+            for (l, ls) in gw.listeners.iter().zip(st.listeners.iter_mut()) {
+                let Some((ns, name)) = l.secrets.iter().find(|s| dropped.contains(s)) else {
+                    continue;
+                };
+                for c in &mut ls.conditions {
+                    if c.type_ == "ResolvedRefs" {
+                        *c = Condition::new(
+                            "ResolvedRefs",
+                            false,
+                            "InvalidCertificateRef",
+                            format!("Secret {ns}/{name} holds no certificate and key the gateway accepts"),
+                            *generation,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// The Gateways' statuses, with `attachedRoutes` filled in.
     pub fn finish(self, status: &mut GatewayApiStatus) {
         for ((ns, name), (mut st, _)) in self.statuses {

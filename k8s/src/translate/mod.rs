@@ -241,15 +241,16 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         &mut out,
         &mut status,
     );
-    gateways.finish(&mut status);
 
     let mut listeners = vec![json!({"address": options.http_listener})];
     if let Some(address) = &options.https_listener {
-        let certs = certificates.finish(&mut out.problems);
+        let (certs, dropped) = certificates.finish_reporting(&mut out.problems);
+        gateways.certificates_dropped(&dropped);
         if !certs.is_empty() {
             listeners.push(json!({"address": address, "tls": {"certificates": certs}}));
         }
     }
+    gateways.finish(&mut status);
     let mut doc = serde_json::Map::new();
     doc.insert("listeners".into(), Value::Array(listeners));
     if let Some(admin) = &options.admin_listen {

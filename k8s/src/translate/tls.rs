@@ -94,9 +94,15 @@ impl Certificates {
 
     /// The listener's `certificates:` entries: each checked alone; a name already
     /// served by an earlier Secret (in namespace/name order) is not served twice.
-    pub fn finish(self, problems: &mut Vec<Problem>) -> Vec<Value> {
+    /// Also names the Secrets (namespace, name) left out because the gateway refuses
+    /// their certificate or key.
+    pub fn finish_reporting(
+        self,
+        problems: &mut Vec<Problem>,
+    ) -> (Vec<Value>, Vec<(String, String)>) {
         let mut taken: Vec<String> = Vec::new();
         let mut out = Vec::new();
+        let mut dropped = Vec::new();
         for ((ns, name), mut c) in self.by_secret {
             c.snis.sort();
             c.snis.retain(|s| {
@@ -145,12 +151,13 @@ impl Certificates {
                             .join("; ")
                     ),
                 ));
+                dropped.push((ns, name));
                 continue;
             }
             taken.extend(c.snis.iter().cloned());
             out.push(json!({"cert_pem": c.cert, "key_pem": c.key, "snis": c.snis}));
         }
-        out
+        (out, dropped)
     }
 }
 

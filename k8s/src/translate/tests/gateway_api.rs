@@ -470,6 +470,11 @@ fn https_listeners_serve_their_certificates_and_refuse_ungranted_ones() {
             "type": "kubernetes.io/tls",
             "data": {"tls.crt": b64(&cert.0), "tls.key": b64(&cert.1)}})));
     }
+    s.secrets.push(obj(
+        json!({"metadata": {"namespace": "infra", "name": "junk"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64("not pem"), "tls.key": b64("nor this")}}),
+    ));
     s.gateways.push(obj(json!({
     "metadata": {"namespace": "infra", "name": "secure", "generation": 1},
     "spec": {"gatewayClassName": "pingway", "listeners": [
@@ -477,7 +482,9 @@ fn https_listeners_serve_their_certificates_and_refuse_ungranted_ones() {
          "tls": {"certificateRefs": [{"name": "good"}]}},
         {"name": "ungranted", "port": 443, "protocol": "HTTPS", "hostname": "b.example.com",
          "tls": {"certificateRefs": [{"name": "elsewhere", "namespace": "other"}]}},
-        {"name": "tcp", "port": 9000, "protocol": "TCP"}
+        {"name": "tcp", "port": 9000, "protocol": "TCP"},
+            {"name": "junk", "port": 443, "protocol": "HTTPS", "hostname": "c.example.com",
+             "tls": {"certificateRefs": [{"name": "junk"}]}}
     ]}})));
     s.http_routes.push(obj(json!({
         "metadata": {"namespace": "infra", "name": "tls-only", "generation": 1},
@@ -509,6 +516,16 @@ fn https_listeners_serve_their_certificates_and_refuse_ungranted_ones() {
         ("False", "UnsupportedProtocol")
     );
     assert!(gw.listeners[2].supported_kinds.is_empty());
+    // A Secret whose PEM the gateway refuses: left out, and the listener says so.
+    assert_eq!(
+        cond(&gw.listeners[0].conditions, "ResolvedRefs").status,
+        "True"
+    );
+    let rr = cond(&gw.listeners[3].conditions, "ResolvedRefs");
+    assert_eq!(
+        (rr.status.as_str(), rr.reason.as_str()),
+        ("False", "InvalidCertificateRef")
+    );
     // A grant makes the second certificate usable.
     s.reference_grants.push(obj(json!({
         "metadata": {"namespace": "other", "name": "certs"},
