@@ -6,10 +6,14 @@
 //! - [`watch`]: the kube-rs watchers and reflector stores that feed it, the debounce and
 //!   the atomic write.
 //! - [`crd`]: the plugin resources, and [`crd::crds`] for the manifests.
+//! - [`gateway_api`]: the Gateway API resources read (not ours: not in the CRDs), and
+//!   [`gateway_status`], which writes their status back.
 
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod gateway_api;
+pub mod gateway_status;
 pub mod render;
 pub mod translate;
 pub mod watch;

@@ -25,6 +25,8 @@ enum Upstreams {
     Dns,
 }
 
+// Parsed once at start: the size of the `Run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Watch the cluster and write the gateway's configuration to FILE.
@@ -40,6 +42,14 @@ enum Command {
         /// The ingress class served (Kong users: `kong`).
         #[arg(long, default_value = "pingway")]
         ingress_class: String,
+        /// The Gateway API controller name served: GatewayClasses with this
+        /// `spec.controllerName`.
+        #[arg(long, default_value = pingway_k8s::translate::DEFAULT_GATEWAY_CONTROLLER)]
+        gateway_controller: String,
+        /// An address written into served Gateways' `status.addresses` (repeatable;
+        /// default none).
+        #[arg(long, value_name = "ADDRESS")]
+        gateway_address: Vec<String>,
         /// Where routes send traffic.
         #[arg(long, value_enum, default_value = "endpoints")]
         upstreams: Upstreams,
@@ -83,6 +93,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             output,
             ingress_class,
+            gateway_controller,
+            gateway_address,
             upstreams,
             cluster_domain,
             http_listen,
@@ -98,6 +110,8 @@ fn main() -> anyhow::Result<()> {
             opts.streaming_list = streaming_list;
             let t = &mut opts.translate;
             t.ingress_class = ingress_class;
+            t.gateway_controller = gateway_controller;
+            t.gateway_addresses = gateway_address;
             t.upstreams = match upstreams {
                 Upstreams::Endpoints => UpstreamMode::Endpoints,
                 Upstreams::Dns => UpstreamMode::Dns,

@@ -2,7 +2,9 @@
 //! has finished its first list, each change (debounced) translates the stores' snapshot
 //! and writes the file, atomically, only when its content changed. A watch that breaks
 //! is resumed by the watcher (a relist after `410 Expired`), so an object deleted while
-//! disconnected is gone after the relist.
+//! disconnected is gone after the relist. After each translation, the Gateway API
+//! objects whose status differs from the computed one get a status patch
+//! ([`crate::gateway_status`]), while `is_leader` says so ([`run_with_leader`]).
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -22,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongPlugin};
+use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::translate::{translate, Options, Problem, Snapshot};
 
 /// How the loop runs.
@@ -65,6 +68,10 @@ pub struct Stats {
     pub write_errors: AtomicU64,
     /// Watch errors (each retried with backoff by the watcher).
     pub watch_errors: AtomicU64,
+    /// Gateway API status patches sent.
+    pub status_writes: AtomicU64,
+    /// Gateway API status patches that failed (planned again at the next translation).
+    pub status_errors: AtomicU64,
 }
 
 impl Stats {
@@ -179,8 +186,23 @@ where
     }
 }
 
-/// Runs the loop until an unrecoverable error. `stats` is updated as it goes.
+/// Runs the loop until an unrecoverable error. `stats` is updated as it goes. Gateway API
+/// status is always written (see [`run_with_leader`]).
 pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Result<(), WatchError> {
+    run_with_leader(client, opts, stats, Arc::new(|| true)).await
+}
+
+/// Whether this replica may write status now (the Lease holder).
+pub type IsLeader = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// [`run`], writing Gateway API status only while `is_leader` says so (every replica
+/// writes the file; only the leader writes status).
+pub async fn run_with_leader(
+    client: Client,
+    opts: WatchOptions,
+    stats: Arc<Stats>,
+    is_leader: IsLeader,
+) -> Result<(), WatchError> {
     let changed = Arc::new(Notify::new());
     let mut cfg = watcher::Config::default();
     if opts.streaming_list {
@@ -215,6 +237,10 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         optional::<ClusterGatewayPlugin>(c, "ClusterGatewayPlugin", &cfg, &changed, &stats).await?;
     let kp = optional::<KongPlugin>(c, "KongPlugin", &cfg, &changed, &stats).await?;
     let kcp = optional::<KongClusterPlugin>(c, "KongClusterPlugin", &cfg, &changed, &stats).await?;
+    let gwc = optional::<GatewayClass>(c, "GatewayClass", &cfg, &changed, &stats).await?;
+    let gw = optional::<Gateway>(c, "Gateway", &cfg, &changed, &stats).await?;
+    let hr = optional::<HttpRoute>(c, "HTTPRoute", &cfg, &changed, &stats).await?;
+    let rg = optional::<ReferenceGrant>(c, "ReferenceGrant", &cfg, &changed, &stats).await?;
 
     ingresses.ready().await?;
     classes.ready().await?;
@@ -225,6 +251,10 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
     cgwp.ready().await?;
     kp.ready().await?;
     kcp.ready().await?;
+    gwc.ready().await?;
+    gw.ready().await?;
+    hr.ready().await?;
+    rg.ready().await?;
     log::info!(
         "every store has its first list; writing {}",
         opts.output.display()
@@ -259,6 +289,17 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             cluster_gateway_plugins: cgwp.state(),
             kong_plugins: kp.state(),
             kong_cluster_plugins: kcp.state(),
+            gateway_classes: gwc.state(),
+            gateways: gw.state(),
+            http_routes: hr.state(),
+            reference_grants: rg.state(),
+        };
+        // The Gateway API objects as they are now, to compare their status with.
+        let current = Snapshot {
+            gateway_classes: snapshot.gateway_classes.clone(),
+            gateways: snapshot.gateways.clone(),
+            http_routes: snapshot.http_routes.clone(),
+            ..Snapshot::default()
         };
         let options = opts.translate.clone();
         // Translating thousands of objects is CPU work: off the async threads.
@@ -276,6 +317,23 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             log::warn!("skipped: {p}");
         }
         reported = now;
+        if is_leader() {
+            let patches = crate::gateway_status::plan(
+                &current,
+                &t.gateway_api_status,
+                &opts.translate.gateway_controller,
+                &crate::gateway_status::now(),
+            );
+            if !patches.is_empty() {
+                let failed = crate::gateway_status::apply(&client, &patches).await;
+                stats
+                    .status_writes
+                    .fetch_add((patches.len() - failed) as u64, Ordering::Relaxed);
+                stats
+                    .status_errors
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+            }
+        }
         if last.as_deref() == Some(t.yaml.as_str()) {
             log::debug!("regeneration {n}: no change");
             continue;

@@ -9,6 +9,8 @@
 
 mod backend;
 mod class;
+pub mod gateway;
+mod httproute;
 mod ingress;
 mod plugins;
 mod tls;
@@ -26,6 +28,9 @@ use pingway::plugins::Registry;
 use serde_json::{json, Value};
 
 use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongPlugin};
+use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+
+pub use gateway::{GatewayApiStatus, StatusOf};
 
 /// Every object the translation reads, as the watcher's stores hold them.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +53,14 @@ pub struct Snapshot {
     pub kong_plugins: Vec<Arc<KongPlugin>>,
     /// Kong's cluster-wide plugin resources.
     pub kong_cluster_plugins: Vec<Arc<KongClusterPlugin>>,
+    /// Gateway API GatewayClasses (watched when their CRD is installed).
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    /// Gateway API Gateways.
+    pub gateways: Vec<Arc<Gateway>>,
+    /// Gateway API HTTPRoutes.
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    /// Gateway API ReferenceGrants (cross-namespace backendRefs and certificateRefs).
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
 }
 
 /// Where routes send traffic.
@@ -61,6 +74,9 @@ pub enum UpstreamMode {
     /// balances).
     Dns,
 }
+
+/// The Gateway API controller name served by default.
+pub const DEFAULT_GATEWAY_CONTROLLER: &str = "pingway.io/gateway-controller";
 
 /// How to translate.
 #[derive(Clone)]
@@ -79,6 +95,13 @@ pub struct Options {
     pub https_listener: Option<String>,
     /// The admin API's address, when wanted (the Deployment's readiness probe uses it).
     pub admin_listen: Option<String>,
+    /// The Gateway API controller name this gateway serves: GatewayClasses whose
+    /// `spec.controllerName` equals it (`--gateway-controller`, default
+    /// `pingway.io/gateway-controller`).
+    pub gateway_controller: String,
+    /// The addresses written into Gateways' `status.addresses` (`--gateway-address`;
+    /// default none).
+    pub gateway_addresses: Vec<String>,
     /// The plugins the gateway knows: names are looked up and configs checked here.
     pub registry: Registry,
 }
@@ -92,6 +115,8 @@ impl fmt::Debug for Options {
             .field("http_listener", &self.http_listener)
             .field("https_listener", &self.https_listener)
             .field("admin_listen", &self.admin_listen)
+            .field("gateway_controller", &self.gateway_controller)
+            .field("gateway_addresses", &self.gateway_addresses)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +130,8 @@ impl Default for Options {
             http_listener: "0.0.0.0:8080".into(),
             https_listener: Some("0.0.0.0:8443".into()),
             admin_listen: Some("127.0.0.1:8001".into()),
+            gateway_controller: DEFAULT_GATEWAY_CONTROLLER.into(),
+            gateway_addresses: Vec::new(),
             registry: pingway_plugins::registry(),
         }
     }
@@ -157,6 +184,8 @@ pub struct Translation {
     pub yaml: String,
     /// Objects or parts left out, sorted, each once.
     pub problems: Vec<Problem>,
+    /// The status of the Gateway API objects this gateway serves, for the writer.
+    pub gateway_api_status: GatewayApiStatus,
 }
 
 /// One generated route, with the object it came from (to name it if it must be dropped).
@@ -195,13 +224,33 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         }
     }
 
+    let mut status = GatewayApiStatus::default();
+    let mut gateways = gateway::collect(
+        snapshot,
+        options,
+        &mut certificates,
+        &mut out.problems,
+        &mut status,
+    );
+    httproute::translate_all(
+        snapshot,
+        &mut gateways,
+        &services,
+        &catalogue,
+        options,
+        &mut out,
+        &mut status,
+    );
+
     let mut listeners = vec![json!({"address": options.http_listener})];
     if let Some(address) = &options.https_listener {
-        let certs = certificates.finish(&mut out.problems);
+        let (certs, dropped) = certificates.finish_reporting(&mut out.problems);
+        gateways.certificates_dropped(&dropped);
         if !certs.is_empty() {
             listeners.push(json!({"address": address, "tls": {"certificates": certs}}));
         }
     }
+    gateways.finish(&mut status);
     let mut doc = serde_json::Map::new();
     doc.insert("listeners".into(), Value::Array(listeners));
     if let Some(admin) = &options.admin_listen {
@@ -211,7 +260,23 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     if !global.is_empty() {
         doc.insert("plugins".into(), Value::Array(global));
     }
-    finish(doc, out)
+    // Routes of HTTPRoutes, to report any that the last checks drop.
+    let from_http_routes: Vec<(String, (String, String))> = out
+        .routes
+        .iter()
+        .filter(|r| r.kind == "HTTPRoute")
+        .map(|r| (route_name(&r.value).to_string(), key(&r.meta)))
+        .collect();
+    let mut t = finish(doc, out);
+    let kept: std::collections::BTreeSet<&str> =
+        t.config.routes.iter().map(|r| r.name.as_str()).collect();
+    for (route, (ns, name)) in &from_http_routes {
+        if !kept.contains(route.as_str()) {
+            httproute::mark_dropped(&mut status, ns, name, route);
+        }
+    }
+    t.gateway_api_status = status;
+    t
 }
 
 /// The namespace/name sort key of an object.
@@ -256,6 +321,7 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
                     config,
                     yaml,
                     problems: out.problems,
+                    gateway_api_status: GatewayApiStatus::default(),
                 };
             }
             Err(diags) => {

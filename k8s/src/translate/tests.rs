@@ -386,3 +386,5 @@ fn rcgen_free_cert() -> (String, String) {
     let c = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
     (c.cert.pem(), c.key_pair.serialize_pem())
 }
+
+mod gateway_api;

@@ -1,10 +1,11 @@
-//! An Ingress's `tls:` entries to the HTTPS listener's certificates: the PEM of each
+//! An Ingress's `tls:` entries (and a Gateway's HTTPS listeners' certificateRefs) to the HTTPS listener's certificates: the PEM of each
 //! `kubernetes.io/tls` Secret inline, for the hosts the entries list. Each certificate
 //! is checked as the gateway will check it; a bad one is left out alone.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use pingway::config::{CertificateConfig, ListenerTls, Secret as SecretText};
 use serde_json::{json, Value};
 
@@ -23,8 +24,10 @@ struct Cert {
     cert: String,
     key: String,
     snis: Vec<String>,
-    /// The Ingress that first named it, for problems.
-    ingress: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    /// The kind of the object that first named it, for problems.
+    kind: &'static str,
+    /// The object that first named it.
+    owner: ObjectMeta,
 }
 
 impl Certificates {
@@ -35,53 +38,78 @@ impl Certificates {
             let Some(secret_name) = &tls.secret_name else {
                 continue;
             };
-            let key = (ns.clone(), secret_name.clone());
-            if !self.by_secret.contains_key(&key) {
-                match read_secret(snapshot, &ns, secret_name) {
-                    Ok((cert, k)) => {
-                        self.by_secret.insert(
-                            key.clone(),
-                            Cert {
-                                cert,
-                                key: k,
-                                snis: Vec::new(),
-                                ingress: ingress.metadata.clone(),
-                            },
-                        );
-                    }
-                    Err(reason) => {
-                        problems.push(Problem::new(
-                            "Ingress",
-                            &ingress.metadata,
-                            format!("tls entry left out: {reason}"),
-                        ));
-                        continue;
-                    }
-                }
-            }
-            if let Some(c) = self.by_secret.get_mut(&key) {
-                for h in tls.hosts.iter().flatten() {
-                    let h = h.trim().to_ascii_lowercase();
-                    if !h.is_empty() && !c.snis.contains(&h) {
-                        c.snis.push(h);
-                    }
-                }
+            let hosts: Vec<String> = tls.hosts.iter().flatten().cloned().collect();
+            if let Err(reason) = self.add(
+                "Ingress",
+                &ingress.metadata,
+                &ns,
+                secret_name,
+                &hosts,
+                snapshot,
+            ) {
+                problems.push(Problem::new(
+                    "Ingress",
+                    &ingress.metadata,
+                    format!("tls entry left out: {reason}"),
+                ));
             }
         }
     }
 
+    /// Adds the Secret `ns/secret_name` for `hosts`, named by the object `meta` of
+    /// `kind` (an Ingress, a Gateway), or says why it cannot be read.
+    pub fn add(
+        &mut self,
+        kind: &'static str,
+        meta: &ObjectMeta,
+        ns: &str,
+        secret_name: &str,
+        hosts: &[String],
+        snapshot: &Snapshot,
+    ) -> Result<(), String> {
+        let key = (ns.to_string(), secret_name.to_string());
+        if !self.by_secret.contains_key(&key) {
+            let (cert, k) = read_secret(snapshot, ns, secret_name)?;
+            self.by_secret.insert(
+                key.clone(),
+                Cert {
+                    cert,
+                    key: k,
+                    snis: Vec::new(),
+                    kind,
+                    owner: meta.clone(),
+                },
+            );
+        }
+        if let Some(c) = self.by_secret.get_mut(&key) {
+            for h in hosts {
+                let h = h.trim().to_ascii_lowercase();
+                if !h.is_empty() && !c.snis.contains(&h) {
+                    c.snis.push(h);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The listener's `certificates:` entries: each checked alone; a name already
     /// served by an earlier Secret (in namespace/name order) is not served twice.
-    pub fn finish(self, problems: &mut Vec<Problem>) -> Vec<Value> {
+    /// Also names the Secrets (namespace, name) left out because the gateway refuses
+    /// their certificate or key.
+    pub fn finish_reporting(
+        self,
+        problems: &mut Vec<Problem>,
+    ) -> (Vec<Value>, Vec<(String, String)>) {
         let mut taken: Vec<String> = Vec::new();
         let mut out = Vec::new();
+        let mut dropped = Vec::new();
         for ((ns, name), mut c) in self.by_secret {
             c.snis.sort();
             c.snis.retain(|s| {
                 if taken.contains(s) {
                     problems.push(Problem::new(
-                        "Ingress",
-                        &c.ingress,
+                        c.kind,
+                        &c.owner,
                         format!("{s} already has a certificate from another Secret; Secret {ns}/{name} is not served for it"),
                     ));
                     false
@@ -112,8 +140,8 @@ impl Certificates {
             pingway::tls::CertificateSet::build(&listener, "tls", &mut no_acme, &mut diags);
             if !diags.is_empty() {
                 problems.push(Problem::new(
-                    "Ingress",
-                    &c.ingress,
+                    c.kind,
+                    &c.owner,
                     format!(
                         "Secret {ns}/{name} left out: {}",
                         diags
@@ -123,12 +151,13 @@ impl Certificates {
                             .join("; ")
                     ),
                 ));
+                dropped.push((ns, name));
                 continue;
             }
             taken.extend(c.snis.iter().cloned());
             out.push(json!({"cert_pem": c.cert, "key_pem": c.key, "snis": c.snis}));
         }
-        out
+        (out, dropped)
     }
 }
 

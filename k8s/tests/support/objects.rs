@@ -43,3 +43,26 @@ pub fn kong_plugin(ns: &str, name: &str, plugin: &str, config: Value) -> Value {
     json!({"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin",
         "metadata": {"namespace": ns, "name": name}, "plugin": plugin, "config": config})
 }
+
+/// Our GatewayClass `pingway` (controller `pingway.io/gateway-controller`).
+pub fn gateway_class() -> Value {
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "pingway", "generation": 1},
+        "spec": {"controllerName": "pingway.io/gateway-controller"}})
+}
+
+/// A Gateway of class `pingway` with one HTTP listener `http` taking routes from every
+/// namespace.
+pub fn gateway(ns: &str, name: &str) -> Value {
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"namespace": ns, "name": name, "generation": 1},
+        "spec": {"gatewayClassName": "pingway", "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
+}
+
+/// An HTTPRoute attached to Gateway `gw_ns/gw` for `host`, with `rules` as written.
+pub fn http_route(ns: &str, name: &str, gw_ns: &str, gw: &str, host: &str, rules: Value) -> Value {
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"namespace": ns, "name": name, "generation": 1},
+        "spec": {"parentRefs": [{"name": gw, "namespace": gw_ns}], "hostnames": [host], "rules": rules}})
+}

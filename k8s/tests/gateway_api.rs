@@ -1,0 +1,337 @@
+//! The Gateway API through the stand-in API server (tests/support/apiserver.rs; no
+//! kube-apiserver can run on these machines): the watch loop turns a Gateway and an
+//! HTTPRoute into routes and writes their status back; and end to end, the
+//! `pingway-k8s` binary and the real `pingway run` gateway send a weighted, header-matched
+//! HTTPRoute's requests to the right real backends.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingway_k8s::watch::{self, Stats, WatchOptions};
+use serde_json::{json, Value};
+use support::apiserver::ApiServer;
+use support::objects::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn client(server: &ApiServer) -> kube::Client {
+    kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap()
+}
+
+/// Polls `cond` until it holds, for at most 20 s (no fixed sleep as synchronisation).
+async fn until(what: &str, logs: &[&Path], mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        if Instant::now() > deadline {
+            for l in logs {
+                eprintln!(
+                    "--- {}\n{}",
+                    l.display(),
+                    std::fs::read_to_string(l).unwrap_or_default()
+                );
+            }
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The condition `ty` of our status entry of an HTTPRoute as the stand-in holds it.
+fn route_condition(api: &ApiServer, ns: &str, name: &str, ty: &str) -> Option<Value> {
+    let obj = api.get("HTTPRoute", ns, name)?;
+    obj["status"]["parents"]
+        .as_array()?
+        .iter()
+        .find(|p| p["controllerName"] == "pingway.io/gateway-controller")?["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
+    let api = ApiServer::start().await;
+    api.apply(service("shop", "web"));
+    api.apply(slice("shop", "web", &["10.1.0.1:8080".parse().unwrap()]));
+    api.apply(gateway_class());
+    api.apply(gateway("infra", "edge"));
+    api.apply(http_route(
+        "shop",
+        "front",
+        "infra",
+        "edge",
+        "shop.test",
+        json!([{"backendRefs": [{"name": "web", "port": 80}]}]),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pingway.yaml");
+    let mut opts = WatchOptions::new(out.clone());
+    opts.translate.https_listener = None;
+    opts.debounce = Duration::from_millis(20);
+    let stats = Arc::new(Stats::default());
+    let c = client(&api);
+    let s = Arc::clone(&stats);
+    tokio::spawn(async move { watch::run(c, opts, s).await });
+
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    until("the route in the file", &[], async || {
+        read().contains("httproute.shop.front.0.0")
+    })
+    .await;
+    let text = read();
+    assert!(
+        text.contains("10.1.0.1:8080") && text.contains("shop.test"),
+        "{text}"
+    );
+    pingway_k8s::translate::check(&text).expect("valid");
+
+    // Status written back: the route accepted with resolved refs, the Gateway
+    // programmed with one attached route, the class accepted.
+    until("HTTPRoute status", &[], async || {
+        route_condition(&api, "shop", "front", "Accepted").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    let rr = route_condition(&api, "shop", "front", "ResolvedRefs").unwrap();
+    assert_eq!(rr["status"], "True");
+    assert_eq!(rr["observedGeneration"], 1);
+    assert!(
+        rr["lastTransitionTime"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{rr}"
+    );
+    until("Gateway status", &[], async || {
+        api.get("Gateway", "infra", "edge")
+            .is_some_and(|g| g["status"]["listeners"][0]["attachedRoutes"] == 1)
+    })
+    .await;
+    let gw = api.get("Gateway", "infra", "edge").unwrap();
+    assert!(gw["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Programmed" && c["status"] == "True"));
+    until("GatewayClass status", &[], async || {
+        api.get("GatewayClass", "", "pingway")
+            .is_some_and(|g| g["status"]["conditions"][0]["type"] == "Accepted")
+    })
+    .await;
+
+    // The Service goes away: ResolvedRefs turns False with BackendNotFound.
+    api.delete("Service", "shop", "web");
+    until("ResolvedRefs False", &[], async || {
+        route_condition(&api, "shop", "front", "ResolvedRefs")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "BackendNotFound")
+    })
+    .await;
+    // Status writes stop once nothing differs: the patches sent so far are few.
+    let writes = stats
+        .status_writes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!((3..=8).contains(&writes), "{writes} status writes");
+    assert_eq!(
+        stats
+            .status_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+/// The `pingway` gateway binary: `PINGWAY_BIN`, else the one beside this test in the
+/// target directory, built with cargo first if it is not there.
+fn pingway_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PINGWAY_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let bin = dir.join(format!("pingway{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "pingway", "--bin", "pingway"])
+            .status()
+            .expect("cargo build -p pingway");
+        assert!(status.success(), "building the gateway failed");
+    }
+    assert!(bin.exists(), "no gateway binary at {}", bin.display());
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A backend answering every request with `name`.
+async fn backend(name: &'static str) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
+                    name.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// GET `path` with `Host: host` and `extra` header lines: (status, body).
+async fn get(port: u16, host: &str, path: &str, extra: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(bin: &Path, args: &[&str], log: &Path) -> Killed {
+    let f = std::fs::File::create(log).unwrap();
+    Killed(
+        Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.display())),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
+    let gateway_bin = pingway_bin();
+    let one = backend("one").await;
+    let two = backend("two").await;
+    let api = ApiServer::start().await;
+    api.apply(service("shop", "v1"));
+    api.apply(slice("shop", "v1", &[one]));
+    api.apply(service("shop", "v2"));
+    api.apply(slice("shop", "v2", &[two]));
+    api.apply(gateway_class());
+    api.apply(gateway("infra", "edge"));
+    // `x-canary: yes` goes to v2 only; the rest is split 50/50.
+    api.apply(http_route(
+        "shop",
+        "canary",
+        "infra",
+        "edge",
+        "shop.test",
+        json!([
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"name": "x-canary", "value": "yes"}]}],
+             "backendRefs": [{"name": "v2", "port": 80}]},
+            {"backendRefs": [{"name": "v1", "port": 80, "weight": 50}, {"name": "v2", "port": 80, "weight": 50}]}
+        ]),
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pingway.yaml");
+    let (port, admin) = (free_port(), free_port());
+    let watcher_log = dir.path().join("watcher.log");
+    let gateway_log = dir.path().join("gateway.log");
+    let logs = [watcher_log.as_path(), gateway_log.as_path()];
+    let _watcher = spawn(
+        Path::new(env!("CARGO_BIN_EXE_pingway-k8s")),
+        &[
+            "run",
+            "--server",
+            &api.url(),
+            "--output",
+            config.to_str().unwrap(),
+            "--http-listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--no-https",
+            "--debounce-ms",
+            "50",
+        ],
+        &watcher_log,
+    );
+    until("the file with the route", &logs, async || {
+        std::fs::read_to_string(&config).is_ok_and(|t| t.contains("httproute.shop.canary.1.0"))
+    })
+    .await;
+    let _gateway = spawn(
+        &gateway_bin,
+        &["run", "--config", config.to_str().unwrap()],
+        &gateway_log,
+    );
+    until("the gateway serves the route", &logs, async || {
+        get(port, "shop.test", "/", "")
+            .await
+            .is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+
+    // The header match: every request to v2.
+    for _ in 0..20 {
+        assert_eq!(
+            get(port, "shop.test", "/x", "x-canary: yes\r\n").await,
+            Some((200, "two".into()))
+        );
+    }
+    // The split: both backends answer, and nothing else does (at most 400 requests; at
+    // 50/50 the chance of missing one side is 2^-399).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        let (status, body) = get(port, "shop.test", "/y", "").await.expect("answer");
+        assert_eq!(status, 200);
+        assert!(body == "one" || body == "two", "{body}");
+        seen.insert(body);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "only {seen:?} answered the 50/50 split");
+    // Another host: no route.
+    assert_eq!(
+        get(port, "other.test", "/", "").await.map(|r| r.0),
+        Some(404)
+    );
+}
