@@ -21,7 +21,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongPlugin};
+use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin};
 use crate::translate::{translate, Options, Problem, Snapshot};
 
 /// How the loop runs.
@@ -210,21 +210,34 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         &changed,
         &stats,
     );
+    // Consumer credentials: only Secrets labelled `konghq.com/credential`, as Kong's
+    // controller reads them (never every Secret of the cluster).
+    let cred_cfg = cfg.clone().labels(crate::translate::CREDENTIAL_LABEL);
+    let cred_secrets = Watched::<Secret>::start(
+        Api::all(c.clone()),
+        "Secret (credential)",
+        &cred_cfg,
+        &changed,
+        &stats,
+    );
     let gwp = optional::<GatewayPlugin>(c, "GatewayPlugin", &cfg, &changed, &stats).await?;
     let cgwp =
         optional::<ClusterGatewayPlugin>(c, "ClusterGatewayPlugin", &cfg, &changed, &stats).await?;
     let kp = optional::<KongPlugin>(c, "KongPlugin", &cfg, &changed, &stats).await?;
     let kcp = optional::<KongClusterPlugin>(c, "KongClusterPlugin", &cfg, &changed, &stats).await?;
+    let kc = optional::<KongConsumer>(c, "KongConsumer", &cfg, &changed, &stats).await?;
 
     ingresses.ready().await?;
     classes.ready().await?;
     services.ready().await?;
     slices.ready().await?;
     secrets.ready().await?;
+    cred_secrets.ready().await?;
     gwp.ready().await?;
     cgwp.ready().await?;
     kp.ready().await?;
     kcp.ready().await?;
+    kc.ready().await?;
     log::info!(
         "every store has its first list; writing {}",
         opts.output.display()
@@ -254,11 +267,14 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             ingress_classes: classes.state(),
             services: services.state(),
             endpoint_slices: slices.state(),
-            secrets: secrets.state(),
+            // A TLS Secret that is also a credential is in both stores: the
+            // translation looks Secrets up by name, so the copy is harmless.
+            secrets: [secrets.state(), cred_secrets.state()].concat(),
             gateway_plugins: gwp.state(),
             cluster_gateway_plugins: cgwp.state(),
             kong_plugins: kp.state(),
             kong_cluster_plugins: kcp.state(),
+            kong_consumers: kc.state(),
         };
         let options = opts.translate.clone();
         // Translating thousands of objects is CPU work: off the async threads.

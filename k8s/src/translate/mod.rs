@@ -7,13 +7,15 @@
 //! it; the rest is translated as usual, and the result always passes the gateway's own
 //! validation (the last step re-checks it and drops whatever still fails).
 
+mod annotations;
 mod backend;
 mod class;
+mod consumers;
 mod ingress;
 mod plugins;
 mod tls;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -25,7 +27,9 @@ use pingway::config::{GatewayConfig, RouteConfig};
 use pingway::plugins::Registry;
 use serde_json::{json, Value};
 
-use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongPlugin};
+use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin};
+
+pub use consumers::{CREDENTIAL_LABEL, LEGACY_TYPE_FIELD};
 
 /// Every object the translation reads, as the watcher's stores hold them.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +42,8 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     /// EndpointSlices (the ready addresses behind each Service).
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    /// Secrets (`kubernetes.io/tls` ones are read for certificates).
+    /// Secrets: `kubernetes.io/tls` ones are read for certificates, those labelled
+    /// `konghq.com/credential` for consumer credentials (the watcher holds only these).
     pub secrets: Vec<Arc<Secret>>,
     /// Our namespaced plugin resources.
     pub gateway_plugins: Vec<Arc<GatewayPlugin>>,
@@ -48,6 +53,8 @@ pub struct Snapshot {
     pub kong_plugins: Vec<Arc<KongPlugin>>,
     /// Kong's cluster-wide plugin resources.
     pub kong_cluster_plugins: Vec<Arc<KongClusterPlugin>>,
+    /// Kong's consumers (their credentials are in [`Snapshot::secrets`]).
+    pub kong_consumers: Vec<Arc<KongConsumer>>,
 }
 
 /// Where routes send traffic.
@@ -164,6 +171,9 @@ struct RouteOut {
     value: Value,
     kind: &'static str,
     meta: ObjectMeta,
+    /// `regex-priority`: higher comes first in the file, where the router breaks ties
+    /// between regex paths (and between otherwise equal routes) by file order.
+    priority: i64,
 }
 
 /// What the translation accumulates.
@@ -171,6 +181,7 @@ struct RouteOut {
 struct Output {
     upstreams: BTreeMap<String, Value>,
     routes: Vec<RouteOut>,
+    consumers: Vec<consumers::ConsumerOut>,
     problems: Vec<Problem>,
 }
 
@@ -195,6 +206,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         }
     }
 
+    // Stable: routes of equal priority keep their namespace/name order.
+    out.routes.sort_by_key(|r| std::cmp::Reverse(r.priority));
+
     let mut listeners = vec![json!({"address": options.http_listener})];
     if let Some(address) = &options.https_listener {
         let certs = certificates.finish(&mut out.problems);
@@ -207,6 +221,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     if let Some(admin) = &options.admin_listen {
         doc.insert("admin".into(), json!({ "listen": admin }));
     }
+    out.consumers = consumers::translate(snapshot, options, &catalogue, &mut out.problems);
     let global = catalogue.global();
     if !global.is_empty() {
         doc.insert("plugins".into(), Value::Array(global));
@@ -246,6 +261,14 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
             "routes".into(),
             Value::Array(out.routes.iter().map(|r| r.value.clone()).collect()),
         );
+        if out.consumers.is_empty() {
+            doc.remove("consumers");
+        } else {
+            doc.insert(
+                "consumers".into(),
+                Value::Array(out.consumers.iter().map(|c| c.value()).collect()),
+            );
+        }
         let value = Value::Object(doc.clone());
         let yaml = crate::render::to_yaml(&value);
         match check(&yaml) {
@@ -259,6 +282,24 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
                 };
             }
             Err(diags) => {
+                // A consumer the gateway refuses (already checked alone, so this is
+                // not expected) is dropped by itself, naming its KongConsumer.
+                let bad_consumers: BTreeSet<usize> = diags
+                    .iter()
+                    .filter_map(|d| consumer_index(&d.path))
+                    .filter(|i| *i < out.consumers.len())
+                    .collect();
+                if !bad_consumers.is_empty() {
+                    for &i in bad_consumers.iter().rev() {
+                        let c = out.consumers.remove(i);
+                        out.problems.push(Problem::new(
+                            "KongConsumer",
+                            &c.meta,
+                            "left out: the gateway refused it",
+                        ));
+                    }
+                    continue;
+                }
                 let bad: Vec<usize> = diags.iter().filter_map(|d| route_index(&d.path)).collect();
                 if bad.is_empty() {
                     // Not a route's fault: keep the listeners only, which always pass.
@@ -277,6 +318,7 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
                     });
                     out.routes.clear();
                     out.upstreams.clear();
+                    out.consumers.clear();
                     doc.remove("plugins");
                     continue;
                 }
@@ -311,6 +353,12 @@ fn route_name(route: &Value) -> &str {
 /// `routes[7].paths[0]` → 7.
 fn route_index(path: &str) -> Option<usize> {
     let rest = path.strip_prefix("routes[")?;
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// `consumers[3].username` → 3.
+fn consumer_index(path: &str) -> Option<usize> {
+    let rest = path.strip_prefix("consumers[")?;
     rest[..rest.find(']')?].parse().ok()
 }
 
