@@ -21,7 +21,9 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin};
+use crate::crd::{
+    ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin,
+};
 use crate::translate::{translate, Options, Problem, Snapshot};
 
 /// How the loop runs.

@@ -14,7 +14,9 @@ use pingway::router::{normalize_path, RouteRequest, Router};
 use pingway_k8s::{translate, Options, Snapshot, Translation, UpstreamMode};
 
 fn fixture(name: &str) -> Snapshot {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut s = Snapshot::default();
     pingway_k8s::load::add_manifests(&mut s, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -128,7 +130,13 @@ fn host_rules() {
             ("foo.com", "/", None),
         ],
     );
-    let hosts: Vec<&str> = t.config.routes.iter().flat_map(|r| &r.hosts).map(String::as_str).collect();
+    let hosts: Vec<&str> = t
+        .config
+        .routes
+        .iter()
+        .flat_map(|r| &r.hosts)
+        .map(String::as_str)
+        .collect();
     assert_eq!(hosts, ["foo.bar.com", "*.foo.com"]);
 }
 
@@ -186,14 +194,23 @@ fn ingress_classes() {
     let s = fixture("conformance/ingress-class.yaml");
     let served = |class: &str| -> Vec<String> {
         let t = run(&s, class);
-        let mut hosts: Vec<String> = t.config.routes.iter().flat_map(|r| r.hosts.clone()).collect();
+        let mut hosts: Vec<String> = t
+            .config
+            .routes
+            .iter()
+            .flat_map(|r| r.hosts.clone())
+            .collect();
         hosts.sort();
         hosts
     };
     // `kong` is the default class: class-less Ingresses are its.
     assert_eq!(
         served("kong"),
-        ["by-annotation-kong.test", "by-name-kong.test", "class-less.test"]
+        [
+            "by-annotation-kong.test",
+            "by-name-kong.test",
+            "class-less.test"
+        ]
     );
     assert_eq!(
         served("pingway"),
@@ -227,12 +244,26 @@ fn annotations() {
         Some("internal.example:8080")
     );
     let rw = r.path_rewrite.as_ref().expect("path from the Service");
-    assert_eq!((rw.regex.as_str(), rw.replacement.as_str()), ("^/$|^", "/v2"));
+    assert_eq!(
+        (rw.regex.as_str(), rw.replacement.as_str()),
+        ("^/$|^", "/v2")
+    );
     assert_eq!(r.plugins[0].name, "rate-limiting");
-    let u = t.config.upstreams.iter().find(|u| u.name == "ann.api.80").unwrap();
-    assert_eq!(u.connect_timeout.get(), std::time::Duration::from_millis(250));
+    let u = t
+        .config
+        .upstreams
+        .iter()
+        .find(|u| u.name == "ann.api.80")
+        .unwrap();
+    assert_eq!(
+        u.connect_timeout.get(),
+        std::time::Duration::from_millis(250)
+    );
     assert_eq!(u.read_timeout.get(), std::time::Duration::from_millis(5000));
-    assert_eq!(u.write_timeout.get(), std::time::Duration::from_millis(6000));
+    assert_eq!(
+        u.write_timeout.get(),
+        std::time::Duration::from_millis(6000)
+    );
     assert_eq!(u.retries, 3);
     assert!(u.tls);
 
@@ -247,10 +278,23 @@ fn annotations() {
                 v.parse().unwrap(),
             );
         }
-        reaches_with(&t.config, &router, "api.example.com", "GET", "/orders/1", &h)
+        reaches_with(
+            &t.config,
+            &router,
+            "api.example.com",
+            "GET",
+            "/orders/1",
+            &h,
+        )
     };
-    assert_eq!(req(&[("x-tenant", "ACME"), ("x-env", "Production")]).as_deref(), Some("api"));
-    assert_eq!(req(&[("x-tenant", "globex.io"), ("x-env", "prod-eu")]).as_deref(), Some("api"));
+    assert_eq!(
+        req(&[("x-tenant", "ACME"), ("x-env", "Production")]).as_deref(),
+        Some("api")
+    );
+    assert_eq!(
+        req(&[("x-tenant", "globex.io"), ("x-env", "prod-eu")]).as_deref(),
+        Some("api")
+    );
     // `.` is literal, the value whole.
     assert_eq!(req(&[("x-tenant", "globexXio"), ("x-env", "prod")]), None);
     assert_eq!(req(&[("x-tenant", "acme-corp"), ("x-env", "prod")]), None);
@@ -258,7 +302,14 @@ fn annotations() {
     assert_eq!(req(&[("x-env", "prod")]), None);
     let h = http::HeaderMap::new();
     assert_eq!(
-        reaches_with(&t.config, &router, "api.example.com", "DELETE", "/orders", &h),
+        reaches_with(
+            &t.config,
+            &router,
+            "api.example.com",
+            "DELETE",
+            "/orders",
+            &h
+        ),
         None
     );
 
@@ -280,15 +331,26 @@ fn annotations() {
         "Service ann/bad-svc: annotation path `no-slash` ignored",
         "Service ann/bad-svc: annotation host-header `a b` ignored",
     ] {
-        assert!(problems.iter().any(|p| p.starts_with(want)), "{want}\n{problems:#?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "{want}\n{problems:#?}"
+        );
     }
     assert_eq!(problems.len(), 10, "{problems:#?}");
-    let u = t.config.upstreams.iter().find(|u| u.name == "ann.bad-svc.80").unwrap();
+    let u = t
+        .config
+        .upstreams
+        .iter()
+        .find(|u| u.name == "ann.bad-svc.80")
+        .unwrap();
     assert_eq!(u.retries, pingway::config::defaults::retries());
 
     // regex-priority through the router: both regexes match /items/5; the higher
     // priority is tried first; without it, file (namespace/name) order decides.
-    assert_eq!(reaches(&t.config, &router, "regex.example.com", "/items/5").as_deref(), Some("high"));
+    assert_eq!(
+        reaches(&t.config, &router, "regex.example.com", "/items/5").as_deref(),
+        Some("high")
+    );
     let mut s = s;
     let b = s
         .ingresses
@@ -298,5 +360,8 @@ fn annotations() {
     std::sync::Arc::make_mut(b).metadata.annotations = None;
     let t = run(&s, "kong");
     let router = Router::build(&t.config.routes).unwrap();
-    assert_eq!(reaches(&t.config, &router, "regex.example.com", "/items/5").as_deref(), Some("low"));
+    assert_eq!(
+        reaches(&t.config, &router, "regex.example.com", "/items/5").as_deref(),
+        Some("low")
+    );
 }

@@ -108,7 +108,9 @@ async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
     .await;
     let wlog = std::fs::read_to_string(&watcher_log).unwrap();
     assert!(!wlog.contains("alice-s3cret-key"), "{wlog}");
-    assert!(!std::fs::read_to_string(&gateway_log).unwrap().contains("alice-s3cret-key"));
+    assert!(!std::fs::read_to_string(&gateway_log)
+        .unwrap()
+        .contains("alice-s3cret-key"));
 
     // The Secret deleted: the key no longer opens the route.
     api.delete("Secret", "shop", "alice-key");
@@ -128,7 +130,8 @@ async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
         &[("key", "alice-new-key")],
     ));
     until("200 with the new key", &logs, async || {
-        get(port, "shop.test", "/", &[("apikey", "alice-new-key")]).await == Some((200, "alice".into()))
+        get(port, "shop.test", "/", &[("apikey", "alice-new-key")]).await
+            == Some((200, "alice".into()))
     })
     .await;
 }
@@ -146,7 +149,11 @@ fn the_stand_in_reads_label_selectors() {
         ("konghq.com/credential in (jwt, key-auth)", true, false),
         ("konghq.com/credential notin (jwt,acl)", true, true),
         ("konghq.com/credential,app=web", true, false),
-        ("konghq.com/credential in (jwt,key-auth),app=db", false, false),
+        (
+            "konghq.com/credential in (jwt,key-auth),app=db",
+            false,
+            false,
+        ),
         ("", true, true),
     ];
     for (sel, on_obj, on_none) in cases {
@@ -199,7 +206,10 @@ fn kong_consumers_and_their_credential_secrets() {
     assert_eq!(alice.acls[0].group, "admins");
     assert_eq!(alice.plugins[0].name, "rate-limiting");
     let bob = &t.config.consumers[1];
-    assert!(bob.keyauth_credentials.is_empty(), "the duplicate key is left out");
+    assert!(
+        bob.keyauth_credentials.is_empty(),
+        "the duplicate key is left out"
+    );
     assert_eq!(bob.acls[0].group, "readers");
 
     let problems: Vec<String> = t.problems.iter().map(|p| p.to_string()).collect();

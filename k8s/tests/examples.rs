@@ -22,7 +22,9 @@ fn load(paths: &[PathBuf]) -> Snapshot {
 
 /// Every `.yaml` file of `k8s/examples/<name>/`.
 fn example(name: &str) -> Snapshot {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -86,14 +88,20 @@ fn echo_v1_v2() {
     assert_eq!(v1.plugins.len(), 1);
     assert_eq!(v1.plugins[0].name, "rate-limiting");
     let c = v1.plugins[0].config.to_json();
-    assert_eq!((c["minute"].clone(), c["policy"].clone()), (json!(1), json!("local")));
+    assert_eq!(
+        (c["minute"].clone(), c["policy"].clone()),
+        (json!(1), json!("local"))
+    );
     assert_eq!(route_for(&t, "/anything").map(|r| &r.name), Some(&v1.name));
     // `/v2` (and below, not `/v2x`) to v2 with the allow-list.
     let v2 = route_for(&t, "/v2").expect("/v2 is routed");
     assert_eq!(v2.upstream, "echo.http-echo-2.8080");
     assert_eq!(v2.plugins.len(), 1);
     assert_eq!(v2.plugins[0].name, "ip-restriction");
-    assert_eq!(v2.plugins[0].config.to_json()["allow"], json!(["54.13.21.1"]));
+    assert_eq!(
+        v2.plugins[0].config.to_json()["allow"],
+        json!(["54.13.21.1"])
+    );
     assert_eq!(route_for(&t, "/v2/x").map(|r| &r.name), Some(&v2.name));
     assert_eq!(route_for(&t, "/v2x").map(|r| &r.name), Some(&v1.name));
     // Kong's default: the client's Host goes upstream; the path is not stripped.
@@ -150,6 +158,13 @@ fn translate_command_prints_the_same_file() {
         .args(&files)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), kong(&load(&files)).yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        kong(&load(&files)).yaml
+    );
 }

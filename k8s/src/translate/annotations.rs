@@ -24,21 +24,25 @@ pub struct RouteAnnotations {
 const HEADER_PREFIXES: [&str; 2] = ["pingway.io/headers.", "konghq.com/headers."];
 
 /// Reads the route annotations of an Ingress (`kind`/`meta` name it in problems).
-pub fn route(kind: &'static str, meta: &ObjectMeta, problems: &mut Vec<Problem>) -> RouteAnnotations {
+pub fn route(
+    kind: &'static str,
+    meta: &ObjectMeta,
+    problems: &mut Vec<Problem>,
+) -> RouteAnnotations {
     let mut out = RouteAnnotations::default();
     let m = &mut out.fields;
     let mut bad = |what: String| problems.push(Problem::new(kind, meta, what));
-    let flag = |name: &str, v: &str, bad: &mut dyn FnMut(String)| match v
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => {
-            bad(format!("annotation {name} `{v}` ignored: use true or false"));
-            None
-        }
-    };
+    let flag =
+        |name: &str, v: &str, bad: &mut dyn FnMut(String)| match v.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => {
+                bad(format!(
+                    "annotation {name} `{v}` ignored: use true or false"
+                ));
+                None
+            }
+        };
     if let Some(v) = annotation(meta, "strip-path") {
         if let Some(b) = flag("strip-path", v, &mut bad) {
             m.insert("strip_prefix".into(), json!(b));
@@ -124,7 +128,9 @@ fn header_matches(meta: &ObjectMeta, bad: &mut dyn FnMut(String)) -> Vec<Value> 
             let v = v.trim();
             let matcher = if let Some(re) = v.strip_prefix("~*") {
                 if re.is_empty() {
-                    bad(format!("annotation {k} ignored: an empty regular expression"));
+                    bad(format!(
+                        "annotation {k} ignored: an empty regular expression"
+                    ));
                     continue;
                 }
                 json!({"name": name, "regex": format!("(?i){re}")})
@@ -215,7 +221,10 @@ fn is_host(s: &str) -> bool {
         _ => (s, None),
     };
     let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
     } else {
         !host.is_empty()
             && host.len() <= 253
@@ -229,9 +238,8 @@ fn is_host(s: &str) -> bool {
 /// An absolute path the upstream can be given as a prefix.
 fn is_upstream_path(s: &str) -> bool {
     s.starts_with('/')
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-._~/%!&'()*+,;=:@".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/%!&'()*+,;=:@".contains(&b))
 }
 
 /// `s` with the regular expression's special characters escaped.

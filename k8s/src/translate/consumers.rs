@@ -259,11 +259,7 @@ fn indexed<'a>(path: &'a str, name: &str) -> Option<(usize, &'a str)> {
 }
 
 /// The credential in Secret `ns/name`: the consumer field it goes under and its entry.
-fn credential(
-    snapshot: &Snapshot,
-    ns: &str,
-    name: &str,
-) -> Result<(&'static str, Value), String> {
+fn credential(snapshot: &Snapshot, ns: &str, name: &str) -> Result<(&'static str, Value), String> {
     let secret = find_secret(&snapshot.secrets, ns, name).ok_or_else(|| {
         format!("not found (the watcher reads only Secrets labelled `{CREDENTIAL_LABEL}`)")
     })?;
@@ -274,7 +270,13 @@ fn credential(
             .string_data
             .as_ref()
             .and_then(|d| d.get(k).map(|s| s.as_bytes().to_vec()))
-            .or_else(|| secret.data.as_ref().and_then(|d| d.get(k)).map(|b| b.0.clone()));
+            .or_else(|| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .map(|b| b.0.clone())
+            });
         match raw {
             None => Ok(None),
             Some(b) => String::from_utf8(b)

@@ -4,9 +4,9 @@
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use serde_json::{json, Value};
 
+use super::annotations::{self, RouteAnnotations};
 use super::backend::Services;
 use super::plugins::Catalogue;
-use super::annotations::{self, RouteAnnotations};
 use super::{annotation, comma_list, Options, Output, Problem, RouteOut};
 
 /// Translates `ing` into `out`. Each path that cannot be served (a missing Service or

@@ -27,7 +27,9 @@ use pingway::config::{GatewayConfig, RouteConfig};
 use pingway::plugins::Registry;
 use serde_json::{json, Value};
 
-use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin};
+use crate::crd::{
+    ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin,
+};
 
 pub use consumers::{CREDENTIAL_LABEL, LEGACY_TYPE_FIELD};
 

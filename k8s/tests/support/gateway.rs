@@ -80,11 +80,19 @@ pub async fn header_echo(echo: &'static str) -> SocketAddr {
 
 /// GET `path` with `Host: host` and the extra header lines `headers` from the gateway:
 /// (status, body), or None if it does not answer.
-pub async fn get(port: u16, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+pub async fn get(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
     let mut out = Vec::new();

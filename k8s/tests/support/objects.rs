@@ -45,7 +45,13 @@ pub fn kong_plugin(ns: &str, name: &str, plugin: &str, config: Value) -> Value {
 }
 
 /// A KongConsumer of class `class` with credential Secrets `credentials`.
-pub fn kong_consumer(ns: &str, name: &str, class: &str, username: &str, credentials: &[&str]) -> Value {
+pub fn kong_consumer(
+    ns: &str,
+    name: &str,
+    class: &str,
+    username: &str,
+    credentials: &[&str],
+) -> Value {
     json!({"apiVersion": "configuration.konghq.com/v1", "kind": "KongConsumer",
         "metadata": {"namespace": ns, "name": name, "annotations": {"kubernetes.io/ingress.class": class}},
         "username": username, "credentials": credentials})
@@ -57,7 +63,12 @@ pub fn credential_secret(ns: &str, name: &str, ty: &str, fields: &[(&str, &str)]
     use base64::Engine as _;
     let data: serde_json::Map<String, Value> = fields
         .iter()
-        .map(|(k, v)| (k.to_string(), json!(base64::engine::general_purpose::STANDARD.encode(v))))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                json!(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
         .collect();
     json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"namespace": ns, "name": name, "labels": {"konghq.com/credential": ty}},
