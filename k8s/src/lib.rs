@@ -1,6 +1,7 @@
 //! Pingway's Kubernetes watcher: it reads Ingresses, IngressClasses, Services,
-//! EndpointSlices, TLS Secrets and plugin resources (ours and Kong's) and keeps one
-//! gateway YAML file up to date, which `pingway run` reloads as it does any edit.
+//! EndpointSlices, TLS and credential Secrets, plugin resources (ours and Kong's) and
+//! Kong's consumers, and keeps one gateway YAML file up to date, which `pingway run`
+//! reloads as it does any edit.
 //!
 //! - [`translate`]: the pure function from a snapshot of objects to the configuration.
 //! - [`watch`]: the kube-rs watchers and reflector stores that feed it, the debounce and
@@ -8,12 +9,15 @@
 //! - [`crd`]: the plugin resources, and [`crd::crds`] for the manifests.
 //! - [`gateway_api`]: the Gateway API resources read (not ours: not in the CRDs), and
 //!   [`gateway_status`], which writes their status back.
+//! - [`crd`]: the plugin and consumer resources, and [`crd::crds`] for the manifests.
+//! - [`load`]: objects from manifest files, for `pingway-k8s translate` and tests.
 
 #![warn(missing_docs)]
 
 pub mod crd;
 pub mod gateway_api;
 pub mod gateway_status;
+pub mod load;
 pub mod render;
 pub mod translate;
 pub mod watch;

@@ -81,6 +81,19 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions of GatewayPlugin and ClusterGatewayPlugin.
     Crds,
+    /// Translate manifest files (as `kubectl apply -f` takes them) without a cluster:
+    /// print the gateway's YAML, and each object left out on standard error.
+    Translate {
+        /// YAML files, several documents each.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The ingress class served (Kong users: `kong`).
+        #[arg(long, default_value = "pingway")]
+        ingress_class: String,
+        /// Where routes send traffic (files rarely hold EndpointSlices: `dns` then).
+        #[arg(long, value_enum, default_value = "dns")]
+        upstreams: Upstreams,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,6 +101,36 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crds => {
             print!("{}", pingway_k8s::crd::crds());
+            Ok(())
+        }
+        Command::Translate {
+            files,
+            ingress_class,
+            upstreams,
+        } => {
+            let mut snapshot = pingway_k8s::Snapshot::default();
+            for f in &files {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let skipped = pingway_k8s::load::add_manifests(&mut snapshot, &text)
+                    .with_context(|| format!("{}", f.display()))?;
+                for s in skipped {
+                    log::debug!("{}: {s} is not read by the translation", f.display());
+                }
+            }
+            let opts = pingway_k8s::Options {
+                ingress_class,
+                upstreams: match upstreams {
+                    Upstreams::Endpoints => UpstreamMode::Endpoints,
+                    Upstreams::Dns => UpstreamMode::Dns,
+                },
+                ..pingway_k8s::Options::default()
+            };
+            let t = pingway_k8s::translate(&snapshot, &opts);
+            for p in &t.problems {
+                eprintln!("skipped: {p}");
+            }
+            print!("{}", t.yaml);
             Ok(())
         }
         Command::Run {

@@ -23,7 +23,9 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongPlugin};
+use crate::crd::{
+    ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin,
+};
 use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::translate::{translate, Options, Problem, Snapshot};
 
@@ -232,6 +234,16 @@ pub async fn run_with_leader(
         &changed,
         &stats,
     );
+    // Consumer credentials: only Secrets labelled `konghq.com/credential`, as Kong's
+    // controller reads them (never every Secret of the cluster).
+    let cred_cfg = cfg.clone().labels(crate::translate::CREDENTIAL_LABEL);
+    let cred_secrets = Watched::<Secret>::start(
+        Api::all(c.clone()),
+        "Secret (credential)",
+        &cred_cfg,
+        &changed,
+        &stats,
+    );
     let gwp = optional::<GatewayPlugin>(c, "GatewayPlugin", &cfg, &changed, &stats).await?;
     let cgwp =
         optional::<ClusterGatewayPlugin>(c, "ClusterGatewayPlugin", &cfg, &changed, &stats).await?;
@@ -241,12 +253,14 @@ pub async fn run_with_leader(
     let gw = optional::<Gateway>(c, "Gateway", &cfg, &changed, &stats).await?;
     let hr = optional::<HttpRoute>(c, "HTTPRoute", &cfg, &changed, &stats).await?;
     let rg = optional::<ReferenceGrant>(c, "ReferenceGrant", &cfg, &changed, &stats).await?;
+    let kc = optional::<KongConsumer>(c, "KongConsumer", &cfg, &changed, &stats).await?;
 
     ingresses.ready().await?;
     classes.ready().await?;
     services.ready().await?;
     slices.ready().await?;
     secrets.ready().await?;
+    cred_secrets.ready().await?;
     gwp.ready().await?;
     cgwp.ready().await?;
     kp.ready().await?;
@@ -255,6 +269,7 @@ pub async fn run_with_leader(
     gw.ready().await?;
     hr.ready().await?;
     rg.ready().await?;
+    kc.ready().await?;
     log::info!(
         "every store has its first list; writing {}",
         opts.output.display()
@@ -284,11 +299,14 @@ pub async fn run_with_leader(
             ingress_classes: classes.state(),
             services: services.state(),
             endpoint_slices: slices.state(),
-            secrets: secrets.state(),
+            // A TLS Secret that is also a credential is in both stores: the
+            // translation looks Secrets up by name, so the copy is harmless.
+            secrets: [secrets.state(), cred_secrets.state()].concat(),
             gateway_plugins: gwp.state(),
             cluster_gateway_plugins: cgwp.state(),
             kong_plugins: kp.state(),
             kong_cluster_plugins: kcp.state(),
+            kong_consumers: kc.state(),
             gateway_classes: gwc.state(),
             gateways: gw.state(),
             http_routes: hr.state(),

@@ -34,6 +34,8 @@ pub struct Pool {
     pub empty: bool,
     /// The Service, for its plugin annotations.
     pub service: Service,
+    /// Annotations of the Service that were ignored, and why.
+    pub notes: Vec<String>,
 }
 
 impl<'a> Services<'a> {
@@ -120,12 +122,13 @@ impl<'a> Services<'a> {
             "name": name,
             "targets": if empty { vec![NO_ENDPOINT_TARGET.to_string()] } else { targets.into_iter().collect() },
         });
-        upstream_annotations(&svc.metadata, &mut value);
+        let notes = upstream_annotations(&svc.metadata, &mut value);
         Ok(Pool {
             name,
             value,
             empty,
             service: (*svc).clone(),
+            notes,
         })
     }
 }
@@ -159,24 +162,53 @@ fn ready_targets(slice: &EndpointSlice, port: &ServicePort, out: &mut BTreeSet<S
     }
 }
 
-/// Kong's Service annotations that map to pool fields: timeouts in milliseconds and
-/// the retry count. Values that do not parse are ignored (the annotation is advisory).
+/// Kong's Service annotations that map to pool fields: timeouts in milliseconds, the
+/// retry count and the protocol spoken to the targets. A value that does not parse is
+/// ignored, and said so in the returned notes.
 fn upstream_annotations(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     value: &mut Value,
-) {
+) -> Vec<String> {
+    let mut notes = Vec::new();
     for (ann, field) in [
         ("connect-timeout", "connect_timeout"),
         ("read-timeout", "read_timeout"),
         ("write-timeout", "write_timeout"),
     ] {
-        if let Some(ms) = annotation(meta, ann).and_then(|v| v.parse::<u64>().ok()) {
-            if ms > 0 {
-                value[field] = json!(format!("{ms}ms"));
+        if let Some(v) = annotation(meta, ann) {
+            match v.parse::<u64>() {
+                Ok(ms) if ms > 0 && ms <= 86_400_000 => value[field] = json!(format!("{ms}ms")),
+                _ => notes.push(format!(
+                    "annotation {ann} `{v}` ignored: milliseconds from 1 to 86400000"
+                )),
             }
         }
     }
-    if let Some(n) = annotation(meta, "retries").and_then(|v| v.parse::<u32>().ok()) {
-        value["retries"] = json!(n);
+    if let Some(v) = annotation(meta, "retries") {
+        match v.parse::<u32>() {
+            Ok(n) if n <= MAX_RETRIES => value["retries"] = json!(n),
+            _ => notes.push(format!(
+                "annotation retries `{v}` ignored: a count from 0 to {MAX_RETRIES}"
+            )),
+        }
     }
+    if let Some(v) = annotation(meta, "protocol") {
+        match v.to_ascii_lowercase().as_str() {
+            "http" => {}
+            "https" => value["tls"] = json!(true),
+            "grpc" => value["protocol"] = json!("h2c"),
+            "grpcs" => {
+                value["protocol"] = json!("h2");
+                value["tls"] = json!(true);
+            }
+            _ => notes.push(format!(
+                "annotation protocol `{v}` ignored: use http, https, grpc or grpcs"
+            )),
+        }
+    }
+    notes
 }
+
+/// The most retries the `retries` annotation may ask for (Kong allows 32767; more than
+/// a handful only multiplies an outage).
+pub const MAX_RETRIES: u32 = 100;

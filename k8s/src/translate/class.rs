@@ -28,6 +28,29 @@ pub fn serves(ingress: &Ingress, classes: &[Arc<IngressClass>], ours: &str) -> b
     {
         return name == ours;
     }
+    is_default(classes, ours)
+}
+
+/// Whether a Kong resource that names its class only by annotation (a `KongConsumer`)
+/// belongs to `ours`: the `kubernetes.io/ingress.class` annotation equals it, or there
+/// is none and our IngressClass is the default (Kong's controller's rule).
+pub fn serves_annotated(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    classes: &[Arc<IngressClass>],
+    ours: &str,
+) -> bool {
+    match meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
+    {
+        Some(name) => name.trim() == ours,
+        None => is_default(classes, ours),
+    }
+}
+
+/// Whether our IngressClass carries the default-class annotation.
+fn is_default(classes: &[Arc<IngressClass>], ours: &str) -> bool {
     classes.iter().any(|c| {
         c.metadata.name.as_deref() == Some(ours)
             && c.metadata

@@ -630,6 +630,8 @@ fn rule_routes(
                 value: r,
                 kind: "HTTPRoute",
                 meta: meta.clone(),
+                // Spec precedence is the order written; `regex-priority` is Kong's.
+                priority: 0,
             },
         ));
     }

@@ -4,6 +4,7 @@
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use serde_json::{json, Value};
 
+use super::annotations::{self, RouteAnnotations};
 use super::backend::Services;
 use super::plugins::Catalogue;
 use super::{annotation, comma_list, Options, Output, Problem, RouteOut};
@@ -33,7 +34,7 @@ pub fn translate_one(
             return;
         }
     };
-    let common = common_fields(ing, &mut out.problems);
+    let common = annotations::route("Ingress", meta, &mut out.problems);
 
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
         let host = rule.host.as_deref().map(str::to_ascii_lowercase);
@@ -80,65 +81,13 @@ pub fn translate_one(
     }
 }
 
-/// Fields from the Ingress's annotations shared by all its routes.
-fn common_fields(ing: &Ingress, problems: &mut Vec<Problem>) -> serde_json::Map<String, Value> {
-    let meta = &ing.metadata;
-    let mut m = serde_json::Map::new();
-    let flag = |v: &str| v.eq_ignore_ascii_case("true");
-    if let Some(v) = annotation(meta, "strip-path") {
-        m.insert("strip_prefix".into(), json!(flag(v)));
-    }
-    // Kong's controller forwards the client's Host by default; so does this one.
-    m.insert(
-        "preserve_host".into(),
-        json!(annotation(meta, "preserve-host").is_none_or(flag)),
-    );
-    if let Some(v) = annotation(meta, "methods") {
-        let methods: Vec<String> = comma_list(v)
-            .into_iter()
-            .map(|s| s.to_ascii_uppercase())
-            .collect();
-        if !methods.is_empty() {
-            m.insert("methods".into(), json!(methods));
-        }
-    }
-    if let Some(v) = annotation(meta, "protocols") {
-        let protocols: Vec<String> = comma_list(v)
-            .into_iter()
-            .map(|s| s.to_ascii_lowercase())
-            .collect();
-        if protocols.iter().all(|p| p == "http" || p == "https") && !protocols.is_empty() {
-            m.insert("protocols".into(), json!(protocols));
-        } else {
-            problems.push(Problem::new(
-                "Ingress",
-                meta,
-                format!("annotation protocols `{v}` ignored: only http and https apply"),
-            ));
-        }
-    }
-    if let Some(v) = annotation(meta, "https-redirect-status-code") {
-        match v.parse::<u16>() {
-            Ok(code) if [301, 302, 307, 308, 426].contains(&code) => {
-                m.insert("https_redirect_status_code".into(), json!(code));
-            }
-            _ => problems.push(Problem::new(
-                "Ingress",
-                meta,
-                format!("annotation https-redirect-status-code `{v}` ignored: use 301, 302, 307, 308 or 426"),
-            )),
-        }
-    }
-    m
-}
-
 #[allow(clippy::too_many_arguments)]
 fn add_route(
     mut route: Value,
     backend: &IngressBackend,
     ns: &str,
     ingress_plugins: &[Value],
-    common: &serde_json::Map<String, Value>,
+    common: &RouteAnnotations,
     ing: &Ingress,
     services: &Services<'_>,
     catalogue: &Catalogue,
@@ -188,8 +137,29 @@ fn add_route(
             "config": {"status_code": 503, "message": "no ready endpoints"}
         }));
     }
-    for (k, v) in common {
+    for (k, v) in &common.fields {
         route[k] = v.clone();
+    }
+    // What Kong reads from the Service: its upstream path and Host.
+    let preserve_host = common
+        .fields
+        .get("preserve_host")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    for (k, v) in annotations::service(
+        &pool.service.metadata,
+        preserve_host,
+        &ing.metadata,
+        &mut out.problems,
+    ) {
+        route[k] = v;
+    }
+    for note in &pool.notes {
+        out.problems.push(Problem::new(
+            "Service",
+            &pool.service.metadata,
+            note.clone(),
+        ));
     }
     route["upstream"] = json!(pool.name);
     if !plugins.is_empty() {
@@ -200,5 +170,6 @@ fn add_route(
         value: route,
         kind: "Ingress",
         meta: ing.metadata.clone(),
+        priority: common.priority,
     });
 }

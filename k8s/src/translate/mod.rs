@@ -7,15 +7,17 @@
 //! it; the rest is translated as usual, and the result always passes the gateway's own
 //! validation (the last step re-checks it and drops whatever still fails).
 
+mod annotations;
 mod backend;
 mod class;
 pub mod gateway;
 mod httproute;
+mod consumers;
 mod ingress;
 mod plugins;
 mod tls;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,9 +29,12 @@ use pingway::config::{GatewayConfig, RouteConfig};
 use pingway::plugins::Registry;
 use serde_json::{json, Value};
 
-use crate::crd::{ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongPlugin};
+use crate::crd::{
+    ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin,
+};
 use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 
+pub use consumers::{CREDENTIAL_LABEL, LEGACY_TYPE_FIELD};
 pub use gateway::{GatewayApiStatus, StatusOf};
 
 /// Every object the translation reads, as the watcher's stores hold them.
@@ -43,7 +48,8 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     /// EndpointSlices (the ready addresses behind each Service).
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    /// Secrets (`kubernetes.io/tls` ones are read for certificates).
+    /// Secrets: `kubernetes.io/tls` ones are read for certificates, those labelled
+    /// `konghq.com/credential` for consumer credentials (the watcher holds only these).
     pub secrets: Vec<Arc<Secret>>,
     /// Our namespaced plugin resources.
     pub gateway_plugins: Vec<Arc<GatewayPlugin>>,
@@ -61,6 +67,8 @@ pub struct Snapshot {
     pub http_routes: Vec<Arc<HttpRoute>>,
     /// Gateway API ReferenceGrants (cross-namespace backendRefs and certificateRefs).
     pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// Kong's consumers (their credentials are in [`Snapshot::secrets`]).
+    pub kong_consumers: Vec<Arc<KongConsumer>>,
 }
 
 /// Where routes send traffic.
@@ -193,6 +201,9 @@ struct RouteOut {
     value: Value,
     kind: &'static str,
     meta: ObjectMeta,
+    /// `regex-priority`: higher comes first in the file, where the router breaks ties
+    /// between regex paths (and between otherwise equal routes) by file order.
+    priority: i64,
 }
 
 /// What the translation accumulates.
@@ -200,6 +211,7 @@ struct RouteOut {
 struct Output {
     upstreams: BTreeMap<String, Value>,
     routes: Vec<RouteOut>,
+    consumers: Vec<consumers::ConsumerOut>,
     problems: Vec<Problem>,
 }
 
@@ -223,6 +235,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             certificates.collect(ing, snapshot, &mut out.problems);
         }
     }
+
+    // Stable: routes of equal priority keep their namespace/name order.
+    out.routes.sort_by_key(|r| std::cmp::Reverse(r.priority));
 
     let mut status = GatewayApiStatus::default();
     let mut gateways = gateway::collect(
@@ -256,6 +271,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     if let Some(admin) = &options.admin_listen {
         doc.insert("admin".into(), json!({ "listen": admin }));
     }
+    out.consumers = consumers::translate(snapshot, options, &catalogue, &mut out.problems);
     let global = catalogue.global();
     if !global.is_empty() {
         doc.insert("plugins".into(), Value::Array(global));
@@ -311,6 +327,14 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
             "routes".into(),
             Value::Array(out.routes.iter().map(|r| r.value.clone()).collect()),
         );
+        if out.consumers.is_empty() {
+            doc.remove("consumers");
+        } else {
+            doc.insert(
+                "consumers".into(),
+                Value::Array(out.consumers.iter().map(|c| c.value()).collect()),
+            );
+        }
         let value = Value::Object(doc.clone());
         let yaml = crate::render::to_yaml(&value);
         match check(&yaml) {
@@ -325,6 +349,24 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
                 };
             }
             Err(diags) => {
+                // A consumer the gateway refuses (already checked alone, so this is
+                // not expected) is dropped by itself, naming its KongConsumer.
+                let bad_consumers: BTreeSet<usize> = diags
+                    .iter()
+                    .filter_map(|d| consumer_index(&d.path))
+                    .filter(|i| *i < out.consumers.len())
+                    .collect();
+                if !bad_consumers.is_empty() {
+                    for &i in bad_consumers.iter().rev() {
+                        let c = out.consumers.remove(i);
+                        out.problems.push(Problem::new(
+                            "KongConsumer",
+                            &c.meta,
+                            "left out: the gateway refused it",
+                        ));
+                    }
+                    continue;
+                }
                 let bad: Vec<usize> = diags.iter().filter_map(|d| route_index(&d.path)).collect();
                 if bad.is_empty() {
                     // Not a route's fault: keep the listeners only, which always pass.
@@ -343,6 +385,7 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
                     });
                     out.routes.clear();
                     out.upstreams.clear();
+                    out.consumers.clear();
                     doc.remove("plugins");
                     continue;
                 }
@@ -377,6 +420,12 @@ fn route_name(route: &Value) -> &str {
 /// `routes[7].paths[0]` → 7.
 fn route_index(path: &str) -> Option<usize> {
     let rest = path.strip_prefix("routes[")?;
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// `consumers[3].username` → 3.
+fn consumer_index(path: &str) -> Option<usize> {
+    let rest = path.strip_prefix("consumers[")?;
     rest[..rest.find(']')?].parse().ok()
 }
 

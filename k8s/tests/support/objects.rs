@@ -66,3 +66,40 @@ pub fn http_route(ns: &str, name: &str, gw_ns: &str, gw: &str, host: &str, rules
         "metadata": {"namespace": ns, "name": name, "generation": 1},
         "spec": {"parentRefs": [{"name": gw, "namespace": gw_ns}], "hostnames": [host], "rules": rules}})
 }
+
+/// A KongConsumer of class `class` with credential Secrets `credentials`.
+pub fn kong_consumer(
+    ns: &str,
+    name: &str,
+    class: &str,
+    username: &str,
+    credentials: &[&str],
+) -> Value {
+    json!({"apiVersion": "configuration.konghq.com/v1", "kind": "KongConsumer",
+        "metadata": {"namespace": ns, "name": name, "annotations": {"kubernetes.io/ingress.class": class}},
+        "username": username, "credentials": credentials})
+}
+
+/// A Secret labelled `konghq.com/credential: <ty>` with `fields` (plain text, stored
+/// base64 in `data` as the API server returns it).
+pub fn credential_secret(ns: &str, name: &str, ty: &str, fields: &[(&str, &str)]) -> Value {
+    use base64::Engine as _;
+    let data: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                json!(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"namespace": ns, "name": name, "labels": {"konghq.com/credential": ty}},
+        "data": data})
+}
+
+/// A Secret of type `Opaque` with no label (one the watcher must not hold).
+pub fn plain_secret(ns: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"namespace": ns, "name": name}, "data": {"password": "aHVudGVyMg=="}})
+}

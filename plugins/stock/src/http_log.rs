@@ -41,6 +41,18 @@ pub struct HttpLogConfig {
     /// Kong's Lua hook: not supported; any value but `null` or `{}` is refused.
     #[serde(default)]
     pub custom_fields_by_lua: Option<serde_json::Value>,
+    /// Kong's field before 3.3 (deprecated there, still accepted): when set, it
+    /// replaces `queue.max_batch_size`, as in Kong.
+    #[serde(default)]
+    pub queue_size: Option<usize>,
+    /// Kong's field before 3.3, in seconds (deprecated there, still accepted): when set,
+    /// it replaces `queue.max_coalescing_delay`, as in Kong.
+    #[serde(default)]
+    pub flush_timeout: Option<f64>,
+    /// Kong's field before 3.3 (deprecated there): accepted and ignored, as Kong 3.3+
+    /// ignores it; retries are bounded by `queue.max_retry_time`.
+    #[serde(default)]
+    pub retry_count: Option<i64>,
 }
 
 fn default_method() -> String {
@@ -175,7 +187,14 @@ impl BuildPlugin for HttpLog {
         if let Ok(ct) = reqwest::header::HeaderValue::from_str(&config.content_type) {
             headers.insert(reqwest::header::CONTENT_TYPE, ct);
         }
-        let settings = config.queue.check()?;
+        let mut queue = config.queue.clone();
+        if let Some(n) = config.queue_size {
+            queue.max_batch_size = n;
+        }
+        if let Some(t) = config.flush_timeout {
+            queue.max_coalescing_delay = t;
+        }
+        let settings = queue.check()?;
         // No I/O: connections open when the first batch is sent.
         let client = reqwest::Client::builder()
             .no_proxy()
