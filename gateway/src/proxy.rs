@@ -549,11 +549,14 @@ async fn access(
             Some(p) => Cow::Owned(normalize_path(p).into_owned()),
             None => normalize_path(req.uri.path()),
         };
-        let host = req
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| req.uri.host());
+        // The host is looked up only when some route is chosen by it.
+        let host = runtime.router.routes_by_host().then(|| {
+            req.headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| req.uri.host())
+        });
+        let host = host.flatten();
         let found = runtime.router.find(&RouteRequest {
             host,
             path: &path,

@@ -40,6 +40,7 @@
 mod conditions;
 mod explain;
 mod host;
+mod key_hash;
 mod normalize;
 mod path;
 mod table;
@@ -51,12 +52,11 @@ mod tests_large;
 #[cfg(test)]
 mod tests_normalize_props;
 
-use std::collections::HashMap;
-
 use crate::config::{Diagnostic, PathMatch, RouteConfig};
 
 use self::conditions::Conditions;
 use self::host::HostPattern;
+use self::key_hash::KeyMap;
 use self::path::PathCondition;
 use self::table::PathTable;
 
@@ -70,9 +70,9 @@ pub struct Router {
     /// Method and header conditions, indexed by route.
     conditions: Vec<Conditions>,
     /// Routes by exact host (lowercase).
-    exact_hosts: HashMap<Box<str>, PathTable>,
+    exact_hosts: KeyMap<Box<str>, PathTable>,
     /// Routes by wildcard suffix: `*.example.com` is stored under `example.com`.
-    wildcard_hosts: HashMap<Box<str>, PathTable>,
+    wildcard_hosts: KeyMap<Box<str>, PathTable>,
     /// Routes without hosts.
     any_host: PathTable,
 }
@@ -155,8 +155,8 @@ impl Router {
 
         let mut router = Router {
             conditions,
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
+            exact_hosts: KeyMap::default(),
+            wildcard_hosts: KeyMap::default(),
             any_host: PathTable::default(),
         };
         for (route, (hosts, paths)) in matchers.iter().enumerate() {
@@ -189,7 +189,8 @@ impl Router {
                 .get(route)
                 .is_some_and(|c| c.matches(req.method, req.headers))
         };
-        if let Some(raw) = req.host {
+        // Without host tiers (the common single-site table) the host is not even read.
+        if let Some(raw) = req.host.filter(|_| self.routes_by_host()) {
             let host = host::request_host(raw);
             let exact = self.exact_hosts.get(&*host);
             if let Some(m) = exact.and_then(|t| t.find(req.path, accept)) {
@@ -201,6 +202,12 @@ impl Router {
             }
         }
         self.any_host.find(req.path, accept)
+    }
+
+    /// Whether any route names hosts: without one, [`Self::find`] never reads the
+    /// request's host, and a caller need not look it up.
+    pub fn routes_by_host(&self) -> bool {
+        !(self.exact_hosts.is_empty() && self.wildcard_hosts.is_empty())
     }
 
     /// Number of routes compiled.

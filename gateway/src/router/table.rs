@@ -4,6 +4,8 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
+use super::key_hash::KeyMap;
+
 use regex::{Regex, RegexSet};
 
 use super::path::{prefix_keys, PathCondition};
@@ -17,9 +19,9 @@ const REGEX_SET_THRESHOLD: usize = 8;
 /// more conditions (weight) first, then file order.
 #[derive(Debug, Default)]
 pub(crate) struct PathTable {
-    exact: HashMap<Box<str>, Vec<usize>>,
+    exact: KeyMap<Box<str>, Vec<usize>>,
     /// Keyed by prefix without trailing slash; the root prefix is "".
-    prefix: HashMap<Box<str>, Vec<usize>>,
+    prefix: KeyMap<Box<str>, Vec<usize>>,
     /// The longest prefix key, so longer parts of a request path are not looked up.
     longest_prefix: usize,
     /// Distinct regexes in file order (of their first use).
