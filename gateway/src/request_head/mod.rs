@@ -207,22 +207,15 @@ fn is_valid_authority(authority: &[u8]) -> bool {
     !host.is_empty() && port_ok
 }
 
-/// RFC 3986 `reg-name`: unreserved, sub-delims and percent-encoded bytes.
-fn is_reg_name(name: &[u8]) -> bool {
-    let mut i = 0;
-    while i < name.len() {
-        let b = name[i];
-        if b == b'%' {
-            let hex = name.get(i + 1..i + 3);
-            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
-            }
-            i += 3;
-            continue;
-        }
-        let ok = b.is_ascii_alphanumeric()
+/// The bytes of an RFC 3986 `reg-name` other than `%`: unreserved and sub-delims.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
             || matches!(
-                b,
+                c,
                 b'-' | b'.'
                     | b'_'
                     | b'~'
@@ -238,7 +231,26 @@ fn is_reg_name(name: &[u8]) -> bool {
                     | b';'
                     | b'='
             );
-        if !ok {
+        b += 1;
+    }
+    t
+};
+
+/// RFC 3986 `reg-name`: unreserved, sub-delims and percent-encoded bytes (one table
+/// lookup a byte: every request's `Host` goes through this).
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        let b = name[i];
+        if b == b'%' {
+            let hex = name.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !REG_NAME[usize::from(b)] {
             return false;
         }
         i += 1;
@@ -304,7 +316,7 @@ fn escaped_slash_at(path: &[u8], i: usize) -> Option<char> {
 /// and `Connection` nominations. Encoded slashes are handled with the path, by
 /// [`escaped_slashes`].
 pub fn check(req: &mut RequestHeader, policy: &HeadPolicy) -> Result<(), Rejection> {
-    check_size(req, policy)?;
+    let scan = check_size(req, policy)?;
     let absolute = match classify_target(&req.method, req.raw_path())? {
         TargetForm::Absolute {
             authority,
@@ -315,7 +327,7 @@ pub fn check(req: &mut RequestHeader, policy: &HeadPolicy) -> Result<(), Rejecti
         )),
         TargetForm::Origin | TargetForm::Asterisk => None,
     };
-    check_host(req)?;
+    check_host(req, &scan)?;
     host_from_authority(req)?;
     if let Some((authority, origin)) = absolute {
         // RFC 9112 §3.2.2: the target's authority wins over Host, and upstreams get the
@@ -324,7 +336,21 @@ pub fn check(req: &mut RequestHeader, policy: &HeadPolicy) -> Result<(), Rejecti
         req.insert_header(header::HOST, authority)
             .map_err(|_| INVALID_TARGET)?;
     }
+    if !scan.connection {
+        return Ok(());
+    }
     strip_nominated(req, policy)
+}
+
+/// What the pass over a head's lines (for its size) noted on the way, so that the checks
+/// after it need no lookups of their own.
+struct Scan {
+    /// `Host` lines, counted up to two.
+    hosts: u8,
+    /// Whether the only (or first) `Host` is a valid one.
+    host_valid: bool,
+    /// Whether the head has a `Connection` line.
+    connection: bool,
 }
 
 /// `path_and_query` of an absolute-form target as an origin-form URI.
@@ -338,11 +364,17 @@ fn origin_form(path_and_query: &[u8]) -> Result<http::Uri, Rejection> {
     uri.map_err(|_| INVALID_TARGET)
 }
 
-/// 431 when the head is over the byte or line limit.
-fn check_size(req: &RequestHeader, policy: &HeadPolicy) -> Result<(), Rejection> {
+/// 431 when the head is over the byte or line limit; otherwise what the same pass over
+/// its lines noted (see [`Scan`]).
+fn check_size(req: &RequestHeader, policy: &HeadPolicy) -> Result<Scan, Rejection> {
     if req.headers.len() > policy.max_headers {
         return Err(HEAD_TOO_LARGE);
     }
+    let mut scan = Scan {
+        hosts: 0,
+        host_valid: false,
+        connection: false,
+    };
     // "METHOD target HTTP/1.1\r\n", then "name: value\r\n" each.
     let mut bytes = req.method.as_str().len() + req.raw_path().len() + 12;
     for (name, value) in req.headers.iter() {
@@ -350,20 +382,27 @@ fn check_size(req: &RequestHeader, policy: &HeadPolicy) -> Result<(), Rejection>
         if bytes > policy.max_bytes {
             return Err(HEAD_TOO_LARGE);
         }
+        if *name == header::HOST {
+            if scan.hosts == 0 {
+                scan.host_valid = is_valid_host(value.as_bytes());
+            }
+            scan.hosts = scan.hosts.saturating_add(1).min(2);
+        } else if *name == header::CONNECTION {
+            scan.connection = true;
+        }
     }
     if bytes > policy.max_bytes {
         return Err(HEAD_TOO_LARGE);
     }
-    Ok(())
+    Ok(scan)
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one valid `Host`; HTTP/1.0 at most one.
-fn check_host(req: &RequestHeader) -> Result<(), Rejection> {
-    let mut hosts = req.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Err(BAD_HOST),
-        (None, _) if req.version == Version::HTTP_11 => Err(BAD_HOST),
-        (Some(host), None) if !is_valid_host(host.as_bytes()) => Err(INVALID_HOST),
+fn check_host(req: &RequestHeader, scan: &Scan) -> Result<(), Rejection> {
+    match scan.hosts {
+        2.. => Err(BAD_HOST),
+        0 if req.version == Version::HTTP_11 => Err(BAD_HOST),
+        1 if !scan.host_valid => Err(INVALID_HOST),
         _ => Ok(()),
     }
 }
@@ -390,9 +429,6 @@ fn host_from_authority(req: &mut RequestHeader) -> Result<(), Rejection> {
 /// before plugins add theirs, and refuses nominations of headers the gateway sets. Only
 /// the connection options `close`, `keep-alive` and `upgrade` stay in `Connection`.
 fn strip_nominated(req: &mut RequestHeader, policy: &HeadPolicy) -> Result<(), Rejection> {
-    if !req.headers.contains_key(header::CONNECTION) {
-        return Ok(());
-    }
     let mut nominated: Vec<HeaderName> = Vec::new();
     let mut options: Vec<&'static str> = Vec::new();
     for value in req.headers.get_all(header::CONNECTION) {
