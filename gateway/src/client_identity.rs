@@ -136,23 +136,37 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
     None
 }
 
-/// A random 128-bit id in the 8-4-4-4-12 hex layout of a UUID (version 4 bits set).
+/// Each byte's two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [HEX[b >> 4], HEX[b & 0xf]];
+        b += 1;
+    }
+    t
+};
+
+/// Where each of the 16 bytes' two digits go in the 8-4-4-4-12 layout.
+const UUID_OFFSETS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/// `v` in the 8-4-4-4-12 hex layout.
+fn uuid_text(v: u128) -> [u8; 36] {
+    let mut out = *b"00000000-0000-0000-0000-000000000000";
+    for (byte, at) in v.to_be_bytes().into_iter().zip(UUID_OFFSETS) {
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+    }
+    out
+}
+
+/// A random 128-bit id in the 8-4-4-4-12 hex layout of a UUID (version 4 bits set),
+/// formatted with a table of digit pairs (every request makes one).
 pub fn new_request_id() -> RequestId {
     let mut v = fastrand::u128(..);
     v = (v & !(0xf << 76)) | (0x4 << 76); // version 4
     v = (v & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
-    let mut at = 0;
-    for (i, byte) in v.to_be_bytes().into_iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[at] = b'-';
-            at += 1;
-        }
-        out[at] = HEX[usize::from(byte >> 4)];
-        out[at + 1] = HEX[usize::from(byte & 0xf)];
-        at += 2;
-    }
+    let out = uuid_text(v);
     // Only ASCII hex digits and dashes were written: always a valid header value.
     HeaderValue::from_bytes(&out)
         .ok()
@@ -230,6 +244,27 @@ mod tests {
         let id = identity(&["127.0.0.1"], "x-forwarded-for", true);
         let h = headers(&[("x-forwarded-for", "203.0.113.9:5555")]);
         assert_eq!(id.client_ip(ip("::ffff:127.0.0.1"), &h), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn uuid_text_matches_the_standard_formatting() {
+        for v in [
+            0u128,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+            1 << 100,
+        ] {
+            let hex = format!("{v:032x}");
+            let want = format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            );
+            assert_eq!(std::str::from_utf8(&uuid_text(v)).unwrap(), want);
+        }
     }
 
     #[test]
