@@ -176,6 +176,16 @@ pub fn restore_client_parts(session: &mut Session, parts: http::request::Parts) 
     *session.req_header_mut() = RequestHeader::from(parts);
 }
 
+impl ClientRequest<'_> {
+    /// Makes room for `n` more header lines at once when the head is taken apart (a
+    /// header map that grows an entry at a time rehashes at each doubling).
+    pub fn reserve_headers(&mut self, n: usize) {
+        if let ClientRequest::Plain { parts, .. } = self {
+            parts.headers.reserve(n);
+        }
+    }
+}
+
 impl RequestHead for ClientRequest<'_> {
     fn parts(&self) -> &http::request::Parts {
         match self {

@@ -375,14 +375,33 @@ fn with_query(path: &str, uri: &http::Uri) -> Option<http::Uri> {
     target.parse().ok()
 }
 
-/// Headers the gateway typically adds to an upstream request: X-Forwarded-For, -Proto,
-/// -Host, -Port, X-Real-IP, the request id, Via, and a few for plugins. The header map,
-/// sized for the headers the client sent, grows once for them rather than on an insert.
-const UPSTREAM_HEADERS_ADDED: usize = 12;
+/// How many headers the gateway adds to an upstream request: Host, X-Forwarded-For,
+/// -Proto, -Host, -Port, X-Real-IP, the request id, Via and the route's edits. The header
+/// map, sized for the headers the client sent, grows once for them rather than on an
+/// insert, and not at all when they fit (plugins' own headers grow it as they need).
+fn upstream_headers_added(runtime: &Runtime, route: Option<&CompiledRoute>) -> usize {
+    let forwarded = if runtime.headers.forwarded { 5 } else { 0 };
+    let edits = route
+        .and_then(|r| r.request_headers.as_deref())
+        .map_or(0, |e| e.added());
+    3 + forwarded + edits
+}
 
-/// Headers the gateway typically adds to a response: the two latencies, the request id,
-/// Via, and a few for plugins.
-const RESPONSE_HEADERS_ADDED: usize = 8;
+/// Room made on the client's head for the headers a route's plugins add in the access
+/// phase (see [`ClientRequest::reserve_headers`]).
+const PLUGIN_HEADERS_ADDED: usize = 4;
+
+/// How many headers the gateway adds to a proxied response: the two latencies, the
+/// request id, Via, the headers plugins queued and the route's edits (see
+/// [`upstream_headers_added`]).
+fn response_headers_added(runtime: &Runtime, st: &State) -> usize {
+    let latency = if runtime.headers.latency { 2 } else { 0 };
+    let edits = st
+        .route(runtime)
+        .and_then(|r| r.response_headers.as_deref())
+        .map_or(0, |e| e.added());
+    2 + latency + st.req.response_headers().len() + edits
+}
 
 /// Removes the matched path prefix for `strip_prefix` (the query is kept).
 fn strip_prefix(upstream: &mut UpstreamHead<'_>, matched_len: usize) {
@@ -595,6 +614,12 @@ async fn access(
     }
     if route.chain.wants_timings() {
         st.timings = Some(Box::default());
+    }
+    if !route.chain.plugins().is_empty() {
+        // Room, in one growth, for what plugins typically add here (an auth plugin's
+        // four consumer headers) and for the gateway's upstream headers: the upstream
+        // request is a copy of this head and keeps its table's size.
+        client.reserve_headers(PLUGIN_HEADERS_ADDED + upstream_headers_added(runtime, Some(route)));
     }
 
     // Plugins, highest priority first; any may answer. Once a plugin authenticates
@@ -1133,7 +1158,8 @@ impl ProxyHttp for PingwayProxy {
         if runtime.headers.preserve_case {
             edit_upstream(runtime, session, st, &mut UpstreamHead::Cased(upstream));
         } else {
-            edit_upstream_plain(upstream, UPSTREAM_HEADERS_ADDED, |head| {
+            let added = upstream_headers_added(runtime, st.route(runtime));
+            edit_upstream_plain(upstream, added, |head| {
                 edit_upstream(runtime, session, st, head)
             });
         }
@@ -1202,7 +1228,8 @@ impl ProxyHttp for PingwayProxy {
                 &mut ResponseHeadOf::Cased(response),
             );
         } else {
-            edit_response_plain(response, RESPONSE_HEADERS_ADDED, |head| {
+            let added = response_headers_added(runtime, st);
+            edit_response_plain(response, added, |head| {
                 edit_response(runtime, st, session.req_header(), head)
             });
         }

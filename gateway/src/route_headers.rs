@@ -54,6 +54,11 @@ impl CompiledEdits {
         }))
     }
 
+    /// How many headers the edits set or add at most (to size a header map once).
+    pub fn added(&self) -> usize {
+        self.set.len() + self.add.len()
+    }
+
     /// Applies the edits to a request head.
     pub fn apply_request(&self, head: &mut dyn RequestHead) {
         for n in self.remove.iter() {
