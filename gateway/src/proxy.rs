@@ -1315,10 +1315,12 @@ impl ProxyHttp for PingwayProxy {
         // The target's and the pool's in-flight counts end with the request.
         st.selected = None;
         st.upstream_slot = None;
+        // One clock read for the stats and the log entry.
+        let elapsed = st.req.started_at.elapsed();
         crate::live_stats::record(
             st.route(runtime).map(|r| &*r.stats),
             session.response_written().map_or(0, |r| r.status.as_u16()),
-            st.req.started_at.elapsed(),
+            elapsed,
         );
         st.attempts.finish();
         let chain = st.chain(runtime).plugins();
@@ -1327,7 +1329,7 @@ impl ProxyHttp for PingwayProxy {
         }
         let response = session.response_written();
         let error = e.map(|e| e.to_string());
-        let mut entry = LogEntry::new(session.req_header(), &st.req, st.req.started_at.elapsed());
+        let mut entry = LogEntry::new(session.req_header(), &st.req, elapsed);
         entry.response = response.map(|r| &**r);
         entry.status = response.map_or(0, |r| r.status.as_u16());
         entry.upstream = st.upstream.as_ref().map(|u| u.name());
