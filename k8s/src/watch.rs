@@ -65,6 +65,15 @@ pub struct Stats {
     pub write_errors: AtomicU64,
     /// Watch errors (each retried with backoff by the watcher).
     pub watch_errors: AtomicU64,
+    /// Routes the [`Limits`](crate::translate::Limits) left out of the last
+    /// regeneration (a gauge).
+    pub left_out_routes: AtomicU64,
+    /// Upstream pools left out of the last regeneration (a gauge).
+    pub left_out_upstreams: AtomicU64,
+    /// Targets left out of the last regeneration (a gauge).
+    pub left_out_targets: AtomicU64,
+    /// Certificates left out of the last regeneration (a gauge).
+    pub left_out_certificates: AtomicU64,
 }
 
 impl Stats {
@@ -270,6 +279,21 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             }
         };
         let n = Stats::bump(&stats.regenerations);
+        let lo = t.left_out;
+        for (gauge, v) in [
+            (&stats.left_out_routes, lo.routes),
+            (&stats.left_out_upstreams, lo.upstreams),
+            (&stats.left_out_targets, lo.targets),
+            (&stats.left_out_certificates, lo.certificates),
+        ] {
+            gauge.store(v as u64, Ordering::Relaxed);
+        }
+        if lo.any() {
+            log::warn!(
+                "regeneration {n}: beyond the configuration's bounds, left out: {} routes, {} upstreams, {} targets, {} certificates",
+                lo.routes, lo.upstreams, lo.targets, lo.certificates
+            );
+        }
         // One log line per problem when it appears, not at every regeneration.
         let now: BTreeSet<Problem> = t.problems.iter().cloned().collect();
         for p in now.difference(&reported) {

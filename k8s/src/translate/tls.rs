@@ -2,7 +2,9 @@
 //! `kubernetes.io/tls` Secret inline, for the hosts the entries list. Each certificate
 //! is checked as the gateway will check it; a bad one is left out alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::Secret;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use pingway::config::{CertificateConfig, ListenerTls, Secret as SecretText};
@@ -22,14 +24,19 @@ pub struct Certificates {
 struct Cert {
     cert: String,
     key: String,
-    snis: Vec<String>,
+    snis: BTreeSet<String>,
     /// The Ingress that first named it, for problems.
     ingress: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 }
 
 impl Certificates {
     /// Adds the Secrets `ingress` names in its `tls:` entries.
-    pub fn collect(&mut self, ingress: &Ingress, snapshot: &Snapshot, problems: &mut Vec<Problem>) {
+    pub fn collect(
+        &mut self,
+        ingress: &Ingress,
+        secrets: &SecretIndex<'_>,
+        problems: &mut Vec<Problem>,
+    ) {
         let ns = ingress.metadata.namespace.clone().unwrap_or_default();
         for tls in ingress.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
             let Some(secret_name) = &tls.secret_name else {
@@ -37,14 +44,14 @@ impl Certificates {
             };
             let key = (ns.clone(), secret_name.clone());
             if !self.by_secret.contains_key(&key) {
-                match read_secret(snapshot, &ns, secret_name) {
+                match read_secret(secrets, &ns, secret_name) {
                     Ok((cert, k)) => {
                         self.by_secret.insert(
                             key.clone(),
                             Cert {
                                 cert,
                                 key: k,
-                                snis: Vec::new(),
+                                snis: BTreeSet::new(),
                                 ingress: ingress.metadata.clone(),
                             },
                         );
@@ -62,8 +69,8 @@ impl Certificates {
             if let Some(c) = self.by_secret.get_mut(&key) {
                 for h in tls.hosts.iter().flatten() {
                     let h = h.trim().to_ascii_lowercase();
-                    if !h.is_empty() && !c.snis.contains(&h) {
-                        c.snis.push(h);
+                    if !h.is_empty() {
+                        c.snis.insert(h);
                     }
                 }
             }
@@ -71,12 +78,27 @@ impl Certificates {
     }
 
     /// The listener's `certificates:` entries: each checked alone; a name already
-    /// served by an earlier Secret (in namespace/name order) is not served twice.
-    pub fn finish(self, problems: &mut Vec<Problem>) -> Vec<Value> {
-        let mut taken: Vec<String> = Vec::new();
+    /// served by an earlier Secret (in namespace/name order) is not served twice; at
+    /// most `max` of them (the rest, in the same order, are left out and counted in
+    /// `left_out`).
+    pub fn finish(
+        self,
+        max: usize,
+        left_out: &mut usize,
+        problems: &mut Vec<Problem>,
+    ) -> Vec<Value> {
+        let mut taken: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         for ((ns, name), mut c) in self.by_secret {
-            c.snis.sort();
+            if out.len() >= max {
+                *left_out += 1;
+                problems.push(Problem::new(
+                    "Ingress",
+                    &c.ingress,
+                    format!("Secret {ns}/{name} left out: the HTTPS listener holds at most {max} certificates (--max-certificates)"),
+                ));
+                continue;
+            }
             c.snis.retain(|s| {
                 if taken.contains(s) {
                     problems.push(Problem::new(
@@ -94,7 +116,7 @@ impl Certificates {
                 key: None,
                 cert_pem: Some(c.cert.clone()),
                 key_pem: Some(SecretText::new(c.key.clone())),
-                snis: c.snis.clone(),
+                snis: c.snis.iter().cloned().collect(),
                 default: false,
                 ocsp_file: None,
                 acme: false,
@@ -132,14 +154,34 @@ impl Certificates {
     }
 }
 
+/// The snapshot's Secrets by namespace and name.
+pub struct SecretIndex<'a>(HashMap<(&'a str, &'a str), &'a Secret>);
+
+impl<'a> SecretIndex<'a> {
+    /// Indexes `snapshot.secrets`.
+    pub fn build(snapshot: &'a Snapshot) -> SecretIndex<'a> {
+        SecretIndex(
+            snapshot
+                .secrets
+                .iter()
+                .filter_map(|s| {
+                    let m = &s.metadata;
+                    Some(((m.namespace.as_deref()?, m.name.as_deref()?), s.as_ref()))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The PEM certificate and key of a `kubernetes.io/tls` Secret.
-fn read_secret(snapshot: &Snapshot, ns: &str, name: &str) -> Result<(String, String), String> {
-    let secret = snapshot
-        .secrets
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
-        })
+fn read_secret(
+    secrets: &SecretIndex<'_>,
+    ns: &str,
+    name: &str,
+) -> Result<(String, String), String> {
+    let secret = secrets
+        .0
+        .get(&(ns, name))
         .ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
     if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
         return Err(format!(
