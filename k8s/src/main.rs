@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use pingway_k8s::watch::{self, Stats, WatchOptions};
 use pingway_k8s::translate::Limits;
+use pingway_k8s::watch::{self, Stats, WatchOptions};
 use pingway_k8s::UpstreamMode;
 
 /// Pingway's Kubernetes watcher.

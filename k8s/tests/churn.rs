@@ -28,9 +28,14 @@ fn pods(n: usize) -> Vec<SocketAddr> {
     (0..PODS)
         .map(|p| {
             let k = n * PODS + p;
-            format!("10.{}.{}.{}:8080", (k >> 16) & 0xff, (k >> 8) & 0xff, k & 0xff)
-                .parse()
-                .unwrap()
+            format!(
+                "10.{}.{}.{}:8080",
+                (k >> 16) & 0xff,
+                (k >> 8) & 0xff,
+                k & 0xff
+            )
+            .parse()
+            .unwrap()
         })
         .collect()
 }

@@ -181,7 +181,11 @@ async fn client(port: u16, load: Arc<Load>) {
                     .await
                     .map_err(|e| format!("write: {e}"))?;
                 let mut status_line = String::new();
-                if r.read_line(&mut status_line).await.map_err(|e| format!("read: {e}"))? == 0 {
+                if r.read_line(&mut status_line)
+                    .await
+                    .map_err(|e| format!("read: {e}"))?
+                    == 0
+                {
                     return Err("closed before the response".to_string());
                 }
                 let status: u16 = status_line
@@ -192,7 +196,11 @@ async fn client(port: u16, load: Arc<Load>) {
                 let (mut length, mut close) = (0usize, false);
                 loop {
                     let mut h = String::new();
-                    if r.read_line(&mut h).await.map_err(|e| format!("read: {e}"))? == 0 {
+                    if r.read_line(&mut h)
+                        .await
+                        .map_err(|e| format!("read: {e}"))?
+                        == 0
+                    {
                         return Err("closed in the headers".into());
                     }
                     if h == "\r\n" {
@@ -207,7 +215,9 @@ async fn client(port: u16, load: Arc<Load>) {
                     }
                 }
                 let mut body = vec![0u8; length];
-                r.read_exact(&mut body).await.map_err(|e| format!("body: {e}"))?;
+                r.read_exact(&mut body)
+                    .await
+                    .map_err(|e| format!("body: {e}"))?;
                 Ok::<_, String>((status, close, body))
             };
             match tokio::time::timeout(Duration::from_secs(10), one).await {

@@ -51,7 +51,9 @@ fn options(out: PathBuf) -> WatchOptions {
 
 /// The address of pod `i` of generation `g` (distinct for every i < 65,536).
 fn pod(g: u8, i: usize) -> std::net::SocketAddr {
-    format!("10.{g}.{}.{}:8080", i / 256, i % 256).parse().unwrap()
+    format!("10.{g}.{}.{}:8080", i / 256, i % 256)
+        .parse()
+        .unwrap()
 }
 
 const BURST: usize = 1_000;
@@ -126,7 +128,9 @@ async fn a_flood_beyond_the_bounds_gives_a_bounded_file_the_gateway_serves() {
                         }
                     }
                     let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
                         .await;
                 });
             }
@@ -142,7 +146,11 @@ async fn a_flood_beyond_the_bounds_gives_a_bounded_file_the_gateway_serves() {
                 vec![backend]
             } else {
                 (0..3)
-                    .map(|p| format!("127.{}.{}.{}:1", p + 1, i / 256, i % 256).parse().unwrap())
+                    .map(|p| {
+                        format!("127.{}.{}.{}:1", p + 1, i / 256, i % 256)
+                            .parse()
+                            .unwrap()
+                    })
                     .collect()
             };
             server.apply(slice("f", &svc, &pods));
@@ -228,7 +236,10 @@ async fn a_flood_beyond_the_bounds_gives_a_bounded_file_the_gateway_serves() {
     flood(500, 1_000);
     let deadline = Instant::now() + Duration::from_secs(30);
     while stats.left_out_upstreams.load(Ordering::Relaxed) != 900 {
-        assert!(Instant::now() < deadline, "the second flood was not translated");
+        assert!(
+            Instant::now() < deadline,
+            "the second flood was not translated"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check(950, 900, 2_700);

@@ -90,7 +90,9 @@ async fn every_tls_host_is_served_with_its_certificate_after_the_first_sync() {
                         }
                     }
                     let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\ntls")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\ntls",
+                        )
                         .await;
                 });
             }
@@ -115,9 +117,11 @@ async fn every_tls_host_is_served_with_its_certificate_after_the_first_sync() {
             .unwrap()
             .signed_by(&leaf_key, &ca, &ca_key)
             .unwrap();
-        api.apply(json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        api.apply(
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {"namespace": "tls", "name": format!("c{i}")},
-            "data": {"tls.crt": b64(&cert.pem()), "tls.key": b64(&key_pem)}}));
+            "data": {"tls.crt": b64(&cert.pem()), "tls.key": b64(&key_pem)}}),
+        );
         let mut ing = ingress("tls", &format!("i{i}"), &host(i), "/", "web", json!({}));
         ing["spec"]["tls"] = json!([{"hosts": [host(i)], "secretName": format!("c{i}")}]);
         api.apply(ing);

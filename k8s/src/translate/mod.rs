@@ -312,8 +312,15 @@ fn finish(
             "routes".into(),
             Value::Array(out.routes.iter().map(|r| r.value.clone()).collect()),
         );
-        let value = Value::Object(doc.clone());
+        // Rendered without copying the document, and the routes' and upstreams' copies
+        // freed before the check parses the text (what bounds the peak memory).
+        let value = Value::Object(std::mem::take(&mut doc));
         let yaml = crate::render::to_yaml(&value);
+        if let Value::Object(mut map) = value {
+            map.remove("upstreams");
+            map.remove("routes");
+            doc = map;
+        }
         match check(&yaml) {
             Ok(config) => {
                 out.problems.sort();

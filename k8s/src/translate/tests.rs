@@ -392,11 +392,8 @@ fn many(n: usize, pods: usize) -> Snapshot {
     let mut s = Snapshot::default();
     for i in 0..n {
         let svc = format!("s{i:03}");
-        s.services.push(service(
-            "ns",
-            &svc,
-            json!([{"name": "http", "port": 80}]),
-        ));
+        s.services
+            .push(service("ns", &svc, json!([{"name": "http", "port": 80}])));
         let eps: Vec<Value> = (0..pods)
             .map(|p| json!({"addresses": [format!("10.{}.{}.{}", i / 256, i % 256, p + 1)]}))
             .collect();
@@ -426,7 +423,10 @@ fn the_limits_bound_the_file_in_sorted_order_and_count_what_is_left_out() {
     let t = translate(&s, &opts);
     check(&t.yaml).expect("valid");
     let names: Vec<&str> = t.config.routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["ns.i000.0.0", "ns.i001.0.0", "ns.i002.0.0", "ns.i003.0.0"]);
+    assert_eq!(
+        names,
+        ["ns.i000.0.0", "ns.i001.0.0", "ns.i002.0.0", "ns.i003.0.0"]
+    );
     assert_eq!(t.left_out.routes, 6);
     let named = t
         .problems
@@ -498,7 +498,8 @@ fn the_certificate_limit_keeps_the_first_secrets_in_order() {
     assert!(
         t.problems
             .iter()
-            .any(|p| p.reason.contains("Secret ns/c left out") && p.reason.contains("--max-certificates")),
+            .any(|p| p.reason.contains("Secret ns/c left out")
+                && p.reason.contains("--max-certificates")),
         "{:?}",
         t.problems
     );
