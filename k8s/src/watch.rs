@@ -63,6 +63,9 @@ pub struct Stats {
     pub writes: AtomicU64,
     /// Write failures.
     pub write_errors: AtomicU64,
+    /// Files not written because they exceed the gateway's size limit
+    /// (`pingway::config::limits::MAX_FILE_BYTES`); the previous file stays.
+    pub oversize: AtomicU64,
     /// Watch errors (each retried with backoff by the watcher).
     pub watch_errors: AtomicU64,
     /// Routes the [`Limits`](crate::translate::Limits) left out of the last
@@ -302,6 +305,18 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         reported = now;
         if last.as_deref() == Some(t.yaml.as_str()) {
             log::debug!("regeneration {n}: no change");
+            continue;
+        }
+        // The gateway refuses a file over its size limit: keep the previous one.
+        let limit = pingway::config::limits::MAX_FILE_BYTES;
+        if t.yaml.len() as u64 > limit {
+            Stats::bump(&stats.oversize);
+            log::error!(
+                "regeneration {n}: the file would be {} bytes, over the gateway's {} MiB limit; \
+                 not written (lower --max-routes, --max-targets or --max-certificates)",
+                t.yaml.len(),
+                limit / (1024 * 1024)
+            );
             continue;
         }
         match crate::write::write_atomic(&opts.output, &t.yaml) {
