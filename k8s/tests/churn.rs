@@ -101,7 +101,7 @@ async fn rss_stays_flat_across_regenerations_and_reloads() {
         })
         .await;
         let done = n + 1 - SERVICES;
-        if done % GATEWAY_EVERY == 0 {
+        if done.is_multiple_of(GATEWAY_EVERY) {
             until("the change reloaded", &logs, async || {
                 get(admin, "localhost", "/upstreams")
                     .await

@@ -325,7 +325,7 @@ async fn a_rolling_update_under_load_fails_no_request() {
         .collect();
     let started = Instant::now();
     let mut new = Vec::new();
-    for i in 0..pods {
+    for (i, old_pod) in old.iter().enumerate() {
         // 1. The new pod is ready.
         let pod = Pod::start(SocketAddr::new(ip(1, i), port)).await;
         endpoints.push((pod.addr, true));
@@ -337,13 +337,13 @@ async fn a_rolling_update_under_load_fails_no_request() {
         .await;
         new.push(pod);
         // 2. The old pod is terminating.
-        let gone = old[i].addr;
+        let gone = old_pod.addr;
         for e in endpoints.iter_mut().filter(|e| e.0 == gone) {
             e.1 = false;
         }
         api.apply(endpoint_slice(port, &endpoints));
         if harsh {
-            old[i].stop.send_replace(Stop::Abrupt);
+            old_pod.stop.send_replace(Stop::Abrupt);
         }
         until("the old pod unlisted", &logs, async || {
             !listed(&upstreams(admin).await, gone)
@@ -351,7 +351,7 @@ async fn a_rolling_update_under_load_fails_no_request() {
         .await;
         // 3. preStop has outlasted the propagation: SIGTERM.
         if !harsh {
-            old[i].stop.send_replace(Stop::Graceful);
+            old_pod.stop.send_replace(Stop::Graceful);
         }
         // 4. The pod is gone from the slice.
         endpoints.retain(|e| e.0 != gone);
