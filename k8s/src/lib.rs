@@ -23,4 +23,6 @@ pub mod translate;
 pub mod watch;
 pub mod write;
 
-pub use translate::{translate, Options, Problem, Snapshot, Translation, UpstreamMode};
+pub use translate::{
+    translate, LeftOut, Limits, Options, Problem, Snapshot, Translation, UpstreamMode,
+};

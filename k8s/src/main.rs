@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use pingway_k8s::translate::Limits;
 use pingway_k8s::watch::{self, Stats, WatchOptions};
 use pingway_k8s::UpstreamMode;
 
@@ -74,6 +75,19 @@ enum Command {
         /// Ask for streaming initial lists (sendInitialEvents, Kubernetes 1.27+).
         #[arg(long)]
         streaming_list: bool,
+        /// At most this many routes in the file (the rest, in namespace/name order, are
+        /// left out and logged).
+        #[arg(long, default_value_t = Limits::default().max_routes)]
+        max_routes: usize,
+        /// At most this many upstream pools (in name order).
+        #[arg(long, default_value_t = Limits::default().max_upstreams)]
+        max_upstreams: usize,
+        /// At most this many targets over all pools.
+        #[arg(long, default_value_t = Limits::default().max_targets)]
+        max_targets: usize,
+        /// At most this many certificates (TLS Secrets) on the HTTPS listener.
+        #[arg(long, default_value_t = Limits::default().max_certificates)]
+        max_certificates: usize,
         /// Talk to this API server URL without credentials (tests and `kubectl proxy`);
         /// default: in-cluster config, else the kubeconfig.
         #[arg(long, value_name = "URL")]
@@ -146,6 +160,10 @@ fn main() -> anyhow::Result<()> {
             admin_listen,
             debounce_ms,
             streaming_list,
+            max_routes,
+            max_upstreams,
+            max_targets,
+            max_certificates,
             server,
         } => {
             let mut opts = WatchOptions::new(output);
@@ -163,6 +181,12 @@ fn main() -> anyhow::Result<()> {
             t.http_listener = http_listen;
             t.https_listener = (!no_https).then_some(https_listen);
             t.admin_listen = Some(admin_listen);
+            t.limits = Limits {
+                max_routes,
+                max_upstreams,
+                max_targets,
+                max_certificates,
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

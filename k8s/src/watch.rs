@@ -68,12 +68,24 @@ pub struct Stats {
     pub writes: AtomicU64,
     /// Write failures.
     pub write_errors: AtomicU64,
+    /// Files not written because they exceed the gateway's size limit
+    /// (`pingway::config::limits::MAX_FILE_BYTES`); the previous file stays.
+    pub oversize: AtomicU64,
     /// Watch errors (each retried with backoff by the watcher).
     pub watch_errors: AtomicU64,
     /// Gateway API status patches sent.
     pub status_writes: AtomicU64,
     /// Gateway API status patches that failed (planned again at the next translation).
     pub status_errors: AtomicU64,
+    /// Routes the [`Limits`](crate::translate::Limits) left out of the last
+    /// regeneration (a gauge).
+    pub left_out_routes: AtomicU64,
+    /// Upstream pools left out of the last regeneration (a gauge).
+    pub left_out_upstreams: AtomicU64,
+    /// Targets left out of the last regeneration (a gauge).
+    pub left_out_targets: AtomicU64,
+    /// Certificates left out of the last regeneration (a gauge).
+    pub left_out_certificates: AtomicU64,
 }
 
 impl Stats {
@@ -329,6 +341,21 @@ pub async fn run_with_leader(
             }
         };
         let n = Stats::bump(&stats.regenerations);
+        let lo = t.left_out;
+        for (gauge, v) in [
+            (&stats.left_out_routes, lo.routes),
+            (&stats.left_out_upstreams, lo.upstreams),
+            (&stats.left_out_targets, lo.targets),
+            (&stats.left_out_certificates, lo.certificates),
+        ] {
+            gauge.store(v as u64, Ordering::Relaxed);
+        }
+        if lo.any() {
+            log::warn!(
+                "regeneration {n}: beyond the configuration's bounds, left out: {} routes, {} upstreams, {} targets, {} certificates",
+                lo.routes, lo.upstreams, lo.targets, lo.certificates
+            );
+        }
         // One log line per problem when it appears, not at every regeneration.
         let now: BTreeSet<Problem> = t.problems.iter().cloned().collect();
         for p in now.difference(&reported) {
@@ -354,6 +381,18 @@ pub async fn run_with_leader(
         }
         if last.as_deref() == Some(t.yaml.as_str()) {
             log::debug!("regeneration {n}: no change");
+            continue;
+        }
+        // The gateway refuses a file over its size limit: keep the previous one.
+        let limit = pingway::config::limits::MAX_FILE_BYTES;
+        if t.yaml.len() as u64 > limit {
+            Stats::bump(&stats.oversize);
+            log::error!(
+                "regeneration {n}: the file would be {} bytes, over the gateway's {} MiB limit; \
+                 not written (lower --max-routes, --max-targets or --max-certificates)",
+                t.yaml.len(),
+                limit / (1024 * 1024)
+            );
             continue;
         }
         match crate::write::write_atomic(&opts.output, &t.yaml) {

@@ -93,7 +93,7 @@ fn http_route_kind() -> RouteGroupKind {
 pub fn collect(
     snapshot: &Snapshot,
     options: &Options,
-    certs: &mut Certificates,
+    certs: &mut Certificates<'_>,
     problems: &mut Vec<Problem>,
     status: &mut GatewayApiStatus,
 ) -> Gateways {
@@ -207,7 +207,7 @@ fn listener(
     l: &crate::gateway_api::Listener,
     snapshot: &Snapshot,
     options: &Options,
-    certs: &mut Certificates,
+    certs: &mut Certificates<'_>,
     problems: &mut Vec<Problem>,
 ) -> (OurListener, ListenerStatus) {
     let generation = gw.metadata.generation;
@@ -329,7 +329,6 @@ fn listener(
                             &target_ns,
                             &r.name,
                             &hosts,
-                            snapshot,
                         )
                         .map(|()| ol.secrets.push((target_ns.clone(), r.name.clone())))
                         .map_err(|e| ("InvalidCertificateRef", e))

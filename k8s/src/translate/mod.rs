@@ -112,6 +112,57 @@ pub struct Options {
     pub gateway_addresses: Vec<String>,
     /// The plugins the gateway knows: names are looked up and configs checked here.
     pub registry: Registry,
+    /// The most the generated file holds, whatever the cluster has.
+    pub limits: Limits,
+}
+
+/// Bounds on the generated configuration. The watcher holds whatever the cluster has;
+/// the file it writes holds at most this much. What is beyond a bound is left out
+/// deterministically (upstreams in name order, routes in namespace/name order,
+/// certificates in Secret namespace/name order), each with a [`Problem`], and counted in
+/// [`Translation::left_out`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Routes (`--max-routes`, default 50,000).
+    pub max_routes: usize,
+    /// Upstream pools (`--max-upstreams`, default 20,000).
+    pub max_upstreams: usize,
+    /// Targets over all pools (`--max-targets`, default 200,000).
+    pub max_targets: usize,
+    /// Certificates of the HTTPS listener, one per Secret (`--max-certificates`,
+    /// default 50,000).
+    pub max_certificates: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_routes: 50_000,
+            max_upstreams: 20_000,
+            max_targets: 200_000,
+            max_certificates: 50_000,
+        }
+    }
+}
+
+/// What the [`Limits`] left out of one translation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Routes beyond `max_routes`, or to an upstream that was left out.
+    pub routes: usize,
+    /// Upstream pools beyond `max_upstreams` or with no target left in `max_targets`.
+    pub upstreams: usize,
+    /// Targets beyond `max_targets` (including those of the pools left out).
+    pub targets: usize,
+    /// Certificates beyond `max_certificates`.
+    pub certificates: usize,
+}
+
+impl LeftOut {
+    /// Whether anything was left out.
+    pub fn any(&self) -> bool {
+        *self != LeftOut::default()
+    }
 }
 
 impl fmt::Debug for Options {
@@ -125,6 +176,7 @@ impl fmt::Debug for Options {
             .field("admin_listen", &self.admin_listen)
             .field("gateway_controller", &self.gateway_controller)
             .field("gateway_addresses", &self.gateway_addresses)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +193,7 @@ impl Default for Options {
             gateway_controller: DEFAULT_GATEWAY_CONTROLLER.into(),
             gateway_addresses: Vec::new(),
             registry: pingway_plugins::registry(),
+            limits: Limits::default(),
         }
     }
 }
@@ -194,6 +247,8 @@ pub struct Translation {
     pub problems: Vec<Problem>,
     /// The status of the Gateway API objects this gateway serves, for the writer.
     pub gateway_api_status: GatewayApiStatus,
+    /// What the [`Limits`] left out (also named in `problems`).
+    pub left_out: LeftOut,
 }
 
 /// One generated route, with the object it came from (to name it if it must be dropped).
@@ -213,6 +268,7 @@ struct Output {
     routes: Vec<RouteOut>,
     consumers: Vec<consumers::ConsumerOut>,
     problems: Vec<Problem>,
+    left_out: LeftOut,
 }
 
 /// Translates `snapshot` into the gateway's configuration.
@@ -220,7 +276,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     let mut out = Output::default();
     let catalogue = plugins::Catalogue::build(snapshot, &options.registry, &mut out.problems);
     let services = backend::Services::index(snapshot);
-    let mut certificates = tls::Certificates::default();
+    let mut certificates = tls::Certificates::new(snapshot);
 
     let mut ingresses: Vec<&Ingress> = snapshot
         .ingresses
@@ -232,7 +288,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     for ing in ingresses {
         ingress::translate_one(ing, &services, &catalogue, options, &mut out);
         if options.https_listener.is_some() {
-            certificates.collect(ing, snapshot, &mut out.problems);
+            certificates.collect(ing, &mut out.problems);
         }
     }
 
@@ -259,7 +315,11 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
 
     let mut listeners = vec![json!({"address": options.http_listener})];
     if let Some(address) = &options.https_listener {
-        let (certs, dropped) = certificates.finish_reporting(&mut out.problems);
+        let (certs, dropped) = certificates.finish(
+            options.limits.max_certificates,
+            &mut out.left_out.certificates,
+            &mut out.problems,
+        );
         gateways.certificates_dropped(&dropped);
         if !certs.is_empty() {
             listeners.push(json!({"address": address, "tls": {"certificates": certs}}));
@@ -283,7 +343,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         .filter(|r| r.kind == "HTTPRoute")
         .map(|r| (route_name(&r.value).to_string(), key(&r.meta)))
         .collect();
-    let mut t = finish(doc, out);
+    let mut t = finish(doc, out, &options.limits);
     let kept: std::collections::BTreeSet<&str> =
         t.config.routes.iter().map(|r| r.name.as_str()).collect();
     for (route, (ns, name)) in &from_http_routes {
@@ -305,7 +365,11 @@ fn key(meta: &ObjectMeta) -> (String, String) {
 
 /// Checks each route alone (matchers), then the whole file as the gateway will, dropping
 /// what fails; renders the YAML.
-fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translation {
+fn finish(
+    mut doc: serde_json::Map<String, Value>,
+    mut out: Output,
+    limits: &Limits,
+) -> Translation {
     // A route whose hosts or paths the router refuses is dropped by itself, naming its
     // Ingress, before the whole file is checked.
     out.routes.retain(|r| match route_problem(&r.value) {
@@ -315,6 +379,7 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
             false
         }
     });
+    bound(&mut out, limits);
     // The whole file: anything left that the gateway would refuse is dropped, by route,
     // until the file passes (a bug of this translation if it ever happens; bounded by
     // the number of routes).
@@ -335,8 +400,15 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
                 Value::Array(out.consumers.iter().map(|c| c.value()).collect()),
             );
         }
-        let value = Value::Object(doc.clone());
+        // Rendered without copying the document, and the routes' and upstreams' copies
+        // freed before the check parses the text (what bounds the peak memory).
+        let value = Value::Object(std::mem::take(&mut doc));
         let yaml = crate::render::to_yaml(&value);
+        if let Value::Object(mut map) = value {
+            map.remove("upstreams");
+            map.remove("routes");
+            doc = map;
+        }
         match check(&yaml) {
             Ok(config) => {
                 out.problems.sort();
@@ -346,6 +418,7 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
                     yaml,
                     problems: out.problems,
                     gateway_api_status: GatewayApiStatus::default(),
+                    left_out: out.left_out,
                 };
             }
             Err(diags) => {
@@ -411,6 +484,90 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
             }
         }
     }
+}
+
+/// Applies the [`Limits`]: upstreams in name order until `max_upstreams` pools or
+/// `max_targets` targets (the pool that crosses the bound keeps its first targets in
+/// sorted order), then the routes in order, without those whose upstream was left out,
+/// until `max_routes`. One problem per object that lost something.
+/// Every string under an `upstream` key in `v` (a route's pool, its split's, its
+/// mirror's).
+fn upstreams_named<'v>(v: &'v Value, found: &mut Vec<&'v str>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("upstream", Value::String(s)) => found.push(s),
+                    _ => upstreams_named(x, found),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| upstreams_named(x, found)),
+        _ => {}
+    }
+}
+
+fn bound(out: &mut Output, limits: &Limits) {
+    let mut budget = limits.max_targets;
+    let mut dropped = std::collections::BTreeSet::new();
+    for (i, (name, pool)) in out.upstreams.iter_mut().enumerate() {
+        let Some(Value::Array(targets)) = pool.get_mut("targets") else {
+            continue;
+        };
+        if i >= limits.max_upstreams || budget == 0 {
+            out.left_out.upstreams += 1;
+            out.left_out.targets += targets.len();
+            dropped.insert(name.clone());
+            continue;
+        }
+        if targets.len() > budget {
+            out.left_out.targets += targets.len() - budget;
+            out.problems.push(Problem {
+                kind: "Upstream",
+                namespace: String::new(),
+                name: name.clone(),
+                reason: format!(
+                    "{} of its {} targets left out: the configuration holds at most {} targets (--max-targets)",
+                    targets.len() - budget,
+                    targets.len(),
+                    limits.max_targets
+                ),
+            });
+            targets.truncate(budget);
+        }
+        budget -= targets.len();
+    }
+    out.upstreams.retain(|name, _| !dropped.contains(name));
+    let mut kept = 0;
+    let left_out = &mut out.left_out;
+    let problems = &mut out.problems;
+    out.routes.retain(|r| {
+        // The route's own pool, its split's and its mirror's.
+        let mut refs = Vec::new();
+        upstreams_named(&r.value, &mut refs);
+        let upstream = refs.into_iter().find(|u| dropped.contains(*u));
+        let reason = if upstream.is_some() {
+            format!(
+                "route {} left out: its upstream {} is beyond the configuration's bounds (at most {} upstreams, {} targets: --max-upstreams, --max-targets)",
+                route_name(&r.value),
+                upstream.unwrap_or_default(),
+                limits.max_upstreams,
+                limits.max_targets
+            )
+        } else if kept >= limits.max_routes {
+            format!(
+                "route {} left out: the configuration holds at most {} routes (--max-routes)",
+                route_name(&r.value),
+                limits.max_routes
+            )
+        } else {
+            kept += 1;
+            return true;
+        };
+        left_out.routes += 1;
+        problems.push(Problem::new(r.kind, &r.meta, reason));
+        false
+    });
 }
 
 fn route_name(route: &Value) -> &str {

@@ -388,3 +388,121 @@ fn rcgen_free_cert() -> (String, String) {
 }
 
 mod gateway_api;
+
+/// `n` Services `s000..`, each with `pods` ready endpoints, and one Ingress per Service.
+fn many(n: usize, pods: usize) -> Snapshot {
+    let mut s = Snapshot::default();
+    for i in 0..n {
+        let svc = format!("s{i:03}");
+        s.services
+            .push(service("ns", &svc, json!([{"name": "http", "port": 80}])));
+        let eps: Vec<Value> = (0..pods)
+            .map(|p| json!({"addresses": [format!("10.{}.{}.{}", i / 256, i % 256, p + 1)]}))
+            .collect();
+        s.endpoint_slices
+            .push(slice("ns", &svc, Some("http"), 8080, json!(eps)));
+        s.ingresses.push(ingress(
+            "ns",
+            &format!("i{i:03}"),
+            json!({}),
+            json!({"ingressClassName": "pingway", "rules": [{"host": format!("h{i}.example.com"),
+                "http": {"paths": [path("/", "Prefix", &svc, json!({"number": 80}))]}}]}),
+        ));
+    }
+    s
+}
+
+#[test]
+fn the_limits_bound_the_file_in_sorted_order_and_count_what_is_left_out() {
+    let s = many(10, 3);
+    let unbounded = translate(&s, &Options::default());
+    assert_eq!(unbounded.config.routes.len(), 10);
+    assert!(!unbounded.left_out.any());
+
+    // Routes: the first four Ingresses in namespace/name order.
+    let mut opts = Options::default();
+    opts.limits.max_routes = 4;
+    let t = translate(&s, &opts);
+    check(&t.yaml).expect("valid");
+    let names: Vec<&str> = t.config.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ns.i000.0.0", "ns.i001.0.0", "ns.i002.0.0", "ns.i003.0.0"]
+    );
+    assert_eq!(t.left_out.routes, 6);
+    let named = t
+        .problems
+        .iter()
+        .filter(|p| p.reason.contains("--max-routes"))
+        .count();
+    assert_eq!(named, 6, "{:?}", t.problems);
+
+    // Targets: 3 per pool, 7 in all: two full pools, the third keeps one, the rest of
+    // the pools and their routes are left out.
+    let mut opts = Options::default();
+    opts.limits.max_targets = 7;
+    let t = translate(&s, &opts);
+    check(&t.yaml).expect("valid");
+    let total: usize = t.config.upstreams.iter().map(|u| u.targets.len()).sum();
+    assert_eq!(total, 7);
+    assert_eq!(t.config.upstreams.len(), 3);
+    assert_eq!(t.config.upstreams[2].targets.len(), 1);
+    assert_eq!(t.config.routes.len(), 3);
+    assert_eq!(
+        t.left_out,
+        LeftOut {
+            routes: 7,
+            upstreams: 7,
+            targets: 23,
+            certificates: 0
+        }
+    );
+
+    // Upstreams: the first two pools by name, and only their routes.
+    let mut opts = Options::default();
+    opts.limits.max_upstreams = 2;
+    let t = translate(&s, &opts);
+    check(&t.yaml).expect("valid");
+    let pools: Vec<&str> = t.config.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(pools, ["ns.s000.80", "ns.s001.80"]);
+    assert_eq!(t.config.routes.len(), 2);
+    assert_eq!((t.left_out.upstreams, t.left_out.routes), (8, 8));
+    // Deterministic: the same snapshot, the same bytes.
+    assert_eq!(translate(&s, &opts).yaml, t.yaml);
+}
+
+#[test]
+fn the_certificate_limit_keeps_the_first_secrets_in_order() {
+    let mut s = base();
+    let cert = rcgen_free_cert();
+    for name in ["c", "a", "b"] {
+        s.secrets.push(obj(
+            json!({"metadata": {"namespace": "ns", "name": name}, "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(&cert.0), "tls.key": b64(&cert.1)}}),
+        ));
+        s.ingresses.push(class_ingress(
+            name,
+            json!({"tls": [{"hosts": [format!("{name}.example.com")], "secretName": name}]}),
+        ));
+    }
+    let mut opts = Options::default();
+    opts.limits.max_certificates = 2;
+    let t = translate(&s, &opts);
+    check(&t.yaml).expect("valid");
+    let tls = t.config.listeners[1].tls.as_ref().expect("https listener");
+    let snis: Vec<&str> = tls
+        .certificates
+        .iter()
+        .flat_map(|c| c.snis.iter().map(String::as_str))
+        .collect();
+    assert_eq!(snis, ["a.example.com", "b.example.com"]);
+    assert_eq!(t.left_out.certificates, 1);
+    assert!(
+        t.problems
+            .iter()
+            .any(|p| p.reason.contains("Secret ns/c left out")
+                && p.reason.contains("--max-certificates")),
+        "{:?}",
+        t.problems
+    );
+}

@@ -2,7 +2,9 @@
 //! `kubernetes.io/tls` Secret inline, for the hosts the entries list. Each certificate
 //! is checked as the gateway will check it; a bad one is left out alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::Secret;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -14,25 +16,33 @@ use super::{Problem, Snapshot};
 /// The Secret type that holds a certificate and its key.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
-/// Certificates gathered from the Ingresses, by Secret (namespace, name).
-#[derive(Default)]
-pub struct Certificates {
+/// Certificates gathered from the Ingresses and Gateways, by Secret (namespace, name).
+pub struct Certificates<'a> {
+    secrets: SecretIndex<'a>,
     by_secret: BTreeMap<(String, String), Cert>,
 }
 
 struct Cert {
     cert: String,
     key: String,
-    snis: Vec<String>,
+    snis: BTreeSet<String>,
     /// The kind of the object that first named it, for problems.
     kind: &'static str,
     /// The object that first named it.
     owner: ObjectMeta,
 }
 
-impl Certificates {
+impl<'a> Certificates<'a> {
+    /// No certificates yet; Secrets are read from `snapshot`.
+    pub fn new(snapshot: &'a Snapshot) -> Certificates<'a> {
+        Certificates {
+            secrets: SecretIndex::build(snapshot),
+            by_secret: BTreeMap::new(),
+        }
+    }
+
     /// Adds the Secrets `ingress` names in its `tls:` entries.
-    pub fn collect(&mut self, ingress: &Ingress, snapshot: &Snapshot, problems: &mut Vec<Problem>) {
+    pub fn collect(&mut self, ingress: &Ingress, problems: &mut Vec<Problem>) {
         let ns = ingress.metadata.namespace.clone().unwrap_or_default();
         for tls in ingress.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
             let Some(secret_name) = &tls.secret_name else {
@@ -45,7 +55,6 @@ impl Certificates {
                 &ns,
                 secret_name,
                 &hosts,
-                snapshot,
             ) {
                 problems.push(Problem::new(
                     "Ingress",
@@ -65,17 +74,16 @@ impl Certificates {
         ns: &str,
         secret_name: &str,
         hosts: &[String],
-        snapshot: &Snapshot,
     ) -> Result<(), String> {
         let key = (ns.to_string(), secret_name.to_string());
         if !self.by_secret.contains_key(&key) {
-            let (cert, k) = read_secret(snapshot, ns, secret_name)?;
+            let (cert, k) = read_secret(&self.secrets, ns, secret_name)?;
             self.by_secret.insert(
                 key.clone(),
                 Cert {
                     cert,
                     key: k,
-                    snis: Vec::new(),
+                    snis: BTreeSet::new(),
                     kind,
                     owner: meta.clone(),
                 },
@@ -84,8 +92,8 @@ impl Certificates {
         if let Some(c) = self.by_secret.get_mut(&key) {
             for h in hosts {
                 let h = h.trim().to_ascii_lowercase();
-                if !h.is_empty() && !c.snis.contains(&h) {
-                    c.snis.push(h);
+                if !h.is_empty() {
+                    c.snis.insert(h);
                 }
             }
         }
@@ -94,17 +102,29 @@ impl Certificates {
 
     /// The listener's `certificates:` entries: each checked alone; a name already
     /// served by an earlier Secret (in namespace/name order) is not served twice.
-    /// Also names the Secrets (namespace, name) left out because the gateway refuses
-    /// their certificate or key.
-    pub fn finish_reporting(
+    /// At most `max` of them: the rest, in the same order, are left out and counted in
+    /// `left_out`. Also names the Secrets (namespace, name) left out, because the
+    /// gateway refuses their certificate or key or beyond `max`.
+    pub fn finish(
         self,
+        max: usize,
+        left_out: &mut usize,
         problems: &mut Vec<Problem>,
     ) -> (Vec<Value>, Vec<(String, String)>) {
-        let mut taken: Vec<String> = Vec::new();
+        let mut taken: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         let mut dropped = Vec::new();
         for ((ns, name), mut c) in self.by_secret {
-            c.snis.sort();
+            if out.len() >= max {
+                *left_out += 1;
+                problems.push(Problem::new(
+                    c.kind,
+                    &c.owner,
+                    format!("Secret {ns}/{name} left out: the HTTPS listener holds at most {max} certificates (--max-certificates)"),
+                ));
+                dropped.push((ns, name));
+                continue;
+            }
             c.snis.retain(|s| {
                 if taken.contains(s) {
                     problems.push(Problem::new(
@@ -122,7 +142,7 @@ impl Certificates {
                 key: None,
                 cert_pem: Some(c.cert.clone()),
                 key_pem: Some(SecretText::new(c.key.clone())),
-                snis: c.snis.clone(),
+                snis: c.snis.iter().cloned().collect(),
                 default: false,
                 ocsp_file: None,
                 acme: false,
@@ -161,14 +181,34 @@ impl Certificates {
     }
 }
 
+/// The snapshot's Secrets by namespace and name.
+pub struct SecretIndex<'a>(HashMap<(&'a str, &'a str), &'a Secret>);
+
+impl<'a> SecretIndex<'a> {
+    /// Indexes `snapshot.secrets`.
+    pub fn build(snapshot: &'a Snapshot) -> SecretIndex<'a> {
+        SecretIndex(
+            snapshot
+                .secrets
+                .iter()
+                .filter_map(|s| {
+                    let m = &s.metadata;
+                    Some(((m.namespace.as_deref()?, m.name.as_deref()?), s.as_ref()))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The PEM certificate and key of a `kubernetes.io/tls` Secret.
-fn read_secret(snapshot: &Snapshot, ns: &str, name: &str) -> Result<(String, String), String> {
-    let secret = snapshot
-        .secrets
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
-        })
+fn read_secret(
+    secrets: &SecretIndex<'_>,
+    ns: &str,
+    name: &str,
+) -> Result<(String, String), String> {
+    let secret = secrets
+        .0
+        .get(&(ns, name))
         .ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
     if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
         return Err(format!(

@@ -3,3 +3,4 @@
 pub mod apiserver;
 pub mod gateway;
 pub mod objects;
+pub mod processes;
