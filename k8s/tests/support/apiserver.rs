@@ -8,6 +8,10 @@
 //! top-level fields (`type=kubernetes.io/tls`), 404 for kinds whose CRD is "not
 //! installed", and dropping every open watch on demand. Objects are JSON, as the real
 //! server sends them, so the typed k8s-openapi structs deserialize them.
+//!
+//! Writes (apiserver/writes.rs): GET, POST, PUT, PATCH (merge) and DELETE on single
+//! objects and their `/status`, for every kind, with `409 AlreadyExists` / `409 Conflict`;
+//! besides the watched kinds it serves Leases and `events.k8s.io/v1` Events.
 
 #![allow(dead_code)]
 
@@ -23,6 +27,10 @@ use hyper::body::Frame;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
+
+mod writes;
+
+pub use writes::merge_patch;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -92,9 +100,30 @@ const KINDS: &[Kind] = &[
     },
 ];
 
+/// Kinds the watcher writes but does not watch: leader-election Leases and the Events
+/// kube-runtime's `Recorder` posts (`events.k8s.io/v1`).
+const WRITE_KINDS: &[Kind] = &[
+    Kind {
+        api_version: "coordination.k8s.io/v1",
+        kind: "Lease",
+        plural: "leases",
+        namespaced: true,
+    },
+    Kind {
+        api_version: "events.k8s.io/v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+    },
+];
+
+/// Every kind served: the watched ones and the written ones.
+fn all_kinds() -> impl Iterator<Item = &'static Kind> {
+    KINDS.iter().chain(WRITE_KINDS.iter())
+}
+
 fn kind_by_name(kind: &str) -> Kind {
-    *KINDS
-        .iter()
+    *all_kinds()
         .find(|k| k.kind == kind)
         .unwrap_or_else(|| panic!("stand-in does not serve {kind}"))
 }
@@ -136,6 +165,8 @@ pub struct Counters {
     pub expired: AtomicU64,
     /// Watches that asked for a streaming list (`sendInitialEvents=true`).
     pub streaming: AtomicU64,
+    /// Writes that changed an object (create, replace, patch, delete through the API).
+    pub writes: AtomicU64,
 }
 
 /// The running stand-in.
@@ -183,7 +214,7 @@ impl ApiServer {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let s = s.clone();
-                        async move { Ok::<_, Infallible>(s.handle(req)) }
+                        async move { Ok::<_, Infallible>(s.serve(req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -420,7 +451,7 @@ impl ApiServer {
 /// The kind and namespace of `/api/v1/[namespaces/NS/]PLURAL` or
 /// `/apis/GROUP/VERSION/[namespaces/NS/]PLURAL`.
 fn route(path: &str) -> Option<(Kind, Option<String>)> {
-    for k in KINDS {
+    for k in all_kinds() {
         let p = prefix(k.api_version);
         let Some(rest) = path.strip_prefix(&p) else {
             continue;
