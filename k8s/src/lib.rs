@@ -6,11 +6,18 @@
 //! - [`watch`]: the kube-rs watchers and reflector stores that feed it, the debounce and
 //!   the atomic write.
 //! - [`crd`]: the plugin resources, and [`crd::crds`] for the manifests.
+//! - [`leader`]: Lease leader election; only the leader writes to the cluster:
+//!   [`events`] (an Event per skipped object) and [`status`] (`status.loadBalancer` of
+//!   the Ingresses served).
 
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod events;
+pub mod leader;
+pub mod probe;
 pub mod render;
+pub mod status;
 pub mod translate;
 pub mod watch;
 pub mod write;

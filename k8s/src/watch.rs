@@ -39,6 +39,23 @@ pub struct WatchOptions {
     /// The watcher's initial list: `true` asks for a streaming list
     /// (`sendInitialEvents=true`, Kubernetes 1.27+); `false` lists, then watches.
     pub streaming_list: bool,
+    /// Writes to the cluster (Events, Ingress status), done only while leading; `None`
+    /// for a read-only watcher.
+    pub cluster_writes: Option<ClusterWrites>,
+    /// Bumped after every write of the file (the in-process gateway reloads on it).
+    pub written: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+}
+
+/// What the watcher writes to the cluster, and when it may.
+#[derive(Debug, Clone)]
+pub struct ClusterWrites {
+    /// Whether this replica leads (see [`crate::leader`]): only the leader writes.
+    pub leadership: crate::leader::Leadership,
+    /// Events for skipped objects.
+    pub events: crate::events::EventOptions,
+    /// `status.loadBalancer` of the Ingresses served (nothing is written unless an
+    /// address source is configured).
+    pub status: crate::status::StatusOptions,
 }
 
 impl WatchOptions {
@@ -50,6 +67,8 @@ impl WatchOptions {
             max_delay: Duration::from_secs(2),
             translate: Options::default(),
             streaming_list: false,
+            cluster_writes: None,
+            written: None,
         }
     }
 }
@@ -65,10 +84,23 @@ pub struct Stats {
     pub write_errors: AtomicU64,
     /// Watch errors (each retried with backoff by the watcher).
     pub watch_errors: AtomicU64,
+    /// Events published (leader only).
+    pub events_published: AtomicU64,
+    /// New problems not published because a translation had more than the bound
+    /// ([`crate::events::EventOptions::max_per_round`]); tried again at the next one.
+    pub events_dropped: AtomicU64,
+    /// Events the API server refused.
+    pub event_errors: AtomicU64,
+    /// Translations the status writer looked at (leader or not).
+    pub status_rounds: AtomicU64,
+    /// Ingress status patches written (leader only; only when different).
+    pub status_writes: AtomicU64,
+    /// Ingress status patches refused.
+    pub status_errors: AtomicU64,
 }
 
 impl Stats {
-    fn bump(c: &AtomicU64) -> u64 {
+    pub(crate) fn bump(c: &AtomicU64) -> u64 {
         c.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
@@ -230,6 +262,26 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         opts.output.display()
     );
 
+    let (events_tx, status_tx) = match &opts.cluster_writes {
+        Some(w) => (
+            Some(crate::events::spawn(
+                client.clone(),
+                w.leadership.clone(),
+                w.events.clone(),
+                Arc::clone(&stats),
+            )),
+            w.status.enabled().then(|| {
+                crate::status::spawn(
+                    client.clone(),
+                    w.leadership.clone(),
+                    w.status.clone(),
+                    Arc::clone(&stats),
+                )
+            }),
+        ),
+        None => (None, None),
+    };
+
     let mut last = std::fs::read_to_string(&opts.output).ok();
     let mut reported: BTreeSet<Problem> = BTreeSet::new();
     let mut first = true;
@@ -249,7 +301,7 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             }
         }
         first = false;
-        let snapshot = Snapshot {
+        let snapshot = Arc::new(Snapshot {
             ingresses: ingresses.state(),
             ingress_classes: classes.state(),
             services: services.state(),
@@ -259,10 +311,11 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             cluster_gateway_plugins: cgwp.state(),
             kong_plugins: kp.state(),
             kong_cluster_plugins: kcp.state(),
-        };
+        });
         let options = opts.translate.clone();
+        let input = Arc::clone(&snapshot);
         // Translating thousands of objects is CPU work: off the async threads.
-        let t = match tokio::task::spawn_blocking(move || translate(&snapshot, &options)).await {
+        let t = match tokio::task::spawn_blocking(move || translate(&input, &options)).await {
             Ok(t) => t,
             Err(e) => {
                 log::error!("translation failed: {e}");
@@ -276,6 +329,20 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             log::warn!("skipped: {p}");
         }
         reported = now;
+        // The cluster writers take the latest translation (a newer one replaces one not
+        // yet handled) and write only while this replica leads.
+        if let Some(tx) = &events_tx {
+            tx.send_replace(Some(crate::events::Round {
+                snapshot: Arc::clone(&snapshot),
+                problems: Arc::new(t.problems.clone()),
+            }));
+        }
+        if let Some(tx) = &status_tx {
+            tx.send_replace(Some(crate::status::Round {
+                snapshot: Arc::clone(&snapshot),
+                accepted: Arc::new(t.accepted_ingresses.clone()),
+            }));
+        }
         if last.as_deref() == Some(t.yaml.as_str()) {
             log::debug!("regeneration {n}: no change");
             continue;
@@ -291,6 +358,9 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
                     t.problems.len()
                 );
                 last = Some(t.yaml);
+                if let Some(tx) = &opts.written {
+                    tx.send_modify(|n| *n += 1);
+                }
             }
             Err(e) => {
                 Stats::bump(&stats.write_errors);

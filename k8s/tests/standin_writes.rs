@@ -36,7 +36,9 @@ async fn create_conflicts_replace_checks_the_resource_version_delete_removes() {
         .await
         .unwrap();
     let rv1 = rv(&created);
-    let again = leases.create(&PostParams::default(), &lease("l", "b")).await;
+    let again = leases
+        .create(&PostParams::default(), &lease("l", "b"))
+        .await;
     match again {
         Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists")),
         other => panic!("expected 409 AlreadyExists, got {other:?}"),
@@ -51,10 +53,7 @@ async fn create_conflicts_replace_checks_the_resource_version_delete_removes() {
         .unwrap();
     let rv2 = rv(&replaced);
     assert_ne!(rv1, rv2);
-    assert_eq!(
-        replaced.spec.unwrap().holder_identity.as_deref(),
-        Some("b")
-    );
+    assert_eq!(replaced.spec.unwrap().holder_identity.as_deref(), Some("b"));
     // The same stale object again: 409 Conflict, and the stored holder is unchanged.
     match leases.replace("l", &PostParams::default(), &next).await {
         Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (409, "Conflict")),
@@ -75,7 +74,10 @@ async fn status_patches_change_only_status_and_main_patches_leave_it() {
     let server = ApiServer::start().await;
     server.apply(ingress("shop", "front", "shop.test", "/", "web", json!({})));
     let ingresses: Api<Ingress> = Api::namespaced(client(&server), "shop");
-    let before = server.counters.writes.load(std::sync::atomic::Ordering::Relaxed);
+    let before = server
+        .counters
+        .writes
+        .load(std::sync::atomic::Ordering::Relaxed);
 
     // A status patch that also tries to change the spec: only the status changes.
     let patch = json!({
@@ -91,18 +93,27 @@ async fn status_patches_change_only_status_and_main_patches_leave_it() {
         Some("pingway")
     );
     let stored = server.get("Ingress", "shop", "front").unwrap();
-    assert_eq!(stored["status"]["loadBalancer"]["ingress"][0]["ip"], "192.0.2.7");
+    assert_eq!(
+        stored["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "192.0.2.7"
+    );
     assert_eq!(stored["spec"]["ingressClassName"], "pingway");
 
     // The same status again changes nothing: no write, no new resourceVersion.
-    let writes = server.counters.writes.load(std::sync::atomic::Ordering::Relaxed);
+    let writes = server
+        .counters
+        .writes
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(writes, before + 1);
     ingresses
         .patch_status("front", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
     assert_eq!(
-        server.counters.writes.load(std::sync::atomic::Ordering::Relaxed),
+        server
+            .counters
+            .writes
+            .load(std::sync::atomic::Ordering::Relaxed),
         writes
     );
 
@@ -114,7 +125,10 @@ async fn status_patches_change_only_status_and_main_patches_leave_it() {
         .unwrap();
     let stored = server.get("Ingress", "shop", "front").unwrap();
     assert_eq!(stored["spec"]["ingressClassName"], "kong");
-    assert_eq!(stored["status"]["loadBalancer"]["ingress"][0]["ip"], "192.0.2.7");
+    assert_eq!(
+        stored["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "192.0.2.7"
+    );
 }
 
 #[tokio::test]
@@ -145,5 +159,9 @@ async fn writes_reach_watchers() {
 }
 
 fn rv(lease: &Lease) -> String {
-    lease.metadata.resource_version.clone().expect("a resourceVersion")
+    lease
+        .metadata
+        .resource_version
+        .clone()
+        .expect("a resourceVersion")
 }

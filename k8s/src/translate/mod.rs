@@ -157,6 +157,10 @@ pub struct Translation {
     pub yaml: String,
     /// Objects or parts left out, sorted, each once.
     pub problems: Vec<Problem>,
+    /// The Ingresses served: `(namespace, name)` of each Ingress of our class with at
+    /// least one route in [`Translation::config`], sorted (their `status.loadBalancer`
+    /// is written, see [`crate::status`]).
+    pub accepted_ingresses: Vec<(String, String)>,
 }
 
 /// One generated route, with the object it came from (to name it if it must be dropped).
@@ -252,10 +256,19 @@ fn finish(mut doc: serde_json::Map<String, Value>, mut out: Output) -> Translati
             Ok(config) => {
                 out.problems.sort();
                 out.problems.dedup();
+                let mut accepted_ingresses: Vec<(String, String)> = out
+                    .routes
+                    .iter()
+                    .filter(|r| r.kind == "Ingress")
+                    .map(|r| key(&r.meta))
+                    .collect();
+                accepted_ingresses.sort();
+                accepted_ingresses.dedup();
                 return Translation {
                     config,
                     yaml,
                     problems: out.problems,
+                    accepted_ingresses,
                 };
             }
             Err(diags) => {

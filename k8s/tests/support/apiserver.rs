@@ -30,8 +30,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 mod writes;
 
-pub use writes::merge_patch;
-
 type Body = BoxBody<Bytes, Infallible>;
 
 /// A kind the stand-in serves.

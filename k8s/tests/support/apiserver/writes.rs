@@ -76,7 +76,7 @@ fn route_collection(path: &str) -> Option<(Kind, String)> {
 }
 
 /// RFC 7386 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
+fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
@@ -157,9 +157,7 @@ impl ApiServer {
                     "application/merge-patch+json"
                     | "application/strategic-merge-patch+json"
                     | "application/apply-patch+yaml" => match parsed() {
-                        Ok(patch) => {
-                            self.patch(&t, &patch, ct == "application/apply-patch+yaml")
-                        }
+                        Ok(patch) => self.patch(&t, &patch, ct == "application/apply-patch+yaml"),
                         Err(e) => bad_request(&e.to_string()),
                     },
                     other => status(
@@ -292,7 +290,10 @@ impl ApiServer {
         let Some(old) = st.objects.get(&key).cloned() else {
             return missing(t);
         };
-        if obj["metadata"]["name"].as_str().is_some_and(|n| n != t.name) {
+        if obj["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n != t.name)
+        {
             return bad_request("the name of the object does not match the request");
         }
         if let Some(conflict) = stale(t, &obj, &old) {
@@ -348,7 +349,13 @@ impl ApiServer {
         self.finish_update(&mut st, t, old, new)
     }
 
-    fn finish_update(&self, st: &mut State, t: &Target, old: Value, mut new: Value) -> Response<Body> {
+    fn finish_update(
+        &self,
+        st: &mut State,
+        t: &Target,
+        old: Value,
+        mut new: Value,
+    ) -> Response<Body> {
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         drop_nulls(&mut new);
         let mut old_cmp = old.clone();
@@ -366,7 +373,14 @@ impl ApiServer {
         let Some(old) = st.objects.get(&key).cloned() else {
             return missing(t);
         };
-        let stored = self.commit(&mut st, t.kind, t.ns.clone(), t.name.clone(), old, "DELETED");
+        let stored = self.commit(
+            &mut st,
+            t.kind,
+            t.ns.clone(),
+            t.name.clone(),
+            old,
+            "DELETED",
+        );
         super::json_response(StatusCode::OK, &stored)
     }
 }
@@ -410,7 +424,11 @@ fn missing(t: &Target) -> Response<Body> {
 }
 
 fn not_found(path: &str) -> Response<Body> {
-    status(StatusCode::NOT_FOUND, "NotFound", &format!("no handler for {path}"))
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("no handler for {path}"),
+    )
 }
 
 fn bad_request(message: &str) -> Response<Body> {
