@@ -96,8 +96,7 @@ async fn publish_loop(
             .into_iter()
             .filter(|p| !published.contains(*p) && p.kind != "Configuration")
             .collect();
-        let mut sent = 0usize;
-        for p in &new {
+        for (sent, p) in new.iter().enumerate() {
             if sent == opts.max_per_round {
                 let rest = (new.len() - sent) as u64;
                 stats
@@ -110,7 +109,6 @@ async fn publish_loop(
                 );
                 break;
             }
-            sent += 1;
             let reference = reference(&round.snapshot, p);
             match recorder.publish(&event(p), &reference).await {
                 Ok(()) => {
