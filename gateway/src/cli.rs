@@ -21,14 +21,35 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the configuration in FILE, reloading it when it changes or on SIGHUP.
+    /// Serve the configuration in FILE, reloading it when it changes or on SIGHUP; or,
+    /// with `--kubernetes`, watch a Kubernetes cluster and serve what it says.
     Run {
         /// The YAML configuration.
-        #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            required_unless_present = "kubernetes",
+            conflicts_with = "kubernetes"
+        )]
+        config: Option<PathBuf>,
         /// Do not watch the file (SIGHUP still reloads).
         #[arg(long)]
         no_watch: bool,
+        /// Run the Kubernetes watcher and the gateway in one process: executes
+        /// `pingway-k8s serve [ARGS...]` (the `pingway-k8s` binary next to this one, else
+        /// on PATH). The arguments after `--kubernetes` are the watcher's (see
+        /// `pingway-k8s serve --help`).
+        #[arg(long)]
+        kubernetes: bool,
+        /// The watcher's arguments (with `--kubernetes`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            requires = "kubernetes",
+            value_name = "ARGS"
+        )]
+        watcher_args: Vec<String>,
     },
     /// Check configuration files; print FILE:LINE:COLUMN: field: problem for each problem.
     Validate {
@@ -110,7 +131,22 @@ pub enum Command {
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli, registry: Registry) -> i32 {
     match cli.command {
-        Command::Run { config, no_watch } => {
+        Command::Run {
+            kubernetes: true,
+            watcher_args,
+            ..
+        } => {
+            let err = crate::kubernetes::exec_watcher(&watcher_args);
+            eprintln!("{err}");
+            1
+        }
+        Command::Run {
+            config, no_watch, ..
+        } => {
+            let Some(config) = config else {
+                eprintln!("pingway run: --config FILE or --kubernetes is required");
+                return 2;
+            };
             let gateway = Gateway::builder()
                 .registry(registry)
                 .config_file(config)

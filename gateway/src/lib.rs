@@ -29,6 +29,7 @@ pub mod explain;
 pub mod gateway;
 pub mod headers;
 pub mod https_only;
+pub mod kubernetes;
 pub mod live_stats;
 pub mod logging;
 pub mod memory;

@@ -7,7 +7,7 @@
 //! `lastTransitionTime` over while its status is unchanged, and keeps the
 //! `status.parents` entries of other controllers on an HTTPRoute (a merge patch replaces
 //! a list whole). [`apply`] sends the patches. Only the leader should call [`apply`]; the
-//! watch loop asks its `is_leader` closure first.
+//! watch loop checks the Lease first.
 
 use std::collections::BTreeMap;
 

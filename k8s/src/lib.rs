@@ -11,6 +11,9 @@
 //!   [`gateway_status`], which writes their status back.
 //! - [`crd`]: the plugin and consumer resources, and [`crd::crds`] for the manifests.
 //! - [`load`]: objects from manifest files, for `pingway-k8s translate` and tests.
+//! - [`leader`]: Lease leader election; only the leader writes to the cluster:
+//!   [`events`] (an Event per skipped object) and [`status`] (`status.loadBalancer` of
+//!   the Ingresses served).
 
 #![warn(missing_docs)]
 
@@ -18,7 +21,11 @@ pub mod crd;
 pub mod gateway_api;
 pub mod gateway_status;
 pub mod load;
+pub mod events;
+pub mod leader;
+pub mod probe;
 pub mod render;
+pub mod status;
 pub mod translate;
 pub mod watch;
 pub mod write;

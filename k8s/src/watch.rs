@@ -4,7 +4,9 @@
 //! is resumed by the watcher (a relist after `410 Expired`), so an object deleted while
 //! disconnected is gone after the relist. After each translation, the Gateway API
 //! objects whose status differs from the computed one get a status patch
-//! ([`crate::gateway_status`]), while `is_leader` says so ([`run_with_leader`]).
+//! ([`crate::gateway_status`]), and the Events and Ingress status writers get the
+//! translation: all three only with [`WatchOptions::cluster_writes`] and while this
+//! replica holds the Lease ([`crate::leader`]).
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -44,6 +46,23 @@ pub struct WatchOptions {
     /// The watcher's initial list: `true` asks for a streaming list
     /// (`sendInitialEvents=true`, Kubernetes 1.27+); `false` lists, then watches.
     pub streaming_list: bool,
+    /// Writes to the cluster (Events, Ingress status), done only while leading; `None`
+    /// for a read-only watcher.
+    pub cluster_writes: Option<ClusterWrites>,
+    /// Bumped after every write of the file (the in-process gateway reloads on it).
+    pub written: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+}
+
+/// What the watcher writes to the cluster, and when it may.
+#[derive(Debug, Clone)]
+pub struct ClusterWrites {
+    /// Whether this replica leads (see [`crate::leader`]): only the leader writes.
+    pub leadership: crate::leader::Leadership,
+    /// Events for skipped objects.
+    pub events: crate::events::EventOptions,
+    /// `status.loadBalancer` of the Ingresses served (nothing is written unless an
+    /// address source is configured).
+    pub status: crate::status::StatusOptions,
 }
 
 impl WatchOptions {
@@ -55,6 +74,8 @@ impl WatchOptions {
             max_delay: Duration::from_secs(2),
             translate: Options::default(),
             streaming_list: false,
+            cluster_writes: None,
+            written: None,
         }
     }
 }
@@ -73,10 +94,10 @@ pub struct Stats {
     pub oversize: AtomicU64,
     /// Watch errors (each retried with backoff by the watcher).
     pub watch_errors: AtomicU64,
-    /// Gateway API status patches sent.
-    pub status_writes: AtomicU64,
+    /// Gateway API status patches sent (leader only; only when different).
+    pub gateway_status_writes: AtomicU64,
     /// Gateway API status patches that failed (planned again at the next translation).
-    pub status_errors: AtomicU64,
+    pub gateway_status_errors: AtomicU64,
     /// Routes the [`Limits`](crate::translate::Limits) left out of the last
     /// regeneration (a gauge).
     pub left_out_routes: AtomicU64,
@@ -86,10 +107,23 @@ pub struct Stats {
     pub left_out_targets: AtomicU64,
     /// Certificates left out of the last regeneration (a gauge).
     pub left_out_certificates: AtomicU64,
+    /// Events published (leader only).
+    pub events_published: AtomicU64,
+    /// New problems not published because a translation had more than the bound
+    /// ([`crate::events::EventOptions::max_per_round`]); tried again at the next one.
+    pub events_dropped: AtomicU64,
+    /// Events the API server refused.
+    pub event_errors: AtomicU64,
+    /// Translations the status writer looked at (leader or not).
+    pub status_rounds: AtomicU64,
+    /// Ingress status patches written (leader only; only when different).
+    pub status_writes: AtomicU64,
+    /// Ingress status patches refused.
+    pub status_errors: AtomicU64,
 }
 
 impl Stats {
-    fn bump(c: &AtomicU64) -> u64 {
+    pub(crate) fn bump(c: &AtomicU64) -> u64 {
         c.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
@@ -168,6 +202,14 @@ where
     }
 }
 
+/// Whether this replica writes to the cluster now: cluster writes are on and it holds
+/// the Lease.
+fn leads(opts: &WatchOptions) -> bool {
+    opts.cluster_writes
+        .as_ref()
+        .is_some_and(|w| *w.leadership.borrow())
+}
+
 /// Whether the API server serves `K` (a CRD that may not be installed).
 async fn exists<K>(api: &Api<K>, kind: &'static str) -> Result<bool, WatchError>
 where
@@ -200,23 +242,10 @@ where
     }
 }
 
-/// Runs the loop until an unrecoverable error. `stats` is updated as it goes. Gateway API
-/// status is always written (see [`run_with_leader`]).
+/// Runs the loop until an unrecoverable error. `stats` is updated as it goes. With
+/// [`WatchOptions::cluster_writes`], the leader also writes Events, Ingress status and
+/// Gateway API status; without, nothing is written to the cluster.
 pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Result<(), WatchError> {
-    run_with_leader(client, opts, stats, Arc::new(|| true)).await
-}
-
-/// Whether this replica may write status now (the Lease holder).
-pub type IsLeader = Arc<dyn Fn() -> bool + Send + Sync>;
-
-/// [`run`], writing Gateway API status only while `is_leader` says so (every replica
-/// writes the file; only the leader writes status).
-pub async fn run_with_leader(
-    client: Client,
-    opts: WatchOptions,
-    stats: Arc<Stats>,
-    is_leader: IsLeader,
-) -> Result<(), WatchError> {
     let changed = Arc::new(Notify::new());
     let mut cfg = watcher::Config::default();
     if opts.streaming_list {
@@ -287,6 +316,39 @@ pub async fn run_with_leader(
         opts.output.display()
     );
 
+    let (events_tx, status_tx) = match &opts.cluster_writes {
+        Some(w) => (
+            Some(crate::events::spawn(
+                client.clone(),
+                w.leadership.clone(),
+                w.events.clone(),
+                Arc::clone(&stats),
+            )),
+            w.status.enabled().then(|| {
+                crate::status::spawn(
+                    client.clone(),
+                    w.leadership.clone(),
+                    w.status.clone(),
+                    Arc::clone(&stats),
+                )
+            }),
+        ),
+        None => (None, None),
+    };
+    // A replica that becomes leader translates again, so the Gateway API status it now
+    // owns is written without waiting for a change in the cluster.
+    if let Some(w) = &opts.cluster_writes {
+        let mut leadership = w.leadership.clone();
+        let changed = Arc::clone(&changed);
+        tokio::spawn(async move {
+            while leadership.changed().await.is_ok() {
+                if *leadership.borrow_and_update() {
+                    changed.notify_one();
+                }
+            }
+        });
+    }
+
     let mut last = std::fs::read_to_string(&opts.output).ok();
     let mut reported: BTreeSet<Problem> = BTreeSet::new();
     let mut first = true;
@@ -306,7 +368,7 @@ pub async fn run_with_leader(
             }
         }
         first = false;
-        let snapshot = Snapshot {
+        let snapshot = Arc::new(Snapshot {
             ingresses: ingresses.state(),
             ingress_classes: classes.state(),
             services: services.state(),
@@ -323,17 +385,11 @@ pub async fn run_with_leader(
             gateways: gw.state(),
             http_routes: hr.state(),
             reference_grants: rg.state(),
-        };
-        // The Gateway API objects as they are now, to compare their status with.
-        let current = Snapshot {
-            gateway_classes: snapshot.gateway_classes.clone(),
-            gateways: snapshot.gateways.clone(),
-            http_routes: snapshot.http_routes.clone(),
-            ..Snapshot::default()
-        };
+        });
         let options = opts.translate.clone();
+        let input = Arc::clone(&snapshot);
         // Translating thousands of objects is CPU work: off the async threads.
-        let t = match tokio::task::spawn_blocking(move || translate(&snapshot, &options)).await {
+        let t = match tokio::task::spawn_blocking(move || translate(&input, &options)).await {
             Ok(t) => t,
             Err(e) => {
                 log::error!("translation failed: {e}");
@@ -362,9 +418,10 @@ pub async fn run_with_leader(
             log::warn!("skipped: {p}");
         }
         reported = now;
-        if is_leader() {
+        if leads(&opts) {
+            // The objects as the stores hold them now: their status is compared with.
             let patches = crate::gateway_status::plan(
-                &current,
+                &snapshot,
                 &t.gateway_api_status,
                 &opts.translate.gateway_controller,
                 &crate::gateway_status::now(),
@@ -372,12 +429,26 @@ pub async fn run_with_leader(
             if !patches.is_empty() {
                 let failed = crate::gateway_status::apply(&client, &patches).await;
                 stats
-                    .status_writes
+                    .gateway_status_writes
                     .fetch_add((patches.len() - failed) as u64, Ordering::Relaxed);
                 stats
-                    .status_errors
+                    .gateway_status_errors
                     .fetch_add(failed as u64, Ordering::Relaxed);
             }
+        }
+        // The cluster writers take the latest translation (a newer one replaces one not
+        // yet handled) and write only while this replica leads.
+        if let Some(tx) = &events_tx {
+            tx.send_replace(Some(crate::events::Round {
+                snapshot: Arc::clone(&snapshot),
+                problems: Arc::new(t.problems.clone()),
+            }));
+        }
+        if let Some(tx) = &status_tx {
+            tx.send_replace(Some(crate::status::Round {
+                snapshot: Arc::clone(&snapshot),
+                accepted: Arc::new(t.accepted_ingresses.clone()),
+            }));
         }
         if last.as_deref() == Some(t.yaml.as_str()) {
             log::debug!("regeneration {n}: no change");
@@ -406,6 +477,9 @@ pub async fn run_with_leader(
                     t.problems.len()
                 );
                 last = Some(t.yaml);
+                if let Some(tx) = &opts.written {
+                    tx.send_modify(|n| *n += 1);
+                }
             }
             Err(e) => {
                 Stats::bump(&stats.write_errors);

@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pingway_k8s::watch::{self, Stats, WatchOptions};
+use pingway_k8s::events::EventOptions;
+use pingway_k8s::status::StatusOptions;
+use pingway_k8s::watch::{self, ClusterWrites, Stats, WatchOptions};
 use serde_json::{json, Value};
 use support::apiserver::ApiServer;
 use support::objects::*;
@@ -73,6 +75,13 @@ async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
     let mut opts = WatchOptions::new(out.clone());
     opts.translate.https_listener = None;
     opts.debounce = Duration::from_millis(20);
+    // This replica leads (kept for the whole test): only a leader writes status.
+    let (_leader, leadership) = tokio::sync::watch::channel(true);
+    opts.cluster_writes = Some(ClusterWrites {
+        leadership,
+        events: EventOptions::new("gateway-api-test"),
+        status: StatusOptions::default(),
+    });
     let stats = Arc::new(Stats::default());
     let c = client(&api);
     let s = Arc::clone(&stats);
@@ -131,12 +140,12 @@ async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
     .await;
     // Status writes stop once nothing differs: the patches sent so far are few.
     let writes = stats
-        .status_writes
+        .gateway_status_writes
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!((3..=8).contains(&writes), "{writes} status writes");
     assert_eq!(
         stats
-            .status_errors
+            .gateway_status_errors
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );

@@ -249,6 +249,10 @@ pub struct Translation {
     pub gateway_api_status: GatewayApiStatus,
     /// What the [`Limits`] left out (also named in `problems`).
     pub left_out: LeftOut,
+    /// The Ingresses served: `(namespace, name)` of each Ingress of our class with at
+    /// least one route in [`Translation::config`], sorted (their `status.loadBalancer`
+    /// is written, see [`crate::status`]).
+    pub accepted_ingresses: Vec<(String, String)>,
 }
 
 /// One generated route, with the object it came from (to name it if it must be dropped).
@@ -413,12 +417,21 @@ fn finish(
             Ok(config) => {
                 out.problems.sort();
                 out.problems.dedup();
+                let mut accepted_ingresses: Vec<(String, String)> = out
+                    .routes
+                    .iter()
+                    .filter(|r| r.kind == "Ingress")
+                    .map(|r| key(&r.meta))
+                    .collect();
+                accepted_ingresses.sort();
+                accepted_ingresses.dedup();
                 return Translation {
                     config,
                     yaml,
                     problems: out.problems,
                     gateway_api_status: GatewayApiStatus::default(),
                     left_out: out.left_out,
+                    accepted_ingresses,
                 };
             }
             Err(diags) => {
