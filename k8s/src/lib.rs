@@ -18,11 +18,11 @@
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod events;
 pub mod gateway_api;
 pub mod gateway_status;
-pub mod load;
-pub mod events;
 pub mod leader;
+pub mod load;
 pub mod probe;
 pub mod render;
 pub mod status;

@@ -323,13 +323,7 @@ fn listener(
                     ))
                 } else {
                     certs
-                        .add(
-                            "Gateway",
-                            &gw.metadata,
-                            &target_ns,
-                            &r.name,
-                            &hosts,
-                        )
+                        .add("Gateway", &gw.metadata, &target_ns, &r.name, &hosts)
                         .map(|()| ol.secrets.push((target_ns.clone(), r.name.clone())))
                         .map_err(|e| ("InvalidCertificateRef", e))
                 };

@@ -10,9 +10,9 @@
 mod annotations;
 mod backend;
 mod class;
+mod consumers;
 pub mod gateway;
 mod httproute;
-mod consumers;
 mod ingress;
 mod plugins;
 mod tls;

@@ -49,13 +49,7 @@ impl<'a> Certificates<'a> {
                 continue;
             };
             let hosts: Vec<String> = tls.hosts.iter().flatten().cloned().collect();
-            if let Err(reason) = self.add(
-                "Ingress",
-                &ingress.metadata,
-                &ns,
-                secret_name,
-                &hosts,
-            ) {
+            if let Err(reason) = self.add("Ingress", &ingress.metadata, &ns, secret_name, &hosts) {
                 problems.push(Problem::new(
                     "Ingress",
                     &ingress.metadata,
