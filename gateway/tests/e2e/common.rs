@@ -39,6 +39,19 @@ where
     false
 }
 
+/// Waits (on the clock, not a fixed sleep) until at least 20 seconds are left in the
+/// current minute, so that a burst counted against `minute:` stays in one window.
+pub async fn early_in_a_minute() {
+    let ok = wait_until(Duration::from_secs(30), || async {
+        let s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        s % 60 < 40
+    })
+    .await;
+    assert!(ok, "the clock never reached the start of a minute");
+}
+
 /// The `pingway` binary built for these tests, or the one `PINGWAY_BIN` names (to run
 /// the suite against a release build, or against an older build to see a test fail).
 pub fn pingway_bin() -> PathBuf {

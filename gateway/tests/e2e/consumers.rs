@@ -37,6 +37,7 @@ fn remaining(resp: &reqwest::Response) -> Option<String> {
 #[tokio::test]
 async fn rate_limiting_by_consumer_keeps_budgets_apart() {
     let g = AuthGateway::start(&routes(3), ALICE_BOB).await;
+    early_in_a_minute().await;
     for left in ["2", "1", "0"] {
         let r = g.get("/", &[("apikey", "alice-key")]).await;
         assert_eq!(r.status(), 200);
@@ -70,6 +71,7 @@ consumers:
         config: {minute: 1, limit_by: credential}
 "#;
     let g = AuthGateway::start(routes, consumers).await;
+    early_in_a_minute().await;
     assert_eq!(g.get("/", &[("apikey", "k1")]).await.status(), 200);
     assert_eq!(g.get("/", &[("apikey", "k1")]).await.status(), 429);
     assert_eq!(g.get("/", &[("apikey", "k2")]).await.status(), 200);

@@ -522,7 +522,9 @@ async fn gateway_answers_are_grpc_statuses() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 
-    // rate-limiting: the first call passes, the second is RESOURCE_EXHAUSTED.
+    // rate-limiting: the first call passes, the second is RESOURCE_EXHAUSTED (both in
+    // one minute window).
+    early_in_a_minute().await;
     unary(&ch, "/test.Limited/Unary", echo("x")).await.unwrap();
     let err = unary(&ch, "/test.Limited/Unary", echo("x"))
         .await

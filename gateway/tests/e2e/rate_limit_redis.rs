@@ -3,7 +3,7 @@
 //! Without `redis-server` on PATH these tests fail, saying so.
 
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pingway_plugins::redis::test_server::TestRedis as Redis;
 
@@ -37,19 +37,6 @@ fn header(r: &reqwest::Response, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// Waits (on the clock, not a fixed sleep) until at least 20 seconds are left in the
-/// current minute, so that a burst counted against `minute:` stays in one window.
-async fn early_in_a_minute() {
-    let ok = wait_until(Duration::from_secs(30), || async {
-        let s = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        s % 60 < 40
-    })
-    .await;
-    assert!(ok, "the clock never reached the start of a minute");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
