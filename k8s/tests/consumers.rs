@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::json;
 use support::apiserver::{labels_selected, ApiServer};
-use support::gateway::*;
 use support::objects::*;
+use support::processes::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
@@ -84,15 +84,15 @@ async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
     );
 
     until("the route answers", &logs, async || {
-        get(port, "shop.test", "/", &[]).await.map(|r| r.0) == Some(401)
+        get_with(port, "shop.test", "/", &[]).await.map(|r| r.0) == Some(401)
     })
     .await;
     assert_eq!(
-        get(port, "shop.test", "/", &[("apikey", "alice-s3cret-key")]).await,
+        get_with(port, "shop.test", "/", &[("apikey", "alice-s3cret-key")]).await,
         Some((200, "alice".into()))
     );
     assert_eq!(
-        get(port, "shop.test", "/", &[("apikey", "bob-key-value")])
+        get_with(port, "shop.test", "/", &[("apikey", "bob-key-value")])
             .await
             .map(|r| r.0),
         Some(401),
@@ -115,7 +115,7 @@ async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
     // The Secret deleted: the key no longer opens the route.
     api.delete("Secret", "shop", "alice-key");
     until("401 after the Secret is deleted", &logs, async || {
-        get(port, "shop.test", "/", &[("apikey", "alice-s3cret-key")])
+        get_with(port, "shop.test", "/", &[("apikey", "alice-s3cret-key")])
             .await
             .map(|r| r.0)
             == Some(401)
@@ -130,7 +130,7 @@ async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
         &[("key", "alice-new-key")],
     ));
     until("200 with the new key", &logs, async || {
-        get(port, "shop.test", "/", &[("apikey", "alice-new-key")]).await
+        get_with(port, "shop.test", "/", &[("apikey", "alice-new-key")]).await
             == Some((200, "alice".into()))
     })
     .await;

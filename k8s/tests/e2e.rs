@@ -5,135 +5,15 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 use support::apiserver::ApiServer;
 use support::objects::*;
+use support::processes::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The `pingway` gateway binary: `PINGWAY_BIN`, else the one beside this test in the
-/// target directory, built with cargo first if it is not there (a `cargo test
-/// --workspace` builds it anyway).
-fn pingway_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("PINGWAY_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let bin = dir.join(format!("pingway{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "pingway", "--bin", "pingway"])
-            .status()
-            .expect("cargo build -p pingway");
-        assert!(status.success(), "building the gateway failed");
-    }
-    assert!(bin.exists(), "no gateway binary at {}", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A backend answering every request with `name`.
-async fn backend(name: &'static str) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
-                    name.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    addr
-}
-
-/// GET `path` with `Host: host` from the gateway: (status, body), or None if it does
-/// not answer.
-async fn get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-async fn until(what: &str, logs: &[&Path], mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        if Instant::now() > deadline {
-            for l in logs {
-                eprintln!(
-                    "--- {}\n{}",
-                    l.display(),
-                    std::fs::read_to_string(l).unwrap_or_default()
-                );
-            }
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &Path, args: &[&str], log: &Path) -> Killed {
-    let f = std::fs::File::create(log).unwrap();
-    Killed(
-        Command::new(bin)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", bin.display())),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_to_running_gateway() {

@@ -1,6 +1,5 @@
 //! Test support: the stand-in API server and object builders.
 
 pub mod apiserver;
-pub mod gateway;
 pub mod objects;
 pub mod processes;
