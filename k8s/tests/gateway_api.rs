@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,22 +162,12 @@ async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
     let watcher_log = dir.path().join("watcher.log");
     let gateway_log = dir.path().join("gateway.log");
     let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let _watcher = spawn(
-        Path::new(env!("CARGO_BIN_EXE_pingway-k8s")),
-        &[
-            "run",
-            "--server",
-            &api.url(),
-            "--output",
-            config.to_str().unwrap(),
-            "--http-listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-            "--no-https",
-            "--debounce-ms",
-            "50",
-        ],
+    let _watcher = spawn_watcher(
+        &api.url(),
+        &config,
+        port,
+        admin,
+        &["--no-https", "--debounce-ms", "50"],
         &watcher_log,
     );
     until("the file with the route", &logs, async || {
