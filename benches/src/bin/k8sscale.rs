@@ -3,8 +3,8 @@
 //! gateway's configuration, timed, with the memory it takes.
 //!
 //! ```text
-//! k8sscale translate [--ingresses 5000] [--pods 10] [--runs 5]
-//! k8sscale regenerate [--ingresses 500] [--pods 10] [--count 10000]
+//! k8sscale translate [--ingresses 5000] [--pods 10] [--runs 5] [--kind ingress|httproute]
+//! k8sscale regenerate [--ingresses 500] [--pods 10] [--count 10000] [--kind ingress|httproute]
 //! ```
 //!
 //! `translate` prints the time of each translation and its peak heap (a counting
@@ -15,8 +15,10 @@
 //!
 //! Each Ingress has one host and two paths (`/api` with `strip-path`, `/`), one in five
 //! names a rate-limiting KongPlugin; each Service has one EndpointSlice of `pods` ready
-//! endpoints. Ingresses only: the Gateway API's HTTPRoutes were not translated when this
-//! was written.
+//! endpoints. With `--kind httproute` the same routes come from HTTPRoutes instead (one
+//! per Service, attached to one Gateway listener allowing all namespaces: `/api` with a
+//! URLRewrite of its prefix to `/`, `/`, one in five with an ExtensionRef to the
+//! rate-limiting KongPlugin).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,6 +88,9 @@ enum Command {
         /// Translations timed.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// What the routes come from.
+        #[arg(long, value_enum, default_value_t = Kind::Ingress)]
+        kind: Kind,
     },
     /// Translate many times with churning endpoints; memory at start, middle, end.
     Regenerate {
@@ -98,7 +103,19 @@ enum Command {
         /// Regenerations.
         #[arg(long, default_value_t = 10_000)]
         count: usize,
+        /// What the routes come from.
+        #[arg(long, value_enum, default_value_t = Kind::Ingress)]
+        kind: Kind,
     },
+}
+
+/// The kind of object the routes of the synthetic snapshot come from.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    /// `networking.k8s.io/v1` Ingresses.
+    Ingress,
+    /// Gateway API HTTPRoutes attached to one Gateway.
+    Httproute,
 }
 
 fn obj<K: serde::de::DeserializeOwned>(v: Value) -> Arc<K> {
@@ -123,8 +140,18 @@ fn slice(i: usize, pods: usize, generation: usize) -> Value {
         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}], "endpoints": eps})
 }
 
-fn snapshot(ingresses: usize, pods: usize) -> Snapshot {
+fn snapshot(ingresses: usize, pods: usize, kind: Kind) -> Snapshot {
     let mut s = Snapshot::default();
+    if kind == Kind::Httproute {
+        s.gateway_classes
+            .push(obj(json!({"metadata": {"name": "pingway"},
+            "spec": {"controllerName": "pingway.io/gateway-controller"}})));
+        s.gateways.push(obj(
+            json!({"metadata": {"namespace": "infra", "name": "gw"},
+            "spec": {"gatewayClassName": "pingway", "listeners": [{"name": "http", "port": 80,
+                "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}}),
+        ));
+    }
     for n in 0..NAMESPACES {
         s.kong_plugins.push(obj(
             json!({"metadata": {"namespace": format!("ns{n:02}"), "name": "rl"},
@@ -142,6 +169,10 @@ fn snapshot(ingresses: usize, pods: usize) -> Snapshot {
         if i % 5 == 0 {
             annotations["konghq.com/plugins"] = json!("rl");
         }
+        if kind == Kind::Httproute {
+            s.http_routes.push(obj(http_route(i, &ns, &svc)));
+            continue;
+        }
         let backend = json!({"service": {"name": svc, "port": {"number": 80}}});
         s.ingresses.push(obj(json!({
             "metadata": {"namespace": ns, "name": format!("ing{i}"), "annotations": annotations},
@@ -151,6 +182,29 @@ fn snapshot(ingresses: usize, pods: usize) -> Snapshot {
                     {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}})));
     }
     s
+}
+
+/// HTTPRoute `i`: the routes of Ingress `i` as the Gateway API writes them.
+fn http_route(i: usize, ns: &str, svc: &str) -> Value {
+    let backend = json!([{"name": svc, "port": 80}]);
+    let mut api_filters = vec![json!({"type": "URLRewrite",
+        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}})];
+    let mut root_filters = vec![];
+    if i % 5 == 0 {
+        let plugin = json!({"type": "ExtensionRef", "extensionRef":
+            {"group": "configuration.konghq.com", "kind": "KongPlugin", "name": "rl"}});
+        api_filters.push(plugin.clone());
+        root_filters.push(plugin);
+    }
+    json!({
+        "metadata": {"namespace": ns, "name": format!("route{i}")},
+        "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+            "hostnames": [format!("app{i}.example.com")],
+            "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                 "filters": api_filters, "backendRefs": backend},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                 "filters": root_filters, "backendRefs": backend}]}})
 }
 
 fn rss_kib() -> u64 {
@@ -181,12 +235,18 @@ fn main() {
             ingresses,
             pods,
             runs,
+            kind,
         } => {
-            let s = snapshot(ingresses, pods);
+            let s = snapshot(ingresses, pods, kind);
             let opts = options();
             let (snapshot_heap, rss_before) = (LIVE.load(Ordering::Relaxed), rss_kib());
             println!(
-                "snapshot: {ingresses} Ingresses, {ingresses} Services, {} endpoints; {:.1} MiB of heap",
+                "snapshot: {ingresses} {}, {ingresses} Services, {} endpoints; {:.1} MiB of heap",
+                if kind == Kind::Ingress {
+                    "Ingresses"
+                } else {
+                    "HTTPRoutes"
+                },
                 ingresses * pods,
                 mib(snapshot_heap)
             );
@@ -200,10 +260,11 @@ fn main() {
                 let peak = PEAK.load(Ordering::Relaxed) - base;
                 let kept = LIVE.load(Ordering::Relaxed) - base;
                 println!(
-                    "run {run}: {:.0} ms; {} routes, {} upstreams, {} targets, {} problems; \
+                    "run {run}: {:.0} ms; {} routes ({} with plugins), {} upstreams, {} targets, {} problems; \
                      YAML {:.1} MiB; peak heap during the translation +{:.1} MiB, result +{:.1} MiB; RSS +{} MiB",
                     took.as_secs_f64() * 1000.0,
                     t.config.routes.len(),
+                    t.config.routes.iter().filter(|r| !r.plugins.is_empty()).count(),
                     t.config.upstreams.len(),
                     t.config.upstreams.iter().map(|u| u.targets.len()).sum::<usize>(),
                     t.problems.len(),
@@ -231,8 +292,9 @@ fn main() {
             ingresses,
             pods,
             count,
+            kind,
         } => {
-            let mut s = snapshot(ingresses, pods);
+            let mut s = snapshot(ingresses, pods, kind);
             let opts = options();
             let started = Instant::now();
             let mut last = String::new();
@@ -254,8 +316,13 @@ fn main() {
                 }
             }
             println!(
-                "{count} regenerations of {ingresses} Ingresses / {} endpoints in {:.1} s \
+                "{count} regenerations of {ingresses} {} / {} endpoints in {:.1} s \
                  ({:.1} ms per translation)",
+                if kind == Kind::Ingress {
+                    "Ingresses"
+                } else {
+                    "HTTPRoutes"
+                },
                 ingresses * pods,
                 started.elapsed().as_secs_f64(),
                 total.as_secs_f64() * 1000.0 / count as f64
