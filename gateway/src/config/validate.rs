@@ -3,7 +3,7 @@
 //! and header conditions) are checked when the router compiles them, plugin configs when
 //! plugins are built.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
@@ -318,6 +318,9 @@ fn check_upstreams(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
 
 fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
     let mut names = HashMap::new();
+    // Looked up by every route, split and mirror: a set, not a scan (10,000 routes over
+    // 5,000 upstreams were 50 million name comparisons).
+    let upstreams: HashSet<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
     for (i, r) in config.routes.iter().enumerate() {
         pingway_plugins::pace::point();
         let base = format!("routes[{i}]");
@@ -332,7 +335,7 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
                 ),
             ));
         }
-        if !config.upstreams.iter().any(|u| u.name == r.upstream) {
+        if !upstreams.contains(r.upstream.as_str()) {
             out.push(Diagnostic::new(
                 format!("{base}.upstream"),
                 format!("no upstream named {:?} is defined", r.upstream),
@@ -347,8 +350,8 @@ fn check_routes(config: &GatewayConfig, out: &mut Vec<Diagnostic>) {
         if let Some(retries) = &r.retries {
             super::resilience::check_route(retries, &base, out);
         }
-        check_split(config, r, &base, out);
-        check_mirrors(config, r, &base, out);
+        check_split(&upstreams, r, &base, out);
+        check_mirrors(&upstreams, r, &base, out);
         if r.protocols.is_empty() {
             out.push(Diagnostic::new(
                 format!("{base}.protocols"),
@@ -370,7 +373,12 @@ pub const MAX_MIRRORS_PER_ROUTE: usize = 8;
 
 /// A route's mirrors: known upstreams, each once, percentages from 0 to 100, an
 /// in-flight bound from 1 to 10,000.
-fn check_mirrors(config: &GatewayConfig, r: &RouteConfig, base: &str, out: &mut Vec<Diagnostic>) {
+fn check_mirrors(
+    upstreams: &HashSet<&str>,
+    r: &RouteConfig,
+    base: &str,
+    out: &mut Vec<Diagnostic>,
+) {
     if r.mirrors.len() > MAX_MIRRORS_PER_ROUTE {
         out.push(Diagnostic::new(
             format!("{base}.mirrors"),
@@ -383,7 +391,7 @@ fn check_mirrors(config: &GatewayConfig, r: &RouteConfig, base: &str, out: &mut 
     let mut seen = HashMap::new();
     for (i, m) in r.mirrors.iter().enumerate() {
         let at = format!("{base}.mirrors[{i}]");
-        if !config.upstreams.iter().any(|u| u.name == m.upstream) {
+        if !upstreams.contains(m.upstream.as_str()) {
             out.push(Diagnostic::new(
                 format!("{at}.upstream"),
                 format!("no upstream named {:?} is defined", m.upstream),
@@ -411,12 +419,12 @@ fn check_mirrors(config: &GatewayConfig, r: &RouteConfig, base: &str, out: &mut 
 
 /// A route's split: known upstreams, each once and not the route's own, weights that
 /// add up to at most 100, and the key its `split_hash_on` names.
-fn check_split(config: &GatewayConfig, r: &RouteConfig, base: &str, out: &mut Vec<Diagnostic>) {
+fn check_split(upstreams: &HashSet<&str>, r: &RouteConfig, base: &str, out: &mut Vec<Diagnostic>) {
     let mut seen = HashMap::new();
     let mut total = 0u32;
     for (i, s) in r.split.iter().enumerate() {
         let at = format!("{base}.split[{i}]");
-        if !config.upstreams.iter().any(|u| u.name == s.upstream) {
+        if !upstreams.contains(s.upstream.as_str()) {
             out.push(Diagnostic::new(
                 format!("{at}.upstream"),
                 format!("no upstream named {:?} is defined", s.upstream),
