@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressServiceBackend;
 use serde_json::{json, Value};
@@ -25,7 +25,7 @@ pub struct Services<'a> {
 }
 
 /// A resolved backend.
-pub struct Pool {
+pub struct Pool<'a> {
     /// The upstream's name: `<namespace>.<service>.<port>`.
     pub name: String,
     /// The upstream's configuration.
@@ -33,7 +33,7 @@ pub struct Pool {
     /// No ready endpoint: routes to it answer 503.
     pub empty: bool,
     /// The Service, for its plugin annotations.
-    pub service: Service,
+    pub service: &'a Service,
     /// Annotations of the Service that were ignored, and why.
     pub notes: Vec<String>,
 }
@@ -70,14 +70,15 @@ impl<'a> Services<'a> {
         ns: &str,
         backend: &IngressServiceBackend,
         options: &Options,
-    ) -> Result<Pool, String> {
-        let svc = self
+    ) -> Result<Pool<'a>, String> {
+        let svc: &'a Service = self
             .services
             .get(&(ns, backend.name.as_str()))
             .ok_or_else(|| format!("Service {ns}/{} not found", backend.name))?;
-        let spec = svc.spec.clone().unwrap_or_default();
+        let default_spec = Default::default();
+        let spec: &ServiceSpec = svc.spec.as_ref().unwrap_or(&default_spec);
         let wanted = backend.port.as_ref();
-        let ports = spec.ports.clone().unwrap_or_default();
+        let ports: &[ServicePort] = spec.ports.as_deref().unwrap_or_default();
         let port: &ServicePort = ports
             .iter()
             .find(|p| match wanted {
@@ -127,7 +128,7 @@ impl<'a> Services<'a> {
             name,
             value,
             empty,
-            service: (*svc).clone(),
+            service: svc,
             notes,
         })
     }

@@ -632,6 +632,7 @@ fn rule_routes(
                 meta: meta.clone(),
                 // Spec precedence is the order written; `regex-priority` is Kong's.
                 priority: 0,
+                typed: None,
             },
         ));
     }

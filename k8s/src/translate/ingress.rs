@@ -171,5 +171,6 @@ fn add_route(
         kind: "Ingress",
         meta: ing.metadata.clone(),
         priority: common.priority,
+        typed: None,
     });
 }

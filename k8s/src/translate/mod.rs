@@ -263,6 +263,8 @@ struct RouteOut {
     /// `regex-priority`: higher comes first in the file, where the router breaks ties
     /// between regex paths (and between otherwise equal routes) by file order.
     priority: i64,
+    /// The route as the gateway reads it, once checked alone (in [`finish`]).
+    typed: Option<RouteConfig>,
 }
 
 /// What the translation accumulates.
@@ -376,9 +378,12 @@ fn finish(
 ) -> Translation {
     // A route whose hosts or paths the router refuses is dropped by itself, naming its
     // Ingress, before the whole file is checked.
-    out.routes.retain(|r| match route_problem(&r.value) {
-        None => true,
-        Some(reason) => {
+    out.routes.retain_mut(|r| match typed_route(&r.value) {
+        Ok(typed) => {
+            r.typed = Some(typed);
+            true
+        }
+        Err(reason) => {
             out.problems.push(Problem::new(r.kind, &r.meta, reason));
             false
         }
@@ -392,10 +397,6 @@ fn finish(
             "upstreams".into(),
             Value::Array(out.upstreams.values().cloned().collect()),
         );
-        doc.insert(
-            "routes".into(),
-            Value::Array(out.routes.iter().map(|r| r.value.clone()).collect()),
-        );
         if out.consumers.is_empty() {
             doc.remove("consumers");
         } else {
@@ -404,16 +405,33 @@ fn finish(
                 Value::Array(out.consumers.iter().map(|c| c.value()).collect()),
             );
         }
-        // Rendered without copying the document, and the routes' and upstreams' copies
-        // freed before the check parses the text (what bounds the peak memory).
-        let value = Value::Object(std::mem::take(&mut doc));
-        let yaml = crate::render::to_yaml(&value);
+        // Checked as the document, not by parsing the text rendered from it: the
+        // renderer's output reads back as the same document (its tests, and every
+        // translation test checks the text), and parsing 10,000 routes back was half of
+        // a translation's time and most of its peak memory. The routes, already read
+        // one by one above, are not read again.
+        let mut value = Value::Object(std::mem::take(&mut doc));
+        let routes = out.routes.iter().filter_map(|r| r.typed.clone()).collect();
+        let checked = check_parts(&value, routes);
+        let yaml = match (&checked, &mut value) {
+            (Ok(_), Value::Object(map)) => {
+                map.insert(
+                    "routes".into(),
+                    Value::Array(out.routes.iter().map(|r| r.value.clone()).collect()),
+                );
+                let yaml = crate::render::to_yaml(&value);
+                if let Value::Object(map) = &mut value {
+                    map.remove("routes");
+                }
+                yaml
+            }
+            _ => String::new(),
+        };
         if let Value::Object(mut map) = value {
             map.remove("upstreams");
-            map.remove("routes");
             doc = map;
         }
-        match check(&yaml) {
+        match checked {
             Ok(config) => {
                 out.problems.sort();
                 out.problems.dedup();
@@ -599,16 +617,16 @@ fn consumer_index(path: &str) -> Option<usize> {
     rest[..rest.find(']')?].parse().ok()
 }
 
-/// What the router says of one route's matchers, if it refuses them.
-fn route_problem(route: &Value) -> Option<String> {
+/// One route read as the gateway reads it, or why the gateway or its router refuses it.
+fn typed_route(route: &Value) -> Result<RouteConfig, String> {
     let node = pingway::stock::config::ConfigNode::from_json(route);
     let typed: RouteConfig = match pingway::stock::config::from_node(&node, "") {
         Ok(r) => r,
-        Err(diags) => return Some(join(&diags)),
+        Err(diags) => return Err(join(&diags)),
     };
     match pingway::router::Router::build(std::slice::from_ref(&typed)) {
-        Ok(_) => None,
-        Err(diags) => Some(format!("route {} left out: {}", typed.name, join(&diags))),
+        Ok(_) => Ok(typed),
+        Err(diags) => Err(format!("route {} left out: {}", typed.name, join(&diags))),
     }
 }
 
@@ -624,13 +642,30 @@ fn join(diags: &[pingway::config::Diagnostic]) -> String {
 /// structure, cross-field validation, the route table. (`pingway validate` also resolves
 /// target names; endpoint targets are addresses and need no lookup.)
 pub fn check(yaml: &str) -> Result<GatewayConfig, Vec<pingway::config::Diagnostic>> {
-    let loaded = pingway::config::load_str(yaml)?;
-    let mut diags = pingway::config::validate::check(&loaded.config);
-    if let Err(mut d) = pingway::router::Router::build(&loaded.config.routes) {
+    check_config(pingway::config::load_str(yaml)?.config)
+}
+
+/// [`check`] of the document the YAML is rendered from, without rendering and parsing
+/// it: the same deserializer, cross-field validation and route table. `doc` has no
+/// `routes`: they come already read, in the order they are written.
+fn check_parts(
+    doc: &Value,
+    routes: Vec<RouteConfig>,
+) -> Result<GatewayConfig, Vec<pingway::config::Diagnostic>> {
+    let node = pingway::stock::config::ConfigNode::from_json(doc);
+    let mut config = pingway::stock::config::from_node::<GatewayConfig>(&node, "")?;
+    drop(node);
+    config.routes = routes;
+    check_config(config)
+}
+
+fn check_config(config: GatewayConfig) -> Result<GatewayConfig, Vec<pingway::config::Diagnostic>> {
+    let mut diags = pingway::config::validate::check(&config);
+    if let Err(mut d) = pingway::router::Router::build(&config.routes) {
         diags.append(&mut d);
     }
     if diags.is_empty() {
-        Ok(loaded.config)
+        Ok(config)
     } else {
         Err(diags)
     }

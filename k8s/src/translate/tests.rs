@@ -66,11 +66,19 @@ fn class_ingress(name: &str, spec_extra: Value) -> Arc<Ingress> {
     ingress("ns", name, json!({}), spec)
 }
 
-/// Translates and checks that the file passes the gateway's validation.
+/// Translates and checks that the file passes the gateway's validation and reads back
+/// as the configuration the translation checked (it checks the document the text is
+/// rendered from, not the text).
 fn run(s: &Snapshot) -> Translation {
     let t = translate(s, &Options::default());
-    if let Err(d) = check(&t.yaml) {
-        panic!("invalid output: {d:?}\n{}", t.yaml);
+    match check(&t.yaml) {
+        Err(d) => panic!("invalid output: {d:?}\n{}", t.yaml),
+        Ok(read_back) => assert_eq!(
+            serde_json::to_value(&read_back).expect("serializes"),
+            serde_json::to_value(&t.config).expect("serializes"),
+            "the file does not read back as the checked configuration:\n{}",
+            t.yaml
+        ),
     }
     t
 }
