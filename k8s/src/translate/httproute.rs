@@ -629,7 +629,7 @@ fn rule_routes(
             RouteOut {
                 value: r,
                 kind: "HTTPRoute",
-                meta: meta.clone(),
+                meta: super::origin(meta),
                 // Spec precedence is the order written; `regex-priority` is Kong's.
                 priority: 0,
                 typed: None,

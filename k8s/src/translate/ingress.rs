@@ -169,7 +169,7 @@ fn add_route(
     out.routes.push(RouteOut {
         value: route,
         kind: "Ingress",
-        meta: ing.metadata.clone(),
+        meta: super::origin(&ing.metadata),
         priority: common.priority,
         typed: None,
     });

@@ -263,8 +263,20 @@ struct RouteOut {
     /// `regex-priority`: higher comes first in the file, where the router breaks ties
     /// between regex paths (and between otherwise equal routes) by file order.
     priority: i64,
-    /// The route as the gateway reads it, once checked alone (in [`finish`]).
-    typed: Option<RouteConfig>,
+    /// The route as the gateway reads it, once checked alone (in [`finish`]); boxed, as
+    /// it is large and most of the list's life it is absent.
+    typed: Option<Box<RouteConfig>>,
+}
+
+/// What a route keeps of the object it came from: the namespace and name its problems
+/// name. (A whole ObjectMeta per route, annotations and managed fields included, was a
+/// large share of a big translation's memory.)
+fn origin(meta: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        ..ObjectMeta::default()
+    }
 }
 
 /// What the translation accumulates.
@@ -380,7 +392,7 @@ fn finish(
     // Ingress, before the whole file is checked.
     out.routes.retain_mut(|r| match typed_route(&r.value) {
         Ok(typed) => {
-            r.typed = Some(typed);
+            r.typed = Some(Box::new(typed));
             true
         }
         Err(reason) => {
@@ -411,7 +423,16 @@ fn finish(
         // a translation's time and most of its peak memory. The routes, already read
         // one by one above, are not read again.
         let mut value = Value::Object(std::mem::take(&mut doc));
-        let routes = out.routes.iter().filter_map(|r| r.typed.clone()).collect();
+        // Moved into the configuration; read again for the routes kept if a later
+        // check fails (not expected: every route passed alone).
+        let routes = out
+            .routes
+            .iter_mut()
+            .filter_map(|r| match r.typed.take() {
+                Some(t) => Some(*t),
+                None => typed_route(&r.value).ok(),
+            })
+            .collect();
         let checked = check_parts(&value, routes);
         let yaml = match (&checked, &mut value) {
             (Ok(_), Value::Object(map)) => {
