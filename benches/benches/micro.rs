@@ -165,6 +165,7 @@ fn router(c: &mut Criterion) {
                 path: &p.path,
                 method: &method,
                 headers: &headers,
+                query: None,
             }))
         })
     });
@@ -179,6 +180,7 @@ fn router(c: &mut Criterion) {
                 path: &path,
                 method: &method,
                 headers: &headers,
+                query: None,
             }))
         })
     });
@@ -190,6 +192,7 @@ fn router(c: &mut Criterion) {
                 path: &p.path,
                 method: &method,
                 headers: &headers,
+                query: None,
             }))
         })
     });

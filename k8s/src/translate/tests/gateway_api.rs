@@ -76,11 +76,16 @@ fn serve(
         );
     }
     let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
     let req = RouteRequest {
         host: Some(host),
         path,
         method: &method,
         headers: &h,
+        query,
     };
     router
         .find(&req)
