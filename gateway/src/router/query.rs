@@ -84,7 +84,8 @@ impl<'a> LazyQuery<'a> {
 /// Splits and decodes the first [`MAX_QUERY_PARAMS`] parameters of `raw`.
 fn parse(raw: &str) -> Params<'_> {
     let mut parts = raw.split('&').filter(|p| !p.is_empty());
-    let mut params = Vec::new();
+    // One allocation: a parameter takes at least one byte and a separator.
+    let mut params = Vec::with_capacity(MAX_QUERY_PARAMS.min(raw.len() / 2 + 1));
     for part in parts.by_ref().take(MAX_QUERY_PARAMS) {
         let (name, value) = part.split_once('=').unwrap_or((part, ""));
         params.push((percent_decode(name), percent_decode(value)));
