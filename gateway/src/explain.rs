@@ -984,4 +984,55 @@ consumers:
         assert!(ExplainRequest::from_query("url=/&bogus=1").is_err());
         assert!(ExplainRequest::from_query("url=%zz").is_err());
     }
+
+    #[test]
+    fn query_conditions_decide_and_a_failed_one_is_the_nearest_miss() {
+        let yaml = "
+listeners: [{address: 127.0.0.1:8080}]
+upstreams:
+  - {name: one, targets: [127.0.0.1:9001]}
+routes:
+  - name: plain
+    paths: [/api]
+    upstream: one
+  - name: v2
+    paths: [/api]
+    query_params: [{name: v, exact: '2'}]
+    upstream: one
+  - name: get
+    paths: [/api]
+    methods: [GET]
+    upstream: one
+";
+        let loaded = crate::config::load_str(yaml).expect("parses");
+        let rt = Runtime::build(&loaded, &pingway_plugins::registry(), None).expect("builds");
+        let run = |method: &str, url: &str| {
+            let req = ExplainRequest::new(method, url, &[]).expect("a valid request");
+            explain(&rt, &req).expect("explained")
+        };
+        let e = run("POST", "/api/x?v=2");
+        let m = e.matched.as_ref().expect("a route");
+        assert_eq!(m.name, "v2");
+        assert_eq!(m.weight.query_params, 1);
+        assert!(
+            precedence(m).contains("1 query condition"),
+            "{}",
+            precedence(m)
+        );
+        // A method list outranks a query condition.
+        assert_eq!(
+            run("GET", "/api/x?v=2").matched.map(|m| m.name),
+            Some("get".into())
+        );
+        let e = run("POST", "/api/x?v=3");
+        assert_eq!(e.matched.as_ref().map(|m| m.name.as_str()), Some("plain"));
+        let miss = &e.near_misses[0];
+        assert_eq!(miss.name, "v2");
+        assert_eq!(miss.failure.as_ref().map(Failure::condition), Some("query"));
+        assert!(
+            e.to_string()
+                .contains("query condition query_params[0]: v == \"2\" does not hold"),
+            "{e}"
+        );
+    }
 }
