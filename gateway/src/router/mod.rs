@@ -21,7 +21,7 @@
 //! - **Query parameters**: every condition holds. Names and values are compared
 //!   percent-decoded (`?a=b%20c` has `a` = `b c`; `+` is not a space), names
 //!   case-sensitively; a repeated parameter counts by its first value; only the first
-//!   [`MAX_QUERY_PARAMS`] parameters are looked at (see [`query`](self::query)).
+//!   [`MAX_QUERY_PARAMS`] parameters are looked at (the `query` module says how).
 //!
 //! # Precedence
 //!
