@@ -277,6 +277,7 @@ mod tests {
                 path: &path,
                 method: &http::Method::GET,
                 headers: &headers,
+                query: None,
             });
             assert_eq!(
                 found.map(|m| m.route),

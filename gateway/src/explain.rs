@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 
 use crate::chain::{resolve_for_consumer, PluginInstance};
 use crate::request_head::{self, SlashOutcome};
-use crate::router::{normalize_path, Failure, HostFit, PathFit, RouteCheck, RouteRequest};
+use crate::router::{
+    normalize_path, Failure, HostFit, PathFit, RouteCheck, RouteRequest, Specificity,
+};
 use crate::runtime::Runtime;
 use crate::upstream::SelectRequest;
 
@@ -284,8 +286,9 @@ pub struct Matched {
     pub host: HostFit,
     /// Which path condition held.
     pub path: PathFit,
-    /// Its weight (method list and header conditions).
-    pub weight: usize,
+    /// Its rank among routes with the same host and path: method list, then header
+    /// conditions, then query conditions.
+    pub weight: Specificity,
 }
 
 /// A route that does not serve the request.
@@ -393,6 +396,7 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest) -> Result<Explanation, Explai
         path: &path,
         method: &req.method,
         headers: &req.headers,
+        query: req.query.as_deref(),
     };
     let found = rt.router.find(&route_req);
 
@@ -423,10 +427,10 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest) -> Result<Explanation, Explai
         }
     }
     // Nearest first: routes that accept it but lose on precedence, then those that
-    // failed latest (headers, method, path, host); file order among equals.
+    // failed latest (query, headers, method, path, host); file order among equals.
     misses.sort_by_key(|m| {
         (
-            std::cmp::Reverse(m.failure.as_ref().map_or(4, Failure::depth)),
+            std::cmp::Reverse(m.failure.as_ref().map_or(5, Failure::depth)),
             m.index,
         )
     });
@@ -672,7 +676,7 @@ impl Explanation {
                     HostFit::Any => None,
                 }},
                 "path": { "kind": m.path.kind(), "pattern": m.path.pattern() },
-                "weight": m.weight,
+                "weight": m.weight.conditions(),
                 "precedence": precedence(m),
             })),
             "near_misses": self.near_misses.iter().map(|m| json!({
@@ -713,8 +717,8 @@ fn precedence(m: &Matched) -> String {
         PathFit::Regex(_) => "the first matching regex (after exact paths and prefixes)",
     };
     format!(
-        "{tier}; {path}; weight {} among routes with the same host and path; then file order (routes[{}])",
-        m.weight, m.index
+        "{tier}; {path}; weight {} ({}) among routes with the same host and path, ranked by method list, then header conditions, then query conditions; then file order (routes[{}])",
+        m.weight.conditions(), m.weight, m.index
     )
 }
 
@@ -922,7 +926,7 @@ consumers:
             e.matched.as_ref().map(|m| m.name.as_str()),
             Some("users-v2")
         );
-        assert_eq!(e.matched.as_ref().map(|m| m.weight), Some(1));
+        assert_eq!(e.matched.as_ref().map(|m| m.weight.conditions()), Some(1));
         let e = explain_url("GET", "http://www.example.com/v1/users", &[]);
         let m = e.matched.as_ref().expect("a route");
         assert_eq!(m.name, "wild");
@@ -979,5 +983,56 @@ consumers:
         assert_eq!(q.headers["x-a"], "1");
         assert!(ExplainRequest::from_query("url=/&bogus=1").is_err());
         assert!(ExplainRequest::from_query("url=%zz").is_err());
+    }
+
+    #[test]
+    fn query_conditions_decide_and_a_failed_one_is_the_nearest_miss() {
+        let yaml = "
+listeners: [{address: 127.0.0.1:8080}]
+upstreams:
+  - {name: one, targets: [127.0.0.1:9001]}
+routes:
+  - name: plain
+    paths: [/api]
+    upstream: one
+  - name: v2
+    paths: [/api]
+    query_params: [{name: v, exact: '2'}]
+    upstream: one
+  - name: get
+    paths: [/api]
+    methods: [GET]
+    upstream: one
+";
+        let loaded = crate::config::load_str(yaml).expect("parses");
+        let rt = Runtime::build(&loaded, &pingway_plugins::registry(), None).expect("builds");
+        let run = |method: &str, url: &str| {
+            let req = ExplainRequest::new(method, url, &[]).expect("a valid request");
+            explain(&rt, &req).expect("explained")
+        };
+        let e = run("POST", "/api/x?v=2");
+        let m = e.matched.as_ref().expect("a route");
+        assert_eq!(m.name, "v2");
+        assert_eq!(m.weight.query_params, 1);
+        assert!(
+            precedence(m).contains("1 query condition"),
+            "{}",
+            precedence(m)
+        );
+        // A method list outranks a query condition.
+        assert_eq!(
+            run("GET", "/api/x?v=2").matched.map(|m| m.name),
+            Some("get".into())
+        );
+        let e = run("POST", "/api/x?v=3");
+        assert_eq!(e.matched.as_ref().map(|m| m.name.as_str()), Some("plain"));
+        let miss = &e.near_misses[0];
+        assert_eq!(miss.name, "v2");
+        assert_eq!(miss.failure.as_ref().map(Failure::condition), Some("query"));
+        assert!(
+            e.to_string()
+                .contains("query condition query_params[0]: v == \"2\" does not hold"),
+            "{e}"
+        );
     }
 }

@@ -137,6 +137,18 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
 
     family(
         &mut out,
+        "pingway_route_query_truncated_total",
+        "counter",
+        "Requests whose query had more parameters than the router looks at (router::MAX_QUERY_PARAMS); the rest were ignored by query conditions.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_route_query_truncated_total {}",
+        crate::router::truncated_queries()
+    );
+
+    family(
+        &mut out,
         "pingway_access_log_lines_total",
         "counter",
         "Access log lines by outcome: written, dropped (the buffer was full), failed (a write error).",

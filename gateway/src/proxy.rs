@@ -581,6 +581,7 @@ async fn access(
             path: &path,
             method: &req.method,
             headers: &req.headers,
+            query: req.uri.query(),
         });
         // Plugins and the upstream see the normalized path, the one that was routed.
         let rewritten = match (&found, path) {

@@ -122,8 +122,9 @@ pub struct KongClusterPlugin {
 
 /// Kong's `KongConsumer` (`configuration.konghq.com/v1`): a consumer whose credentials
 /// live in Secrets named by `credentials` (each labelled `konghq.com/credential: <type>`).
-/// Like Kong's other resources its fields sit at the top level. `consumerGroups` and
-/// other fields this watcher does not use are ignored when read.
+/// Like Kong's other resources its fields sit at the top level. Fields this watcher does
+/// not use are ignored when read; `consumerGroups` is read only to say it is not carried
+/// over.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct KongConsumer {
     /// Standard object metadata (the `kubernetes.io/ingress.class` and
@@ -139,6 +140,15 @@ pub struct KongConsumer {
     /// Names of Secrets in the consumer's namespace holding its credentials.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<String>,
+    /// Names of `KongConsumerGroup`s the consumer belongs to (Kong 3.4+ / Enterprise).
+    /// Pingway has no consumer groups: a consumer listing any is kept without them, with
+    /// a problem (and so a Warning Event).
+    #[serde(
+        default,
+        rename = "consumerGroups",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub consumer_groups: Vec<String>,
 }
 
 /// Kong's API group.

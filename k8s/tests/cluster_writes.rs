@@ -1,6 +1,7 @@
 //! What the watcher writes to the cluster, against the stand-in API server
 //! (tests/support/apiserver.rs): `status.loadBalancer` of the Ingresses served, Events
-//! for skipped objects (bounded per translation), and neither while not leading.
+//! for skipped objects (bounded per translation) and for what is not carried over (a
+//! KongConsumer's consumerGroups), and neither while not leading.
 
 mod support;
 
@@ -227,4 +228,31 @@ async fn events_are_bounded_per_translation_and_the_rest_follow_later() {
         ["broken-0", "broken-1", "broken-2", "broken-3", "broken-4"]
     );
     assert_eq!(n(&run.stats.event_errors), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kong_consumer_with_consumer_groups_is_kept_with_a_warning_event() {
+    let server = ApiServer::start().await;
+    let mut kc = kong_consumer("team", "alice", "pingway", "alice", &[]);
+    kc["consumerGroups"] = json!(["gold", "beta"]);
+    server.apply(kc);
+    let run = start(&server, true, 100);
+    let file = run._dir.path().join("pingway.yaml");
+    until("the consumer in the file", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("username: \"alice\""))
+    })
+    .await;
+    until("an Event", || !server.list("Event").is_empty()).await;
+    let events = server.list("Event");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["regarding"]["kind"], "KongConsumer");
+    assert_eq!(e["regarding"]["name"], "alice");
+    assert_eq!(e["metadata"]["namespace"], "team");
+    let note = e["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("consumerGroups [gold, beta] not carried over"),
+        "{note}"
+    );
 }

@@ -50,12 +50,17 @@ fn reaches_with(
     headers: &http::HeaderMap,
 ) -> Option<String> {
     let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
     let path = normalize_path(path);
     let m = router.find(&RouteRequest {
         host: Some(host),
         path: &path,
         method: &method,
         headers,
+        query,
     })?;
     let upstream = &config.routes[m.route].upstream;
     Some(upstream.split('.').nth(1).unwrap_or_default().to_string())

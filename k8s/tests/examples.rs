@@ -59,6 +59,7 @@ fn route_for<'a>(t: &'a Translation, path: &str) -> Option<&'a pingway::config::
         path,
         method: &http::Method::GET,
         headers: &http::HeaderMap::new(),
+        query: None,
     })?;
     t.config.routes.get(m.route)
 }

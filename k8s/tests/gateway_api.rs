@@ -2,7 +2,7 @@
 //! kube-apiserver can run on these machines): the watch loop turns a Gateway and an
 //! HTTPRoute into routes and writes their status back; and end to end, the
 //! `pingway-k8s` binary and the real `pingway run` gateway send a weighted, header-matched
-//! HTTPRoute's requests to the right real backends.
+//! HTTPRoute's requests, and a query-matched one's, to the right real backends.
 
 mod support;
 
@@ -208,4 +208,82 @@ async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
     assert_eq!(seen.len(), 2, "only {seen:?} answered the 50/50 split");
     // Another host: no route.
     assert_eq!(get(port, "other.test", "/").await.map(|r| r.0), Some(404));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_matched_httproute_through_the_real_gateway() {
+    let gateway_bin = pingway_bin();
+    let one = backend("one").await;
+    let two = backend("two").await;
+    let api = ApiServer::start().await;
+    api.apply(service("shop", "v1"));
+    api.apply(slice("shop", "v1", &[one]));
+    api.apply(service("shop", "v2"));
+    api.apply(slice("shop", "v2", &[two]));
+    api.apply(gateway_class());
+    api.apply(gateway("infra", "edge"));
+    // `?v=2` goes to v2; everything else to v1.
+    api.apply(http_route(
+        "shop",
+        "versions",
+        "infra",
+        "edge",
+        "shop.test",
+        json!([
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}, "queryParams": [{"name": "v", "value": "2"}]}],
+             "backendRefs": [{"name": "v2", "port": 80}]},
+            {"backendRefs": [{"name": "v1", "port": 80}]}
+        ]),
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pingway.yaml");
+    let (port, admin) = (free_port(), free_port());
+    let watcher_log = dir.path().join("watcher.log");
+    let gateway_log = dir.path().join("gateway.log");
+    let logs = [watcher_log.as_path(), gateway_log.as_path()];
+    let _watcher = spawn_watcher(
+        &api.url(),
+        &config,
+        port,
+        admin,
+        &["--no-https", "--debounce-ms", "50"],
+        &watcher_log,
+    );
+    until("the file with the routes", &logs, async || {
+        std::fs::read_to_string(&config).is_ok_and(|t| t.contains("httproute.shop.versions.1.0"))
+    })
+    .await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("query_params"), "{text}");
+    assert!(!text.contains("request-termination"), "{text}");
+    let _gateway = spawn(
+        &gateway_bin,
+        &["run", "--config", config.to_str().unwrap()],
+        &gateway_log,
+    );
+    until("the gateway serves the route", &logs, async || {
+        get(port, "shop.test", "/")
+            .await
+            .is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+
+    let cases = [
+        ("/?v=2", "two"),
+        ("/items?page=1&v=2", "two"),
+        ("/?v=%32", "two"),
+        ("/?v=2&v=1", "two"),
+        ("/", "one"),
+        ("/?v=3", "one"),
+        ("/?v=1&v=2", "one"),
+        ("/?V=2", "one"),
+    ];
+    for (path, want) in cases {
+        assert_eq!(
+            get(port, "shop.test", path).await,
+            Some((200, want.to_string())),
+            "{path}"
+        );
+    }
 }

@@ -228,6 +228,7 @@ pub fn routes(rt: &Runtime) -> Value {
                 "paths": r.paths,
                 "methods": r.methods,
                 "headers": r.headers,
+                "query_params": r.query_params,
                 "upstream": r.upstream,
                 "strip_prefix": r.strip_prefix,
                 "preserve_host": r.preserve_host,

@@ -158,7 +158,7 @@ routes:
             vec![
                 "5:19: upstreams[0].read_timeout: duration \"5\" has no unit; write it like 5ms or 5s",
                 "6:5: upstreams[0].bogus: unknown field `bogus`, expected one of `name`, `targets`, `balancer`, `hash_on`, `hash_on_header`, `hash_on_cookie`, `health_check`, `connect_timeout`, `read_timeout`, `write_timeout`, `retries`, `max_requests`, `retry_on`, `per_try_timeout`, `retry_backoff`, `retry_non_idempotent`, `retry_budget`, `outlier_detection`, `max_connections`, `max_pending_requests`, `protocol`, `websocket_idle_timeout`, `tls`, `tls_verify`, `ca_file`, `sni`, `client_cert`, `client_key`",
-                "10:5: routes[0].colour: unknown field `colour`, expected one of `name`, `hosts`, `paths`, `methods`, `headers`, `upstream`, `strip_prefix`, `preserve_host`, `plugins`, `split`, `split_hash_on`, `split_hash_on_header`, `split_hash_on_cookie`, `request_headers`, `response_headers`, `path_rewrite`, `mirrors`, `protocols`, `https_redirect_status_code`, `compression`, `timeout`, `retries`",
+                "10:5: routes[0].colour: unknown field `colour`, expected one of `name`, `hosts`, `paths`, `methods`, `headers`, `query_params`, `upstream`, `strip_prefix`, `preserve_host`, `plugins`, `split`, `split_hash_on`, `split_hash_on_header`, `split_hash_on_cookie`, `request_headers`, `response_headers`, `path_rewrite`, `mirrors`, `protocols`, `https_redirect_status_code`, `compression`, `timeout`, `retries`",
                 "11:19: routes[0].strip_prefix: invalid type: string \"maybe\", expected a boolean",
                 "14:13: routes[1].paths[0]: unknown field `regexp`, expected one of `exact`, `prefix`, `regex`",
                 "15:5: routes[2]: missing field `name`",

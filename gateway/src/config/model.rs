@@ -756,6 +756,11 @@ pub struct RouteConfig {
     /// Header conditions; all must hold.
     #[serde(default, deserialize_with = "lenient_vec")]
     pub headers: Vec<HeaderMatch>,
+    /// Query parameter conditions (Gateway API's and Istio's `queryParams`); all must
+    /// hold. Names and values are compared percent-decoded; a repeated parameter counts
+    /// by its first value; only the first 100 parameters of a query are looked at.
+    #[serde(default, deserialize_with = "lenient_vec")]
+    pub query_params: Vec<QueryMatch>,
     /// The upstream that serves the route.
     pub upstream: String,
     /// Remove the matched path prefix before forwarding (`/api/users` → `/users`).
@@ -1064,6 +1069,24 @@ pub struct HeaderMatch {
     #[serde(default)]
     pub regex: Option<String>,
     /// `true`: the header is present; `false`: it is absent.
+    #[serde(default)]
+    pub present: Option<bool>,
+}
+
+/// A query parameter condition: exactly one of `exact`, `regex`, `present`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryMatch {
+    /// Parameter name, percent-decoded (case-sensitive: `Id` is not `id`).
+    pub name: String,
+    /// The parameter's first value, percent-decoded, equals this (case-sensitive).
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The parameter's first value, percent-decoded, matches this regular expression
+    /// (unanchored unless you anchor it).
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// `true`: the parameter is present (with any value, even empty); `false`: absent.
     #[serde(default)]
     pub present: Option<bool>,
 }

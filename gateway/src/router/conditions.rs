@@ -1,16 +1,63 @@
-//! The method and header conditions of a route, checked after its host and path matched.
+//! The method, header and query conditions of a route, checked after its host and path
+//! matched.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::bytes::Regex;
 
-use crate::config::{Diagnostic, HeaderMatch};
+use crate::config::{Diagnostic, HeaderMatch, QueryMatch};
 
-/// A route's method and header conditions, compiled.
+use super::query::{self, LazyQuery, QueryCondition};
+
+/// A route's method, header and query conditions, compiled.
 #[derive(Debug)]
 pub(crate) struct Conditions {
     /// Empty: any method.
     methods: Box<[Method]>,
     headers: Box<[HeaderCondition]>,
+    /// Empty for most routes: then the request's query is never read.
+    query: Box<[QueryCondition]>,
+}
+
+/// How specific a route's conditions are beyond host and path. Among routes with the
+/// same host and path condition the more specific is tried first, compared as the
+/// Gateway API ranks HTTPRoute matches: a method condition first, then more header
+/// conditions, then more query conditions (the derived order compares the fields in
+/// this order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Specificity {
+    /// The route lists methods.
+    pub method: bool,
+    /// How many header conditions it has.
+    pub headers: usize,
+    /// How many query parameter conditions it has.
+    pub query_params: usize,
+}
+
+impl Specificity {
+    /// How many conditions these are: 1 for a method list, plus 1 per header and query
+    /// condition.
+    pub fn conditions(&self) -> usize {
+        usize::from(self.method) + self.headers + self.query_params
+    }
+}
+
+impl std::fmt::Display for Specificity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{}, {} header condition{}, {} query condition{}",
+            if self.method {
+                "a method list"
+            } else {
+                "no method list"
+            },
+            self.headers,
+            plural(self.headers),
+            self.query_params,
+            plural(self.query_params),
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -35,6 +82,7 @@ impl Conditions {
     pub(crate) fn compile(
         methods: &[String],
         headers: &[HeaderMatch],
+        query_params: &[QueryMatch],
         base: &str,
         out: &mut Vec<Diagnostic>,
     ) -> Conditions {
@@ -51,22 +99,39 @@ impl Conditions {
             .enumerate()
             .filter_map(|(i, h)| compile_header(h, &format!("{base}.headers[{i}]"), out))
             .collect();
+        let compiled_query = query_params
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| query::compile(q, &format!("{base}.query_params[{i}]"), out))
+            .collect();
         Conditions {
             methods: compiled_methods.into(),
             headers: compiled_headers,
+            query: compiled_query,
         }
     }
 
-    /// How specific the conditions are: 1 for a method list, plus 1 per header condition.
-    /// Among routes with the same host and path condition, the higher weight is tried first.
-    pub(crate) fn weight(&self) -> usize {
-        usize::from(!self.methods.is_empty()) + self.headers.len()
+    /// How specific the conditions are; among routes with the same host and path
+    /// condition, the more specific is tried first.
+    pub(crate) fn weight(&self) -> Specificity {
+        Specificity {
+            method: !self.methods.is_empty(),
+            headers: self.headers.len(),
+            query_params: self.query.len(),
+        }
     }
 
-    /// Whether a request with this method and these headers satisfies every condition.
-    pub(crate) fn matches(&self, method: &Method, headers: &HeaderMap) -> bool {
+    /// Whether a request with this method, these headers and this query satisfies every
+    /// condition. The query is read only when the route has query conditions.
+    pub(crate) fn matches(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        query: &LazyQuery<'_>,
+    ) -> bool {
         (self.methods.is_empty() || self.methods.contains(method))
             && self.headers.iter().all(|h| h.matches(headers))
+            && self.query.iter().all(|q| q.matches(query))
     }
 }
 
@@ -76,17 +141,32 @@ impl Conditions {
         &self,
         method: &Method,
         headers: &HeaderMap,
+        query: &LazyQuery<'_>,
     ) -> Option<super::Failure> {
         if !self.methods.is_empty() && !self.methods.contains(method) {
             return Some(super::Failure::Method {
                 allowed: self.methods.iter().map(|m| m.to_string()).collect(),
             });
         }
-        let (index, h) = self
+        let failed_query = || {
+            let (index, q) = self
+                .query
+                .iter()
+                .enumerate()
+                .find(|(_, q)| !q.matches(query))?;
+            Some(super::Failure::Query {
+                index,
+                condition: q.describe(),
+            })
+        };
+        let Some((index, h)) = self
             .headers
             .iter()
             .enumerate()
-            .find(|(_, h)| !h.matches(headers))?;
+            .find(|(_, h)| !h.matches(headers))
+        else {
+            return failed_query();
+        };
         let condition = match &h.test {
             HeaderTest::Present(true) => format!("{} is present", h.name),
             HeaderTest::Present(false) => format!("{} is absent", h.name),

@@ -9,7 +9,8 @@ use crate::config::RouteConfig;
 
 use super::host::{self, HostPattern};
 use super::path::{prefix_keys, PathCondition};
-use super::{RouteRequest, Router};
+use super::query::LazyQuery;
+use super::{RouteRequest, Router, Specificity};
 
 /// How a route's host condition accepted the request (the host tier it is found in).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub enum PathFit {
 }
 
 /// The first condition of a route that a request fails, in the order the router checks
-/// them: host, path, method, headers.
+/// them: host, path, method, headers, query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// No host of the route matches the request's host (or the request has none).
@@ -63,6 +64,13 @@ pub enum Failure {
         /// What the condition asks, such as `x-version == "2"`.
         condition: String,
     },
+    /// A query parameter condition does not hold.
+    Query {
+        /// Its index in the route's `query_params`.
+        index: usize,
+        /// What the condition asks, such as `v == "2"`.
+        condition: String,
+    },
 }
 
 /// What the router makes of one route for one request.
@@ -75,9 +83,9 @@ pub enum RouteCheck {
         /// The best path condition that held (exact, then the longest prefix, then the
         /// first regex, as in the table).
         path: PathFit,
-        /// The route's weight among routes with the same host and path condition: 1 for
-        /// a method list plus 1 per header condition (more is tried first).
-        weight: usize,
+        /// The route's rank among routes with the same host and path condition: a method
+        /// list, then more header conditions, then more query conditions are tried first.
+        weight: Specificity,
     },
     /// This condition failed first.
     Fails(Failure),
@@ -116,7 +124,8 @@ impl Router {
                 allowed: Vec::new(),
             });
         };
-        if let Some(f) = conditions.first_failure(req.method, req.headers) {
+        let query = LazyQuery::new(req.query);
+        if let Some(f) = conditions.first_failure(req.method, req.headers, &query) {
             return RouteCheck::Fails(f);
         }
         RouteCheck::Accepts {
@@ -254,22 +263,29 @@ impl fmt::Display for Failure {
                     "header condition headers[{index}]: {condition} does not hold"
                 )
             }
+            Failure::Query { index, condition } => {
+                write!(
+                    f,
+                    "query condition query_params[{index}]: {condition} does not hold"
+                )
+            }
         }
     }
 }
 
 impl Failure {
-    /// Which condition failed: `host`, `path`, `method` or `header`.
+    /// Which condition failed: `host`, `path`, `method`, `header` or `query`.
     pub fn condition(&self) -> &'static str {
         match self {
             Failure::Host { .. } => "host",
             Failure::Path { .. } => "path",
             Failure::Method { .. } => "method",
             Failure::Header { .. } => "header",
+            Failure::Query { .. } => "query",
         }
     }
 
-    /// How far the request got: 0 (host) to 3 (headers). Routes that failed later are
+    /// How far the request got: 0 (host) to 4 (query). Routes that failed later are
     /// nearer misses.
     pub fn depth(&self) -> u8 {
         match self {
@@ -277,6 +293,7 @@ impl Failure {
             Failure::Path { .. } => 1,
             Failure::Method { .. } => 2,
             Failure::Header { .. } => 3,
+            Failure::Query { .. } => 4,
         }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! # Matching
 //!
-//! A route matches when its host, path, method and header conditions all hold. Hosts
+//! A route matches when its host, path, method, header and query conditions all hold. Hosts
 //! and paths follow Kubernetes Ingress rather than Kong where the two differ:
 //!
 //! - **Host**: exact (case-insensitive), or `*.example.com`, which matches exactly one
@@ -18,16 +18,21 @@
 //!   start of the path. A route without paths matches every path.
 //! - **Methods**: any of them; none listed means any method.
 //! - **Headers**: every condition holds.
+//! - **Query parameters**: every condition holds. Names and values are compared
+//!   percent-decoded (`?a=b%20c` has `a` = `b c`; `+` is not a space), names
+//!   case-sensitively; a repeated parameter counts by its first value; only the first
+//!   [`MAX_QUERY_PARAMS`] parameters are looked at (the `query` module says how).
 //!
 //! # Precedence
 //!
 //! 1. Host tier: an exact host, then a wildcard host, then routes without hosts.
 //! 2. Within a tier: an exact path, then prefixes from the longest, then regexes in
 //!    file order.
-//! 3. Among routes with the same host and path condition: more conditions first (a
-//!    method list counts one, each header condition one), then file order.
+//! 3. Among routes with the same host and path condition, as the Gateway API ranks
+//!    HTTPRoute matches: a route with a method list first, then more header conditions,
+//!    then more query conditions ([`Specificity`]), then file order.
 //!
-//! A candidate whose method or headers do not match gives way to the next one in this
+//! A candidate whose method, headers or query do not match gives way to the next one in this
 //! order, across tiers too: a request for `api.example.com` that no `api.example.com`
 //! route accepts can still be served by a `*.example.com` route or a route without hosts.
 //!
@@ -35,7 +40,9 @@
 //!
 //! A lookup is one hash lookup per host tier, one for the exact path, at most one per
 //! path element for prefixes, and the tier's regexes only when nothing else matched. It
-//! does not allocate unless the `Host` header has uppercase letters.
+//! does not allocate unless the `Host` header has uppercase letters. The query is not
+//! read unless a candidate route has a query condition; then it is parsed once for the
+//! request (one allocation, bounded by [`MAX_QUERY_PARAMS`] parameters).
 
 mod conditions;
 mod explain;
@@ -43,6 +50,7 @@ mod host;
 mod key_hash;
 mod normalize;
 mod path;
+mod query;
 mod table;
 
 #[cfg(test)]
@@ -51,6 +59,8 @@ mod tests;
 mod tests_large;
 #[cfg(test)]
 mod tests_normalize_props;
+#[cfg(test)]
+mod tests_query;
 
 use crate::config::{Diagnostic, PathMatch, RouteConfig};
 
@@ -58,10 +68,13 @@ use self::conditions::Conditions;
 use self::host::HostPattern;
 use self::key_hash::KeyMap;
 use self::path::PathCondition;
+use self::query::LazyQuery;
 use self::table::PathTable;
 
+pub use self::conditions::Specificity;
 pub use self::explain::{Failure, HostFit, PathFit, RouteCheck};
 pub use self::normalize::normalize_path;
+pub use self::query::{truncated_queries, MAX_QUERY_PARAMS};
 
 /// The compiled route table. Immutable; share it (for instance in an `Arc`) and rebuild
 /// it when the configuration changes.
@@ -89,6 +102,9 @@ pub struct RouteRequest<'a> {
     pub method: &'a http::Method,
     /// The request headers.
     pub headers: &'a http::HeaderMap,
+    /// The query string, without the `?` (as `http::Uri::query` gives it), or None.
+    /// Read only when a candidate route has query conditions.
+    pub query: Option<&'a str>,
 }
 
 /// The route chosen for a request.
@@ -106,7 +122,8 @@ pub struct RouteMatch {
 
 impl Router {
     /// Compiles the route table. Diagnostics carry field paths such as `routes[3].paths[1]`,
-    /// `routes[0].hosts[2]`, `routes[2].headers[0].regex`, `routes[1].methods[0]`, location
+    /// `routes[0].hosts[2]`, `routes[2].headers[0].regex`, `routes[1].methods[0]`,
+    /// `routes[4].query_params[1].regex`, location
     /// None (the caller fills positions in from the document by path).
     pub fn build(routes: &[RouteConfig]) -> Result<Router, Vec<Diagnostic>> {
         let mut diagnostics = Vec::new();
@@ -144,6 +161,7 @@ impl Router {
             conditions.push(Conditions::compile(
                 &route.methods,
                 &route.headers,
+                &route.query_params,
                 &base,
                 &mut diagnostics,
             ));
@@ -174,7 +192,7 @@ impl Router {
                 index_under(table.or_default());
             }
         }
-        let weights: Vec<usize> = router.conditions.iter().map(Conditions::weight).collect();
+        let weights: Vec<Specificity> = router.conditions.iter().map(Conditions::weight).collect();
         let tables = router.exact_hosts.values_mut();
         let tables = tables.chain(router.wildcard_hosts.values_mut());
         tables.for_each(|t| t.finish(&weights));
@@ -184,10 +202,12 @@ impl Router {
 
     /// The best route for a request, or None.
     pub fn find(&self, req: &RouteRequest<'_>) -> Option<RouteMatch> {
+        // Parsed on first use only, by a candidate with query conditions.
+        let query = LazyQuery::new(req.query);
         let accept = |route: usize| {
             self.conditions
                 .get(route)
-                .is_some_and(|c| c.matches(req.method, req.headers))
+                .is_some_and(|c| c.matches(req.method, req.headers, &query))
         };
         // Without host tiers (the common single-site table) the host is not even read.
         if let Some(raw) = req.host.filter(|_| self.routes_by_host()) {

@@ -9,14 +9,14 @@ use super::key_hash::KeyMap;
 use regex::{Regex, RegexSet};
 
 use super::path::{prefix_keys, PathCondition};
-use super::RouteMatch;
+use super::{RouteMatch, Specificity};
 
 /// With this many distinct regexes or more, one `RegexSet` pass rules out a path that
 /// none of them matches before they are tried one by one.
 const REGEX_SET_THRESHOLD: usize = 8;
 
 /// Candidates for one host tier. Every list of route indices is ordered by precedence:
-/// more conditions (weight) first, then file order.
+/// more specific conditions ([`Specificity`]) first, then file order.
 #[derive(Debug, Default)]
 pub(crate) struct PathTable {
     exact: KeyMap<Box<str>, Vec<usize>>,
@@ -66,9 +66,9 @@ impl PathTable {
 
     /// Orders every candidate list by precedence, given each route's weight, and builds
     /// the regex prefilter.
-    pub(crate) fn finish(&mut self, weights: &[usize]) {
+    pub(crate) fn finish(&mut self, weights: &[Specificity]) {
         let order = |list: &mut Vec<usize>| {
-            list.sort_by_key(|&r| (Reverse(weights.get(r).copied().unwrap_or(0)), r));
+            list.sort_by_key(|&r| (Reverse(weights.get(r).copied().unwrap_or_default()), r));
             list.shrink_to_fit();
         };
         self.exact.values_mut().for_each(order);

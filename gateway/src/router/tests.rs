@@ -12,6 +12,7 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         paths,
         methods: Vec::new(),
         headers: Vec::new(),
+        query_params: Vec::new(),
         upstream: "u".into(),
         strip_prefix: false,
         preserve_host: false,
@@ -105,11 +106,17 @@ pub(super) fn find(
 ) -> Option<RouteMatch> {
     let method = Method::from_bytes(method.as_bytes()).expect("test method");
     let headers = header_map(headers);
+    // `path?query`: the router gets them apart, as the proxy gives them.
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
     router.find(&RouteRequest {
         host,
         path,
         method: &method,
         headers: &headers,
+        query,
     })
 }
 

@@ -115,7 +115,9 @@ impl Naive {
             if !method_ok || !headers_ok {
                 continue;
             }
-            let weight = usize::from(!r.methods.is_empty()) + r.headers.len();
+            // A method list, then more header conditions (then query conditions, which
+            // the generated routes do not use).
+            let weight = (!r.methods.is_empty(), r.headers.len());
             let tiers: Vec<usize> = if r.hosts.is_empty() {
                 vec![2]
             } else {

@@ -52,6 +52,7 @@ fn find(router: &Router, path: &str) -> Option<RouteMatch> {
         path,
         method: &Method::GET,
         headers: &HeaderMap::new(),
+        query: None,
     })
 }
 

@@ -96,6 +96,7 @@ mod tests {
             paths: Vec::new(),
             methods: Vec::new(),
             headers: Vec::new(),
+            query_params: Vec::new(),
             upstream: "main".into(),
             strip_prefix: false,
             preserve_host: false,

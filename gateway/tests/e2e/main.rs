@@ -45,6 +45,7 @@ mod request_transformer;
 mod resilience;
 mod response_transformer;
 mod route_headers;
+mod route_query;
 mod routing;
 mod split;
 mod tls;

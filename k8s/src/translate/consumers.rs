@@ -11,6 +11,9 @@
 //! whole set is then checked as the gateway builds it, so a key used by two consumers
 //! is kept for the first (namespace/name order) and left out of the later one. No
 //! problem ever carries a credential's value.
+//!
+//! Pingway has no consumer groups: a KongConsumer's `consumerGroups` are not carried
+//! over; the consumer is kept without them, with a problem naming it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -103,6 +106,16 @@ pub fn translate(
                 "left out: it needs a `username` or a `custom_id`",
             ));
             continue;
+        }
+        if !kc.consumer_groups.is_empty() {
+            problems.push(Problem::new(
+                "KongConsumer",
+                meta,
+                format!(
+                    "consumerGroups [{}] not carried over: Pingway has no consumer groups (the consumer is kept without them; give it its plugins through konghq.com/plugins)",
+                    kc.consumer_groups.join(", ")
+                ),
+            ));
         }
         let mut base = Map::new();
         if let Some(u) = kc.username.as_ref().filter(|s| !s.is_empty()) {

@@ -4,17 +4,20 @@
 //! union of the host names it got on the listeners it is attached to.
 //!
 //! Precedence: the router ranks host tiers and paths itself (exact, then the longest
-//! prefix, then regexes) and then prefers routes with more conditions, then file order.
-//! The routes of HTTPRoutes are written in the Gateway API's order (exact path, longest
+//! prefix, then regexes), then, for the same path condition, a method match, then more
+//! header matches, then more query parameter matches, then file order: the Gateway API's
+//! order. The routes of HTTPRoutes are written in that order too (exact path, longest
 //! prefix, method, most headers, most query parameters, oldest, namespace/name, rule
-//! order), so the file order breaks the router's ties as the spec does. One difference is
-//! left (docs/kubernetes.md): the router counts a method and each header as one condition
-//! each, so for the same path two header matches outrank a method match alone.
+//! order, match order), so the file order breaks the router's remaining ties as the spec
+//! does; a golden test (`precedence_through_the_router_is_the_spec_order`) checks the two
+//! agree.
 //!
-//! What cannot be mapped never becomes a wrong route: an unsupported filter, a query
-//! parameter match, an invalid backend all make the rule's routes answer `500` (as the
-//! spec asks for invalid backends and unresolvable filters), with a [`Problem`] and a
-//! status condition.
+//! Header and query parameter matches become the route's `headers` and `query_params`:
+//! `Exact` as `exact`, `RegularExpression` as a `regex` anchored at both ends.
+//!
+//! What cannot be mapped never becomes a wrong route: an unsupported filter or an
+//! invalid backend makes the rule's routes answer `500` (as the spec asks for invalid
+//! backends and unresolvable filters), with a [`Problem`] and a status condition.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -553,35 +556,11 @@ fn rule_routes(
         if let Some(method) = &m.method {
             r["methods"] = json!([method.to_ascii_uppercase()]);
         }
-        let mut headers = Vec::new();
-        for h in &m.headers {
-            match h.type_.as_deref().unwrap_or("Exact") {
-                "RegularExpression" => {
-                    headers.push(json!({"name": h.name, "regex": format!("^(?:{})$", h.value)}))
-                }
-                _ => headers.push(json!({"name": h.name, "exact": h.value})),
-            }
-        }
-        if !headers.is_empty() {
-            r["headers"] = Value::Array(headers);
+        if !m.headers.is_empty() {
+            r["headers"] = Value::Array(m.headers.iter().map(value_match).collect());
         }
         if !m.query_params.is_empty() {
-            let msg = format!(
-                "rule {rule_index} match {j}: queryParams matches are not supported by the router; that match answers 500"
-            );
-            unsupported.push(msg.clone());
-            out.upstreams
-                .entry(NO_BACKEND_UPSTREAM.into())
-                .or_insert_with(
-                    || json!({"name": NO_BACKEND_UPSTREAM, "targets": [NO_ENDPOINT_TARGET]}),
-                );
-            r["upstream"] = json!(NO_BACKEND_UPSTREAM);
-            if let Some(o) = r.as_object_mut() {
-                o.remove("split");
-                o.remove("mirrors");
-                o.remove("path_rewrite");
-            }
-            r["plugins"] = json!([{"name": "request-termination", "config": {"status_code": 500, "message": "queryParams matches are not supported"}}]);
+            r["query_params"] = Value::Array(m.query_params.iter().map(value_match).collect());
         }
         if let Some(pm) = rewrite {
             match (pm.type_.as_str(), ptype.as_str()) {
@@ -590,14 +569,13 @@ fn rule_routes(
                     r["path_rewrite"] =
                         json!({"regex": "^.*$", "replacement": replacement_escape(&full)});
                 }
-                ("ReplacePrefixMatch", "PathPrefix") if m.query_params.is_empty() => {
+                ("ReplacePrefixMatch", "PathPrefix") => {
                     let with = pm
                         .replace_prefix_match
                         .clone()
                         .unwrap_or_else(|| "/".into());
                     r["path_rewrite"] = prefix_rewrite(&pvalue, &with);
                 }
-                _ if !m.query_params.is_empty() => {}
                 _ => {
                     unsupported.push(format!(
                         "rule {rule_index} match {j}: URLRewrite ReplacePrefixMatch needs a PathPrefix match; that match answers 500"
@@ -635,6 +613,15 @@ fn rule_routes(
                 typed: None,
             },
         ));
+    }
+}
+
+/// A header or query parameter match as a route condition: `Exact` (the default) as
+/// `exact`, `RegularExpression` as a `regex` anchored at both ends (the whole value).
+fn value_match(v: &crate::gateway_api::ValueMatch) -> Value {
+    match v.type_.as_deref().unwrap_or("Exact") {
+        "RegularExpression" => json!({"name": v.name, "regex": format!("^(?:{})$", v.value)}),
+        _ => json!({"name": v.name, "exact": v.value}),
     }
 }
 
