@@ -7,14 +7,16 @@
 //! [`Request::service`]: crate::Request::service
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 /// A map from type to one shared value of that type.
+///
+/// Held as a list searched in order: a configuration has a handful of services, and
+/// comparing a few `TypeId`s costs less per request than hashing one.
 #[derive(Default, Clone)]
 pub struct Services {
-    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    values: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl Services {
@@ -31,22 +33,28 @@ impl Services {
 
     /// Adds `value`, replacing any value of the same type.
     pub fn insert<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> &mut Self {
-        self.values.insert(TypeId::of::<T>(), value);
+        let id = TypeId::of::<T>();
+        match self.values.iter_mut().find(|(t, _)| *t == id) {
+            Some((_, v)) => *v = value,
+            None => self.values.push((id, value)),
+        }
         self
     }
 
     /// The value of type `T`, if there is one.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.values
-            .get(&TypeId::of::<T>())
+        self.find(TypeId::of::<T>())
             .and_then(|v| v.downcast_ref::<T>())
     }
 
     /// The value of type `T` as a shared pointer, to keep beyond a request.
     pub fn get_arc<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.values
-            .get(&TypeId::of::<T>())
+        self.find(TypeId::of::<T>())
             .and_then(|v| Arc::clone(v).downcast::<T>().ok())
+    }
+
+    fn find(&self, id: TypeId) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.values.iter().find(|(t, _)| *t == id).map(|(_, v)| v)
     }
 }
 
@@ -69,5 +77,9 @@ mod tests {
         assert!(s.get::<u64>().is_none());
         assert_eq!(*s.get_arc::<u32>().unwrap(), 7);
         assert!(Services::empty().get::<u32>().is_none());
+        // A second value of a type replaces the first.
+        s.insert(Arc::new(8u32));
+        assert_eq!(s.get::<u32>(), Some(&8));
+        assert_eq!(s.values.len(), 2);
     }
 }

@@ -229,6 +229,26 @@ impl KeyAuth {
 
     async fn authenticate(&self, req: &mut Request<'_>) -> Result<(), Response> {
         let unauthorized = |m| auth::unauthorized(m, &self.www_authenticate);
+        // The usual case, a key in the first name's header with nothing to hide, is
+        // judged where it lies: the search below would pick the same key, but copies it
+        // so the request can be edited while it is in hand.
+        if self.key_in_header && !self.hide_credentials {
+            if let Some(Found::Key(key)) = self
+                .key_names
+                .first()
+                .and_then(|first| self.in_header(req, first))
+            {
+                if key.is_empty() {
+                    return Err(unauthorized(NO_KEY));
+                }
+                let consumers = auth::consumers(req);
+                let Some(found) = consumers.key_auth(&key) else {
+                    return Err(unauthorized(UNAUTHORIZED));
+                };
+                auth::set_consumer(req, found.consumer, Some(found.credential));
+                return Ok(());
+            }
+        }
         let mut key: Option<Vec<u8>> = None;
         let mut body: Option<Option<Bytes>> = None;
         for key_name in &self.key_names {
