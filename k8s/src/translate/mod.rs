@@ -405,10 +405,6 @@ fn finish(
     // until the file passes (a bug of this translation if it ever happens; bounded by
     // the number of routes).
     loop {
-        doc.insert(
-            "upstreams".into(),
-            Value::Array(out.upstreams.values().cloned().collect()),
-        );
         if out.consumers.is_empty() {
             doc.remove("consumers");
         } else {
@@ -422,7 +418,7 @@ fn finish(
         // translation test checks the text), and parsing 10,000 routes back was half of
         // a translation's time and most of its peak memory. The routes, already read
         // one by one above, are not read again.
-        let mut value = Value::Object(std::mem::take(&mut doc));
+        let value = Value::Object(std::mem::take(&mut doc));
         // Moved into the configuration; read again for the routes kept if a later
         // check fails (not expected: every route passed alone).
         let routes = out
@@ -433,23 +429,17 @@ fn finish(
                 None => typed_route(&r.value).ok(),
             })
             .collect();
-        let checked = check_parts(&value, routes);
-        let yaml = match (&checked, &mut value) {
+        let upstreams: Vec<&Value> = out.upstreams.values().collect();
+        let checked = check_parts(&value, routes, &upstreams);
+        let yaml = match (&checked, &value) {
             (Ok(_), Value::Object(map)) => {
-                map.insert(
-                    "routes".into(),
-                    Value::Array(out.routes.iter().map(|r| r.value.clone()).collect()),
-                );
-                let yaml = crate::render::to_yaml(&value);
-                if let Value::Object(map) = &mut value {
-                    map.remove("routes");
-                }
-                yaml
+                let routes: Vec<&Value> = out.routes.iter().map(|r| &r.value).collect();
+                crate::render::to_yaml_with(map, &[("routes", &routes), ("upstreams", &upstreams)])
             }
             _ => String::new(),
         };
-        if let Value::Object(mut map) = value {
-            map.remove("upstreams");
+        drop(upstreams);
+        if let Value::Object(map) = value {
             doc = map;
         }
         match checked {
@@ -668,14 +658,33 @@ pub fn check(yaml: &str) -> Result<GatewayConfig, Vec<pingway::config::Diagnosti
 
 /// [`check`] of the document the YAML is rendered from, without rendering and parsing
 /// it: the same deserializer, cross-field validation and route table. `doc` has no
-/// `routes`: they come already read, in the order they are written.
+/// `routes` nor `upstreams`: the routes come already read, the upstreams are read one
+/// by one (never a tree of all of them at once), both in the order they are written.
 fn check_parts(
     doc: &Value,
     routes: Vec<RouteConfig>,
+    upstreams: &[&Value],
 ) -> Result<GatewayConfig, Vec<pingway::config::Diagnostic>> {
-    let node = pingway::stock::config::ConfigNode::from_json(doc);
-    let mut config = pingway::stock::config::from_node::<GatewayConfig>(&node, "")?;
-    drop(node);
+    use pingway::stock::config::{from_node, ConfigNode};
+    let mut diags = Vec::new();
+    let mut typed = Vec::with_capacity(upstreams.len());
+    for (i, u) in upstreams.iter().enumerate() {
+        match from_node(&ConfigNode::from_json(u), &format!("upstreams[{i}]")) {
+            Ok(u) => typed.push(u),
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+    let mut config = match from_node::<GatewayConfig>(&ConfigNode::from_json(doc), "") {
+        Ok(c) => c,
+        Err(mut d) => {
+            diags.append(&mut d);
+            return Err(diags);
+        }
+    };
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    config.upstreams = typed;
     config.routes = routes;
     check_config(config)
 }
