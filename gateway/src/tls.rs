@@ -197,6 +197,18 @@ fn sni_pattern(name: &str, at: &str, diags: &mut Vec<Diagnostic>) -> Option<Stri
     Some(lower)
 }
 
+/// A name for `bytes` by their content: the first 128 bits of their SHA-256, in hex.
+/// The Kubernetes watcher names certificate and key files with it (a file is rewritten
+/// only when its content changes); the gateway keys its cache of loaded certificates by
+/// it.
+pub fn content_digest(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Where a PEM text comes from: a file or the YAML itself.
 enum PemSource<'a> {
     File { path: &'a str, field: &'static str },

@@ -1,6 +1,9 @@
-//! An Ingress's `tls:` entries (and a Gateway's HTTPS listeners' certificateRefs) to the HTTPS listener's certificates: the PEM of each
-//! `kubernetes.io/tls` Secret inline, for the hosts the entries list. Each certificate
-//! is checked as the gateway will check it; a bad one is left out alone.
+//! An Ingress's `tls:` entries (and a Gateway's HTTPS listeners' certificateRefs) to the
+//! HTTPS listener's certificates, for the hosts the entries list: each
+//! `kubernetes.io/tls` Secret's chain and key as files named by their content (with
+//! [`super::Options::certificate_dir`]; see [`crate::cert_files`]), else inline PEM.
+//! Each certificate is checked as the gateway will check it; a bad one is left out
+//! alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -12,6 +15,7 @@ use pingway::config::{CertificateConfig, ListenerTls, Secret as SecretText};
 use serde_json::{json, Value};
 
 use super::{Problem, Snapshot};
+use crate::cert_files::PemFile;
 
 /// The Secret type that holds a certificate and its key.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -99,13 +103,19 @@ impl<'a> Certificates<'a> {
     /// At most `max` of them: the rest, in the same order, are left out and counted in
     /// `left_out`. Also names the Secrets (namespace, name) left out, because the
     /// gateway refuses their certificate or key or beyond `max`.
+    ///
+    /// With `dir`, the entries name files in `dir` (`cert:`, `key:`) whose contents are
+    /// added to `files`, each distinct content once; without, the PEM is inline.
     pub fn finish(
         self,
         max: usize,
+        dir: Option<&std::path::Path>,
+        files: &mut Vec<PemFile>,
         left_out: &mut usize,
         problems: &mut Vec<Problem>,
     ) -> (Vec<Value>, Vec<(String, String)>) {
         let mut taken: HashSet<String> = HashSet::new();
+        let mut named: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         let mut dropped = Vec::new();
         for ((ns, name), mut c) in self.by_secret {
@@ -169,7 +179,24 @@ impl<'a> Certificates<'a> {
                 continue;
             }
             taken.extend(c.snis.iter().cloned());
-            out.push(json!({"cert_pem": c.cert, "key_pem": c.key, "snis": c.snis}));
+            match dir {
+                Some(dir) => {
+                    let cert = PemFile::certificate(c.cert);
+                    let key = PemFile::key(c.key);
+                    let entry = json!({
+                        "cert": dir.join(&cert.name).to_string_lossy(),
+                        "key": dir.join(&key.name).to_string_lossy(),
+                        "snis": c.snis,
+                    });
+                    for f in [cert, key] {
+                        if named.insert(f.name.clone()) {
+                            files.push(f);
+                        }
+                    }
+                    out.push(entry);
+                }
+                None => out.push(json!({"cert_pem": c.cert, "key_pem": c.key, "snis": c.snis})),
+            }
         }
         (out, dropped)
     }
