@@ -123,26 +123,26 @@ pub struct Collected {
 
 impl CertificateDir {
     /// Opens (creating, mode 0700) the directory `dir`. Files already there (from an
-    /// earlier run, which a gateway may still be serving) count as the previous
+    /// earlier run, which a gateway may still be serving) count as the current
     /// generation: they are kept until a second configuration is committed.
     pub fn open(dir: PathBuf, grace: Duration) -> std::io::Result<CertificateDir> {
         if !dir.is_dir() {
             std::fs::create_dir_all(&dir)?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        let mut previous = HashSet::new();
+        let mut current = HashSet::new();
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if ours(&name) && !name.starts_with('.') {
-                previous.insert(name);
+                current.insert(name);
             }
         }
         Ok(CertificateDir {
             dir,
             grace,
             present: HashSet::new(),
-            current: HashSet::new(),
-            previous,
+            current,
+            previous: HashSet::new(),
             unreferenced: HashMap::new(),
         })
     }
