@@ -57,6 +57,11 @@ pub struct CertificateSet {
     /// Whether handshakes ask the client for a certificate (`tls.client_certificate`,
     /// and for `auto` whether the configuration has an `mtls-auth`).
     pub asks_client_certificate: bool,
+    /// The certificates loaded from the configuration, by the digest of their chain's
+    /// and key's PEM: the next load of this listener reuses an unchanged one instead of
+    /// parsing and checking it again (a reload that changes one certificate of 40,000
+    /// parses one).
+    loaded: HashMap<[u8; 32], Arc<CertifiedKey>>,
 }
 
 impl std::fmt::Debug for CertificateSet {
@@ -79,6 +84,18 @@ impl CertificateSet {
         tls: &ListenerTls,
         path: &str,
         managed: &mut ManagedPool<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> CertificateSet {
+        CertificateSet::build_reusing(tls, path, managed, None, diags)
+    }
+
+    /// [`CertificateSet::build`], reusing the certificates `previous` loaded from the
+    /// same PEM (files are still read, and compared by content).
+    pub fn build_reusing(
+        tls: &ListenerTls,
+        path: &str,
+        managed: &mut ManagedPool<'_>,
+        previous: Option<&CertificateSet>,
         diags: &mut Vec<Diagnostic>,
     ) -> CertificateSet {
         let mut set = CertificateSet::default();
@@ -114,7 +131,8 @@ impl CertificateSet {
                 }
                 Served::Acme(managed.get(names))
             } else {
-                let Some(key) = load_certified_key(c, &at, diags) else {
+                let reuse = previous.map(|p| &p.loaded);
+                let Some(key) = load_certified_key(c, &at, reuse, &mut set.loaded, diags) else {
                     continue;
                 };
                 set.fallback.get_or_insert_with(|| key.clone());
@@ -277,8 +295,15 @@ fn pem_source<'a>(
 
 /// The certificates of a PEM source (at least one).
 fn read_certs(source: &PemSource<'_>) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = source.read()?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice()))
+    parse_certs(source, &source.read()?)
+}
+
+/// The certificates (at least one) of `bytes`, read from `source`.
+fn parse_certs(
+    source: &PemSource<'_>,
+    bytes: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = rustls_pemfile::certs(&mut BufReader::new(bytes))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: bad PEM: {e}", source.describe()))?;
     if certs.is_empty() {
@@ -334,8 +359,12 @@ pub(crate) fn certified_key_from_pem(
 
 /// The private key of a PEM source. Error messages never quote the key.
 fn read_key(source: &PemSource<'_>) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = source.read()?;
-    match rustls_pemfile::private_key(&mut BufReader::new(bytes.as_slice())) {
+    parse_key(source, &source.read()?)
+}
+
+/// The private key of `bytes`, read from `source`. Error messages never quote the key.
+fn parse_key(source: &PemSource<'_>, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    match rustls_pemfile::private_key(&mut BufReader::new(bytes)) {
         Ok(Some(key)) => Ok(key),
         Ok(None) => Err(format!(
             "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found",
@@ -345,10 +374,14 @@ fn read_key(source: &PemSource<'_>) -> Result<PrivateKeyDer<'static>, String> {
     }
 }
 
-/// A certificate entry as rustls serves it: chain, signing key, checked to match.
+/// A certificate entry as rustls serves it: chain, signing key, checked to match. One
+/// whose chain and key PEM are those of an entry of `reuse` is that entry (not parsed
+/// again); every one loaded without an OCSP file is added to `loaded`.
 fn load_certified_key(
     c: &CertificateConfig,
     at: &str,
+    reuse: Option<&HashMap<[u8; 32], Arc<CertifiedKey>>>,
+    loaded: &mut HashMap<[u8; 32], Arc<CertifiedKey>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CertifiedKey>> {
     let cert_source = pem_source(
@@ -366,14 +399,40 @@ fn load_certified_key(
         diags,
     );
     let (cert_source, key_source) = (cert_source?, key_source?);
-    let certs = match read_certs(&cert_source) {
+    let read = |source: &PemSource<'_>, diags: &mut Vec<Diagnostic>| match source.read() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            diags.push(Diagnostic::new(format!("{at}.{}", source.field()), e));
+            None
+        }
+    };
+    let cert_bytes = read(&cert_source, diags)?;
+    let key_bytes = read(&key_source, diags)?;
+    // An OCSP response is read again at each load: not reused.
+    let digest = c.ocsp_file.is_none().then(|| {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&(cert_bytes.len() as u64).to_be_bytes());
+        ctx.update(&cert_bytes);
+        ctx.update(&key_bytes);
+        let mut d = [0u8; 32];
+        d.copy_from_slice(ctx.finish().as_ref());
+        d
+    });
+    if let Some(d) = &digest {
+        if let Some(known) = reuse.and_then(|r| r.get(d)).or_else(|| loaded.get(d)) {
+            let known = Arc::clone(known);
+            loaded.insert(*d, Arc::clone(&known));
+            return Some(known);
+        }
+    }
+    let certs = match parse_certs(&cert_source, &cert_bytes) {
         Ok(certs) => certs,
         Err(e) => {
             diags.push(Diagnostic::new(format!("{at}.{}", cert_source.field()), e));
             return None;
         }
     };
-    let key = match read_key(&key_source) {
+    let key = match parse_key(&key_source, &key_bytes) {
         Ok(key) => key,
         Err(e) => {
             diags.push(Diagnostic::new(format!("{at}.{}", key_source.field()), e));
@@ -430,7 +489,11 @@ fn load_certified_key(
             return None;
         }
     }
-    Some(Arc::new(certified))
+    let certified = Arc::new(certified);
+    if let Some(d) = digest {
+        loaded.insert(d, Arc::clone(&certified));
+    }
+    Some(certified)
 }
 
 /// The certificate sets of the configuration's HTTPS listeners, by listener address,
@@ -456,8 +519,14 @@ impl ListenerCertificates {
         let mut managed = ManagedPool::new(previous.map(|p| &p.managed), storage);
         for (i, l) in cfg.listeners.iter().enumerate() {
             if let Some(tls) = &l.tls {
-                let mut set =
-                    CertificateSet::build(tls, &format!("listeners[{i}].tls"), &mut managed, diags);
+                let before = previous.and_then(|p| p.sets.get(&l.address)).map(Arc::as_ref);
+                let mut set = CertificateSet::build_reusing(
+                    tls,
+                    &format!("listeners[{i}].tls"),
+                    &mut managed,
+                    before,
+                    diags,
+                );
                 set.asks_client_certificate = asks_client_certificate(tls, cfg);
                 sets.insert(l.address.clone(), Arc::new(set));
             }
@@ -1082,6 +1151,53 @@ mod tests {
         assert_eq!(p(Some("a.b.example.com")).as_deref(), Some("fallback.test"));
         assert_eq!(p(Some("example.com")).as_deref(), Some("fallback.test"));
         assert_eq!(p(None).as_deref(), Some("fallback.test"));
+    }
+
+    #[test]
+    fn a_reload_reuses_certificates_whose_files_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_entry = |name: &str, sni: &str| {
+            let (cert, key) = self_signed(&[sni]);
+            let (c, k) = (dir.path().join(format!("{name}.crt")), dir.path().join(format!("{name}.key")));
+            std::fs::write(&c, cert).unwrap();
+            std::fs::write(&k, key).unwrap();
+            CertificateConfig {
+                cert: Some(c.display().to_string()),
+                key: Some(k.display().to_string()),
+                cert_pem: None,
+                key_pem: None,
+                ..inline(&[sni], &[sni], false)
+            }
+        };
+        let tls = listener(vec![file_entry("a", "a.test"), file_entry("b", "b.test")]);
+        let build = |previous: Option<&CertificateSet>| {
+            let mut d = Vec::new();
+            let set = CertificateSet::build_reusing(
+                &tls,
+                "l",
+                &mut ManagedPool::new(None, None),
+                previous,
+                &mut d,
+            );
+            assert!(d.is_empty(), "{d:?}");
+            set
+        };
+        let first = build(None);
+        let second = build(Some(&first));
+        let same = |x: &CertificateSet, y: &CertificateSet, sni: &str| {
+            Arc::ptr_eq(&x.resolve(Some(sni)).unwrap(), &y.resolve(Some(sni)).unwrap())
+        };
+        assert!(same(&first, &second, "a.test") && same(&first, &second, "b.test"));
+        // b's file gets another certificate for the same name: loaded anew, a reused.
+        let (cert, key) = self_signed(&["b.test"]);
+        std::fs::write(dir.path().join("b.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("b.key"), key).unwrap();
+        let third = build(Some(&second));
+        assert!(same(&second, &third, "a.test"));
+        assert!(!same(&second, &third, "b.test"));
+        assert_eq!(picked(&third, Some("b.test")).as_deref(), Some("b.test"));
+        // Without a previous set nothing is shared.
+        assert!(!same(&third, &build(None), "a.test"));
     }
 
     #[test]
