@@ -519,7 +519,9 @@ impl ListenerCertificates {
         let mut managed = ManagedPool::new(previous.map(|p| &p.managed), storage);
         for (i, l) in cfg.listeners.iter().enumerate() {
             if let Some(tls) = &l.tls {
-                let before = previous.and_then(|p| p.sets.get(&l.address)).map(Arc::as_ref);
+                let before = previous
+                    .and_then(|p| p.sets.get(&l.address))
+                    .map(Arc::as_ref);
                 let mut set = CertificateSet::build_reusing(
                     tls,
                     &format!("listeners[{i}].tls"),
@@ -1158,7 +1160,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file_entry = |name: &str, sni: &str| {
             let (cert, key) = self_signed(&[sni]);
-            let (c, k) = (dir.path().join(format!("{name}.crt")), dir.path().join(format!("{name}.key")));
+            let (c, k) = (
+                dir.path().join(format!("{name}.crt")),
+                dir.path().join(format!("{name}.key")),
+            );
             std::fs::write(&c, cert).unwrap();
             std::fs::write(&k, key).unwrap();
             CertificateConfig {
@@ -1185,7 +1190,10 @@ mod tests {
         let first = build(None);
         let second = build(Some(&first));
         let same = |x: &CertificateSet, y: &CertificateSet, sni: &str| {
-            Arc::ptr_eq(&x.resolve(Some(sni)).unwrap(), &y.resolve(Some(sni)).unwrap())
+            Arc::ptr_eq(
+                &x.resolve(Some(sni)).unwrap(),
+                &y.resolve(Some(sni)).unwrap(),
+            )
         };
         assert!(same(&first, &second, "a.test") && same(&first, &second, "b.test"));
         // b's file gets another certificate for the same name: loaded anew, a reused.

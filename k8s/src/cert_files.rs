@@ -187,7 +187,9 @@ impl CertificateDir {
     pub fn collect(&mut self, now: Instant) -> std::io::Result<Collected> {
         let result = self.try_collect(now);
         if result.is_err() {
-            self.unreferenced.values_mut().for_each(|since| *since = now);
+            self.unreferenced
+                .values_mut()
+                .for_each(|since| *since = now);
         }
         result
     }
@@ -234,7 +236,10 @@ impl CertificateDir {
 
     /// When the next unreferenced file's grace period ends, if any is waiting.
     pub fn next_due(&self) -> Option<Instant> {
-        self.unreferenced.values().min().map(|since| *since + self.grace)
+        self.unreferenced
+            .values()
+            .min()
+            .map(|since| *since + self.grace)
     }
 }
 

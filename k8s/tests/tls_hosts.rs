@@ -252,15 +252,26 @@ async fn every_tls_host_is_served_with_its_certificate_after_the_first_sync() {
     assert_eq!(cert_files.len(), hosts, "one certificate entry per host");
     // One key shared by every host: one file.
     assert_eq!(
-        key_files.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        key_files
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         1
     );
     for f in cert_files.iter().chain(&key_files) {
-        assert!(f.starts_with(&certs_dir), "{} not in {}", f.display(), certs_dir.display());
+        assert!(
+            f.starts_with(&certs_dir),
+            "{} not in {}",
+            f.display(),
+            certs_dir.display()
+        );
     }
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&key_files[0]).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&key_files[0])
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
         assert_eq!(std::fs::read_to_string(&key_files[0]).unwrap(), key_pem);
     }
@@ -268,7 +279,12 @@ async fn every_tls_host_is_served_with_its_certificate_after_the_first_sync() {
     // The first host's Secret gets a new certificate, twice: each reaches new
     // handshakes; the first one's file is removed after the second change (it is then
     // two configurations old), the second one's is kept (one configuration old).
-    let file_of = |pem: &str| certs_dir.join(format!("{}.crt", pingway::tls::content_digest(pem.as_bytes())));
+    let file_of = |pem: &str| {
+        certs_dir.join(format!(
+            "{}.crt",
+            pingway::tls::content_digest(pem.as_bytes())
+        ))
+    };
     assert_eq!(
         std::fs::read_to_string(file_of(&first_pem)).unwrap(),
         first_pem
@@ -281,17 +297,26 @@ async fn every_tls_host_is_served_with_its_certificate_after_the_first_sync() {
         api.apply(tls_secret("c0", &cert.pem()));
         let want = cert.der().to_vec();
         until("the new certificate served", &logs, async || {
-            served_certificate(&roots, https, &host(0)).await.ok().as_ref() == Some(&want)
+            served_certificate(&roots, https, &host(0))
+                .await
+                .ok()
+                .as_ref()
+                == Some(&want)
         })
         .await;
         assert!(file_of(&cert.pem()).exists());
         replaced.push(cert.pem());
     }
-    until("the replaced certificate's file removed", &logs, async || {
-        !file_of(&replaced[0]).exists()
-    })
+    until(
+        "the replaced certificate's file removed",
+        &logs,
+        async || !file_of(&replaced[0]).exists(),
+    )
     .await;
-    assert!(file_of(&replaced[1]).exists(), "the previous generation's file is kept");
+    assert!(
+        file_of(&replaced[1]).exists(),
+        "the previous generation's file is kept"
+    );
     assert_eq!(
         https_get(&roots, https, &host(0)).await,
         Ok((200, "tls".to_string()))

@@ -131,10 +131,9 @@ pub fn node_budget(file_len: usize) -> usize {
     let scale = usize::try_from(max_file_bytes().div_ceil(MAX_FILE_BYTES))
         .unwrap_or(1)
         .max(1);
-    file_len.saturating_mul(NODES_PER_BYTE).clamp(
-        MIN_NODE_BUDGET,
-        MAX_NODE_BUDGET.saturating_mul(scale),
-    )
+    file_len
+        .saturating_mul(NODES_PER_BYTE)
+        .clamp(MIN_NODE_BUDGET, MAX_NODE_BUDGET.saturating_mul(scale))
 }
 
 /// How many bytes of scalar text the tree built from a file of `file_len` bytes may

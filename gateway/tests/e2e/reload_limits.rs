@@ -144,8 +144,8 @@ fn padded(yaml: &str, size: usize) -> String {
 async fn a_reload_over_the_configured_size_bound_is_refused_and_the_running_config_kept() {
     let one = Backend::start("one", Behaviour::Echo).await;
     let two = Backend::start("two", Behaviour::Echo).await;
-    let gw = GatewayProcess::start_with_args(&one_route(&one), &["--max-config-bytes", "4000"])
-        .await;
+    let gw =
+        GatewayProcess::start_with_args(&one_route(&one), &["--max-config-bytes", "4000"]).await;
     // Over the bound set on the command line, far under the default 4 MiB.
     gw.write_config(&padded(&one_route(&two), 5000));
     let refused = wait_until(Duration::from_secs(20), || async {
