@@ -439,6 +439,7 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         let options = opts.translate.clone();
         let input = Arc::clone(&snapshot);
         // Translating thousands of objects is CPU work: off the async threads.
+        let started = std::time::Instant::now();
         let t = match tokio::task::spawn_blocking(move || translate(&input, &options)).await {
             Ok(t) => t,
             Err(e) => {
@@ -446,6 +447,7 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
                 continue;
             }
         };
+        let translated = started.elapsed();
         let n = Stats::bump(&stats.regenerations);
         let lo = t.left_out;
         for (gauge, v) in [
@@ -546,11 +548,14 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             Ok(()) => {
                 let w = Stats::bump(&stats.writes);
                 log::info!(
-                    "wrote {} ({} routes, {} upstreams, {} problems; regeneration {n}, write {w})",
+                    "wrote {} ({} routes, {} upstreams, {} problems; regeneration {n}, write {w}; \
+                     translated in {:.3} s, written {:.3} s after)",
                     opts.output.display(),
                     t.config.routes.len(),
                     t.config.upstreams.len(),
-                    t.problems.len()
+                    t.problems.len(),
+                    translated.as_secs_f64(),
+                    (started.elapsed() - translated).as_secs_f64()
                 );
                 last = Some(t.yaml);
                 if let Some(tx) = &opts.written {

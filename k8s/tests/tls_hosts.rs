@@ -231,6 +231,16 @@ async fn every_tls_host_is_served_with_its_certificate_after_the_first_sync() {
     let stranger = https_get(&roots, https, "nobody.tls.test").await;
     assert!(stranger.is_err(), "{stranger:?}");
     let file_mib = std::fs::metadata(&config).unwrap().len() as f64 / 1048576.0;
+    // Where the time went, as the two processes log it (first translation, first load).
+    for (who, log, what) in [
+        ("watcher", &watcher_log, "translated in"),
+        ("gateway", &gateway_log, "parsed in"),
+    ] {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(what)) {
+            eprintln!("{who}: {line}");
+        }
+    }
 
     // Certificates and keys are files the YAML names, keys readable by their owner only.
     let yaml = std::fs::read_to_string(&config).unwrap();
