@@ -115,6 +115,8 @@ impl CertificateSet {
         }
         let mut first = None;
         let mut explicit_default = None;
+        let (mut loads, loaded) = load_all(tls, path, previous.map(|p| &p.loaded));
+        set.loaded = loaded;
         for (i, c) in tls.certificates.iter().enumerate() {
             let at = format!("{path}.certificates[{i}]");
             let key = if c.acme {
@@ -131,8 +133,9 @@ impl CertificateSet {
                 }
                 Served::Acme(managed.get(names))
             } else {
-                let reuse = previous.map(|p| &p.loaded);
-                let Some(key) = load_certified_key(c, &at, reuse, &mut set.loaded, diags) else {
+                let (key, mut problems) = loads[i].take().unwrap_or_default();
+                diags.append(&mut problems);
+                let Some(key) = key else {
                     continue;
                 };
                 set.fallback.get_or_insert_with(|| key.clone());
@@ -213,6 +216,71 @@ fn sni_pattern(name: &str, at: &str, diags: &mut Vec<Diagnostic>) -> Option<Stri
         return None;
     }
     Some(lower)
+}
+
+/// What loading one certificate entry gave: the certificate, or the problems found.
+type Load = (Option<Arc<CertifiedKey>>, Vec<Diagnostic>);
+
+/// Below this many certificates a listener's are loaded on the calling thread alone.
+const PARALLEL_LOAD_FROM: usize = 64;
+
+/// Loads every certificate entry of `tls` that is not managed by ACME (by index; `None`
+/// for the others), reusing those of `reuse`, and the map of what was loaded. Tens of
+/// thousands are loaded on as many threads as there are cores (at most 8): parsing
+/// and checking each is independent CPU work.
+fn load_all(
+    tls: &ListenerTls,
+    path: &str,
+    reuse: Option<&HashMap<[u8; 32], Arc<CertifiedKey>>>,
+) -> (Vec<Option<Load>>, HashMap<[u8; 32], Arc<CertifiedKey>>) {
+    let entries: Vec<(usize, &CertificateConfig)> = tls
+        .certificates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.acme)
+        .collect();
+    let work = |part: &[(usize, &CertificateConfig)]| {
+        let mut loaded = HashMap::new();
+        let out: Vec<(usize, Load)> = part
+            .iter()
+            .map(|(i, c)| {
+                let mut d = Vec::new();
+                let at = format!("{path}.certificates[{i}]");
+                let key = load_certified_key(c, &at, reuse, &mut loaded, &mut d);
+                (*i, (key, d))
+            })
+            .collect();
+        (out, loaded)
+    };
+    let threads = if entries.len() >= PARALLEL_LOAD_FROM {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    } else {
+        1
+    };
+    let parts = if threads <= 1 {
+        vec![work(&entries)]
+    } else {
+        let chunk = entries.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = entries
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| work(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut loads: Vec<Option<Load>> = vec![None; tls.certificates.len()];
+    let mut loaded = HashMap::new();
+    for (out, part_loaded) in parts {
+        for (i, load) in out {
+            loads[i] = Some(load);
+        }
+        loaded.extend(part_loaded);
+    }
+    (loads, loaded)
 }
 
 /// A name for `bytes` by their content: the first 128 bits of their SHA-256, in hex.
