@@ -118,6 +118,15 @@ impl<'a> Certificates<'a> {
         let mut named: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         let mut dropped = Vec::new();
+        // The gateway's check of each certificate is independent CPU work: done first,
+        // for the first `max` (the others are checked only if some of those fail), on
+        // every core. A name taken by an earlier Secret is one that passed the check,
+        // so checking before removing taken names finds the same problems.
+        let mut checked = {
+            let first: Vec<&Cert> = self.by_secret.values().take(max).collect();
+            parallel_map(&first, |c| check(c))
+        }
+        .into_iter();
         for ((ns, name), mut c) in self.by_secret {
             if out.len() >= max {
                 *left_out += 1;
@@ -141,39 +150,12 @@ impl<'a> Certificates<'a> {
                     true
                 }
             });
-            let config = CertificateConfig {
-                cert: None,
-                key: None,
-                cert_pem: Some(c.cert.clone()),
-                key_pem: Some(SecretText::new(c.key.clone())),
-                snis: c.snis.iter().cloned().collect(),
-                default: false,
-                ocsp_file: None,
-                acme: false,
-            };
-            let mut diags = Vec::new();
-            let listener = ListenerTls {
-                certificates: vec![config],
-                http2: true,
-                client_certificate: Default::default(),
-                max_handshakes: pingway::config::defaults::tls_max_handshakes(),
-                client_hello_timeout: pingway::config::defaults::tls_client_hello_timeout(),
-            };
-            // Inline certificates only: no ACME pool to draw from.
-            let mut no_acme = pingway::acme::ManagedPool::new(None, None);
-            pingway::tls::CertificateSet::build(&listener, "tls", &mut no_acme, &mut diags);
+            let diags = checked.next().unwrap_or_else(|| check(&c));
             if !diags.is_empty() {
                 problems.push(Problem::new(
                     c.kind,
                     &c.owner,
-                    format!(
-                        "Secret {ns}/{name} left out: {}",
-                        diags
-                            .iter()
-                            .map(|d| d.message.clone())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
+                    format!("Secret {ns}/{name} left out: {}", diags.join("; ")),
                 ));
                 dropped.push((ns, name));
                 continue;
@@ -200,6 +182,58 @@ impl<'a> Certificates<'a> {
         }
         (out, dropped)
     }
+}
+
+/// What the gateway says of `c`'s certificate, key and names, loaded alone: nothing
+/// when it serves them.
+fn check(c: &Cert) -> Vec<String> {
+    let config = CertificateConfig {
+        cert: None,
+        key: None,
+        cert_pem: Some(c.cert.clone()),
+        key_pem: Some(SecretText::new(c.key.clone())),
+        snis: c.snis.iter().cloned().collect(),
+        default: false,
+        ocsp_file: None,
+        acme: false,
+    };
+    let mut diags = Vec::new();
+    let listener = ListenerTls {
+        certificates: vec![config],
+        http2: true,
+        client_certificate: Default::default(),
+        max_handshakes: pingway::config::defaults::tls_max_handshakes(),
+        client_hello_timeout: pingway::config::defaults::tls_client_hello_timeout(),
+    };
+    // Inline certificates only: no ACME pool to draw from.
+    let mut no_acme = pingway::acme::ManagedPool::new(None, None);
+    pingway::tls::CertificateSet::build(&listener, "tls", &mut no_acme, &mut diags);
+    diags.into_iter().map(|d| d.message).collect()
+}
+
+/// `f` of each item, in order; from 64 items on, on as many threads as there are cores
+/// (at most 8).
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = if items.len() >= 64 {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    } else {
+        1
+    };
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// The snapshot's Secrets by namespace and name.
