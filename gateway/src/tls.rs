@@ -61,7 +61,7 @@ pub struct CertificateSet {
     /// and key's PEM: the next load of this listener reuses an unchanged one instead of
     /// parsing and checking it again (a reload that changes one certificate of 40,000
     /// parses one).
-    loaded: HashMap<[u8; 32], Arc<CertifiedKey>>,
+    loaded: Loaded,
 }
 
 impl std::fmt::Debug for CertificateSet {
@@ -218,6 +218,10 @@ fn sni_pattern(name: &str, at: &str, diags: &mut Vec<Diagnostic>) -> Option<Stri
     Some(lower)
 }
 
+/// Certificates loaded from the configuration, by the SHA-256 of their chain and key
+/// PEM.
+type Loaded = HashMap<[u8; 32], Arc<CertifiedKey>>;
+
 /// What loading one certificate entry gave: the certificate, or the problems found.
 type Load = (Option<Arc<CertifiedKey>>, Vec<Diagnostic>);
 
@@ -228,11 +232,7 @@ const PARALLEL_LOAD_FROM: usize = 64;
 /// for the others), reusing those of `reuse`, and the map of what was loaded. Tens of
 /// thousands are loaded on as many threads as there are cores (at most 8): parsing
 /// and checking each is independent CPU work.
-fn load_all(
-    tls: &ListenerTls,
-    path: &str,
-    reuse: Option<&HashMap<[u8; 32], Arc<CertifiedKey>>>,
-) -> (Vec<Option<Load>>, HashMap<[u8; 32], Arc<CertifiedKey>>) {
+fn load_all(tls: &ListenerTls, path: &str, reuse: Option<&Loaded>) -> (Vec<Option<Load>>, Loaded) {
     let entries: Vec<(usize, &CertificateConfig)> = tls
         .certificates
         .iter()
@@ -448,8 +448,8 @@ fn parse_key(source: &PemSource<'_>, bytes: &[u8]) -> Result<PrivateKeyDer<'stat
 fn load_certified_key(
     c: &CertificateConfig,
     at: &str,
-    reuse: Option<&HashMap<[u8; 32], Arc<CertifiedKey>>>,
-    loaded: &mut HashMap<[u8; 32], Arc<CertifiedKey>>,
+    reuse: Option<&Loaded>,
+    loaded: &mut Loaded,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CertifiedKey>> {
     let cert_source = pem_source(
