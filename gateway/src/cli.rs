@@ -36,6 +36,12 @@ pub enum Command {
         /// Do not watch the file (SIGHUP still reloads).
         #[arg(long)]
         no_watch: bool,
+        /// The largest configuration file read, at the start and at each reload, in
+        /// bytes (default: `PINGWAY_MAX_CONFIG_BYTES`, else 4 MiB). A larger file is
+        /// refused and the running configuration kept. With `--kubernetes`, passed on
+        /// to the watcher (whose default is 256 MiB).
+        #[arg(long, value_name = "BYTES")]
+        max_config_bytes: Option<u64>,
         /// Run the Kubernetes watcher and the gateway in one process: executes
         /// `pingway-k8s serve [ARGS...]` (the `pingway-k8s` binary next to this one, else
         /// on PATH). The arguments after `--kubernetes` are the watcher's (see
@@ -56,6 +62,10 @@ pub enum Command {
         /// The YAML configurations.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// The largest file read, in bytes (default: `PINGWAY_MAX_CONFIG_BYTES`, else
+        /// 4 MiB), as `pingway run --max-config-bytes`.
+        #[arg(long, value_name = "BYTES")]
+        max_config_bytes: Option<u64>,
     },
     /// Run the HTTP Echo walkthrough on this machine: two echo backends and the gateway.
     Demo {
@@ -130,12 +140,32 @@ pub enum Command {
 
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli, registry: Registry) -> i32 {
+    use crate::config::limits;
+    let flag = match &cli.command {
+        Command::Run {
+            max_config_bytes, ..
+        }
+        | Command::Validate {
+            max_config_bytes, ..
+        } => *max_config_bytes,
+        _ => None,
+    };
+    let bound = limits::configured_max_file_bytes(flag, limits::MAX_FILE_BYTES)
+        .and_then(|n| limits::set_max_file_bytes(n).map(|()| n));
+    if let Err(e) = &bound {
+        eprintln!("pingway: {e}");
+        return 2;
+    }
     match cli.command {
         Command::Run {
             kubernetes: true,
-            watcher_args,
+            mut watcher_args,
+            max_config_bytes,
             ..
         } => {
+            if let Some(n) = max_config_bytes {
+                watcher_args.insert(0, format!("--max-config-bytes={n}"));
+            }
             let err = crate::kubernetes::exec_watcher(&watcher_args);
             eprintln!("{err}");
             1
@@ -160,7 +190,7 @@ pub fn run(cli: Cli, registry: Registry) -> i32 {
                 }
             }
         }
-        Command::Validate { files } => {
+        Command::Validate { files, .. } => {
             let mut failed = false;
             for file in files {
                 match validate_file(&file, &registry) {

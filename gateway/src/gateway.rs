@@ -161,9 +161,17 @@ impl GatewayBuilder {
             path: file.clone(),
             diagnostics,
         };
+        let started = std::time::Instant::now();
         let loaded = config::load_str(&text).map_err(invalid)?;
+        let parsed = started.elapsed();
         let registry = Arc::new(self.registry);
         let runtime = Runtime::build(&loaded, &registry, None).map_err(invalid)?;
+        log::info!(
+            "{file}: {} bytes parsed in {:.3} s, compiled in {:.3} s",
+            text.len(),
+            parsed.as_secs_f64(),
+            (started.elapsed() - parsed).as_secs_f64()
+        );
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         let reloader = Arc::new(Reloader::new(path, text, registry.clone(), runtime.clone()));
         Ok(Gateway {

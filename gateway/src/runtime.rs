@@ -205,10 +205,15 @@ impl Runtime {
     ) -> Result<Runtime, Vec<Diagnostic>> {
         let cfg = &loaded.config;
         let mut diags = config::validate::check(cfg);
+        let started = std::time::Instant::now();
         let certificates = crate::tls::ListenerCertificates::build(
             cfg,
             previous.map(|p| &p.certificates),
             &mut diags,
+        );
+        log::debug!(
+            "listener certificates loaded in {:.3} s",
+            started.elapsed().as_secs_f64()
         );
 
         let mut upstreams = HashMap::with_capacity(cfg.upstreams.len());

@@ -57,6 +57,11 @@ pub struct CertificateSet {
     /// Whether handshakes ask the client for a certificate (`tls.client_certificate`,
     /// and for `auto` whether the configuration has an `mtls-auth`).
     pub asks_client_certificate: bool,
+    /// The certificates loaded from the configuration, by the digest of their chain's
+    /// and key's PEM: the next load of this listener reuses an unchanged one instead of
+    /// parsing and checking it again (a reload that changes one certificate of 40,000
+    /// parses one).
+    loaded: Loaded,
 }
 
 impl std::fmt::Debug for CertificateSet {
@@ -81,6 +86,18 @@ impl CertificateSet {
         managed: &mut ManagedPool<'_>,
         diags: &mut Vec<Diagnostic>,
     ) -> CertificateSet {
+        CertificateSet::build_reusing(tls, path, managed, None, diags)
+    }
+
+    /// [`CertificateSet::build`], reusing the certificates `previous` loaded from the
+    /// same PEM (files are still read, and compared by content).
+    pub fn build_reusing(
+        tls: &ListenerTls,
+        path: &str,
+        managed: &mut ManagedPool<'_>,
+        previous: Option<&CertificateSet>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> CertificateSet {
         let mut set = CertificateSet::default();
         if tls.certificates.is_empty() {
             diags.push(Diagnostic::new(
@@ -98,6 +115,8 @@ impl CertificateSet {
         }
         let mut first = None;
         let mut explicit_default = None;
+        let (mut loads, loaded) = load_all(tls, path, previous.map(|p| &p.loaded));
+        set.loaded = loaded;
         for (i, c) in tls.certificates.iter().enumerate() {
             let at = format!("{path}.certificates[{i}]");
             let key = if c.acme {
@@ -114,7 +133,9 @@ impl CertificateSet {
                 }
                 Served::Acme(managed.get(names))
             } else {
-                let Some(key) = load_certified_key(c, &at, diags) else {
+                let (key, mut problems) = loads[i].take().unwrap_or_default();
+                diags.append(&mut problems);
+                let Some(key) = key else {
                     continue;
                 };
                 set.fallback.get_or_insert_with(|| key.clone());
@@ -197,6 +218,83 @@ fn sni_pattern(name: &str, at: &str, diags: &mut Vec<Diagnostic>) -> Option<Stri
     Some(lower)
 }
 
+/// Certificates loaded from the configuration, by the SHA-256 of their chain and key
+/// PEM.
+type Loaded = HashMap<[u8; 32], Arc<CertifiedKey>>;
+
+/// What loading one certificate entry gave: the certificate, or the problems found.
+type Load = (Option<Arc<CertifiedKey>>, Vec<Diagnostic>);
+
+/// Below this many certificates a listener's are loaded on the calling thread alone.
+const PARALLEL_LOAD_FROM: usize = 64;
+
+/// Loads every certificate entry of `tls` that is not managed by ACME (by index; `None`
+/// for the others), reusing those of `reuse`, and the map of what was loaded. Tens of
+/// thousands are loaded on as many threads as there are cores (at most 8): parsing
+/// and checking each is independent CPU work.
+fn load_all(tls: &ListenerTls, path: &str, reuse: Option<&Loaded>) -> (Vec<Option<Load>>, Loaded) {
+    let entries: Vec<(usize, &CertificateConfig)> = tls
+        .certificates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.acme)
+        .collect();
+    let work = |part: &[(usize, &CertificateConfig)]| {
+        let mut loaded = HashMap::new();
+        let out: Vec<(usize, Load)> = part
+            .iter()
+            .map(|(i, c)| {
+                let mut d = Vec::new();
+                let at = format!("{path}.certificates[{i}]");
+                let key = load_certified_key(c, &at, reuse, &mut loaded, &mut d);
+                (*i, (key, d))
+            })
+            .collect();
+        (out, loaded)
+    };
+    let threads = if entries.len() >= PARALLEL_LOAD_FROM {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    } else {
+        1
+    };
+    let parts = if threads <= 1 {
+        vec![work(&entries)]
+    } else {
+        let chunk = entries.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = entries
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| work(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut loads: Vec<Option<Load>> = vec![None; tls.certificates.len()];
+    let mut loaded = HashMap::new();
+    for (out, part_loaded) in parts {
+        for (i, load) in out {
+            loads[i] = Some(load);
+        }
+        loaded.extend(part_loaded);
+    }
+    (loads, loaded)
+}
+
+/// A name for `bytes` by their content: the first 128 bits of their SHA-256, in hex.
+/// The Kubernetes watcher names certificate and key files with it (a file is rewritten
+/// only when its content changes); the gateway keys its cache of loaded certificates by
+/// it.
+pub fn content_digest(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Where a PEM text comes from: a file or the YAML itself.
 enum PemSource<'a> {
     File { path: &'a str, field: &'static str },
@@ -265,8 +363,15 @@ fn pem_source<'a>(
 
 /// The certificates of a PEM source (at least one).
 fn read_certs(source: &PemSource<'_>) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = source.read()?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice()))
+    parse_certs(source, &source.read()?)
+}
+
+/// The certificates (at least one) of `bytes`, read from `source`.
+fn parse_certs(
+    source: &PemSource<'_>,
+    bytes: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = rustls_pemfile::certs(&mut BufReader::new(bytes))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: bad PEM: {e}", source.describe()))?;
     if certs.is_empty() {
@@ -322,8 +427,12 @@ pub(crate) fn certified_key_from_pem(
 
 /// The private key of a PEM source. Error messages never quote the key.
 fn read_key(source: &PemSource<'_>) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = source.read()?;
-    match rustls_pemfile::private_key(&mut BufReader::new(bytes.as_slice())) {
+    parse_key(source, &source.read()?)
+}
+
+/// The private key of `bytes`, read from `source`. Error messages never quote the key.
+fn parse_key(source: &PemSource<'_>, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    match rustls_pemfile::private_key(&mut BufReader::new(bytes)) {
         Ok(Some(key)) => Ok(key),
         Ok(None) => Err(format!(
             "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found",
@@ -333,10 +442,14 @@ fn read_key(source: &PemSource<'_>) -> Result<PrivateKeyDer<'static>, String> {
     }
 }
 
-/// A certificate entry as rustls serves it: chain, signing key, checked to match.
+/// A certificate entry as rustls serves it: chain, signing key, checked to match. One
+/// whose chain and key PEM are those of an entry of `reuse` is that entry (not parsed
+/// again); every one loaded without an OCSP file is added to `loaded`.
 fn load_certified_key(
     c: &CertificateConfig,
     at: &str,
+    reuse: Option<&Loaded>,
+    loaded: &mut Loaded,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CertifiedKey>> {
     let cert_source = pem_source(
@@ -354,14 +467,40 @@ fn load_certified_key(
         diags,
     );
     let (cert_source, key_source) = (cert_source?, key_source?);
-    let certs = match read_certs(&cert_source) {
+    let read = |source: &PemSource<'_>, diags: &mut Vec<Diagnostic>| match source.read() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            diags.push(Diagnostic::new(format!("{at}.{}", source.field()), e));
+            None
+        }
+    };
+    let cert_bytes = read(&cert_source, diags)?;
+    let key_bytes = read(&key_source, diags)?;
+    // An OCSP response is read again at each load: not reused.
+    let digest = c.ocsp_file.is_none().then(|| {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&(cert_bytes.len() as u64).to_be_bytes());
+        ctx.update(&cert_bytes);
+        ctx.update(&key_bytes);
+        let mut d = [0u8; 32];
+        d.copy_from_slice(ctx.finish().as_ref());
+        d
+    });
+    if let Some(d) = &digest {
+        if let Some(known) = reuse.and_then(|r| r.get(d)).or_else(|| loaded.get(d)) {
+            let known = Arc::clone(known);
+            loaded.insert(*d, Arc::clone(&known));
+            return Some(known);
+        }
+    }
+    let certs = match parse_certs(&cert_source, &cert_bytes) {
         Ok(certs) => certs,
         Err(e) => {
             diags.push(Diagnostic::new(format!("{at}.{}", cert_source.field()), e));
             return None;
         }
     };
-    let key = match read_key(&key_source) {
+    let key = match parse_key(&key_source, &key_bytes) {
         Ok(key) => key,
         Err(e) => {
             diags.push(Diagnostic::new(format!("{at}.{}", key_source.field()), e));
@@ -418,7 +557,11 @@ fn load_certified_key(
             return None;
         }
     }
-    Some(Arc::new(certified))
+    let certified = Arc::new(certified);
+    if let Some(d) = digest {
+        loaded.insert(d, Arc::clone(&certified));
+    }
+    Some(certified)
 }
 
 /// The certificate sets of the configuration's HTTPS listeners, by listener address,
@@ -444,8 +587,16 @@ impl ListenerCertificates {
         let mut managed = ManagedPool::new(previous.map(|p| &p.managed), storage);
         for (i, l) in cfg.listeners.iter().enumerate() {
             if let Some(tls) = &l.tls {
-                let mut set =
-                    CertificateSet::build(tls, &format!("listeners[{i}].tls"), &mut managed, diags);
+                let before = previous
+                    .and_then(|p| p.sets.get(&l.address))
+                    .map(Arc::as_ref);
+                let mut set = CertificateSet::build_reusing(
+                    tls,
+                    &format!("listeners[{i}].tls"),
+                    &mut managed,
+                    before,
+                    diags,
+                );
                 set.asks_client_certificate = asks_client_certificate(tls, cfg);
                 sets.insert(l.address.clone(), Arc::new(set));
             }
@@ -1070,6 +1221,59 @@ mod tests {
         assert_eq!(p(Some("a.b.example.com")).as_deref(), Some("fallback.test"));
         assert_eq!(p(Some("example.com")).as_deref(), Some("fallback.test"));
         assert_eq!(p(None).as_deref(), Some("fallback.test"));
+    }
+
+    #[test]
+    fn a_reload_reuses_certificates_whose_files_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_entry = |name: &str, sni: &str| {
+            let (cert, key) = self_signed(&[sni]);
+            let (c, k) = (
+                dir.path().join(format!("{name}.crt")),
+                dir.path().join(format!("{name}.key")),
+            );
+            std::fs::write(&c, cert).unwrap();
+            std::fs::write(&k, key).unwrap();
+            CertificateConfig {
+                cert: Some(c.display().to_string()),
+                key: Some(k.display().to_string()),
+                cert_pem: None,
+                key_pem: None,
+                ..inline(&[sni], &[sni], false)
+            }
+        };
+        let tls = listener(vec![file_entry("a", "a.test"), file_entry("b", "b.test")]);
+        let build = |previous: Option<&CertificateSet>| {
+            let mut d = Vec::new();
+            let set = CertificateSet::build_reusing(
+                &tls,
+                "l",
+                &mut ManagedPool::new(None, None),
+                previous,
+                &mut d,
+            );
+            assert!(d.is_empty(), "{d:?}");
+            set
+        };
+        let first = build(None);
+        let second = build(Some(&first));
+        let same = |x: &CertificateSet, y: &CertificateSet, sni: &str| {
+            Arc::ptr_eq(
+                &x.resolve(Some(sni)).unwrap(),
+                &y.resolve(Some(sni)).unwrap(),
+            )
+        };
+        assert!(same(&first, &second, "a.test") && same(&first, &second, "b.test"));
+        // b's file gets another certificate for the same name: loaded anew, a reused.
+        let (cert, key) = self_signed(&["b.test"]);
+        std::fs::write(dir.path().join("b.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("b.key"), key).unwrap();
+        let third = build(Some(&second));
+        assert!(same(&second, &third, "a.test"));
+        assert!(!same(&second, &third, "b.test"));
+        assert_eq!(picked(&third, Some("b.test")).as_deref(), Some("b.test"));
+        // Without a previous set nothing is shared.
+        assert!(!same(&third, &build(None), "a.test"));
     }
 
     #[test]

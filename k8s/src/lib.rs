@@ -6,6 +6,7 @@
 //! - [`translate`]: the pure function from a snapshot of objects to the configuration.
 //! - [`watch`]: the kube-rs watchers and reflector stores that feed it, the debounce and
 //!   the atomic write.
+//! - [`cert_files`]: certificates and keys as files beside the YAML, named by content.
 //! - [`crd`]: the plugin resources, and [`crd::crds`] for the manifests.
 //! - [`gateway_api`]: the Gateway API resources read (not ours: not in the CRDs), and
 //!   [`gateway_status`], which writes their status back.
@@ -17,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cert_files;
 pub mod crd;
 pub mod events;
 pub mod gateway_api;

@@ -162,7 +162,21 @@ struct WatchArgs {
     /// At most this many Events per translation (the rest are counted and retried).
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_events: usize,
+    /// The largest configuration file written, in bytes: the gateway's bound
+    /// (`pingway run --max-config-bytes`), so give both the same. Default:
+    /// `PINGWAY_MAX_CONFIG_BYTES`, else 4 MiB for `run` (as `pingway run`) and 64 MiB
+    /// for `serve` (whose gateway is set to the same).
+    #[arg(long, value_name = "BYTES")]
+    max_config_bytes: Option<u64>,
+    /// How long a certificate or key file that no configuration names any more (beyond
+    /// the previous one) is kept, in milliseconds, before it is removed.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    certificate_grace_ms: u64,
 }
+
+/// `pingway-k8s serve`'s default bound on the configuration file (64 MiB): about
+/// 100,000 TLS hosts with their routes (40,000 take about 24 MiB).
+const SERVE_MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -174,7 +188,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             let runtime = runtime()?;
             runtime.block_on(async move {
-                let (client, opts, _elector) = prepare(args).await?;
+                let (client, opts, _elector) =
+                    prepare(args, pingway::config::limits::MAX_FILE_BYTES).await?;
                 watch::run(client, opts, Arc::new(Stats::default())).await?;
                 Ok(())
             })
@@ -231,9 +246,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The client, the watcher's options and the running election (kept alive by the
-/// caller), from the command line.
-async fn prepare(args: WatchArgs) -> anyhow::Result<(kube::Client, WatchOptions, Option<Elector>)> {
+/// caller), from the command line; `max_bytes` is the file bound when neither
+/// `--max-config-bytes` nor `PINGWAY_MAX_CONFIG_BYTES` says.
+async fn prepare(
+    args: WatchArgs,
+    max_bytes: u64,
+) -> anyhow::Result<(kube::Client, WatchOptions, Option<Elector>)> {
+    use pingway::config::limits;
     let mut opts = WatchOptions::new(args.output);
+    opts.max_file_bytes = limits::configured_max_file_bytes(args.max_config_bytes, max_bytes)
+        .map_err(anyhow::Error::msg)?;
+    // This process's own reads (the gateway of `serve`) use the same bound.
+    limits::set_max_file_bytes(opts.max_file_bytes).map_err(anyhow::Error::msg)?;
+    opts.certificate_grace = Duration::from_millis(args.certificate_grace_ms);
     opts.debounce = Duration::from_millis(args.debounce_ms);
     opts.streaming_list = args.streaming_list;
     let t = &mut opts.translate;
@@ -308,7 +333,7 @@ fn serve(args: WatchArgs) -> anyhow::Result<()> {
     let (written_tx, mut written_rx) = tokio::sync::watch::channel(0u64);
     let written_tx = Arc::new(written_tx);
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
-    let (client, mut opts, elector) = runtime.block_on(prepare(args))?;
+    let (client, mut opts, elector) = runtime.block_on(prepare(args, SERVE_MAX_CONFIG_BYTES))?;
     opts.written = Some(Arc::clone(&written_tx));
     let stats = Arc::new(Stats::default());
     runtime.spawn(async move {

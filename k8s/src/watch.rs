@@ -25,6 +25,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use crate::cert_files::CertificateDir;
 use crate::crd::{
     ClusterGatewayPlugin, GatewayPlugin, KongClusterPlugin, KongConsumer, KongPlugin,
 };
@@ -51,6 +52,14 @@ pub struct WatchOptions {
     pub cluster_writes: Option<ClusterWrites>,
     /// Bumped after every write of the file (the in-process gateway reloads on it).
     pub written: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+    /// The largest file written: the gateway's bound on the file it reads
+    /// (`--max-config-bytes`; default [`pingway::config::limits::MAX_FILE_BYTES`]). A
+    /// larger translation is not written and the previous file stays.
+    pub max_file_bytes: u64,
+    /// How long a certificate file no configuration names any more stays in the
+    /// certificate directory after the previous generation (default 30 s; see
+    /// [`crate::cert_files`]).
+    pub certificate_grace: Duration,
 }
 
 /// What the watcher writes to the cluster, and when it may.
@@ -66,16 +75,23 @@ pub struct ClusterWrites {
 }
 
 impl WatchOptions {
-    /// Options with the defaults, writing `output`.
+    /// Options with the defaults, writing `output`, with certificates and keys as
+    /// files in [`crate::cert_files::dir_for`] `output`.
     pub fn new(output: PathBuf) -> WatchOptions {
+        let translate = Options {
+            certificate_dir: Some(crate::cert_files::dir_for(&output)),
+            ..Options::default()
+        };
         WatchOptions {
             output,
             debounce: Duration::from_millis(200),
             max_delay: Duration::from_secs(2),
-            translate: Options::default(),
+            translate,
             streaming_list: false,
             cluster_writes: None,
             written: None,
+            max_file_bytes: pingway::config::limits::MAX_FILE_BYTES,
+            certificate_grace: Duration::from_secs(30),
         }
     }
 }
@@ -90,8 +106,12 @@ pub struct Stats {
     /// Write failures.
     pub write_errors: AtomicU64,
     /// Files not written because they exceed the gateway's size limit
-    /// (`pingway::config::limits::MAX_FILE_BYTES`); the previous file stays.
+    /// ([`WatchOptions::max_file_bytes`]); the previous file stays.
     pub oversize: AtomicU64,
+    /// Certificate and key files written (see [`crate::cert_files`]).
+    pub certificate_files_written: AtomicU64,
+    /// Certificate and key files removed once no configuration named them.
+    pub certificate_files_removed: AtomicU64,
     /// Watch errors (each retried with backoff by the watcher).
     pub watch_errors: AtomicU64,
     /// Gateway API status patches sent (leader only; only when different).
@@ -134,6 +154,14 @@ pub enum WatchError {
     /// A store's watcher ended before its first list finished.
     #[error("the {0} watcher stopped before its first list")]
     NeverReady(&'static str),
+    /// The certificate directory cannot be created or read.
+    #[error("certificate directory {path}: {source}")]
+    CertificateDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Checking whether an optional resource exists failed.
     #[error("cannot tell whether {kind} exists: {source}")]
     Discovery {
@@ -349,12 +377,34 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         });
     }
 
+    let mut certs = match &opts.translate.certificate_dir {
+        Some(dir) => Some(
+            CertificateDir::open(dir.clone(), opts.certificate_grace).map_err(|source| {
+                WatchError::CertificateDir {
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
     let mut last = std::fs::read_to_string(&opts.output).ok();
     let mut reported: BTreeSet<Problem> = BTreeSet::new();
     let mut first = true;
     loop {
         if !first {
-            changed.notified().await;
+            // Waiting for a change, removing certificate files as their grace ends.
+            loop {
+                let due = certs.as_ref().and_then(CertificateDir::next_due);
+                let Some(due) = due else {
+                    changed.notified().await;
+                    break;
+                };
+                tokio::select! {
+                    _ = changed.notified() => break,
+                    _ = tokio::time::sleep_until(due.into()) => collect(&mut certs, &stats),
+                }
+            }
             // Debounce: wait for a quiet `debounce`, at most `max_delay` in all.
             let deadline = tokio::time::Instant::now() + opts.max_delay;
             loop {
@@ -389,6 +439,7 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         let options = opts.translate.clone();
         let input = Arc::clone(&snapshot);
         // Translating thousands of objects is CPU work: off the async threads.
+        let started = std::time::Instant::now();
         let t = match tokio::task::spawn_blocking(move || translate(&input, &options)).await {
             Ok(t) => t,
             Err(e) => {
@@ -396,6 +447,7 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
                 continue;
             }
         };
+        let translated = started.elapsed();
         let n = Stats::bump(&stats.regenerations);
         let lo = t.left_out;
         for (gauge, v) in [
@@ -450,41 +502,96 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
                 accepted: Arc::new(t.accepted_ingresses.clone()),
             }));
         }
-        if last.as_deref() == Some(t.yaml.as_str()) {
-            log::debug!("regeneration {n}: no change");
+        // The gateway refuses a file over its size limit: keep the previous one.
+        let limit = opts.max_file_bytes;
+        if t.yaml.len() as u64 > limit {
+            if last.as_deref() != Some(t.yaml.as_str()) {
+                Stats::bump(&stats.oversize);
+                log::error!(
+                    "regeneration {n}: the file would be {} bytes, over the gateway's {} limit \
+                     (--max-config-bytes); not written (raise it on both the watcher and the \
+                     gateway, or lower --max-routes, --max-targets or --max-certificates)",
+                    t.yaml.len(),
+                    pingway::config::limits::describe_bytes(limit)
+                );
+            }
             continue;
         }
-        // The gateway refuses a file over its size limit: keep the previous one.
-        let limit = pingway::config::limits::MAX_FILE_BYTES;
-        if t.yaml.len() as u64 > limit {
-            Stats::bump(&stats.oversize);
-            log::error!(
-                "regeneration {n}: the file would be {} bytes, over the gateway's {} MiB limit; \
-                 not written (lower --max-routes, --max-targets or --max-certificates)",
-                t.yaml.len(),
-                limit / (1024 * 1024)
-            );
+        // The files the YAML names are in place before it is (also when it is
+        // unchanged: the directory may have lost one).
+        if let Some(dir) = certs.as_mut() {
+            match dir.write(&t.certificate_files) {
+                Ok(w) => {
+                    stats
+                        .certificate_files_written
+                        .fetch_add(w as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    Stats::bump(&stats.write_errors);
+                    log::error!(
+                        "regeneration {n}: cannot write certificate files in {}: {e}; the \
+                         configuration is not written",
+                        dir.path().display()
+                    );
+                    continue;
+                }
+            }
+        }
+        if last.as_deref() == Some(t.yaml.as_str()) {
+            log::debug!("regeneration {n}: no change");
+            if let Some(dir) = certs.as_mut() {
+                dir.commit(&t.certificate_files);
+            }
             continue;
         }
         match crate::write::write_atomic(&opts.output, &t.yaml) {
             Ok(()) => {
                 let w = Stats::bump(&stats.writes);
                 log::info!(
-                    "wrote {} ({} routes, {} upstreams, {} problems; regeneration {n}, write {w})",
+                    "wrote {} ({} routes, {} upstreams, {} problems; regeneration {n}, write {w}; \
+                     translated in {:.3} s, written {:.3} s after)",
                     opts.output.display(),
                     t.config.routes.len(),
                     t.config.upstreams.len(),
-                    t.problems.len()
+                    t.problems.len(),
+                    translated.as_secs_f64(),
+                    (started.elapsed() - translated).as_secs_f64()
                 );
                 last = Some(t.yaml);
                 if let Some(tx) = &opts.written {
                     tx.send_modify(|n| *n += 1);
                 }
+                if let Some(dir) = certs.as_mut() {
+                    dir.commit(&t.certificate_files);
+                }
+                collect(&mut certs, &stats);
             }
             Err(e) => {
                 Stats::bump(&stats.write_errors);
                 log::error!("cannot write {}: {e}", opts.output.display());
             }
         }
+    }
+}
+
+/// Removes the certificate files whose grace period is over (see [`crate::cert_files`]).
+fn collect(certs: &mut Option<CertificateDir>, stats: &Stats) {
+    let Some(dir) = certs.as_mut() else {
+        return;
+    };
+    match dir.collect(std::time::Instant::now()) {
+        Ok(c) => {
+            stats
+                .certificate_files_removed
+                .fetch_add(c.removed as u64, Ordering::Relaxed);
+            if c.removed > 0 {
+                log::info!(
+                    "removed {} certificate files no configuration names ({} waiting)",
+                    c.removed,
+                    c.waiting
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot read {}: {e}", dir.path().display()),
     }
 }

@@ -129,3 +129,76 @@ fn validate_refuses_a_file_over_the_size_limit_before_reading_it() {
     assert!(stderr.contains("4 MiB limit"), "{stderr}");
     assert!(stderr.contains("MAX_FILE_BYTES"), "{stderr}");
 }
+
+/// `one_route` followed by comment lines up to at least `size` bytes.
+fn padded(yaml: &str, size: usize) -> String {
+    let mut out = yaml.to_string();
+    let line = format!("# {}\n", "x".repeat(70));
+    while out.len() < size {
+        out.push_str(&line);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_reload_over_the_configured_size_bound_is_refused_and_the_running_config_kept() {
+    let one = Backend::start("one", Behaviour::Echo).await;
+    let two = Backend::start("two", Behaviour::Echo).await;
+    let gw =
+        GatewayProcess::start_with_args(&one_route(&one), &["--max-config-bytes", "4000"]).await;
+    // Over the bound set on the command line, far under the default 4 MiB.
+    gw.write_config(&padded(&one_route(&two), 5000));
+    let refused = wait_until(Duration::from_secs(20), || async {
+        gw.log().contains("keeping the running configuration")
+    })
+    .await;
+    assert!(refused, "no refusal logged:\n{}", gw.log());
+    let log = gw.log();
+    assert!(log.contains("over the 4000 bytes limit"), "{log}");
+    assert!(log.contains("--max-config-bytes"), "{log}");
+    let resp = client().get(gw.url("/")).send().await.unwrap();
+    assert_eq!(backend_of(&resp).as_deref(), Some("one"));
+    // Within the bound again: served.
+    gw.write_config(&padded(&one_route(&two), 3000));
+    let moved = wait_until(Duration::from_secs(20), || async {
+        let resp = client().get(gw.url("/")).send().await;
+        resp.is_ok_and(|r| backend_of(&r).as_deref() == Some("two"))
+    })
+    .await;
+    assert!(moved, "{}", gw.log());
+}
+
+#[test]
+fn validate_reads_a_file_over_4_mib_when_the_bound_is_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = padded(
+        "listeners: [{address: \"127.0.0.1:1\"}]\nupstreams: [{name: one, targets: [\"127.0.0.1:2\"]}]\nroutes: [{name: main, paths: [/], upstream: one}]\n",
+        (4 << 20) + 1000,
+    );
+    let file = write_file(dir.path(), "big.yaml", &yaml);
+    let (code, stderr) = validate(&file);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("4 MiB limit"), "{stderr}");
+    let out = Command::new(pingway_bin())
+        .args(["validate", "--max-config-bytes", "8388608"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The environment variable, when the flag is not given.
+    let out = Command::new(pingway_bin())
+        .arg("validate")
+        .arg(&file)
+        .env("PINGWAY_MAX_CONFIG_BYTES", "8388608")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

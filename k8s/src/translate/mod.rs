@@ -114,6 +114,10 @@ pub struct Options {
     pub registry: Registry,
     /// The most the generated file holds, whatever the cluster has.
     pub limits: Limits,
+    /// Where certificate and key files are named from (`cert:`/`key:` paths, their
+    /// contents in [`Translation::certificate_files`] for the watcher to write); `None`
+    /// writes them inline (`cert_pem`/`key_pem`), as `pingway-k8s translate` does.
+    pub certificate_dir: Option<std::path::PathBuf>,
 }
 
 /// Bounds on the generated configuration. The watcher holds whatever the cluster has;
@@ -177,6 +181,7 @@ impl fmt::Debug for Options {
             .field("gateway_controller", &self.gateway_controller)
             .field("gateway_addresses", &self.gateway_addresses)
             .field("limits", &self.limits)
+            .field("certificate_dir", &self.certificate_dir)
             .finish_non_exhaustive()
     }
 }
@@ -194,6 +199,7 @@ impl Default for Options {
             gateway_addresses: Vec::new(),
             registry: pingway_plugins::registry(),
             limits: Limits::default(),
+            certificate_dir: None,
         }
     }
 }
@@ -253,6 +259,9 @@ pub struct Translation {
     /// least one route in [`Translation::config`], sorted (their `status.loadBalancer`
     /// is written, see [`crate::status`]).
     pub accepted_ingresses: Vec<(String, String)>,
+    /// The certificate and key files [`Translation::yaml`] names (with
+    /// [`Options::certificate_dir`]), each once: written before the YAML.
+    pub certificate_files: Vec<crate::cert_files::PemFile>,
 }
 
 /// One generated route, with the object it came from (to name it if it must be dropped).
@@ -332,9 +341,12 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     );
 
     let mut listeners = vec![json!({"address": options.http_listener})];
+    let mut certificate_files = Vec::new();
     if let Some(address) = &options.https_listener {
         let (certs, dropped) = certificates.finish(
             options.limits.max_certificates,
+            options.certificate_dir.as_deref(),
+            &mut certificate_files,
             &mut out.left_out.certificates,
             &mut out.problems,
         );
@@ -370,6 +382,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         }
     }
     t.gateway_api_status = status;
+    t.certificate_files = certificate_files;
     t
 }
 
@@ -461,6 +474,7 @@ fn finish(
                     gateway_api_status: GatewayApiStatus::default(),
                     left_out: out.left_out,
                     accepted_ingresses,
+                    certificate_files: Vec::new(),
                 };
             }
             Err(diags) => {
