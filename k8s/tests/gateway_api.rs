@@ -130,8 +130,23 @@ async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
+/// What [`shop`] started: the gateway's port, and the stand-in API server, the
+/// processes and their directory, kept until the test ends.
+struct Shop {
+    port: u16,
+    /// The file the watcher wrote.
+    text: String,
+    _api: ApiServer,
+    _dir: tempfile::TempDir,
+    _watcher: Killed,
+    _gateway: Killed,
+}
+
+/// Services `v1` (backend answering "one") and `v2` ("two") in namespace `shop`, our
+/// GatewayClass and Gateway `infra/edge`, and HTTPRoute `shop/<name>` for host
+/// `shop.test` with `rules`, on the stand-in API server → the watcher → the file → the
+/// real gateway, once it serves `GET /` on `shop.test`.
+async fn shop(name: &str, rules: serde_json::Value) -> Shop {
     let gateway_bin = pingway_bin();
     let one = backend("one").await;
     let two = backend("two").await;
@@ -142,18 +157,13 @@ async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
     api.apply(slice("shop", "v2", &[two]));
     api.apply(gateway_class());
     api.apply(gateway("infra", "edge"));
-    // `x-canary: yes` goes to v2 only; the rest is split 50/50.
     api.apply(http_route(
         "shop",
-        "canary",
+        name,
         "infra",
         "edge",
         "shop.test",
-        json!([
-            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"name": "x-canary", "value": "yes"}]}],
-             "backendRefs": [{"name": "v2", "port": 80}]},
-            {"backendRefs": [{"name": "v1", "port": 80, "weight": 50}, {"name": "v2", "port": 80, "weight": 50}]}
-        ]),
+        rules,
     ));
 
     let dir = tempfile::tempdir().unwrap();
@@ -162,7 +172,7 @@ async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
     let watcher_log = dir.path().join("watcher.log");
     let gateway_log = dir.path().join("gateway.log");
     let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let _watcher = spawn_watcher(
+    let watcher = spawn_watcher(
         &api.url(),
         &config,
         port,
@@ -170,11 +180,13 @@ async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
         &["--no-https", "--debounce-ms", "50"],
         &watcher_log,
     );
+    let first_route = format!("httproute.shop.{name}.1.0");
     until("the file with the route", &logs, async || {
-        std::fs::read_to_string(&config).is_ok_and(|t| t.contains("httproute.shop.canary.1.0"))
+        std::fs::read_to_string(&config).is_ok_and(|t| t.contains(&first_route))
     })
     .await;
-    let _gateway = spawn(
+    let text = std::fs::read_to_string(&config).unwrap();
+    let gateway = spawn(
         &gateway_bin,
         &["run", "--config", config.to_str().unwrap()],
         &gateway_log,
@@ -185,6 +197,29 @@ async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
             .is_some_and(|(s, _)| s == 200)
     })
     .await;
+    Shop {
+        port,
+        text,
+        _api: api,
+        _dir: dir,
+        _watcher: watcher,
+        _gateway: gateway,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
+    // `x-canary: yes` goes to v2 only; the rest is split 50/50.
+    let shop = shop(
+        "canary",
+        json!([
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"name": "x-canary", "value": "yes"}]}],
+             "backendRefs": [{"name": "v2", "port": 80}]},
+            {"backendRefs": [{"name": "v1", "port": 80, "weight": 50}, {"name": "v2", "port": 80, "weight": 50}]}
+        ]),
+    )
+    .await;
+    let port = shop.port;
 
     // The header match: every request to v2.
     for _ in 0..20 {
@@ -212,62 +247,19 @@ async fn weighted_and_header_matched_httproute_through_the_real_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_matched_httproute_through_the_real_gateway() {
-    let gateway_bin = pingway_bin();
-    let one = backend("one").await;
-    let two = backend("two").await;
-    let api = ApiServer::start().await;
-    api.apply(service("shop", "v1"));
-    api.apply(slice("shop", "v1", &[one]));
-    api.apply(service("shop", "v2"));
-    api.apply(slice("shop", "v2", &[two]));
-    api.apply(gateway_class());
-    api.apply(gateway("infra", "edge"));
     // `?v=2` goes to v2; everything else to v1.
-    api.apply(http_route(
-        "shop",
+    let shop = shop(
         "versions",
-        "infra",
-        "edge",
-        "shop.test",
         json!([
             {"matches": [{"path": {"type": "PathPrefix", "value": "/"}, "queryParams": [{"name": "v", "value": "2"}]}],
              "backendRefs": [{"name": "v2", "port": 80}]},
             {"backendRefs": [{"name": "v1", "port": 80}]}
         ]),
-    ));
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pingway.yaml");
-    let (port, admin) = (free_port(), free_port());
-    let watcher_log = dir.path().join("watcher.log");
-    let gateway_log = dir.path().join("gateway.log");
-    let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let _watcher = spawn_watcher(
-        &api.url(),
-        &config,
-        port,
-        admin,
-        &["--no-https", "--debounce-ms", "50"],
-        &watcher_log,
-    );
-    until("the file with the routes", &logs, async || {
-        std::fs::read_to_string(&config).is_ok_and(|t| t.contains("httproute.shop.versions.1.0"))
-    })
+    )
     .await;
-    let text = std::fs::read_to_string(&config).unwrap();
+    let (port, text) = (shop.port, &shop.text);
     assert!(text.contains("query_params"), "{text}");
     assert!(!text.contains("request-termination"), "{text}");
-    let _gateway = spawn(
-        &gateway_bin,
-        &["run", "--config", config.to_str().unwrap()],
-        &gateway_log,
-    );
-    until("the gateway serves the route", &logs, async || {
-        get(port, "shop.test", "/")
-            .await
-            .is_some_and(|(s, _)| s == 200)
-    })
-    .await;
 
     let cases = [
         ("/?v=2", "two"),
