@@ -6,19 +6,26 @@
 //! [`plan`] is pure (the time is a parameter): it compares, carries each condition's
 //! `lastTransitionTime` over while its status is unchanged, and keeps the
 //! `status.parents` entries of other controllers on an HTTPRoute (a merge patch replaces
-//! a list whole). [`apply`] sends the patches. Only the leader should call [`apply`]; the
-//! watch loop checks the Lease first.
+//! a list whole). [`apply`] sends the patches. The watch loop hands each translation to
+//! the writer task ([`spawn`]), which applies them only while this replica holds the
+//! Lease, beside the loop rather than in it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::gateway_api::status::{GatewayClassStatus, GatewayStatus, HttpRouteStatus};
 use crate::gateway_api::{Condition, Gateway, GatewayClass, HttpRoute};
+use crate::leader::Leadership;
+use crate::retry::Retry;
 use crate::translate::{GatewayApiStatus, Snapshot};
+use crate::watch::Stats;
 
 /// The kind of object a patch is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,11 +226,10 @@ pub fn plan(
     out
 }
 
-/// Sends `patches`; returns how many failed (each logged; the next translation plans
-/// them again, since the objects still differ).
-pub async fn apply(client: &Client, patches: &[StatusPatch]) -> usize {
+/// Sends `patches`; returns the ones that failed (each logged).
+pub async fn apply(client: &Client, patches: Vec<StatusPatch>) -> Vec<StatusPatch> {
     let pp = PatchParams::default();
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for p in patches {
         let patch = Patch::Merge(&p.body);
         let res = match p.kind {
@@ -241,14 +247,96 @@ pub async fn apply(client: &Client, patches: &[StatusPatch]) -> usize {
                 .map(|_| ()),
         };
         if let Err(e) = res {
-            failed += 1;
             log::warn!(
                 "cannot write the status of {:?} {}/{}: {e}",
                 p.kind,
                 p.namespace,
                 p.name
             );
+            failed.push(p);
         }
     }
     failed
+}
+
+/// One translation's Gateway API status and the objects it was computed from.
+#[derive(Debug, Clone)]
+pub(crate) struct Round {
+    pub snapshot: Arc<Snapshot>,
+    pub status: Arc<GatewayApiStatus>,
+}
+
+/// Starts the status writer; send it each translation's [`Round`]. It runs beside the
+/// watch loop, so a slow or throttling API server delays the status, never the file
+/// (kube's client itself waits out 429, 503 and 504 answers, up to fifteen times with
+/// a growing backoff). It writes only while `leadership` says this replica leads;
+/// patches that fail are sent again on a [`Retry`] timer until they succeed or a newer
+/// round replaces them.
+pub(crate) fn spawn(
+    client: Client,
+    leadership: Leadership,
+    controller: String,
+    stats: Arc<Stats>,
+) -> watch::Sender<Option<Round>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(writer(client, leadership, controller, stats, rx));
+    tx
+}
+
+async fn writer(
+    client: Client,
+    mut leadership: Leadership,
+    controller: String,
+    stats: Arc<Stats>,
+    mut rounds: watch::Receiver<Option<Round>>,
+) {
+    let mut retry = Retry::default();
+    // The patches that failed last, sent again when the retry is due.
+    let mut pending: Vec<StatusPatch> = Vec::new();
+    loop {
+        let retrying = tokio::select! {
+            r = rounds.changed() => if r.is_err() { return } else { false },
+            l = leadership.changed() => if l.is_err() { return } else { false },
+            _ = retry.wait() => {
+                Stats::bump(&stats.gateway_status_retries);
+                true
+            }
+        };
+        if !*leadership.borrow_and_update() {
+            pending.clear();
+            retry.clear();
+            continue;
+        }
+        let patches = if retrying {
+            std::mem::take(&mut pending)
+        } else {
+            let Some(round) = rounds.borrow_and_update().clone() else {
+                continue;
+            };
+            plan(&round.snapshot, &round.status, &controller, &now())
+        };
+        let sent = patches.len();
+        let failed = if sent == 0 {
+            Vec::new()
+        } else {
+            apply(&client, patches).await
+        };
+        stats
+            .gateway_status_writes
+            .fetch_add((sent - failed.len()) as u64, Ordering::Relaxed);
+        stats
+            .gateway_status_errors
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        if failed.is_empty() {
+            retry.clear();
+        } else {
+            let wait = retry.failed();
+            log::warn!(
+                "{} of {sent} Gateway API status patches failed; trying again in {}s",
+                failed.len(),
+                wait.as_secs()
+            );
+            pending = failed;
+        }
+    }
 }

@@ -27,6 +27,7 @@ pub mod leader;
 pub mod load;
 pub mod probe;
 pub mod render;
+pub mod retry;
 pub mod status;
 pub mod translate;
 pub mod watch;

@@ -9,6 +9,8 @@
 //! After each translation the leader (only the leader, see [`crate::leader`]) compares
 //! the addresses with each accepted Ingress's status as the store holds it, and
 //! merge-patches `/status` of those that differ; nothing is written when they agree.
+//! Patches the API server refuses are tried again after 1 s, doubling up to a minute
+//! ([`crate::retry`]), until they succeed or a newer translation replaces them.
 //! Ingresses this replica wrote while leading and that are no longer served (class
 //! changed, every route skipped, ...) get their addresses removed, if they still carry
 //! the ones written. An Ingress written by an earlier leader and dropped while no
@@ -26,6 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::leader::Leadership;
+use crate::retry::Retry;
 use crate::translate::Snapshot;
 use crate::watch::Stats;
 
@@ -135,19 +138,31 @@ async fn status_loop(
 ) {
     // Ingresses written while leading, with what was written.
     let mut written: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    // Refused patches are tried again on a timer, with the last round's objects.
+    let mut retry = Retry::default();
     loop {
-        tokio::select! {
-            r = rounds.changed() => if r.is_err() { return },
-            l = leadership.changed() => if l.is_err() { return },
-        }
+        // A retry looks at the round it already saw, whose objects do not show the
+        // patches that round made: those are known from `written` instead.
+        let retrying = tokio::select! {
+            r = rounds.changed() => if r.is_err() { return } else { false },
+            l = leadership.changed() => if l.is_err() { return } else { false },
+            _ = retry.wait() => {
+                Stats::bump(&stats.status_retries);
+                true
+            }
+        };
         let round = rounds.borrow_and_update().clone();
         let leading = *leadership.borrow_and_update();
         let Some(round) = round else { continue };
-        Stats::bump(&stats.status_rounds);
+        if !retrying {
+            Stats::bump(&stats.status_rounds);
+        }
         if !leading {
             written.clear();
+            retry.clear();
             continue;
         }
+        let mut failed = 0usize;
         let want = addresses(&opts, &round.snapshot);
         let by_key: BTreeMap<(String, String), &Ingress> = round
             .snapshot
@@ -172,8 +187,13 @@ async fn status_loop(
                 written.insert((*key).clone(), want.clone());
                 continue;
             }
+            if retrying && written.get(*key) == Some(&want) {
+                continue;
+            }
             if patch(&client, key, &json!(want), &stats).await {
                 written.insert((*key).clone(), want.clone());
+            } else {
+                failed += 1;
             }
         }
         // No longer ours: remove what this replica wrote, if it is still there.
@@ -184,12 +204,23 @@ async fn status_loop(
             .collect();
         for key in gone {
             let ours = written.remove(&key).unwrap_or_default();
-            match by_key.get(&key) {
-                Some(ing) if !ours.is_empty() && current(ing) == ours => {
-                    patch(&client, &key, &json!([]), &stats).await;
-                }
-                _ => {}
+            let carries_ours = by_key
+                .get(&key)
+                .is_some_and(|ing| !ours.is_empty() && current(ing) == ours);
+            if carries_ours && !patch(&client, &key, &json!([]), &stats).await {
+                // Still ours to remove at the retry.
+                written.insert(key, ours);
+                failed += 1;
             }
+        }
+        if failed > 0 {
+            let wait = retry.failed();
+            log::warn!(
+                "{failed} Ingress status patches failed; trying again in {}s",
+                wait.as_secs()
+            );
+        } else {
+            retry.clear();
         }
     }
 }

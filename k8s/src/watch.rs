@@ -2,11 +2,12 @@
 //! has finished its first list, each change (debounced) translates the stores' snapshot
 //! and writes the file, atomically, only when its content changed. A watch that breaks
 //! is resumed by the watcher (a relist after `410 Expired`), so an object deleted while
-//! disconnected is gone after the relist. After each translation, the Gateway API
-//! objects whose status differs from the computed one get a status patch
-//! ([`crate::gateway_status`]), and the Events and Ingress status writers get the
-//! translation: all three only with [`WatchOptions::cluster_writes`] and while this
-//! replica holds the Lease ([`crate::leader`]).
+//! disconnected is gone after the relist. After each translation, three writers beside
+//! the loop get it: the Gateway API status writer ([`crate::gateway_status`]: a patch
+//! for each object whose status differs from the computed one), the Events writer and
+//! the Ingress status writer; all three only with [`WatchOptions::cluster_writes`] and
+//! while this replica holds the Lease ([`crate::leader`]), and none of them ever delays
+//! the file.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -116,8 +117,12 @@ pub struct Stats {
     pub watch_errors: AtomicU64,
     /// Gateway API status patches sent (leader only; only when different).
     pub gateway_status_writes: AtomicU64,
-    /// Gateway API status patches that failed (planned again at the next translation).
+    /// Gateway API status patches that failed (sent again by a retry, or planned again
+    /// at the next translation).
     pub gateway_status_errors: AtomicU64,
+    /// Times failed Gateway API status patches were sent again with no new translation
+    /// (see [`crate::retry`]).
+    pub gateway_status_retries: AtomicU64,
     /// Routes the [`Limits`](crate::translate::Limits) left out of the last
     /// regeneration (a gauge).
     pub left_out_routes: AtomicU64,
@@ -140,6 +145,8 @@ pub struct Stats {
     pub status_writes: AtomicU64,
     /// Ingress status patches refused.
     pub status_errors: AtomicU64,
+    /// Rounds that tried refused Ingress status patches again (see [`crate::retry`]).
+    pub status_retries: AtomicU64,
 }
 
 impl Stats {
@@ -228,14 +235,6 @@ where
     fn state(&self) -> Vec<Arc<K>> {
         self.store.as_ref().map(Store::state).unwrap_or_default()
     }
-}
-
-/// Whether this replica writes to the cluster now: cluster writes are on and it holds
-/// the Lease.
-fn leads(opts: &WatchOptions) -> bool {
-    opts.cluster_writes
-        .as_ref()
-        .is_some_and(|w| *w.leadership.borrow())
 }
 
 /// Whether the API server serves `K` (a CRD that may not be installed).
@@ -344,7 +343,7 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         opts.output.display()
     );
 
-    let (events_tx, status_tx) = match &opts.cluster_writes {
+    let (events_tx, status_tx, gateway_status_tx) = match &opts.cluster_writes {
         Some(w) => (
             Some(crate::events::spawn(
                 client.clone(),
@@ -360,8 +359,14 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
                     Arc::clone(&stats),
                 )
             }),
+            Some(crate::gateway_status::spawn(
+                client.clone(),
+                w.leadership.clone(),
+                opts.translate.gateway_controller.clone(),
+                Arc::clone(&stats),
+            )),
         ),
-        None => (None, None),
+        None => (None, None, None),
     };
     // A replica that becomes leader translates again, so the Gateway API status it now
     // owns is written without waiting for a change in the cluster.
@@ -440,7 +445,7 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
         let input = Arc::clone(&snapshot);
         // Translating thousands of objects is CPU work: off the async threads.
         let started = std::time::Instant::now();
-        let t = match tokio::task::spawn_blocking(move || translate(&input, &options)).await {
+        let mut t = match tokio::task::spawn_blocking(move || translate(&input, &options)).await {
             Ok(t) => t,
             Err(e) => {
                 log::error!("translation failed: {e}");
@@ -470,26 +475,14 @@ pub async fn run(client: Client, opts: WatchOptions, stats: Arc<Stats>) -> Resul
             log::warn!("skipped: {p}");
         }
         reported = now;
-        if leads(&opts) {
-            // The objects as the stores hold them now: their status is compared with.
-            let patches = crate::gateway_status::plan(
-                &snapshot,
-                &t.gateway_api_status,
-                &opts.translate.gateway_controller,
-                &crate::gateway_status::now(),
-            );
-            if !patches.is_empty() {
-                let failed = crate::gateway_status::apply(&client, &patches).await;
-                stats
-                    .gateway_status_writes
-                    .fetch_add((patches.len() - failed) as u64, Ordering::Relaxed);
-                stats
-                    .gateway_status_errors
-                    .fetch_add(failed as u64, Ordering::Relaxed);
-            }
-        }
         // The cluster writers take the latest translation (a newer one replaces one not
         // yet handled) and write only while this replica leads.
+        if let Some(tx) = &gateway_status_tx {
+            tx.send_replace(Some(crate::gateway_status::Round {
+                snapshot: Arc::clone(&snapshot),
+                status: Arc::new(std::mem::take(&mut t.gateway_api_status)),
+            }));
+        }
         if let Some(tx) = &events_tx {
             tx.send_replace(Some(crate::events::Round {
                 snapshot: Arc::clone(&snapshot),

@@ -256,3 +256,33 @@ async fn a_kong_consumer_with_consumer_groups_is_kept_with_a_warning_event() {
         "{note}"
     );
 }
+
+/// The API server refuses the status writes (a 500, as when etcd times out): the writer
+/// tries them again on its own timer, with no new translation to wake it, and stops
+/// once they are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_ingress_status_writes_are_tried_again_without_a_change() {
+    let server = ApiServer::start().await;
+    server.apply(gateway_service("192.0.2.20"));
+    server.apply(service("shop", "web"));
+    server.apply(ingress("shop", "front", "shop.test", "/", "web", json!({})));
+    server.refuse_status_writes(u64::MAX);
+    let run = start(&server, true, 100);
+
+    until("a retry refused", || {
+        n(&run.stats.status_retries) >= 1 && n(&run.stats.status_errors) >= 2
+    })
+    .await;
+    assert_eq!(lb(&server, "shop", "front"), Value::Null);
+    assert_eq!(n(&run.stats.status_writes), 0);
+
+    server.refuse_status_writes(0);
+    until("the address on the Ingress", || {
+        lb(&server, "shop", "front") == json!([{"ip": "192.0.2.20"}])
+    })
+    .await;
+    let (errors, retries) = (n(&run.stats.status_errors), n(&run.stats.status_retries));
+    another_round(&server, &run.stats, "after").await;
+    assert_eq!(n(&run.stats.status_errors), errors);
+    assert_eq!(n(&run.stats.status_retries), retries);
+}

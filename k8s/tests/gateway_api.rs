@@ -130,6 +130,74 @@ async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
     );
 }
 
+/// The API server refuses the status writes (a 500, as when etcd times out): the
+/// watcher sends them again on its own timer, with no change in the cluster to wake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_status_writes_are_tried_again_without_a_change() {
+    let api = ApiServer::start().await;
+    api.apply(service("shop", "web"));
+    api.apply(slice("shop", "web", &["10.1.0.1:8080".parse().unwrap()]));
+    api.apply(gateway_class());
+    api.apply(gateway("infra", "edge"));
+    api.apply(http_route(
+        "shop",
+        "front",
+        "infra",
+        "edge",
+        "shop.test",
+        json!([{"backendRefs": [{"name": "web", "port": 80}]}]),
+    ));
+    // Every status write is refused until the test says otherwise.
+    api.refuse_status_writes(u64::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = WatchOptions::new(dir.path().join("pingway.yaml"));
+    opts.translate.https_listener = None;
+    opts.debounce = Duration::from_millis(20);
+    let (_leader, leadership) = tokio::sync::watch::channel(true);
+    opts.cluster_writes = Some(ClusterWrites {
+        leadership,
+        events: EventOptions::new("gateway-api-retry-test"),
+        status: StatusOptions::default(),
+    });
+    let stats = Arc::new(Stats::default());
+    let (c, s) = (client(&api), Arc::clone(&stats));
+    tokio::spawn(async move { watch::run(c, opts, s).await });
+
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    // The first round's three patches (class, Gateway, route) are refused, and the
+    // retry timer, not a change, runs the next try, which is refused too.
+    until("a retry refused", &[], async || {
+        n(&stats.gateway_status_retries) >= 1 && n(&stats.gateway_status_errors) >= 6
+    })
+    .await;
+    assert_eq!(n(&stats.gateway_status_writes), 0);
+    assert!(route_condition(&api, "shop", "front", "Accepted").is_none());
+
+    // The API server takes writes again: a later retry writes every status.
+    api.refuse_status_writes(0);
+    until("every status written", &[], async || {
+        route_condition(&api, "shop", "front", "Accepted").is_some_and(|c| c["status"] == "True")
+            && api
+                .get("Gateway", "infra", "edge")
+                .is_some_and(|g| g["status"]["listeners"][0]["attachedRoutes"] == 1)
+            && api
+                .get("GatewayClass", "", "pingway")
+                .is_some_and(|g| g["status"]["conditions"][0]["type"] == "Accepted")
+    })
+    .await;
+    // Written, the retries stop: no failure is left to try again.
+    let errors = n(&stats.gateway_status_errors);
+    let retries = n(&stats.gateway_status_retries);
+    let rounds = n(&stats.regenerations);
+    api.apply(service("unrelated", "x"));
+    until("another translation", &[], async || {
+        n(&stats.regenerations) > rounds
+    })
+    .await;
+    assert_eq!(n(&stats.gateway_status_errors), errors);
+    assert_eq!(n(&stats.gateway_status_retries), retries);
+}
+
 /// What [`shop`] started: the gateway's port, and the stand-in API server, the
 /// processes and their directory, kept until the test ends.
 struct Shop {

@@ -208,6 +208,8 @@ pub struct ApiServer {
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<Event>,
     drop_watches: Arc<watch::Sender<u64>>,
+    /// Status writes still to refuse (see [`ApiServer::refuse_status_writes`]).
+    refused_status_writes: Arc<AtomicU64>,
     /// What it served.
     pub counters: Arc<Counters>,
 }
@@ -234,6 +236,7 @@ impl ApiServer {
             })),
             events,
             drop_watches: Arc::new(watch::channel(0).0),
+            refused_status_writes: Arc::default(),
             counters: Arc::default(),
         };
         let s = server.clone();
@@ -334,6 +337,20 @@ impl ApiServer {
         let mut st = self.state.lock().unwrap();
         st.oldest = st.rv + 1;
         st.history.clear();
+    }
+
+    /// Answers the next `n` writes to a `/status` subresource with `500 InternalError`,
+    /// as a real API server does when etcd times out. (Not a 503 or 429: kube's client
+    /// waits those out itself, up to fifteen times.)
+    pub fn refuse_status_writes(&self, n: u64) {
+        self.refused_status_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether this status write is one to refuse (counting it down).
+    fn refuses_status_write(&self) -> bool {
+        self.refused_status_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Ends every open watch stream (the connection stays usable).

@@ -139,6 +139,15 @@ impl ApiServer {
         {
             return not_found(&path);
         }
+        let status_write = object.as_ref().is_some_and(|t| t.status)
+            && matches!(method, Method::PUT | Method::PATCH);
+        if status_write && self.refuses_status_write() {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "etcdserver: request timed out (the stand-in's ApiServer::refuse_status_writes)",
+            );
+        }
         let parsed = || serde_json::from_slice::<Value>(&body);
         match (method, object) {
             (Method::GET, Some(t)) => self.get_object(&t),
