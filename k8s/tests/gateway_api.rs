@@ -198,6 +198,68 @@ async fn refused_status_writes_are_tried_again_without_a_change() {
     assert_eq!(n(&stats.gateway_status_retries), retries);
 }
 
+/// An API server that stalls on status writes holds the status, not the file: the
+/// route reaches the file, and so does a change to it, while every patch waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_status_write_does_not_hold_the_file() {
+    let api = ApiServer::start().await;
+    api.apply(service("shop", "web"));
+    api.apply(slice("shop", "web", &["10.1.0.1:8080".parse().unwrap()]));
+    api.apply(gateway_class());
+    api.apply(gateway("infra", "edge"));
+    let route = |host: &str| {
+        http_route(
+            "shop",
+            "front",
+            "infra",
+            "edge",
+            host,
+            json!([{"backendRefs": [{"name": "web", "port": 80}]}]),
+        )
+    };
+    api.apply(route("shop.test"));
+    api.hold_status_writes(true);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pingway.yaml");
+    let mut opts = WatchOptions::new(out.clone());
+    opts.translate.https_listener = None;
+    opts.debounce = Duration::from_millis(20);
+    let (_leader, leadership) = tokio::sync::watch::channel(true);
+    opts.cluster_writes = Some(ClusterWrites {
+        leadership,
+        events: EventOptions::new("gateway-api-stall-test"),
+        status: StatusOptions::default(),
+    });
+    let stats = Arc::new(Stats::default());
+    let (c, s) = (client(&api), Arc::clone(&stats));
+    tokio::spawn(async move { watch::run(c, opts, s).await });
+
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    until("the route in the file", &[], async || {
+        read().contains("shop.test")
+    })
+    .await;
+    api.apply(route("shop2.test"));
+    until("the changed route in the file", &[], async || {
+        read().contains("shop2.test")
+    })
+    .await;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        n(&stats.gateway_status_writes),
+        0,
+        "every status write is held"
+    );
+    assert!(route_condition(&api, "shop", "front", "Accepted").is_none());
+
+    // Released, the held writes complete and the status catches up.
+    api.hold_status_writes(false);
+    until("the status written", &[], async || {
+        route_condition(&api, "shop", "front", "Accepted").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+}
+
 /// What [`shop`] started: the gateway's port, and the stand-in API server, the
 /// processes and their directory, kept until the test ends.
 struct Shop {

@@ -210,6 +210,8 @@ pub struct ApiServer {
     drop_watches: Arc<watch::Sender<u64>>,
     /// Status writes still to refuse (see [`ApiServer::refuse_status_writes`]).
     refused_status_writes: Arc<AtomicU64>,
+    /// Whether status writes are left unanswered (see [`ApiServer::hold_status_writes`]).
+    held_status_writes: Arc<std::sync::atomic::AtomicBool>,
     /// What it served.
     pub counters: Arc<Counters>,
 }
@@ -237,6 +239,7 @@ impl ApiServer {
             events,
             drop_watches: Arc::new(watch::channel(0).0),
             refused_status_writes: Arc::default(),
+            held_status_writes: Arc::default(),
             counters: Arc::default(),
         };
         let s = server.clone();
@@ -344,6 +347,19 @@ impl ApiServer {
     /// waits those out itself, up to fifteen times.)
     pub fn refuse_status_writes(&self, n: u64) {
         self.refused_status_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// Leaves writes to a `/status` subresource unanswered while `hold` is true, as an
+    /// API server that accepted the connection and stalls.
+    pub fn hold_status_writes(&self, hold: bool) {
+        self.held_status_writes.store(hold, Ordering::SeqCst);
+    }
+
+    /// Waits while status writes are held.
+    async fn while_status_writes_held(&self) {
+        while self.held_status_writes.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Whether this status write is one to refuse (counting it down).

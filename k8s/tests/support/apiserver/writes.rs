@@ -141,6 +141,9 @@ impl ApiServer {
         }
         let status_write = object.as_ref().is_some_and(|t| t.status)
             && matches!(method, Method::PUT | Method::PATCH);
+        if status_write {
+            self.while_status_writes_held().await;
+        }
         if status_write && self.refuses_status_write() {
             return status(
                 StatusCode::INTERNAL_SERVER_ERROR,
