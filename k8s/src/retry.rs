@@ -1,7 +1,8 @@
-//! When to try a failed cluster write again: status patches refused by the API server
-//! (a 503 while it restarts, a 429 under its flow control, a timeout) are tried again
-//! after [`Retry::FIRST`], doubling up to [`Retry::MAX`], until one round succeeds,
-//! rather than only at the next change in the cluster, which may never come.
+//! When to try a failed cluster write again: status patches the API server refused (a
+//! 500 when etcd times out, a 409, a connection refused while it restarts, or a 429 or
+//! 503 that outlasted kube's own retries) are tried again after [`Retry::FIRST`],
+//! doubling up to [`Retry::MAX`], until one round succeeds, rather than only at the
+//! next change in the cluster, which may never come.
 
 use std::future::Future;
 use std::time::Duration;
