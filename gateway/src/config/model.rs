@@ -742,10 +742,15 @@ pub enum HealthCheckKind {
 pub struct RouteConfig {
     /// Unique name.
     pub name: String,
-    /// Hosts: exact (`api.example.com`), a single-label wildcard (`*.example.com`), or
-    /// empty for any host.
+    /// Hosts: exact (`api.example.com`), a wildcard (`*.example.com`; see
+    /// `wildcard_labels`), or empty for any host.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// How many labels the `*` of a wildcard host stands for: `any` (the default: one or
+    /// more, as Kong, nginx, Envoy, Istio and the Gateway API read `*.example.com`) or
+    /// `one` (exactly one, as a Kubernetes Ingress reads it).
+    #[serde(default, skip_serializing_if = "WildcardLabels::is_any")]
+    pub wildcard_labels: WildcardLabels,
     /// Paths: a string is a prefix; or `{exact: ...}`, `{prefix: ...}`, `{regex: ...}`.
     /// Empty matches every path.
     #[serde(default, deserialize_with = "lenient_vec")]
@@ -963,6 +968,24 @@ pub struct SplitConfig {
     pub upstream: String,
     /// Percent of the route's requests (0 to 100).
     pub weight: u32,
+}
+
+/// How many labels the `*` of a route's wildcard hosts stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WildcardLabels {
+    /// One or more: `*.example.com` matches `a.example.com` and `a.b.example.com`.
+    #[default]
+    Any,
+    /// Exactly one: `*.example.com` matches `a.example.com`, not `a.b.example.com`.
+    One,
+}
+
+impl WildcardLabels {
+    /// Whether this is the default, `any`.
+    pub fn is_any(&self) -> bool {
+        *self == WildcardLabels::Any
+    }
 }
 
 /// What keeps a client on one side of a route's split.

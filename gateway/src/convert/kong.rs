@@ -723,9 +723,6 @@ impl<'a> Mapper<'a> {
                 );
                 continue;
             }
-            if name.starts_with("*.") {
-                self.note(&hpath, "a Pingway wildcard replaces exactly one label: it does not match a.b.<domain> as Kong does");
-            }
             hosts.push(name.to_string());
         }
         if !host_list.is_empty() && hosts.is_empty() {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, WildcardLabels};
 
 use super::host::{self, HostPattern};
 use super::path::{prefix_keys, PathCondition};
@@ -152,11 +152,20 @@ fn host_fit(cfg: &RouteConfig, request: Option<&str>) -> Option<HostFit> {
     if let Some((_, raw)) = exact {
         return Some(HostFit::Exact((*raw).clone()));
     }
-    let suffix = host::wildcard_suffix(request)?;
-    patterns
-        .iter()
-        .find(|(p, _)| matches!(p, HostPattern::Wildcard(s) if s == suffix))
-        .map(|(_, raw)| HostFit::Wildcard((*raw).clone()))
+    // The narrowest wildcard that covers the request's host, as the table tries them.
+    let one_label = cfg.wildcard_labels == WildcardLabels::One;
+    for (k, (suffix, _)) in host::wildcard_suffixes(request).enumerate() {
+        if one_label && k > 0 {
+            break;
+        }
+        let fit = patterns
+            .iter()
+            .find(|(p, _)| matches!(p, HostPattern::Wildcard(s) if s == suffix));
+        if let Some((_, raw)) = fit {
+            return Some(HostFit::Wildcard((*raw).clone()));
+        }
+    }
+    None
 }
 
 fn path_fit(cfg: &RouteConfig, path: &str) -> Option<PathFit> {

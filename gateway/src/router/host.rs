@@ -9,7 +9,8 @@ use std::net::Ipv6Addr;
 pub(crate) enum HostPattern {
     /// The request host equals this.
     Exact(String),
-    /// `*.suffix`: exactly one label, then this suffix (stored without the `*.`).
+    /// `*.suffix`: labels (one or more, or exactly one, as the route's
+    /// `wildcard_labels` says), then this suffix (stored without the `*.`).
     Wildcard(String),
 }
 
@@ -120,11 +121,26 @@ pub(crate) fn request_host(raw: &str) -> Cow<'_, str> {
     }
 }
 
-/// The part of a request host that a single-label wildcard is keyed by:
-/// `a.example.com` gives `example.com`; a host with one label gives nothing.
-pub(crate) fn wildcard_suffix(host: &str) -> Option<&str> {
-    let (label, suffix) = host.split_once('.')?;
-    (!label.is_empty() && !suffix.is_empty()).then_some(suffix)
+/// Every suffix of a request host that a wildcard could be keyed by, the longest
+/// (narrowest) first, with its number of labels (a one-label wildcard is keyed by the
+/// first only): `a.b.example.com` gives
+/// `b.example.com` (3), `example.com` (2), `com` (1). Labels in front of a suffix must
+/// not be empty: a host that starts with a dot or has `..` gives nothing past that point.
+/// At most one suffix per dot of the host (a host is at most 253 bytes after the checks
+/// of the request head, so at most 126).
+pub(crate) fn wildcard_suffixes(host: &str) -> impl Iterator<Item = (&str, usize)> {
+    let labels = host.bytes().filter(|&b| b == b'.').count() + 1;
+    let mut previous_dot: Option<usize> = None;
+    host.match_indices('.')
+        .map(|(i, _)| i)
+        .take_while(move |&i| {
+            let label_before = previous_dot.map_or(i, |p| i - p - 1);
+            previous_dot = Some(i);
+            label_before > 0
+        })
+        .enumerate()
+        .map(move |(k, i)| (&host[i + 1..], labels - k - 1))
+        .filter(|(suffix, _)| !suffix.is_empty())
 }
 
 #[cfg(test)]
@@ -168,11 +184,16 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_suffix_takes_one_label() {
-        assert_eq!(wildcard_suffix("a.example.com"), Some("example.com"));
-        assert_eq!(wildcard_suffix("a.b.example.com"), Some("b.example.com"));
-        assert_eq!(wildcard_suffix("localhost"), None);
-        assert_eq!(wildcard_suffix(".example.com"), None);
-        assert_eq!(wildcard_suffix("a."), None);
+    fn wildcard_suffixes_go_from_narrowest_to_widest() {
+        let all = |h| wildcard_suffixes(h).collect::<Vec<_>>();
+        assert_eq!(
+            all("a.b.example.com"),
+            [("b.example.com", 3), ("example.com", 2), ("com", 1)]
+        );
+        assert_eq!(all("a.example.com"), [("example.com", 2), ("com", 1)]);
+        assert_eq!(all("localhost"), []);
+        assert_eq!(all(".example.com"), []);
+        assert_eq!(all("a..example.com"), [(".example.com", 3)]);
+        assert_eq!(all("a."), []);
     }
 }

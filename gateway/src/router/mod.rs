@@ -5,13 +5,14 @@
 //!
 //! # Matching
 //!
-//! A route matches when its host, path, method, header and query conditions all hold. Hosts
-//! and paths follow Kubernetes Ingress rather than Kong where the two differ:
+//! A route matches when its host, path, method, header and query conditions all hold. Paths
+//! follow Kubernetes Ingress rather than Kong where the two differ:
 //!
-//! - **Host**: exact (case-insensitive), or `*.example.com`, which matches exactly one
-//!   label before `example.com` (`a.example.com`, not `a.b.example.com` nor
-//!   `example.com`). A route without hosts matches any host. The request's port is
-//!   ignored.
+//! - **Host**: exact (case-insensitive), or `*.example.com`, which matches one or more
+//!   labels before `example.com` (`a.example.com` and `a.b.example.com`, not
+//!   `example.com`), as Kong, nginx, Envoy and the Gateway API read it; a route with
+//!   `wildcard_labels: one` reads it as a Kubernetes Ingress does, exactly one label.
+//!   A route without hosts matches any host. The request's port is ignored.
 //! - **Path** (case-sensitive, against the path as [`normalize_path`] leaves it):
 //!   `exact`; `prefix`, matched element by element (`/foo` matches `/foo`, `/foo/` and
 //!   `/foo/bar`, not `/foobar`; `/foo/` is the same as `/foo`); `regex`, anchored at the
@@ -25,7 +26,9 @@
 //!
 //! # Precedence
 //!
-//! 1. Host tier: an exact host, then a wildcard host, then routes without hosts.
+//! 1. Host tier: an exact host, then wildcard hosts from the narrowest (the longest
+//!    suffix; at the same suffix a one-label wildcard before one of any depth), then
+//!    routes without hosts.
 //! 2. Within a tier: an exact path, then prefixes from the longest, then regexes in
 //!    file order.
 //! 3. Among routes with the same host and path condition, as the Gateway API ranks
@@ -62,7 +65,7 @@ mod tests_normalize_props;
 #[cfg(test)]
 mod tests_query;
 
-use crate::config::{Diagnostic, PathMatch, RouteConfig};
+use crate::config::{Diagnostic, PathMatch, RouteConfig, WildcardLabels};
 
 use self::conditions::Conditions;
 use self::host::HostPattern;
@@ -84,8 +87,14 @@ pub struct Router {
     conditions: Vec<Conditions>,
     /// Routes by exact host (lowercase).
     exact_hosts: KeyMap<Box<str>, PathTable>,
-    /// Routes by wildcard suffix: `*.example.com` is stored under `example.com`.
+    /// Routes by one-label wildcard suffix (`wildcard_labels: one`): `*.example.com` is
+    /// stored under `example.com`.
     wildcard_hosts: KeyMap<Box<str>, PathTable>,
+    /// Routes by wildcard suffix of any depth (the default), stored the same way.
+    deep_wildcard_hosts: KeyMap<Box<str>, PathTable>,
+    /// The fewest and most labels of a suffix in `deep_wildcard_hosts`: a request's
+    /// suffixes outside this range are not looked up.
+    deep_wildcard_labels: (usize, usize),
     /// Routes without hosts.
     any_host: PathTable,
 }
@@ -175,6 +184,8 @@ impl Router {
             conditions,
             exact_hosts: KeyMap::default(),
             wildcard_hosts: KeyMap::default(),
+            deep_wildcard_hosts: KeyMap::default(),
+            deep_wildcard_labels: (usize::MAX, 0),
             any_host: PathTable::default(),
         };
         for (route, (hosts, paths)) in matchers.iter().enumerate() {
@@ -184,10 +195,21 @@ impl Router {
             if hosts.is_empty() {
                 index_under(&mut router.any_host);
             }
+            let one_label = routes
+                .get(route)
+                .is_some_and(|r| r.wildcard_labels == WildcardLabels::One);
             for h in hosts {
                 let table = match h {
                     HostPattern::Exact(h) => router.exact_hosts.entry(h.as_str().into()),
-                    HostPattern::Wildcard(s) => router.wildcard_hosts.entry(s.as_str().into()),
+                    HostPattern::Wildcard(s) if one_label => {
+                        router.wildcard_hosts.entry(s.as_str().into())
+                    }
+                    HostPattern::Wildcard(s) => {
+                        let labels = s.split('.').count();
+                        let (least, most) = &mut router.deep_wildcard_labels;
+                        (*least, *most) = ((*least).min(labels), (*most).max(labels));
+                        router.deep_wildcard_hosts.entry(s.as_str().into())
+                    }
                 };
                 index_under(table.or_default());
             }
@@ -195,6 +217,7 @@ impl Router {
         let weights: Vec<Specificity> = router.conditions.iter().map(Conditions::weight).collect();
         let tables = router.exact_hosts.values_mut();
         let tables = tables.chain(router.wildcard_hosts.values_mut());
+        let tables = tables.chain(router.deep_wildcard_hosts.values_mut());
         tables.for_each(|t| t.finish(&weights));
         router.any_host.finish(&weights);
         Ok(router)
@@ -216,18 +239,53 @@ impl Router {
             if let Some(m) = exact.and_then(|t| t.find(req.path, accept)) {
                 return Some(m);
             }
-            let wildcard = host::wildcard_suffix(&host).and_then(|s| self.wildcard_hosts.get(s));
-            if let Some(m) = wildcard.and_then(|t| t.find(req.path, accept)) {
+            if let Some(m) = self.find_wildcard(&host, req.path, &accept) {
                 return Some(m);
             }
         }
         self.any_host.find(req.path, accept)
     }
 
+    /// The wildcard tier: the request host's suffixes from the longest, at each the
+    /// one-label wildcards (only for the first suffix, one label short of the host)
+    /// before those of any depth.
+    fn find_wildcard(
+        &self,
+        host: &str,
+        path: &str,
+        accept: &impl Fn(usize) -> bool,
+    ) -> Option<RouteMatch> {
+        if self.wildcard_hosts.is_empty() && self.deep_wildcard_hosts.is_empty() {
+            return None;
+        }
+        let (least, most) = self.deep_wildcard_labels;
+        for (k, (suffix, labels)) in host::wildcard_suffixes(host).enumerate() {
+            if k == 0 {
+                let one = self.wildcard_hosts.get(suffix);
+                if let Some(m) = one.and_then(|t| t.find(path, accept)) {
+                    return Some(m);
+                }
+            }
+            if labels < least {
+                break;
+            }
+            if labels > most {
+                continue;
+            }
+            let deep = self.deep_wildcard_hosts.get(suffix);
+            if let Some(m) = deep.and_then(|t| t.find(path, accept)) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
     /// Whether any route names hosts: without one, [`Self::find`] never reads the
     /// request's host, and a caller need not look it up.
     pub fn routes_by_host(&self) -> bool {
-        !(self.exact_hosts.is_empty() && self.wildcard_hosts.is_empty())
+        !(self.exact_hosts.is_empty()
+            && self.wildcard_hosts.is_empty()
+            && self.deep_wildcard_hosts.is_empty())
     }
 
     /// Number of routes compiled.

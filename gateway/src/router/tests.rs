@@ -9,6 +9,7 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
     RouteConfig {
         name: String::new(),
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        wildcard_labels: Default::default(),
         paths,
         methods: Vec::new(),
         headers: Vec::new(),
@@ -34,6 +35,12 @@ pub(super) fn route(hosts: &[&str], paths: Vec<PathMatch>) -> RouteConfig {
         timeout: None,
         retries: None,
     }
+}
+
+/// `r` with `wildcard_labels: one` (a Kubernetes Ingress's reading of `*.`).
+pub(super) fn one_label(mut r: RouteConfig) -> RouteConfig {
+    r.wildcard_labels = crate::config::WildcardLabels::One;
+    r
 }
 
 pub(super) fn methods(mut r: RouteConfig, methods: &[&str]) -> RouteConfig {
@@ -120,7 +127,9 @@ pub(super) fn find(
     })
 }
 
-/// The routes of the table test; the comment is the index.
+/// The routes of the table test; the comment is the index. Its wildcards are read as a
+/// Kubernetes Ingress reads them (`wildcard_labels: one`); wildcards of any depth, the
+/// default, have their own test below.
 fn table_routes() -> Vec<RouteConfig> {
     vec![
         /* 0 */ route(&["api.example.com"], vec![prefix("/users")]),
@@ -131,8 +140,8 @@ fn table_routes() -> Vec<RouteConfig> {
             route(&["API.Example.com"], vec![prefix("/admin/")]),
             &["get"],
         ),
-        /* 4 */ route(&["*.example.com"], vec![prefix("/users")]),
-        /* 5 */ route(&["*.example.com"], vec![prefix("/shop")]),
+        /* 4 */ one_label(route(&["*.example.com"], vec![prefix("/users")])),
+        /* 5 */ one_label(route(&["*.example.com"], vec![prefix("/shop")])),
         /* 6 */ route(&[], vec![prefix("/shop")]),
         /* 7 */ route(&[], vec![prefix("/shop/cart")]),
         /* 8 */ route(&[], vec![exact("/shop/cart")]),
@@ -156,17 +165,17 @@ fn table_routes() -> Vec<RouteConfig> {
             h_regex("user-agent", "curl"),
         ),
         /* 20 */ header(route(&[], vec![prefix("/he")]), h_exact("x-env", "Prod")),
-        /* 21 */ route(&["*.example.com"], vec![prefix("/admin")]),
+        /* 21 */ one_label(route(&["*.example.com"], vec![prefix("/admin")])),
         /* 22 */ route(&["[::1]"], vec![prefix("/v6")]),
         /* 23 */ route(&["localhost", "127.0.0.1"], vec![exact("/local")]),
         /* 24 */ route(&["root.example.com"], vec![]),
         /* 25 */ route(&["strip.example.com"], vec![prefix("/api/")]),
         /* 26 */
-        route(
+        one_label(route(
             &["multi.test", "*.multi.test"],
             vec![prefix("/a"), exact("/b")],
-        ),
-        /* 27 */ route(&["*.wild.test"], vec![prefix("/")]),
+        )),
+        /* 27 */ one_label(route(&["*.wild.test"], vec![prefix("/")])),
         /* 28 */ route(&["exact.wild.test"], vec![exact("/only")]),
         /* 29 */ route(&["fqdn.test."], vec![prefix("/f")]),
     ]
@@ -848,4 +857,102 @@ fn reports_every_problem() {
         "routes[1].paths[0].regex",
     ];
     assert_eq!(paths, want);
+}
+
+#[test]
+fn wildcards_match_any_depth_narrowest_first_and_one_label_when_asked() {
+    let routes = vec![
+        /* 0 */ route(&["*.example.com"], vec![prefix("/")]),
+        /* 1 */ route(&["*.b.example.com"], vec![prefix("/")]),
+        /* 2 */ one_label(route(&["*.b.example.com"], vec![prefix("/one")])),
+        /* 3 */ route(&["*.c.example.com"], vec![prefix("/only")]),
+        /* 4 */ one_label(route(&["*.ingress.test"], vec![prefix("/")])),
+        /* 5 */ route(&["x.b.example.com"], vec![exact("/exact")]),
+    ];
+    let router = Router::build(&routes).expect("valid");
+    let cases: &[(&str, &str, Option<usize>, &str)] = &[
+        ("a.example.com", "/", Some(0), "one label"),
+        ("x.y.z.example.com", "/", Some(0), "three labels"),
+        (
+            "A.B.Example.COM:8443",
+            "/",
+            Some(1),
+            "case and port, as for exact hosts",
+        ),
+        ("a.b.example.com", "/", Some(1), "the narrower suffix first"),
+        (
+            "x.y.b.example.com",
+            "/",
+            Some(1),
+            "the narrower suffix, two labels deep",
+        ),
+        (
+            "a.b.example.com",
+            "/one",
+            Some(2),
+            "one-label before any-depth at one suffix",
+        ),
+        (
+            "x.y.b.example.com",
+            "/one",
+            Some(1),
+            "one-label covers one label only",
+        ),
+        (
+            "a.c.example.com",
+            "/other",
+            Some(0),
+            "the narrower has no such path: the wider",
+        ),
+        ("a.c.example.com", "/only", Some(3), "the narrower"),
+        (
+            "x.b.example.com",
+            "/exact",
+            Some(5),
+            "an exact host before every wildcard",
+        ),
+        (
+            "x.b.example.com",
+            "/",
+            Some(1),
+            "the exact host has no such path",
+        ),
+        ("a.ingress.test", "/", Some(4), "one label, as in Ingress"),
+        ("a.b.ingress.test", "/", None, "two labels, not in Ingress"),
+        ("example.com", "/", None, "the apex is not covered"),
+        (
+            "b.example.com",
+            "/",
+            Some(0),
+            "b.example.com is under *.example.com",
+        ),
+        (".example.com", "/", None, "an empty label is not a label"),
+        ("a..example.com", "/", None, "nor is one in the middle"),
+    ];
+    for (host, path, want, why) in cases {
+        let got = find(&router, Some(host), "GET", path, &[]).map(|m| m.route);
+        assert_eq!(got, *want, "{host} {path}: {why}");
+    }
+    // What `pingway explain` says agrees with the table.
+    let no_headers = HeaderMap::new();
+    let req = |host| RouteRequest {
+        host: Some(host),
+        path: "/",
+        method: &Method::GET,
+        headers: &no_headers,
+        query: None,
+    };
+    let fits = |i: usize, host| match router.check_route(i, &routes[i], &req(host)) {
+        RouteCheck::Accepts { host, .. } => Some(host),
+        RouteCheck::Fails(_) => None,
+    };
+    assert_eq!(
+        fits(0, "x.y.example.com"),
+        Some(HostFit::Wildcard("*.example.com".into()))
+    );
+    assert_eq!(
+        fits(4, "a.ingress.test"),
+        Some(HostFit::Wildcard("*.ingress.test".into()))
+    );
+    assert_eq!(fits(4, "a.b.ingress.test"), None);
 }

@@ -8,7 +8,7 @@ use super::tests::{
     exact, find, h_exact, h_present, header, header_map, methods, prefix, regex, route,
 };
 use super::*;
-use crate::config::PathMatch;
+use crate::config::{PathMatch, WildcardLabels};
 
 const ROUTES: usize = 10_000;
 const EXACT_HOSTS: usize = 300;
@@ -58,6 +58,9 @@ fn generate_routes(rng: &mut fastrand::Rng) -> Vec<RouteConfig> {
             }
             let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
             let mut r = route(&host_refs, paths);
+            if rng.bool() {
+                r.wildcard_labels = WildcardLabels::One;
+            }
             r = match rng.usize(..10) {
                 0 | 1 => methods(r, &["GET"]),
                 2 => methods(r, &["POST", "PUT"]),
@@ -119,11 +122,11 @@ impl Naive {
             // the generated routes do not use).
             let weight = (!r.methods.is_empty(), r.headers.len());
             let tiers: Vec<usize> = if r.hosts.is_empty() {
-                vec![2]
+                vec![3]
             } else {
                 r.hosts
                     .iter()
-                    .filter_map(|h| host_tier(h, host.as_deref()))
+                    .filter_map(|h| host_tier(h, r.wildcard_labels, host.as_deref()))
                     .collect()
             };
             for tier in tiers {
@@ -172,13 +175,21 @@ impl Naive {
     }
 }
 
-/// 0 for an exact host, 1 for a single-label wildcard, None when the host does not match.
-fn host_tier(configured: &str, host: Option<&str>) -> Option<usize> {
+/// 0 for an exact host, 1 for a one-label wildcard, 2 for a wildcard of any depth, None
+/// when the host does not match. (The generated wildcards all have suffixes of the same
+/// length, so at the same suffix a one-label wildcard before a deeper one is the whole of
+/// the narrowest-first rule here.)
+fn host_tier(configured: &str, labels: WildcardLabels, host: Option<&str>) -> Option<usize> {
     let host = host?;
     match configured.strip_prefix("*.") {
         Some(suffix) => {
             let label = host.strip_suffix(suffix)?.strip_suffix('.')?;
-            (!label.is_empty() && !label.contains('.')).then_some(1)
+            match labels {
+                WildcardLabels::One => (!label.is_empty() && !label.contains('.')).then_some(1),
+                WildcardLabels::Any => {
+                    (!label.is_empty() && label.split('.').all(|l| !l.is_empty())).then_some(2)
+                }
+            }
         }
         None => (configured == host).then_some(0),
     }

@@ -93,6 +93,7 @@ mod tests {
         let mut r = RouteConfig {
             name: "r".into(),
             hosts: Vec::new(),
+            wildcard_labels: Default::default(),
             paths: Vec::new(),
             methods: Vec::new(),
             headers: Vec::new(),

@@ -51,7 +51,7 @@ routes:
     let f = file.display();
     let expected = format!(
         "{f}:6:14: upstreams[0].retries: invalid type: string \"many\", expected u32
-{f}:10:5: routes[0].colour: unknown field `colour`, expected one of `name`, `hosts`, `paths`, `methods`, `headers`, `query_params`, `upstream`, `strip_prefix`, `preserve_host`, `plugins`, `split`, `split_hash_on`, `split_hash_on_header`, `split_hash_on_cookie`, `request_headers`, `response_headers`, `path_rewrite`, `mirrors`, `protocols`, `https_redirect_status_code`, `compression`, `timeout`, `retries`
+{f}:10:5: routes[0].colour: unknown field `colour`, expected one of `name`, `hosts`, `wildcard_labels`, `paths`, `methods`, `headers`, `query_params`, `upstream`, `strip_prefix`, `preserve_host`, `plugins`, `split`, `split_hash_on`, `split_hash_on_header`, `split_hash_on_cookie`, `request_headers`, `response_headers`, `path_rewrite`, `mirrors`, `protocols`, `https_redirect_status_code`, `compression`, `timeout`, `retries`
 {f}:13:19: routes[1].strip_prefix: invalid type: integer `3`, expected a boolean
 "
     );

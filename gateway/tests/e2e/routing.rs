@@ -41,6 +41,10 @@ routes:
   - name: wildcard
     hosts: ["*.example.com"]
     upstream: wildcard
+  - name: one-label
+    hosts: ["*.ingress.test"]
+    wildcard_labels: one
+    upstream: wildcard
   - name: catch-all
     paths: [/]
     upstream: any
@@ -96,7 +100,10 @@ async fn routes_by_host_path_method_and_headers() {
         ("api.example.com", "/apix", "wildcard", "/apix"),
         ("api.example.com", "/other", "wildcard", "/other"),
         ("www.example.com", "/", "wildcard", "/"),
-        ("a.b.example.com", "/", "any", "/"),
+        // A wildcard covers any depth of labels, or one with `wildcard_labels: one`.
+        ("a.b.example.com", "/", "wildcard", "/"),
+        ("a.ingress.test", "/", "wildcard", "/"),
+        ("a.b.ingress.test", "/", "any", "/"),
         ("example.com", "/", "any", "/"),
         ("other.test", "/exact", "exact-path", "/exact"),
         ("other.test", "/exact/", "any", "/exact/"),

@@ -58,6 +58,10 @@ pub fn translate_one(
             let mut route = json!({ "name": route_name, "paths": [matcher] });
             if let Some(h) = &host {
                 route["hosts"] = json!([h]);
+                // An Ingress's `*.example.com` covers exactly one label.
+                if h.starts_with("*.") {
+                    route["wildcard_labels"] = json!("one");
+                }
             }
             add_route(
                 route,

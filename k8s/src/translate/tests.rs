@@ -179,6 +179,12 @@ fn hosts_exact_and_wildcard_and_default_backend() {
     let t = run(&s);
     assert_eq!(route(&t, "ns.i.0.0").hosts, vec!["a.example.com"]);
     assert_eq!(route(&t, "ns.i.1.0").hosts, vec!["*.example.org"]);
+    // An Ingress's wildcard is one label; the router's default is any depth.
+    assert_eq!(
+        route(&t, "ns.i.1.0").wildcard_labels,
+        pingway::config::WildcardLabels::One
+    );
+    assert!(t.yaml.contains("wildcard_labels: \"one\""), "{}", t.yaml);
     let d = route(&t, "ns.i.default");
     assert!(d.hosts.is_empty() && d.paths.is_empty());
 }

@@ -234,6 +234,12 @@ fn hostnames_are_intersected_with_the_listener() {
         serve(&t, "foo.example.com", "GET", "/", &[]).as_deref(),
         Some("httproute.app.narrower.0.0")
     );
+    // A Gateway API wildcard covers any depth of labels, as the router's does.
+    assert_eq!(
+        route(&t, "httproute.app.wider.0.0").wildcard_labels,
+        pingway::config::WildcardLabels::Any
+    );
+    assert!(serve(&t, "a.b.example.com", "GET", "/", &[]).is_some());
     // The listener `example` counts the three accepted routes.
     let gw = &t.gateway_api_status.gateways[0].status;
     assert_eq!(gw.listeners[1].name, "example");
