@@ -34,37 +34,66 @@ fn route_condition(api: &ApiServer, ns: &str, name: &str, ty: &str) -> Option<Va
         .cloned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
-    let api = ApiServer::start().await;
+/// Service `shop/web` with one endpoint, our GatewayClass, Gateway `infra/edge`, and
+/// HTTPRoute `shop/front` for `host` sending everything to `web`.
+fn apply_shop_front(api: &ApiServer, host: &str) {
     api.apply(service("shop", "web"));
     api.apply(slice("shop", "web", &["10.1.0.1:8080".parse().unwrap()]));
     api.apply(gateway_class());
     api.apply(gateway("infra", "edge"));
+    apply_front_route(api, host);
+}
+
+/// HTTPRoute `shop/front` for `host` on `infra/edge`, everything to `web`.
+fn apply_front_route(api: &ApiServer, host: &str) {
     api.apply(http_route(
         "shop",
         "front",
         "infra",
         "edge",
-        "shop.test",
+        host,
         json!([{"backendRefs": [{"name": "web", "port": 80}]}]),
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("pingway.yaml");
-    let mut opts = WatchOptions::new(out.clone());
+}
+
+/// The watch loop against `api`, writing `out`, leading (only a leader writes status)
+/// until the test ends.
+struct Watching {
+    stats: Arc<Stats>,
+    _leader: tokio::sync::watch::Sender<bool>,
+}
+
+fn watch_leading(api: &ApiServer, out: &std::path::Path) -> Watching {
+    let mut opts = WatchOptions::new(out.to_path_buf());
     opts.translate.https_listener = None;
     opts.debounce = Duration::from_millis(20);
-    // This replica leads (kept for the whole test): only a leader writes status.
-    let (_leader, leadership) = tokio::sync::watch::channel(true);
+    let (leader, leadership) = tokio::sync::watch::channel(true);
     opts.cluster_writes = Some(ClusterWrites {
         leadership,
         events: EventOptions::new("gateway-api-test"),
         status: StatusOptions::default(),
     });
     let stats = Arc::new(Stats::default());
-    let c = client(&api);
-    let s = Arc::clone(&stats);
+    let (c, s) = (client(api), Arc::clone(&stats));
     tokio::spawn(async move { watch::run(c, opts, s).await });
+    Watching {
+        stats,
+        _leader: leader,
+    }
+}
+
+fn n(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
+    let api = ApiServer::start().await;
+    apply_shop_front(&api, "shop.test");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pingway.yaml");
+    let watching = watch_leading(&api, &out);
+    let stats = &watching.stats;
 
     let read = || std::fs::read_to_string(&out).unwrap_or_default();
     until("the route in the file", &[], async || {
@@ -118,16 +147,9 @@ async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
     })
     .await;
     // Status writes stop once nothing differs: the patches sent so far are few.
-    let writes = stats
-        .gateway_status_writes
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let writes = n(&stats.gateway_status_writes);
     assert!((3..=8).contains(&writes), "{writes} status writes");
-    assert_eq!(
-        stats
-            .gateway_status_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(n(&stats.gateway_status_errors), 0);
 }
 
 /// The API server refuses the status writes (a 500, as when etcd times out): the
@@ -135,35 +157,13 @@ async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_status_writes_are_tried_again_without_a_change() {
     let api = ApiServer::start().await;
-    api.apply(service("shop", "web"));
-    api.apply(slice("shop", "web", &["10.1.0.1:8080".parse().unwrap()]));
-    api.apply(gateway_class());
-    api.apply(gateway("infra", "edge"));
-    api.apply(http_route(
-        "shop",
-        "front",
-        "infra",
-        "edge",
-        "shop.test",
-        json!([{"backendRefs": [{"name": "web", "port": 80}]}]),
-    ));
+    apply_shop_front(&api, "shop.test");
     // Every status write is refused until the test says otherwise.
     api.refuse_status_writes(u64::MAX);
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = WatchOptions::new(dir.path().join("pingway.yaml"));
-    opts.translate.https_listener = None;
-    opts.debounce = Duration::from_millis(20);
-    let (_leader, leadership) = tokio::sync::watch::channel(true);
-    opts.cluster_writes = Some(ClusterWrites {
-        leadership,
-        events: EventOptions::new("gateway-api-retry-test"),
-        status: StatusOptions::default(),
-    });
-    let stats = Arc::new(Stats::default());
-    let (c, s) = (client(&api), Arc::clone(&stats));
-    tokio::spawn(async move { watch::run(c, opts, s).await });
+    let watching = watch_leading(&api, &dir.path().join("pingway.yaml"));
+    let stats = &watching.stats;
 
-    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     // The first round's three patches (class, Gateway, route) are refused, and the
     // retry timer, not a change, runs the next try, which is refused too.
     until("a retry refused", &[], async || {
@@ -203,48 +203,23 @@ async fn refused_status_writes_are_tried_again_without_a_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_status_write_does_not_hold_the_file() {
     let api = ApiServer::start().await;
-    api.apply(service("shop", "web"));
-    api.apply(slice("shop", "web", &["10.1.0.1:8080".parse().unwrap()]));
-    api.apply(gateway_class());
-    api.apply(gateway("infra", "edge"));
-    let route = |host: &str| {
-        http_route(
-            "shop",
-            "front",
-            "infra",
-            "edge",
-            host,
-            json!([{"backendRefs": [{"name": "web", "port": 80}]}]),
-        )
-    };
-    api.apply(route("shop.test"));
+    apply_shop_front(&api, "shop.test");
     api.hold_status_writes(true);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pingway.yaml");
-    let mut opts = WatchOptions::new(out.clone());
-    opts.translate.https_listener = None;
-    opts.debounce = Duration::from_millis(20);
-    let (_leader, leadership) = tokio::sync::watch::channel(true);
-    opts.cluster_writes = Some(ClusterWrites {
-        leadership,
-        events: EventOptions::new("gateway-api-stall-test"),
-        status: StatusOptions::default(),
-    });
-    let stats = Arc::new(Stats::default());
-    let (c, s) = (client(&api), Arc::clone(&stats));
-    tokio::spawn(async move { watch::run(c, opts, s).await });
+    let watching = watch_leading(&api, &out);
+    let stats = &watching.stats;
 
     let read = || std::fs::read_to_string(&out).unwrap_or_default();
     until("the route in the file", &[], async || {
         read().contains("shop.test")
     })
     .await;
-    api.apply(route("shop2.test"));
+    apply_front_route(&api, "shop2.test");
     until("the changed route in the file", &[], async || {
         read().contains("shop2.test")
     })
     .await;
-    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
         n(&stats.gateway_status_writes),
         0,
