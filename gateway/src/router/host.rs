@@ -126,8 +126,9 @@ pub(crate) fn request_host(raw: &str) -> Cow<'_, str> {
 /// first only): `a.b.example.com` gives
 /// `b.example.com` (3), `example.com` (2), `com` (1). Labels in front of a suffix must
 /// not be empty: a host that starts with a dot or has `..` gives nothing past that point.
-/// At most one suffix per dot of the host (a host is at most 253 bytes after the checks
-/// of the request head, so at most 126).
+/// One suffix per dot, without copying; the router looks up only those whose label count
+/// some configured wildcard has, so a long hostile `Host` costs a pass over its bytes and
+/// a few lookups.
 pub(crate) fn wildcard_suffixes(host: &str) -> impl Iterator<Item = (&str, usize)> {
     let labels = host.bytes().filter(|&b| b == b'.').count() + 1;
     let mut previous_dot: Option<usize> = None;
