@@ -956,3 +956,19 @@ fn wildcards_match_any_depth_narrowest_first_and_one_label_when_asked() {
     );
     assert_eq!(fits(4, "a.b.ingress.test"), None);
 }
+
+#[test]
+fn a_host_of_many_labels_is_one_pass_and_still_matches_a_deep_wildcard() {
+    let routes = vec![
+        route(&["*.example.com"], vec![prefix("/")]),
+        one_label(route(&["*.one.test"], vec![prefix("/")])),
+    ];
+    let router = Router::build(&routes).expect("valid");
+    let deep = format!("{}example.com", "a.".repeat(50_000));
+    let got = find(&router, Some(&deep), "GET", "/", &[]).map(|m| m.route);
+    assert_eq!(got, Some(0));
+    let deep_one = format!("{}one.test", "a.".repeat(50_000));
+    assert_eq!(find(&router, Some(&deep_one), "GET", "/", &[]), None);
+    let dots = ".".repeat(100_000);
+    assert_eq!(find(&router, Some(&dots), "GET", "/", &[]), None);
+}
