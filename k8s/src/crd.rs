@@ -78,12 +78,13 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-/// Kong's `KongPlugin` (`configuration.konghq.com/v1`): the fields sit at the top level,
-/// not under `spec`. Fields this watcher does not use (`configFrom`, `ordering`,
-/// `protocols`, ...) are ignored when read.
+/// Kong's `KongPlugin` and `KongClusterPlugin` (`configuration.konghq.com/v1`), one shape
+/// for both: the fields sit at the top level, not under `spec`. Fields this watcher does
+/// not use (`ordering`, `protocols`, ...) are ignored when read. `Scope` tells the two
+/// kinds apart ([`KongPlugin`], [`KongClusterPlugin`]).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct KongPlugin {
+pub struct KongPluginResource<Scope> {
     /// Standard object metadata.
     pub metadata: ObjectMeta,
     /// The plugin's name (`rate-limiting`, `key-auth`, ...).
@@ -98,27 +99,23 @@ pub struct KongPlugin {
     /// `configFrom` (config from a Secret): not supported; recorded to say so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_from: Option<serde_json::Value>,
+    #[serde(skip)]
+    scope: std::marker::PhantomData<Scope>,
 }
 
+/// The scope marker of [`KongPlugin`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Namespaced;
+
+/// The scope marker of [`KongClusterPlugin`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterWide;
+
+/// Kong's `KongPlugin`: a plugin instance in a namespace.
+pub type KongPlugin = KongPluginResource<Namespaced>;
+
 /// Kong's `KongClusterPlugin`: the cluster-scoped [`KongPlugin`].
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KongClusterPlugin {
-    /// Standard object metadata.
-    pub metadata: ObjectMeta,
-    /// The plugin's name.
-    #[serde(default)]
-    pub plugin: String,
-    /// The plugin's `config:` block.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<serde_json::Value>,
-    /// Kong's switch to keep the resource but not apply it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub disabled: bool,
-    /// `configFrom`: not supported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_from: Option<serde_json::Value>,
-}
+pub type KongClusterPlugin = KongPluginResource<ClusterWide>;
 
 /// Kong's `KongConsumer` (`configuration.konghq.com/v1`): a consumer whose credentials
 /// live in Secrets named by `credentials` (each labelled `konghq.com/credential: <type>`).
