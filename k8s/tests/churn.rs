@@ -47,7 +47,6 @@ async fn rss_stays_flat_across_regenerations_and_reloads() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     assert!(changes >= 100 && changes * PODS < 1 << 24);
-    let gateway_bin = pingway_bin();
     let api = ApiServer::start().await;
     for s in 0..SERVICES {
         let svc = format!("s{s:03}");
@@ -62,26 +61,9 @@ async fn rss_stays_flat_across_regenerations_and_reloads() {
             json!({}),
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pingway.yaml");
-    let (port, admin) = (free_port(), free_port());
-    let watcher_log = dir.path().join("watcher.log");
-    let gateway_log = dir.path().join("gateway.log");
-    let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let watcher = spawn_watcher(
-        &api.url(),
-        &config,
-        port,
-        admin,
-        &["--no-https", "--debounce-ms", "1"],
-        &watcher_log,
-    );
-    until("the first file", &logs, async || config.exists()).await;
-    let gateway = spawn(
-        &gateway_bin,
-        &["run", "--config", config.to_str().unwrap()],
-        &gateway_log,
-    );
+    let pair = WatcherAndGateway::start(&api.url(), &["--no-https", "--debounce-ms", "1"]).await;
+    let (admin, logs) = (pair.admin, pair.logs());
+    let (watcher, gateway) = (&pair.watcher, &pair.gateway);
     until("the gateway", &logs, async || {
         get(admin, "localhost", "/status").await.is_some()
     })
@@ -97,7 +79,7 @@ async fn rss_stays_flat_across_regenerations_and_reloads() {
         // This change's file: its first new pod is in it.
         let marker = format!("\"{}\"", new[0]);
         until("the change written", &logs, async || {
-            std::fs::read_to_string(&config).is_ok_and(|t| t.contains(&marker))
+            std::fs::read_to_string(&pair.config).is_ok_and(|t| t.contains(&marker))
         })
         .await;
         let done = n + 1 - SERVICES;

@@ -14,7 +14,6 @@ use support::processes::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
-    let gateway_bin = pingway_bin();
     let echo = header_echo("x-consumer-username").await;
     let api = ApiServer::start().await;
     api.apply(service("shop", "web"));
@@ -52,26 +51,8 @@ async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
     ));
     api.apply(kong_consumer("shop", "bob", "other", "bob", &["bob-key"]));
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pingway.yaml");
-    let (port, admin) = (free_port(), free_port());
-    let watcher_log = dir.path().join("watcher.log");
-    let gateway_log = dir.path().join("gateway.log");
-    let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let _watcher = spawn_watcher(
-        &api.url(),
-        &config,
-        port,
-        admin,
-        &["--no-https", "--debounce-ms", "50"],
-        &watcher_log,
-    );
-    until("the first file", &logs, async || config.exists()).await;
-    let _gateway = spawn(
-        &gateway_bin,
-        &["run", "--config", config.to_str().unwrap()],
-        &gateway_log,
-    );
+    let pair = WatcherAndGateway::start(&api.url(), &["--no-https", "--debounce-ms", "50"]).await;
+    let (port, logs) = (pair.port, pair.logs());
 
     until("the route answers", &logs, async || {
         get_with(port, "shop.test", "/", &[]).await.map(|r| r.0) == Some(401)
@@ -91,14 +72,14 @@ async fn key_auth_credential_from_a_secret_reaches_the_gateway() {
     // The unlabelled Secret is not watched: the consumer is kept without it, and the
     // problem names the consumer and the Secret, never a value.
     until("the problem is logged", &logs, async || {
-        std::fs::read_to_string(&watcher_log)
+        std::fs::read_to_string(&pair.watcher_log)
             .unwrap_or_default()
             .contains("KongConsumer shop/alice: credential Secret shop/unlabelled left out")
     })
     .await;
-    let wlog = std::fs::read_to_string(&watcher_log).unwrap();
+    let wlog = std::fs::read_to_string(&pair.watcher_log).unwrap();
     assert!(!wlog.contains("alice-s3cret-key"), "{wlog}");
-    assert!(!std::fs::read_to_string(&gateway_log)
+    assert!(!std::fs::read_to_string(&pair.gateway_log)
         .unwrap()
         .contains("alice-s3cret-key"));
 

@@ -17,7 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_to_running_gateway() {
-    let gateway_bin = pingway_bin();
     let one = backend("one").await;
     let two = backend("two").await;
     let api = ApiServer::start().await;
@@ -40,34 +39,16 @@ async fn ingress_to_running_gateway() {
         json!({"konghq.com/plugins": "bad"}),
     ));
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pingway.yaml");
-    let (port, admin) = (free_port(), free_port());
-    let watcher_log = dir.path().join("watcher.log");
-    let gateway_log = dir.path().join("gateway.log");
-    let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let _watcher = spawn_watcher(
-        &api.url(),
-        &config,
-        port,
-        admin,
-        &["--no-https", "--debounce-ms", "50"],
-        &watcher_log,
-    );
-    until("the first file", &logs, async || config.exists()).await;
-    let _gateway = spawn(
-        &gateway_bin,
-        &["run", "--config", config.to_str().unwrap()],
-        &gateway_log,
-    );
+    let pair = WatcherAndGateway::start(&api.url(), &["--no-https", "--debounce-ms", "50"]).await;
+    let (port, logs) = (pair.port, pair.logs());
 
     until("routed to backend one", &logs, async || {
         get(port, "shop.test", "/").await == Some((200, "one".into()))
     })
     .await;
     assert_eq!(get(port, "broken.test", "/").await.map(|r| r.0), Some(404));
-    let validate = Command::new(&gateway_bin)
-        .args(["validate", config.to_str().unwrap()])
+    let validate = Command::new(pingway_bin())
+        .args(["validate", pair.config.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(
@@ -75,7 +56,7 @@ async fn ingress_to_running_gateway() {
         "{}",
         String::from_utf8_lossy(&validate.stderr)
     );
-    let wlog = std::fs::read_to_string(&watcher_log).unwrap();
+    let wlog = std::fs::read_to_string(&pair.watcher_log).unwrap();
     assert!(wlog.contains("KongPlugin shop/bad"), "{wlog}");
 
     // The pods move: traffic follows the EndpointSlice.

@@ -242,9 +242,7 @@ struct Shop {
     /// The file the watcher wrote.
     text: String,
     _api: ApiServer,
-    _dir: tempfile::TempDir,
-    _watcher: Killed,
-    _gateway: Killed,
+    _processes: WatcherAndGateway,
 }
 
 /// Services `v1` (backend answering "one") and `v2` ("two") in namespace `shop`, our
@@ -252,7 +250,6 @@ struct Shop {
 /// `shop.test` with `rules`, on the stand-in API server → the watcher → the file → the
 /// real gateway, once it serves `GET /` on `shop.test`.
 async fn shop(name: &str, rules: serde_json::Value) -> Shop {
-    let gateway_bin = pingway_bin();
     let one = backend("one").await;
     let two = backend("two").await;
     let api = ApiServer::start().await;
@@ -271,31 +268,14 @@ async fn shop(name: &str, rules: serde_json::Value) -> Shop {
         rules,
     ));
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pingway.yaml");
-    let (port, admin) = (free_port(), free_port());
-    let watcher_log = dir.path().join("watcher.log");
-    let gateway_log = dir.path().join("gateway.log");
-    let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let watcher = spawn_watcher(
-        &api.url(),
-        &config,
-        port,
-        admin,
-        &["--no-https", "--debounce-ms", "50"],
-        &watcher_log,
-    );
+    let pair = WatcherAndGateway::start(&api.url(), &["--no-https", "--debounce-ms", "50"]).await;
+    let (port, logs) = (pair.port, pair.logs());
     let first_route = format!("httproute.shop.{name}.1.0");
     until("the file with the route", &logs, async || {
-        std::fs::read_to_string(&config).is_ok_and(|t| t.contains(&first_route))
+        std::fs::read_to_string(&pair.config).is_ok_and(|t| t.contains(&first_route))
     })
     .await;
-    let text = std::fs::read_to_string(&config).unwrap();
-    let gateway = spawn(
-        &gateway_bin,
-        &["run", "--config", config.to_str().unwrap()],
-        &gateway_log,
-    );
+    let text = std::fs::read_to_string(&pair.config).unwrap();
     until("the gateway serves the route", &logs, async || {
         get(port, "shop.test", "/")
             .await
@@ -306,9 +286,7 @@ async fn shop(name: &str, rules: serde_json::Value) -> Shop {
         port,
         text,
         _api: api,
-        _dir: dir,
-        _watcher: watcher,
-        _gateway: gateway,
+        _processes: pair,
     }
 }
 

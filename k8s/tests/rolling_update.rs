@@ -271,7 +271,6 @@ async fn a_rolling_update_under_load_fails_no_request() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let gateway_bin = pingway_bin();
 
     // Old pods on 127.0.0.2.., new ones on 127.0.1.2.., all on one port.
     let ip = |net: u8, i: usize| IpAddr::V4(Ipv4Addr::new(127, 0, net, i as u8 + 2));
@@ -289,26 +288,8 @@ async fn a_rolling_update_under_load_fails_no_request() {
     api.apply(endpoint_slice(port, &endpoints));
     api.apply(ingress("roll", "web", "roll.test", "/", "web", json!({})));
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pingway.yaml");
-    let (gw_port, admin) = (free_port(), free_port());
-    let watcher_log = dir.path().join("watcher.log");
-    let gateway_log = dir.path().join("gateway.log");
-    let logs = [watcher_log.as_path(), gateway_log.as_path()];
-    let _watcher = spawn_watcher(
-        &api.url(),
-        &config,
-        gw_port,
-        admin,
-        &["--no-https", "--debounce-ms", "50"],
-        &watcher_log,
-    );
-    until("the first file", &logs, async || config.exists()).await;
-    let _gateway = spawn(
-        &gateway_bin,
-        &["run", "--config", config.to_str().unwrap()],
-        &gateway_log,
-    );
+    let pair = WatcherAndGateway::start(&api.url(), &["--no-https", "--debounce-ms", "50"]).await;
+    let (gw_port, admin, logs) = (pair.port, pair.admin, pair.logs());
     until("every old pod listed", &logs, async || {
         let v = upstreams(admin).await;
         old.iter().all(|p| listed(&v, p.addr))

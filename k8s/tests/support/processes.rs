@@ -114,6 +114,63 @@ pub fn spawn_watcher(
     spawn(Path::new(env!("CARGO_BIN_EXE_pingway-k8s")), &args, log)
 }
 
+/// `pingway-k8s run` against the stand-in at `api_url` (with `watcher_args` after the
+/// listen addresses) and, once its first file is written, the real gateway serving that
+/// file: a fresh directory, free ports, a log file each. Both processes are killed when
+/// this is dropped, before the directory goes.
+pub struct WatcherAndGateway {
+    /// The watcher.
+    pub watcher: Killed,
+    /// The gateway.
+    pub gateway: Killed,
+    /// The file the watcher writes and the gateway serves.
+    pub config: PathBuf,
+    /// The gateway's HTTP port.
+    pub port: u16,
+    /// The gateway's admin port.
+    pub admin: u16,
+    /// The watcher's log file.
+    pub watcher_log: PathBuf,
+    /// The gateway's log file.
+    pub gateway_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WatcherAndGateway {
+    /// Starts both (see the type); returns once the gateway is started, not yet serving.
+    pub async fn start(api_url: &str, watcher_args: &[&str]) -> WatcherAndGateway {
+        let gateway_bin = pingway_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pingway.yaml");
+        let (port, admin) = (free_port(), free_port());
+        let watcher_log = dir.path().join("watcher.log");
+        let gateway_log = dir.path().join("gateway.log");
+        let watcher = spawn_watcher(api_url, &config, port, admin, watcher_args, &watcher_log);
+        let logs = [watcher_log.as_path(), gateway_log.as_path()];
+        until("the first file", &logs, async || config.exists()).await;
+        let gateway = spawn(
+            &gateway_bin,
+            &["run", "--config", config.to_str().unwrap()],
+            &gateway_log,
+        );
+        WatcherAndGateway {
+            watcher,
+            gateway,
+            config,
+            port,
+            admin,
+            watcher_log,
+            gateway_log,
+            _dir: dir,
+        }
+    }
+
+    /// The two log files, for [`until`] to show on a timeout.
+    pub fn logs(&self) -> [&Path; 2] {
+        [self.watcher_log.as_path(), self.gateway_log.as_path()]
+    }
+}
+
 /// Waits (polling, 60 s at most) until `cond` holds; on timeout prints `logs` and panics.
 pub async fn until(what: &str, logs: &[&Path], mut cond: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
