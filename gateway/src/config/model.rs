@@ -742,13 +742,13 @@ pub enum HealthCheckKind {
 pub struct RouteConfig {
     /// Unique name.
     pub name: String,
-    /// Hosts: exact (`api.example.com`), a wildcard (`*.example.com`; see
-    /// `wildcard_labels`), or empty for any host.
+    /// Hosts: exact (`api.example.com`), a wildcard (`*.example.com`, or Kong's
+    /// rightmost `example.*`; see `wildcard_labels`), or empty for any host.
     #[serde(default)]
     pub hosts: Vec<String>,
     /// How many labels the `*` of a wildcard host stands for: `any` (the default: one or
-    /// more, as Kong, nginx, Envoy, Istio and the Gateway API read `*.example.com`) or
-    /// `one` (exactly one, as a Kubernetes Ingress reads it).
+    /// more, as Kong, nginx, Envoy, Istio and the Gateway API read `*.example.com`, and
+    /// Kong reads `example.*`) or `one` (exactly one, as a Kubernetes Ingress reads it).
     #[serde(default, skip_serializing_if = "WildcardLabels::is_any")]
     pub wildcard_labels: WildcardLabels,
     /// Paths: a string is a prefix; or `{exact: ...}`, `{prefix: ...}`, `{regex: ...}`.

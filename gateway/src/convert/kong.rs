@@ -716,10 +716,10 @@ impl<'a> Mapper<'a> {
                     "Pingway ignores the request's port when matching hosts: the port is left out",
                 );
             }
-            if name.ends_with('*') {
+            if name.ends_with('*') && !name.ends_with(".*") {
                 self.unsupported(
                     &hpath,
-                    "a rightmost wildcard host has no Pingway equivalent; left out",
+                    "a wildcard must be a whole label (example.*); left out",
                 );
                 continue;
             }

@@ -431,7 +431,7 @@ services:
     url: http://127.0.0.1:9001
     routes:
       - name: r
-        hosts: ["*.example.com", "api.example.com:8443", "example.*"]
+        hosts: ["*.example.com", "api.example.com:8443", "example.*", "shop*"]
         headers: {x-tenant: [a, B.c]}
         protocols: [https]
         https_redirect_status_code: 308
@@ -446,7 +446,7 @@ services:
     let r = &c.json["routes"][0];
     assert_eq!(
         r["hosts"],
-        serde_json::json!(["*.example.com", "api.example.com"])
+        serde_json::json!(["*.example.com", "api.example.com", "example.*"])
     );
     assert_eq!(r["headers"][0]["name"], "x-tenant");
     assert_eq!(r["headers"][0]["regex"], "(?i)^(?:a|B\\.c)$");
@@ -455,19 +455,20 @@ services:
     assert_eq!(c.json["routes"].as_array().unwrap().len(), 1);
     for needle in [
         "services[0].routes[0].hosts[1]: Pingway ignores the request's port",
-        "services[0].routes[0].hosts[2]: a rightmost wildcard",
+        "services[0].routes[0].hosts[3]: a wildcard must be a whole label",
         "services[0].routes[0].paths[0]: the regex does not compile",
         "services[0].routes[1]: none of its paths could be carried over; route left out",
         "services[0].routes[2].protocols: protocol \"grpc\" routes are not carried over",
     ] {
         assert!(has(&c.report, needle), "{needle}\n{:#?}", c.report);
     }
-    // A leftmost wildcard means what Kong means by it: nothing to report.
-    assert!(
-        !has(&c.report, "services[0].routes[0].hosts[0]"),
-        "{:#?}",
-        c.report
-    );
+    // Leftmost and rightmost wildcards mean what Kong means by them: nothing to report.
+    for quiet in [
+        "services[0].routes[0].hosts[0]",
+        "services[0].routes[0].hosts[2]",
+    ] {
+        assert!(!has(&c.report, quiet), "{quiet}\n{:#?}", c.report);
+    }
 }
 
 #[test]

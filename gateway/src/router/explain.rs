@@ -17,7 +17,7 @@ use super::{RouteRequest, Router, Specificity};
 pub enum HostFit {
     /// An exact host of the route equals the request's.
     Exact(String),
-    /// A wildcard host `*.suffix` of the route covers the request's.
+    /// A wildcard host of the route (`*.suffix` or `prefix.*`) covers the request's.
     Wildcard(String),
     /// The route has no hosts: it matches any host (the last tier).
     Any,
@@ -154,15 +154,26 @@ fn host_fit(cfg: &RouteConfig, request: Option<&str>) -> Option<HostFit> {
     }
     // The narrowest wildcard that covers the request's host, as the table tries them.
     let one_label = cfg.wildcard_labels == WildcardLabels::One;
+    let fit = |covers: &dyn Fn(&HostPattern) -> bool| {
+        patterns
+            .iter()
+            .find(|(p, _)| covers(p))
+            .map(|(_, raw)| HostFit::Wildcard((*raw).clone()))
+    };
     for (k, (suffix, _)) in host::wildcard_suffixes(request).enumerate() {
         if one_label && k > 0 {
             break;
         }
-        let fit = patterns
-            .iter()
-            .find(|(p, _)| matches!(p, HostPattern::Wildcard(s) if s == suffix));
-        if let Some((_, raw)) = fit {
-            return Some(HostFit::Wildcard((*raw).clone()));
+        if let Some(f) = fit(&|p| matches!(p, HostPattern::Wildcard(s) if s == suffix)) {
+            return Some(f);
+        }
+    }
+    for (k, (prefix, _)) in host::wildcard_prefixes(request).enumerate() {
+        if one_label && k > 0 {
+            break;
+        }
+        if let Some(f) = fit(&|p| matches!(p, HostPattern::WildcardEnd(s) if s == prefix)) {
+            return Some(f);
         }
     }
     None

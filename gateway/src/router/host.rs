@@ -12,10 +12,13 @@ pub(crate) enum HostPattern {
     /// `*.suffix`: labels (one or more, or exactly one, as the route's
     /// `wildcard_labels` says), then this suffix (stored without the `*.`).
     Wildcard(String),
+    /// `prefix.*` (Kong's rightmost wildcard): this prefix, then labels (as many as
+    /// for `Wildcard`), stored without the `.*`.
+    WildcardEnd(String),
 }
 
 const WILDCARD_HELP: &str =
-    "a wildcard is only allowed as the whole first label, as in *.example.com";
+    "a wildcard is only allowed as the whole first or last label, as in *.example.com or example.*";
 
 /// Checks a configured host and compiles it, or says what is wrong with it.
 pub(crate) fn parse_host(raw: &str) -> Result<HostPattern, String> {
@@ -40,16 +43,16 @@ pub(crate) fn parse_host(raw: &str) -> Result<HostPattern, String> {
     }
     // A fully qualified name may end with the root's dot; requests are reduced the same way.
     let name = raw.strip_suffix('.').unwrap_or(raw);
-    match name.strip_prefix("*.") {
-        Some(suffix) => {
-            check_dns_name(suffix, raw)?;
-            Ok(HostPattern::Wildcard(suffix.to_ascii_lowercase()))
-        }
-        None => {
-            check_dns_name(name, raw)?;
-            Ok(HostPattern::Exact(name.to_ascii_lowercase()))
-        }
+    if let Some(suffix) = name.strip_prefix("*.") {
+        check_dns_name(suffix, raw)?;
+        return Ok(HostPattern::Wildcard(suffix.to_ascii_lowercase()));
     }
+    if let Some(prefix) = name.strip_suffix(".*") {
+        check_dns_name(prefix, raw)?;
+        return Ok(HostPattern::WildcardEnd(prefix.to_ascii_lowercase()));
+    }
+    check_dns_name(name, raw)?;
+    Ok(HostPattern::Exact(name.to_ascii_lowercase()))
 }
 
 /// `[v6-address]`, as a `Host` header carries it.
@@ -144,6 +147,25 @@ pub(crate) fn wildcard_suffixes(host: &str) -> impl Iterator<Item = (&str, usize
         .filter(|(suffix, _)| !suffix.is_empty())
 }
 
+/// Every prefix of a request host that a rightmost wildcard (`example.*`) could be keyed
+/// by, the longest (narrowest) first, with its number of labels: `example.co.uk` gives
+/// `example.co` (2), `example` (1). The labels after a prefix must not be empty. As for
+/// [`wildcard_suffixes`], one per dot, without copying.
+pub(crate) fn wildcard_prefixes(host: &str) -> impl Iterator<Item = (&str, usize)> {
+    let labels = host.bytes().filter(|&b| b == b'.').count() + 1;
+    let mut previous_dot = host.len();
+    host.rmatch_indices('.')
+        .map(|(i, _)| i)
+        .take_while(move |&i| {
+            let label_after = previous_dot - i - 1;
+            previous_dot = i;
+            label_after > 0
+        })
+        .enumerate()
+        .map(move |(k, i)| (&host[..i], labels - k - 1))
+        .filter(|(prefix, _)| !prefix.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +204,17 @@ mod tests {
             assert_eq!(got, want, "request_host({raw:?})");
             assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn wildcard_prefixes_go_from_narrowest_to_widest() {
+        let all = |h| wildcard_prefixes(h).collect::<Vec<_>>();
+        assert_eq!(all("example.co.uk"), [("example.co", 2), ("example", 1)]);
+        assert_eq!(all("example.com"), [("example", 1)]);
+        assert_eq!(all("localhost"), []);
+        assert_eq!(all("example.com."), []);
+        assert_eq!(all("example..com"), [("example.", 2)]);
+        assert_eq!(all(".com"), []);
     }
 
     #[test]

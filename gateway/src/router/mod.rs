@@ -12,7 +12,9 @@
 //!   labels before `example.com` (`a.example.com` and `a.b.example.com`, not
 //!   `example.com`), as Kong, nginx, Envoy and the Gateway API read it; a route with
 //!   `wildcard_labels: one` reads it as a Kubernetes Ingress does, exactly one label.
-//!   A route without hosts matches any host. The request's port is ignored.
+//!   Kong's rightmost wildcard `example.*` is the mirror image (`example.com`,
+//!   `example.co.uk`). A route without hosts matches any host. The request's port is
+//!   ignored.
 //! - **Path** (case-sensitive, against the path as [`normalize_path`] leaves it):
 //!   `exact`; `prefix`, matched element by element (`/foo` matches `/foo`, `/foo/` and
 //!   `/foo/bar`, not `/foobar`; `/foo/` is the same as `/foo`); `regex`, anchored at the
@@ -26,9 +28,10 @@
 //!
 //! # Precedence
 //!
-//! 1. Host tier: an exact host, then wildcard hosts from the narrowest (the longest
-//!    suffix; at the same suffix a one-label wildcard before one of any depth), then
-//!    routes without hosts.
+//! 1. Host tier: an exact host, then leftmost wildcard hosts from the narrowest (the
+//!    longest suffix; at the same suffix a one-label wildcard before one of any depth),
+//!    then rightmost ones the same way (the longest prefix first), then routes without
+//!    hosts.
 //! 2. Within a tier: an exact path, then prefixes from the longest, then regexes in
 //!    file order.
 //! 3. Among routes with the same host and path condition, as the Gateway API ranks
@@ -95,6 +98,11 @@ pub struct Router {
     /// The fewest and most labels of a suffix in `deep_wildcard_hosts`: a request's
     /// suffixes outside this range are not looked up.
     deep_wildcard_labels: (usize, usize),
+    /// Routes by rightmost wildcard prefix (Kong's `example.*`, stored under
+    /// `example`): one label after it (`wildcard_labels: one`), then any number.
+    end_wildcard_hosts: [KeyMap<Box<str>, PathTable>; 2],
+    /// The fewest and most labels of a prefix in `end_wildcard_hosts[1]`.
+    end_wildcard_labels: (usize, usize),
     /// Routes without hosts.
     any_host: PathTable,
 }
@@ -186,6 +194,8 @@ impl Router {
             wildcard_hosts: KeyMap::default(),
             deep_wildcard_hosts: KeyMap::default(),
             deep_wildcard_labels: (usize::MAX, 0),
+            end_wildcard_hosts: Default::default(),
+            end_wildcard_labels: (usize::MAX, 0),
             any_host: PathTable::default(),
         };
         for (route, (hosts, paths)) in matchers.iter().enumerate() {
@@ -210,6 +220,15 @@ impl Router {
                         (*least, *most) = ((*least).min(labels), (*most).max(labels));
                         router.deep_wildcard_hosts.entry(s.as_str().into())
                     }
+                    HostPattern::WildcardEnd(p) if one_label => {
+                        router.end_wildcard_hosts[0].entry(p.as_str().into())
+                    }
+                    HostPattern::WildcardEnd(p) => {
+                        let labels = p.split('.').count();
+                        let (least, most) = &mut router.end_wildcard_labels;
+                        (*least, *most) = ((*least).min(labels), (*most).max(labels));
+                        router.end_wildcard_hosts[1].entry(p.as_str().into())
+                    }
                 };
                 index_under(table.or_default());
             }
@@ -218,6 +237,10 @@ impl Router {
         let tables = router.exact_hosts.values_mut();
         let tables = tables.chain(router.wildcard_hosts.values_mut());
         let tables = tables.chain(router.deep_wildcard_hosts.values_mut());
+        let [end_one, end_any] = &mut router.end_wildcard_hosts;
+        let tables = tables
+            .chain(end_one.values_mut())
+            .chain(end_any.values_mut());
         tables.for_each(|t| t.finish(&weights));
         router.any_host.finish(&weights);
         Ok(router)
@@ -246,10 +269,46 @@ impl Router {
         self.any_host.find(req.path, accept)
     }
 
-    /// The wildcard tier: the request host's suffixes from the longest, at each the
-    /// one-label wildcards (only for the first suffix, one label short of the host)
-    /// before those of any depth.
+    /// The wildcard tier: leftmost wildcards, the request host's suffixes from the
+    /// longest, at each the one-label wildcards (only for the first suffix, one label
+    /// short of the host) before those of any depth; then rightmost wildcards the same
+    /// way from the longest prefix.
     fn find_wildcard(
+        &self,
+        host: &str,
+        path: &str,
+        accept: &impl Fn(usize) -> bool,
+    ) -> Option<RouteMatch> {
+        if let Some(m) = self.find_leftmost_wildcard(host, path, accept) {
+            return Some(m);
+        }
+        let [end_one, end_any] = &self.end_wildcard_hosts;
+        if end_one.is_empty() && end_any.is_empty() {
+            return None;
+        }
+        let (least, most) = self.end_wildcard_labels;
+        for (k, (prefix, labels)) in host::wildcard_prefixes(host).enumerate() {
+            // One label after the prefix: the one-label wildcards first.
+            let one = if k == 0 { end_one.get(prefix) } else { None };
+            let any = if (least..=most).contains(&labels) {
+                end_any.get(prefix)
+            } else {
+                None
+            };
+            for table in [one, any].into_iter().flatten() {
+                if let Some(m) = table.find(path, accept) {
+                    return Some(m);
+                }
+            }
+            if labels <= least {
+                break;
+            }
+        }
+        None
+    }
+
+    /// The leftmost wildcards of [`Self::find_wildcard`].
+    fn find_leftmost_wildcard(
         &self,
         host: &str,
         path: &str,
@@ -285,7 +344,8 @@ impl Router {
     pub fn routes_by_host(&self) -> bool {
         !(self.exact_hosts.is_empty()
             && self.wildcard_hosts.is_empty()
-            && self.deep_wildcard_hosts.is_empty())
+            && self.deep_wildcard_hosts.is_empty()
+            && self.end_wildcard_hosts.iter().all(|m| m.is_empty()))
     }
 
     /// Number of routes compiled.

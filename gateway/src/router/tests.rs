@@ -719,11 +719,27 @@ fn rejects_invalid_hosts() {
         ("", "must not be empty"),
         ("*", "`*` alone"),
         ("*.", "`*.` needs a domain"),
-        ("a.*.com", "only allowed as the whole first label"),
-        ("*example.com", "only allowed as the whole first label"),
-        ("example.*", "only allowed as the whole first label"),
-        ("**.example.com", "only allowed as the whole first label"),
-        ("*.*.example.com", "only allowed as the whole first label"),
+        ("a.*.com", "only allowed as the whole first or last label"),
+        (
+            "*example.com",
+            "only allowed as the whole first or last label",
+        ),
+        (
+            "*.example.*",
+            "only allowed as the whole first or last label",
+        ),
+        (
+            "**.example.com",
+            "only allowed as the whole first or last label",
+        ),
+        (
+            "*.*.example.com",
+            "only allowed as the whole first or last label",
+        ),
+        (
+            "example.**",
+            "only allowed as the whole first or last label",
+        ),
         (
             "api.example.com:8080",
             "ports are not matched; remove :8080",
@@ -971,4 +987,76 @@ fn a_host_of_many_labels_is_one_pass_and_still_matches_a_deep_wildcard() {
     assert_eq!(find(&router, Some(&deep_one), "GET", "/", &[]), None);
     let dots = ".".repeat(100_000);
     assert_eq!(find(&router, Some(&dots), "GET", "/", &[]), None);
+}
+
+#[test]
+fn rightmost_wildcards_match_like_kong_after_leftmost_ones() {
+    let routes = vec![
+        /* 0 */ route(&["example.*"], vec![prefix("/")]),
+        /* 1 */ route(&["example.co.*"], vec![prefix("/")]),
+        /* 2 */ one_label(route(&["shop.*"], vec![prefix("/")])),
+        /* 3 */ route(&["*.example.com"], vec![prefix("/left")]),
+        /* 4 */ route(&["example.org"], vec![exact("/exact")]),
+    ];
+    let router = Router::build(&routes).expect("valid");
+    let cases: &[(&str, &str, Option<usize>, &str)] = &[
+        ("example.com", "/", Some(0), "one label after"),
+        ("Example.ORG:8080", "/", Some(0), "case and port"),
+        ("example.net.cn", "/", Some(0), "two labels after"),
+        ("example.co.uk", "/", Some(1), "the longer prefix first"),
+        ("example", "/", None, "a label must follow"),
+        ("www.example.com", "/", None, "the prefix starts the host"),
+        ("www.example.com", "/left", Some(3), "a leftmost wildcard"),
+        (
+            "example.example.com",
+            "/left",
+            Some(3),
+            "leftmost before rightmost",
+        ),
+        (
+            "example.example.com",
+            "/",
+            Some(0),
+            "the leftmost has no such path",
+        ),
+        ("example.org", "/exact", Some(4), "an exact host first"),
+        (
+            "example.org",
+            "/",
+            Some(0),
+            "the exact host has no such path",
+        ),
+        ("shop.de", "/", Some(2), "one label, as asked"),
+        (
+            "shop.co.uk",
+            "/",
+            None,
+            "two labels, not with wildcard_labels: one",
+        ),
+        ("example..com", "/", None, "no empty label after the prefix"),
+    ];
+    for (host, path, want, why) in cases {
+        let got = find(&router, Some(host), "GET", path, &[]).map(|m| m.route);
+        assert_eq!(got, *want, "{host} {path}: {why}");
+    }
+    let no_headers = HeaderMap::new();
+    let req = RouteRequest {
+        host: Some("example.co.uk"),
+        path: "/",
+        method: &Method::GET,
+        headers: &no_headers,
+        query: None,
+    };
+    match router.check_route(0, &routes[0], &req) {
+        RouteCheck::Accepts { host, .. } => {
+            assert_eq!(host, HostFit::Wildcard("example.*".into()))
+        }
+        RouteCheck::Fails(f) => panic!("{f:?}"),
+    }
+    // A long hostile host: one pass over it and a few lookups.
+    let long = format!("example{}", ".a".repeat(50_000));
+    assert_eq!(
+        find(&router, Some(&long), "GET", "/", &[]).map(|m| m.route),
+        Some(0)
+    );
 }

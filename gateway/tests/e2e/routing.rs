@@ -45,6 +45,9 @@ routes:
     hosts: ["*.ingress.test"]
     wildcard_labels: one
     upstream: wildcard
+  - name: rightmost
+    hosts: ["shop.*"]
+    upstream: wildcard
   - name: catch-all
     paths: [/]
     upstream: any
@@ -104,6 +107,9 @@ async fn routes_by_host_path_method_and_headers() {
         ("a.b.example.com", "/", "wildcard", "/"),
         ("a.ingress.test", "/", "wildcard", "/"),
         ("a.b.ingress.test", "/", "any", "/"),
+        // Kong's rightmost wildcard.
+        ("shop.co.uk", "/", "wildcard", "/"),
+        ("www.shop.test", "/", "any", "/"),
         ("example.com", "/", "any", "/"),
         ("other.test", "/exact", "exact-path", "/exact"),
         ("other.test", "/exact/", "any", "/exact/"),
