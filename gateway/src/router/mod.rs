@@ -58,6 +58,7 @@ mod normalize;
 mod path;
 mod query;
 mod table;
+mod wildcard;
 
 #[cfg(test)]
 mod tests;
@@ -76,6 +77,7 @@ use self::key_hash::KeyMap;
 use self::path::PathCondition;
 use self::query::LazyQuery;
 use self::table::PathTable;
+use self::wildcard::WildcardTables;
 
 pub use self::conditions::Specificity;
 pub use self::explain::{Failure, HostFit, PathFit, RouteCheck};
@@ -90,19 +92,10 @@ pub struct Router {
     conditions: Vec<Conditions>,
     /// Routes by exact host (lowercase).
     exact_hosts: KeyMap<Box<str>, PathTable>,
-    /// Routes by one-label wildcard suffix (`wildcard_labels: one`): `*.example.com` is
-    /// stored under `example.com`.
-    wildcard_hosts: KeyMap<Box<str>, PathTable>,
-    /// Routes by wildcard suffix of any depth (the default), stored the same way.
-    deep_wildcard_hosts: KeyMap<Box<str>, PathTable>,
-    /// The fewest and most labels of a suffix in `deep_wildcard_hosts`: a request's
-    /// suffixes outside this range are not looked up.
-    deep_wildcard_labels: (usize, usize),
-    /// Routes by rightmost wildcard prefix (Kong's `example.*`, stored under
-    /// `example`): one label after it (`wildcard_labels: one`), then any number.
-    end_wildcard_hosts: [KeyMap<Box<str>, PathTable>; 2],
-    /// The fewest and most labels of a prefix in `end_wildcard_hosts[1]`.
-    end_wildcard_labels: (usize, usize),
+    /// Routes by leftmost wildcard suffix: `*.example.com` is stored under `example.com`.
+    leftmost_wildcards: WildcardTables,
+    /// Routes by rightmost wildcard prefix (Kong's `example.*`, stored under `example`).
+    rightmost_wildcards: WildcardTables,
     /// Routes without hosts.
     any_host: PathTable,
 }
@@ -191,11 +184,8 @@ impl Router {
         let mut router = Router {
             conditions,
             exact_hosts: KeyMap::default(),
-            wildcard_hosts: KeyMap::default(),
-            deep_wildcard_hosts: KeyMap::default(),
-            deep_wildcard_labels: (usize::MAX, 0),
-            end_wildcard_hosts: Default::default(),
-            end_wildcard_labels: (usize::MAX, 0),
+            leftmost_wildcards: WildcardTables::default(),
+            rightmost_wildcards: WildcardTables::default(),
             any_host: PathTable::default(),
         };
         for (route, (hosts, paths)) in matchers.iter().enumerate() {
@@ -210,37 +200,19 @@ impl Router {
                 .is_some_and(|r| r.wildcard_labels == WildcardLabels::One);
             for h in hosts {
                 let table = match h {
-                    HostPattern::Exact(h) => router.exact_hosts.entry(h.as_str().into()),
-                    HostPattern::Wildcard(s) if one_label => {
-                        router.wildcard_hosts.entry(s.as_str().into())
+                    HostPattern::Exact(h) => {
+                        router.exact_hosts.entry(h.as_str().into()).or_default()
                     }
-                    HostPattern::Wildcard(s) => {
-                        let labels = s.split('.').count();
-                        let (least, most) = &mut router.deep_wildcard_labels;
-                        (*least, *most) = ((*least).min(labels), (*most).max(labels));
-                        router.deep_wildcard_hosts.entry(s.as_str().into())
-                    }
-                    HostPattern::WildcardEnd(p) if one_label => {
-                        router.end_wildcard_hosts[0].entry(p.as_str().into())
-                    }
-                    HostPattern::WildcardEnd(p) => {
-                        let labels = p.split('.').count();
-                        let (least, most) = &mut router.end_wildcard_labels;
-                        (*least, *most) = ((*least).min(labels), (*most).max(labels));
-                        router.end_wildcard_hosts[1].entry(p.as_str().into())
-                    }
+                    HostPattern::Wildcard(s) => router.leftmost_wildcards.entry(s, one_label),
+                    HostPattern::WildcardEnd(p) => router.rightmost_wildcards.entry(p, one_label),
                 };
-                index_under(table.or_default());
+                index_under(table);
             }
         }
         let weights: Vec<Specificity> = router.conditions.iter().map(Conditions::weight).collect();
         let tables = router.exact_hosts.values_mut();
-        let tables = tables.chain(router.wildcard_hosts.values_mut());
-        let tables = tables.chain(router.deep_wildcard_hosts.values_mut());
-        let [end_one, end_any] = &mut router.end_wildcard_hosts;
-        let tables = tables
-            .chain(end_one.values_mut())
-            .chain(end_any.values_mut());
+        let tables = tables.chain(router.leftmost_wildcards.tables_mut());
+        let tables = tables.chain(router.rightmost_wildcards.tables_mut());
         tables.for_each(|t| t.finish(&weights));
         router.any_host.finish(&weights);
         Ok(router)
@@ -269,83 +241,27 @@ impl Router {
         self.any_host.find(req.path, accept)
     }
 
-    /// The wildcard tier: leftmost wildcards, the request host's suffixes from the
-    /// longest, at each the one-label wildcards (only for the first suffix, one label
-    /// short of the host) before those of any depth; then rightmost wildcards the same
-    /// way from the longest prefix.
+    /// The wildcard tier: leftmost wildcards by the request host's suffixes, then
+    /// rightmost ones by its prefixes, each from the narrowest ([`WildcardTables::find`]).
     fn find_wildcard(
         &self,
         host: &str,
         path: &str,
         accept: &impl Fn(usize) -> bool,
     ) -> Option<RouteMatch> {
-        if let Some(m) = self.find_leftmost_wildcard(host, path, accept) {
-            return Some(m);
-        }
-        let [end_one, end_any] = &self.end_wildcard_hosts;
-        if end_one.is_empty() && end_any.is_empty() {
-            return None;
-        }
-        let (least, most) = self.end_wildcard_labels;
-        for (k, (prefix, labels)) in host::wildcard_prefixes(host).enumerate() {
-            // One label after the prefix: the one-label wildcards first.
-            let one = if k == 0 { end_one.get(prefix) } else { None };
-            let any = if (least..=most).contains(&labels) {
-                end_any.get(prefix)
-            } else {
-                None
-            };
-            for table in [one, any].into_iter().flatten() {
-                if let Some(m) = table.find(path, accept) {
-                    return Some(m);
-                }
-            }
-            if labels <= least {
-                break;
-            }
-        }
-        None
-    }
-
-    /// The leftmost wildcards of [`Self::find_wildcard`].
-    fn find_leftmost_wildcard(
-        &self,
-        host: &str,
-        path: &str,
-        accept: &impl Fn(usize) -> bool,
-    ) -> Option<RouteMatch> {
-        if self.wildcard_hosts.is_empty() && self.deep_wildcard_hosts.is_empty() {
-            return None;
-        }
-        let (least, most) = self.deep_wildcard_labels;
-        for (k, (suffix, labels)) in host::wildcard_suffixes(host).enumerate() {
-            if k == 0 {
-                let one = self.wildcard_hosts.get(suffix);
-                if let Some(m) = one.and_then(|t| t.find(path, accept)) {
-                    return Some(m);
-                }
-            }
-            if labels < least {
-                break;
-            }
-            if labels > most {
-                continue;
-            }
-            let deep = self.deep_wildcard_hosts.get(suffix);
-            if let Some(m) = deep.and_then(|t| t.find(path, accept)) {
-                return Some(m);
-            }
-        }
-        None
+        let leftmost = &self.leftmost_wildcards;
+        let rightmost = &self.rightmost_wildcards;
+        leftmost
+            .find(host::wildcard_suffixes(host), path, accept)
+            .or_else(|| rightmost.find(host::wildcard_prefixes(host), path, accept))
     }
 
     /// Whether any route names hosts: without one, [`Self::find`] never reads the
     /// request's host, and a caller need not look it up.
     pub fn routes_by_host(&self) -> bool {
         !(self.exact_hosts.is_empty()
-            && self.wildcard_hosts.is_empty()
-            && self.deep_wildcard_hosts.is_empty()
-            && self.end_wildcard_hosts.iter().all(|m| m.is_empty()))
+            && self.leftmost_wildcards.is_empty()
+            && self.rightmost_wildcards.is_empty())
     }
 
     /// Number of routes compiled.
