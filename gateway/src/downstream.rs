@@ -9,6 +9,11 @@
 //! the accept, for the first request). A client that had sent part of a head gets a 408
 //! first; one that had sent nothing is closed quietly, as nginx does.
 //!
+//! Pingora answers two kinds of request before the proxy sees their head: a head it
+//! cannot parse (400) and `CONNECT` (405), with an empty body and `Server: Pingora`. The
+//! stream writes Kong's JSON for the same status in their place ([`parser_answer`]), so
+//! every 4xx a client gets from the gateway has the same form.
+//!
 //! The proxy tells the stream when a head is complete and when the request is over
 //! through the [`Connection`] state, which it reaches with [`Connection::current`] (a
 //! task-local: an HTTP/1 connection's requests all run on its own task).
@@ -48,6 +53,10 @@ const HEAD_TIMEOUT_RESPONSE: &[u8] = concat!(
 )
 .as_bytes();
 
+/// How long a connection's close waits for a client to take a [`parser_answer`] that a
+/// full socket held back.
+const REPLACEMENT_DRAIN: Duration = Duration::from_secs(5);
+
 tokio::task_local! {
     static CONNECTION: Arc<Connection>;
 }
@@ -64,6 +73,7 @@ pub struct GuardCounters {
     active_connections: AtomicU64,
     refused_connections: AtomicU64,
     head_timeouts: AtomicU64,
+    parser_answers: AtomicU64,
     refusal_log: EveryTenSeconds,
     head_timeout_log: EveryTenSeconds,
 }
@@ -133,6 +143,12 @@ impl GuardCounters {
     /// Connections closed because a request head did not arrive in time.
     pub fn head_timeouts(&self) -> u64 {
         self.head_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Requests Pingora refused before the proxy saw their head (an unparseable head:
+    /// 400; `CONNECT`: 405), answered with [`parser_answer`]'s JSON.
+    pub fn parser_answers(&self) -> u64 {
+        self.parser_answers.load(Ordering::Relaxed)
     }
 }
 
@@ -375,6 +391,63 @@ pub struct GuardedStream {
     /// Held for as long as the connection is open.
     _permit: Option<OwnedSemaphorePermit>,
     counters: Arc<GuardCounters>,
+    /// Set once Pingora wrote its own answer to a head the proxy never saw: the JSON
+    /// written in its place ([`parser_answer`]). Pingora closes the connection after
+    /// such an answer, so everything else it writes is dropped.
+    replaced: Option<Replacement>,
+}
+
+/// The JSON answer written instead of Pingora's, and how much of it is out.
+#[derive(Debug)]
+struct Replacement {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Replacement {
+    /// Writes what is left of the answer to `inner`.
+    fn drain(&mut self, inner: &mut Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.bytes.len() {
+            match Pin::new(&mut *inner).poll_write(cx, &self.bytes[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Kong's JSON answer for the status of `canned`, a response Pingora wrote by itself
+/// (`HTTP/1.1 400 Bad Request`, empty body, `Server: Pingora`): `{"message":"Bad
+/// request"}` for 400, `{"message":"Method not allowed"}` for 405, with
+/// `Connection: close` as Pingora's had. `None` when `canned` does not start with an
+/// HTTP/1 status line of a 4xx or 5xx.
+pub fn parser_answer(canned: &[u8]) -> Option<Vec<u8>> {
+    let line = canned.get(..12)?;
+    if !line.starts_with(b"HTTP/1.") || line[8] != b' ' {
+        return None;
+    }
+    let code: u16 = std::str::from_utf8(&line[9..12]).ok()?.parse().ok()?;
+    if !(400..600).contains(&code) {
+        return None;
+    }
+    let reason = http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = serde_json::json!({ "message": crate::respond::status_message(code) }).to_string();
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\n\
+         Content-Type: application/json; charset=utf-8\r\n\
+         Content-Length: {}\r\n\
+         Connection: close\r\n\
+         Server: pingway/{}\r\n\r\n",
+        body.len(),
+        env!("CARGO_PKG_VERSION"),
+    );
+    Some([head.into_bytes(), body.into_bytes()].concat())
 }
 
 impl GuardedStream {
@@ -395,6 +468,34 @@ impl GuardedStream {
             opening: Opening::default(),
             _permit: permit,
             counters,
+            replaced: None,
+        }
+    }
+
+    /// Whether `first` (the start of a write) is Pingora's own answer to a head the
+    /// proxy never saw; if so, its replacement is set up and counted.
+    fn replaces(&mut self, first: &[u8]) -> bool {
+        if self.replaced.is_some() {
+            return true;
+        }
+        // The proxy marks each head it receives; a response written while none is
+        // marked, on an HTTP/1 connection, is one Pingora wrote on its own.
+        if !self.connection.awaiting_head() || self.opening.is_http2() {
+            return false;
+        }
+        let Some(bytes) = parser_answer(first) else {
+            return false;
+        };
+        self.counters.parser_answers.fetch_add(1, Ordering::Relaxed);
+        self.replaced = Some(Replacement { bytes, written: 0 });
+        true
+    }
+
+    /// Writes what is left of a replacement answer (nothing to do without one).
+    fn drain_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.replaced {
+            Some(r) => r.drain(&mut self.inner, cx),
+            None => Poll::Ready(Ok(())),
         }
     }
 
@@ -469,14 +570,25 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.replaces(buf) {
+            // Pingora's bytes are taken and dropped; the answer goes out in their place
+            // (what a full socket leaves is written at the flush or the shutdown).
+            if let Poll::Ready(Err(e)) = this.drain_replacement(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.drain_replacement(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.drain_replacement(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -485,7 +597,18 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if this.replaces(first) {
+            if let Poll::Ready(Err(e)) = this.drain_replacement(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -496,6 +619,10 @@ impl AsyncWrite for GuardedStream {
 #[async_trait]
 impl Shutdown for GuardedStream {
     async fn shutdown(&mut self) {
+        // A replacement answer still owed goes out before the close, unless the client
+        // does not take ~150 bytes within REPLACEMENT_DRAIN.
+        let drain = std::future::poll_fn(|cx| self.drain_replacement(cx));
+        let _ = tokio::time::timeout(REPLACEMENT_DRAIN, drain).await;
         self.inner.shutdown().await
     }
 }
@@ -587,6 +714,38 @@ mod tests {
         assert_eq!(body.len(), length);
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["message"], "Request timeout");
+    }
+
+    #[test]
+    fn parser_answers_are_well_framed_json_for_error_status_lines_only() {
+        let canned = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nContent-Length: 0\r\n\r\n";
+        let answer = String::from_utf8(parser_answer(canned).unwrap()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("\r\nConnection: close"), "{head}");
+        assert!(!head.contains("Pingora"), "{head}");
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap();
+        assert_eq!(length.parse::<usize>().unwrap(), body.len());
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["message"], "Bad request");
+        let answer = parser_answer(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n").unwrap();
+        assert!(String::from_utf8(answer)
+            .unwrap()
+            .ends_with("{\"message\":\"Method not allowed\"}"));
+        // Not an error status line: left alone.
+        for other in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 101 Switching Protocols\r\n",
+            b"\x00\x00\x12\x04\x00\x00\x00\x00\x00",
+            b"HTTP/1.1 4",
+            b"HTTP/1.1 4x0 Odd\r\n",
+            b"",
+        ] {
+            assert!(parser_answer(other).is_none(), "{other:?}");
+        }
     }
 
     #[test]

@@ -101,6 +101,17 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
     let _ = writeln!(out, "pingway_head_timeouts_total {}", guard.head_timeouts());
     family(
         &mut out,
+        "pingway_parser_answers_total",
+        "counter",
+        "Requests refused before routing because their head could not be parsed (400) or used CONNECT (405).",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_parser_answers_total {}",
+        guard.parser_answers()
+    );
+    family(
+        &mut out,
         "pingway_tls_handshake_failures_total",
         "counter",
         "Client TLS handshakes on HTTPS listeners that failed or timed out.",

@@ -22,6 +22,7 @@ pub fn status_message(status: u16) -> &'static str {
     match status {
         400 => "Bad request",
         404 => NO_ROUTE,
+        405 => "Method not allowed",
         408 => "Request timeout",
         413 => "Request size limit exceeded",
         502 => "An invalid response was received from the upstream server",

@@ -312,6 +312,79 @@ async fn host_framing_and_head_size_follow_rfc_9112_with_stated_limits() {
     assert_eq!(backend.hits(), hits);
 }
 
+/// Asserts that `r` is Kong's JSON answer with `status` and `message`, from Pingway (not
+/// Pingora's empty-bodied one), on a connection about to close.
+fn assert_kong_json(r: &Raw, status: u16, message: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.message(), message, "{r:?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8"),
+        "{r:?}"
+    );
+    assert!(
+        r.header("server")
+            .is_some_and(|s| s.starts_with("pingway/")),
+        "{r:?}"
+    );
+    assert!(!r.head.to_ascii_lowercase().contains("pingora"), "{r:?}");
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+}
+
+#[tokio::test]
+async fn heads_pingora_refuses_before_routing_get_kongs_json_too() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let admin_port = free_port();
+    let gw = GatewayProcess::start(&two_routes(
+        &backend,
+        &format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}"),
+        "{}",
+    ))
+    .await;
+    // Heads Pingora's parser refuses: bytes that are no method, a request line without a
+    // version, a header line without a colon, two different Content-Lengths.
+    let unparseable: [&[u8]; 4] = [
+        b"\xff\xfe / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    ];
+    for head in unparseable {
+        let r = send_raw(&gw, head).await;
+        assert_kong_json(&r, 400, "Bad request");
+    }
+    // CONNECT is refused by Pingora too, with 405.
+    let r = send_raw(
+        &gw,
+        b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+    )
+    .await;
+    assert_kong_json(&r, 405, "Method not allowed");
+    // A bad head after a good one on the same connection: the first is proxied, the
+    // second answered the same way, and the connection closes after it.
+    let mut s = connect(&gw).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_response(&mut s).await.expect("the first response");
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.echo().request_line, "GET / HTTP/1.1");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_response(&mut s).await.expect("the second response");
+    assert_kong_json(&second, 400, "Bad request");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?} {rest:?}");
+    // Counted, and the gateway still serves.
+    assert_eq!(
+        metric_value(admin_port, "pingway_parser_answers_total").await,
+        Some(6)
+    );
+    assert_eq!(get(&gw, "/", "").await.status, 200);
+}
+
 #[tokio::test]
 async fn a_head_sent_byte_by_byte_is_cut_with_408() {
     let backend = Backend::start("up", Behaviour::Echo).await;
