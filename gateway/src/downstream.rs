@@ -66,6 +66,31 @@ tokio::task_local! {
 /// would fill the log) and [`GuardCounters`] logs a count at most every ten seconds.
 pub const HEAD_TIMEOUT_MARKER: &str = "client_header_timeout: the request head did not arrive";
 
+/// Words in Pingora's error line for a client connection that ended, or broke, part-way
+/// through a request head (`Fail to proxy: Downstream ConnectionClosed context: while
+/// reading request headers, bytes already read: 12`). The process logger drops those
+/// lines and counts them with [`head_unfinished`], which logs a count at most every ten
+/// seconds: a client can end a connection that way as often as it likes.
+pub const HEAD_UNFINISHED_MARKER: &str = "while reading request headers";
+
+static UNFINISHED_HEADS: AtomicU64 = AtomicU64::new(0);
+static UNFINISHED_HEAD_LOG: EveryTenSeconds = EveryTenSeconds::new();
+
+/// Counts a client connection that ended part-way through a request head; logs the count,
+/// with the last one's reason, at most every ten seconds.
+pub fn head_unfinished(reason: &str) {
+    let n = UNFINISHED_HEADS.fetch_add(1, Ordering::Relaxed) + 1;
+    if UNFINISHED_HEAD_LOG.due() {
+        log::info!("client connections closed part-way through a request head: {n} so far (last: {reason})");
+    }
+}
+
+/// Client connections that ended part-way through a request head since the process
+/// started (those cut by `client_header_timeout` are [`GuardCounters::head_timeouts`]).
+pub fn unfinished_heads() -> u64 {
+    UNFINISHED_HEADS.load(Ordering::Relaxed)
+}
+
 /// Counters of what the guards refused, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct GuardCounters {

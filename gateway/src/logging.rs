@@ -68,6 +68,20 @@ fn is_head_timeout(record: &Record<'_>) -> bool {
             .contains(crate::downstream::HEAD_TIMEOUT_MARKER)
 }
 
+/// Pingora's error line for a client connection that ended part-way through a request
+/// head (not by the head deadline), which `pingway::downstream` counts and logs as a
+/// total instead.
+fn is_unfinished_head(record: &Record<'_>) -> Option<String> {
+    if !record.target().starts_with("pingora") || record.level() != log::Level::Error {
+        return None;
+    }
+    let text = record.args().to_string();
+    (text.starts_with("Fail to proxy: Downstream")
+        && text.contains(crate::downstream::HEAD_UNFINISHED_MARKER)
+        && !text.contains(crate::downstream::HEAD_TIMEOUT_MARKER))
+    .then_some(text)
+}
+
 /// Whether a record is Pingora's error line for a client TLS handshake that failed,
 /// which `pingway::tls` counts and logs as a total instead.
 fn is_handshake_failure(record: &Record<'_>) -> Option<String> {
@@ -102,6 +116,10 @@ impl<L: Log> Log for RedactingLogger<L> {
         if let Some(text) = is_handshake_failure(record) {
             // Counted, and logged as a count (the count's own line is not Pingora's).
             crate::tls::handshake_failed(&text);
+            return;
+        }
+        if let Some(text) = is_unfinished_head(record) {
+            crate::downstream::head_unfinished(&text);
             return;
         }
         if self.inner.enabled(record.metadata())
@@ -205,5 +223,34 @@ mod tests {
         assert!(crate::tls::handshake_failures() > before);
         let kept = logger.inner.0.lock().unwrap().clone();
         assert_eq!(kept, ["Downstream handshake is not Pingora's line here"]);
+    }
+
+    #[test]
+    fn pingora_lines_for_unfinished_heads_are_counted_not_logged() {
+        let logger = RedactingLogger::new(Capture::default());
+        let before = crate::downstream::unfinished_heads();
+        let unfinished = [
+            "Fail to proxy: Downstream ConnectionClosed context: while reading request headers, bytes already read: 12, downstream session type: h1",
+            "Fail to proxy: Downstream ReadError context: while reading request headers cause: Connection reset by peer (os error 104), downstream session type: h1",
+        ];
+        for line in unfinished {
+            log_one(&logger, log::Level::Error, "pingora_proxy", line);
+        }
+        // Not these: a head cut by the deadline (counted elsewhere), an upstream's
+        // failure, and Pingway's own lines.
+        let timeout = format!(
+            "Fail to proxy: Downstream ReadError context: while reading request headers cause: {}",
+            crate::downstream::HEAD_TIMEOUT_MARKER
+        );
+        log_one(&logger, log::Level::Error, "pingora_proxy", &timeout);
+        let upstream =
+            "Fail to proxy: Upstream ConnectionClosed context: while reading response headers";
+        log_one(&logger, log::Level::Error, "pingora_proxy", upstream);
+        let own = "Fail to proxy: Downstream while reading request headers";
+        log_one(&logger, log::Level::Error, "pingway::proxy", own);
+        // Other tests may count at the same time: at least this test's two.
+        assert!(crate::downstream::unfinished_heads() >= before + 2);
+        let kept = logger.inner.0.lock().unwrap().clone();
+        assert_eq!(kept, [upstream, own]);
     }
 }

@@ -101,6 +101,17 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
     let _ = writeln!(out, "pingway_head_timeouts_total {}", guard.head_timeouts());
     family(
         &mut out,
+        "pingway_unfinished_heads_total",
+        "counter",
+        "Client connections that closed or broke part-way through a request head.",
+    );
+    let _ = writeln!(
+        out,
+        "pingway_unfinished_heads_total {}",
+        crate::downstream::unfinished_heads()
+    );
+    family(
+        &mut out,
         "pingway_parser_answers_total",
         "counter",
         "Requests refused before routing because their head could not be parsed (400) or used CONNECT (405).",

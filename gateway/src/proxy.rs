@@ -809,22 +809,23 @@ impl ProxyHttp for PingwayProxy {
         request_summary(session)
     }
 
-    /// A client that went away before its response is routine (nginx and Kong log it as a
-    /// 499, not as an error): logged at debug level instead of Pingora's error line.
-    /// Upstream failures keep their error line.
+    /// What the client did is routine, not the gateway's error: a client that went away
+    /// before its response (nginx and Kong log a 499), a broken request body (invalid
+    /// chunks, bytes after the body's end: a 400), a body too slow (408). nginx logs
+    /// these at `info`; they are logged at debug level instead of Pingora's error line,
+    /// and each request still has its access-log entry with the status it was answered
+    /// with (0 when the client left before any answer). A client could
+    /// otherwise write one error line per connection at will. Upstream failures keep
+    /// their error line.
     fn suppress_error_log(&self, session: &Session, ctx: &ProxyCtx, error: &Error) -> bool {
-        let client_gone = error.esource() == &ErrorSource::Downstream
-            && matches!(
-                error.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            );
-        if client_gone {
+        let clients = error.esource() == &ErrorSource::Downstream;
+        if clients {
             log::debug!(
-                "client closed the connection before the response: {error}, {}",
+                "the client's side of a request failed: {error}, {}",
                 self.request_summary(session, ctx)
             );
         }
-        client_gone
+        clients
     }
 
     /// No downstream modules unless a route compresses: Pingora's default adds a

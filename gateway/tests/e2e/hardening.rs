@@ -386,6 +386,45 @@ async fn heads_pingora_refuses_before_routing_get_kongs_json_too() {
 }
 
 #[tokio::test]
+async fn what_clients_break_is_counted_and_answered_not_logged_as_errors() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let admin_port = free_port();
+    let gw = GatewayProcess::start(&two_routes(
+        &backend,
+        &format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}"),
+        "{}",
+    ))
+    .await;
+    // Connections that end part-way through a head: nothing to answer.
+    for part in [&b"GET / HT"[..], b"GET / HTTP/1.1\r\nHost: a\r\n"] {
+        let mut s = connect(&gw).await;
+        s.write_all(part).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?} {rest:?}");
+    }
+    // A broken chunked body and bytes after a GET's end: the client's 400s.
+    let r = send_raw(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.message(), "Bad request", "{r:?}");
+    // Pingora logs each as its connection task ends: wait for both to be counted.
+    let counted = wait_until(Duration::from_secs(30), || async {
+        metric_value(admin_port, "pingway_unfinished_heads_total").await == Some(2)
+    })
+    .await;
+    assert!(counted, "{}", gw.log());
+    // Still serving, and none of it is an error line in the log.
+    assert_eq!(get(&gw, "/", "").await.status, 200);
+    let log = gw.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[tokio::test]
 async fn a_head_sent_byte_by_byte_is_cut_with_408() {
     let backend = Backend::start("up", Behaviour::Echo).await;
     let gw = GatewayProcess::start(&two_routes(
