@@ -425,6 +425,29 @@ async fn what_clients_break_is_counted_and_answered_not_logged_as_errors() {
 }
 
 #[tokio::test]
+async fn a_pipelined_request_is_never_lost_silently_nor_proxied_behind_another() {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let gw = GatewayProcess::start(&two_routes(&backend, "", "{}")).await;
+    // The second request (key-auth's route, with a key) rides behind the first.
+    let mut s = connect(&gw).await;
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\napikey: k1\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let first = read_response(&mut s).await.expect("the first response");
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.echo().request_line, "GET /one HTTP/1.1");
+    // Then the connection closes: the client knows to send the second again.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(_))), "{closed:?}");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    // The upstream saw the first request only.
+    assert_eq!(backend.hits(), 1);
+}
+
+#[tokio::test]
 async fn a_head_sent_byte_by_byte_is_cut_with_408() {
     let backend = Backend::start("up", Behaviour::Echo).await;
     let gw = GatewayProcess::start(&two_routes(
