@@ -103,6 +103,9 @@ pub fn sort(diags: &mut [Diagnostic]) {
 }
 
 #[cfg(test)]
+mod tests_mutations;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
