@@ -37,6 +37,15 @@ consumers:
     )
 }
 
+/// [`two_routes`] with the admin API on a free port: the backend, the gateway and that port.
+async fn two_routes_with_admin() -> (Backend, GatewayProcess, u16) {
+    let backend = Backend::start("up", Behaviour::Echo).await;
+    let admin_port = free_port();
+    let admin = format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}");
+    let gw = GatewayProcess::start(&two_routes(&backend, &admin, "{}")).await;
+    (backend, gw, admin_port)
+}
+
 /// A response read off a raw socket.
 #[derive(Debug)]
 struct Raw {
@@ -333,14 +342,7 @@ fn assert_kong_json(r: &Raw, status: u16, message: &str) {
 
 #[tokio::test]
 async fn heads_pingora_refuses_before_routing_get_kongs_json_too() {
-    let backend = Backend::start("up", Behaviour::Echo).await;
-    let admin_port = free_port();
-    let gw = GatewayProcess::start(&two_routes(
-        &backend,
-        &format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}"),
-        "{}",
-    ))
-    .await;
+    let (_backend, gw, admin_port) = two_routes_with_admin().await;
     // Heads Pingora's parser refuses: bytes that are no method, a request line without a
     // version, a header line without a colon, two different Content-Lengths.
     let unparseable: [&[u8]; 4] = [
@@ -387,14 +389,7 @@ async fn heads_pingora_refuses_before_routing_get_kongs_json_too() {
 
 #[tokio::test]
 async fn what_clients_break_is_counted_and_answered_not_logged_as_errors() {
-    let backend = Backend::start("up", Behaviour::Echo).await;
-    let admin_port = free_port();
-    let gw = GatewayProcess::start(&two_routes(
-        &backend,
-        &format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}"),
-        "{}",
-    ))
-    .await;
+    let (_backend, gw, admin_port) = two_routes_with_admin().await;
     // Connections that end part-way through a head: nothing to answer.
     for part in [&b"GET / HT"[..], b"GET / HTTP/1.1\r\nHost: a\r\n"] {
         let mut s = connect(&gw).await;

@@ -321,6 +321,40 @@ routes:
     )
 }
 
+/// The common start of the HTTPS tests: `api.example.com`'s certificate, issued by a
+/// test CA, as the default of an HTTPS listener on `tls_port`, in front of an echo
+/// backend `app`.
+struct ApiHost {
+    ca: TestCa,
+    tls_port: u16,
+    backend: Backend,
+    cert: (PathBuf, PathBuf),
+    _dir: tempfile::TempDir,
+}
+
+impl ApiHost {
+    async fn new() -> Self {
+        let ca = TestCa::new("Pingway Test CA");
+        let dir = tempfile::tempdir().unwrap();
+        let cert = ca
+            .issue("api", &["api.example.com"])
+            .write(dir.path(), "api");
+        ApiHost {
+            ca,
+            tls_port: free_port(),
+            backend: Backend::start("app", Behaviour::Echo).await,
+            cert,
+            _dir: dir,
+        }
+    }
+
+    /// The gateway's configuration ([`gateway_yaml`]) with `extra` after the routes.
+    fn yaml(&self, extra: &str) -> String {
+        let cert = cert_entry(&self.cert, &["api.example.com"], true);
+        gateway_yaml(self.tls_port, &[cert], &self.backend, extra)
+    }
+}
+
 fn cert_entry(paths: &(PathBuf, PathBuf), snis: &[&str], default: bool) -> String {
     format!(
         "{{cert: \"{}\", key: \"{}\", snis: [{}], default: {default}}}",
@@ -424,13 +458,8 @@ async fn sni_picks_each_hosts_certificate_and_the_default_for_others() {
 
 #[tokio::test]
 async fn http2_through_alpn_runs_the_same_plugins_as_http1() {
-    let ca = TestCa::new("Pingway Test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let api = ca
-        .issue("api", &["api.example.com"])
-        .write(dir.path(), "api");
-    let backend = Backend::start("app", Behaviour::Echo).await;
-    let tls_port = free_port();
+    let host = ApiHost::new().await;
+    let (ca, tls_port) = (&host.ca, host.tls_port);
     let extra = "  - {name: by-host, hosts: [api.example.com], paths: [/by-host], upstream: app, preserve_host: true}
   - name: locked
     paths: [/locked]
@@ -441,15 +470,9 @@ consumers:
   - username: alice
     keyauth_credentials: [{key: alice-key}]
 ";
-    let gw = GatewayProcess::start(&gateway_yaml(
-        tls_port,
-        &[cert_entry(&api, &["api.example.com"], true)],
-        &backend,
-        extra,
-    ))
-    .await;
-    let h1 = https_client(&ca, tls_port, &["api.example.com"], false);
-    let h2 = https_client(&ca, tls_port, &["api.example.com"], true);
+    let gw = GatewayProcess::start(&host.yaml(extra)).await;
+    let h1 = https_client(ca, tls_port, &["api.example.com"], false);
+    let h2 = https_client(ca, tls_port, &["api.example.com"], true);
     let base = format!("https://api.example.com:{tls_port}");
 
     let mut bodies = Vec::new();
@@ -521,42 +544,22 @@ consumers:
 
 #[tokio::test]
 async fn without_http2_only_http1_is_offered() {
-    let ca = TestCa::new("Pingway Test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let api = ca
-        .issue("api", &["api.example.com"])
-        .write(dir.path(), "api");
-    let backend = Backend::start("app", Behaviour::Echo).await;
-    let tls_port = free_port();
-    let yaml = gateway_yaml(
-        tls_port,
-        &[cert_entry(&api, &["api.example.com"], true)],
-        &backend,
-        "",
-    )
-    .replace("    tls:\n", "    tls:\n      http2: false\n");
+    let host = ApiHost::new().await;
+    let (ca, tls_port) = (&host.ca, host.tls_port);
+    let yaml = host
+        .yaml("")
+        .replace("    tls:\n", "    tls:\n      http2: false\n");
     let _gw = GatewayProcess::start(&yaml).await;
-    let (_, alpn) = served(&ca, tls_port, "api.example.com").await;
+    let (_, alpn) = served(ca, tls_port, "api.example.com").await;
     assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
 }
 
 #[tokio::test]
 async fn an_unparseable_head_over_tls_gets_kongs_json_400() {
-    let ca = TestCa::new("Pingway Test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let api = ca
-        .issue("api", &["api.example.com"])
-        .write(dir.path(), "api");
-    let backend = Backend::start("app", Behaviour::Echo).await;
-    let tls_port = free_port();
-    let yaml = gateway_yaml(
-        tls_port,
-        &[cert_entry(&api, &["api.example.com"], true)],
-        &backend,
-        "",
-    );
-    let _gw = GatewayProcess::start(&yaml).await;
-    let (mut stream, _) = connect(&ca, tls_port, "api.example.com", &[b"http/1.1"]).await;
+    let host = ApiHost::new().await;
+    let (ca, tls_port) = (&host.ca, host.tls_port);
+    let _gw = GatewayProcess::start(&host.yaml("")).await;
+    let (mut stream, _) = connect(ca, tls_port, "api.example.com", &[b"http/1.1"]).await;
     assert_eq!(http1_get(&mut stream, "api.example.com").await, 200);
     // Pingora's parser refuses this head before the proxy sees it; the answer is the
     // gateway's JSON all the same, inside TLS.
@@ -1037,21 +1040,11 @@ async fn an_ocsp_response_file_is_stapled() {
 
 #[tokio::test]
 async fn failed_client_handshakes_are_counted_not_logged_one_by_one() {
-    let ca = TestCa::new("Pingway Test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let api = ca
-        .issue("api", &["api.example.com"])
-        .write(dir.path(), "api");
-    let backend = Backend::start("app", Behaviour::Echo).await;
-    let tls_port = free_port();
+    let host = ApiHost::new().await;
+    let (ca, tls_port) = (&host.ca, host.tls_port);
     let admin_port = free_port();
-    let gw = GatewayProcess::start(&gateway_yaml(
-        tls_port,
-        &[cert_entry(&api, &["api.example.com"], true)],
-        &backend,
-        &format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}\n"),
-    ))
-    .await;
+    let admin = format!("admin: {{listen: \"127.0.0.1:{admin_port}\"}}\n");
+    let gw = GatewayProcess::start(&host.yaml(&admin)).await;
     // Plain HTTP to the HTTPS port, three times: each handshake fails.
     for _ in 0..3 {
         let r = client()
@@ -1084,7 +1077,7 @@ async fn failed_client_handshakes_are_counted_not_logged_one_by_one() {
     );
     assert!(!log.contains("] Downstream handshake"), "{log}");
     // The listener still serves TLS clients.
-    assert_eq!(served(&ca, tls_port, "api.example.com").await.0, "api");
+    assert_eq!(served(ca, tls_port, "api.example.com").await.0, "api");
 }
 
 /// `tls.max_handshakes` and `tls.client_hello_timeout`: connections that never send a
