@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::gateway_api::status::{GatewayClassStatus, GatewayStatus, HttpRouteStatus};
 use crate::gateway_api::{Condition, Gateway, GatewayClass, HttpRoute};
 use crate::leader::Leadership;
-use crate::retry::Retry;
+use crate::retry::{next_wake, Retry, Wake};
 use crate::translate::{GatewayApiStatus, Snapshot};
 use crate::watch::Stats;
 
@@ -294,14 +294,13 @@ async fn writer(
     // The patches that failed last, sent again when the retry is due.
     let mut pending: Vec<StatusPatch> = Vec::new();
     loop {
-        let retrying = tokio::select! {
-            r = rounds.changed() => if r.is_err() { return } else { false },
-            l = leadership.changed() => if l.is_err() { return } else { false },
-            _ = retry.wait() => {
-                Stats::bump(&stats.gateway_status_retries);
-                true
-            }
+        let Some(wake) = next_wake(&mut rounds, &mut leadership, &retry).await else {
+            return;
         };
+        let retrying = wake == Wake::Retry;
+        if retrying {
+            Stats::bump(&stats.gateway_status_retries);
+        }
         if !*leadership.borrow_and_update() {
             pending.clear();
             retry.clear();

@@ -7,7 +7,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::leader::Leadership;
 
 /// A pending retry and the delay the next failure waits.
 #[derive(Debug)]
@@ -59,6 +62,30 @@ impl Retry {
                 None => std::future::pending().await,
             }
         }
+    }
+}
+
+/// What woke a cluster writer that retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// A new translation, or a change of leadership: look at the latest round.
+    Round,
+    /// `retry` fell due: send again what failed.
+    Retry,
+}
+
+/// Waits for a writer's next piece of work: a new round, a change of leadership, or the
+/// retry falling due. `None` once the watch loop or the elector is gone (the writer
+/// ends).
+pub(crate) async fn next_wake<T>(
+    rounds: &mut watch::Receiver<T>,
+    leadership: &mut Leadership,
+    retry: &Retry,
+) -> Option<Wake> {
+    tokio::select! {
+        r = rounds.changed() => r.ok().map(|()| Wake::Round),
+        l = leadership.changed() => l.ok().map(|()| Wake::Round),
+        _ = retry.wait() => Some(Wake::Retry),
     }
 }
 

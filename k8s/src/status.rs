@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::leader::Leadership;
-use crate::retry::Retry;
+use crate::retry::{next_wake, Retry, Wake};
 use crate::translate::Snapshot;
 use crate::watch::Stats;
 
@@ -143,14 +143,13 @@ async fn status_loop(
     loop {
         // A retry looks at the round it already saw, whose objects do not show the
         // patches that round made: those are known from `written` instead.
-        let retrying = tokio::select! {
-            r = rounds.changed() => if r.is_err() { return } else { false },
-            l = leadership.changed() => if l.is_err() { return } else { false },
-            _ = retry.wait() => {
-                Stats::bump(&stats.status_retries);
-                true
-            }
+        let Some(wake) = next_wake(&mut rounds, &mut leadership, &retry).await else {
+            return;
         };
+        let retrying = wake == Wake::Retry;
+        if retrying {
+            Stats::bump(&stats.status_retries);
+        }
         let round = rounds.borrow_and_update().clone();
         let leading = *leadership.borrow_and_update();
         let Some(round) = round else { continue };

@@ -56,15 +56,26 @@ fn apply_front_route(api: &ApiServer, host: &str) {
     ));
 }
 
-/// The watch loop against `api`, writing `out`, leading (only a leader writes status)
-/// until the test ends.
+/// The watch loop against `api`, writing a file in a temporary directory, leading (only a
+/// leader writes status) until the test ends.
 struct Watching {
     stats: Arc<Stats>,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
     _leader: tokio::sync::watch::Sender<bool>,
 }
 
-fn watch_leading(api: &ApiServer, out: &std::path::Path) -> Watching {
-    let mut opts = WatchOptions::new(out.to_path_buf());
+impl Watching {
+    /// The generated file as it is now (empty before the first write).
+    fn file(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+fn watch_leading(api: &ApiServer) -> Watching {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pingway.yaml");
+    let mut opts = WatchOptions::new(out.clone());
     opts.translate.https_listener = None;
     opts.debounce = Duration::from_millis(20);
     let (leader, leadership) = tokio::sync::watch::channel(true);
@@ -78,6 +89,8 @@ fn watch_leading(api: &ApiServer, out: &std::path::Path) -> Watching {
     tokio::spawn(async move { watch::run(c, opts, s).await });
     Watching {
         stats,
+        out,
+        _dir: dir,
         _leader: leader,
     }
 }
@@ -90,12 +103,9 @@ fn n(c: &std::sync::atomic::AtomicU64) -> u64 {
 async fn gateway_and_httproute_reach_the_file_and_status_is_written_back() {
     let api = ApiServer::start().await;
     apply_shop_front(&api, "shop.test");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("pingway.yaml");
-    let watching = watch_leading(&api, &out);
+    let watching = watch_leading(&api);
     let stats = &watching.stats;
-
-    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    let read = || watching.file();
     until("the route in the file", &[], async || {
         read().contains("httproute.shop.front.0.0")
     })
@@ -160,8 +170,7 @@ async fn refused_status_writes_are_tried_again_without_a_change() {
     apply_shop_front(&api, "shop.test");
     // Every status write is refused until the test says otherwise.
     api.refuse_status_writes(u64::MAX);
-    let dir = tempfile::tempdir().unwrap();
-    let watching = watch_leading(&api, &dir.path().join("pingway.yaml"));
+    let watching = watch_leading(&api);
     let stats = &watching.stats;
 
     // The first round's three patches (class, Gateway, route) are refused, and the
@@ -205,12 +214,9 @@ async fn a_stalled_status_write_does_not_hold_the_file() {
     let api = ApiServer::start().await;
     apply_shop_front(&api, "shop.test");
     api.hold_status_writes(true);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("pingway.yaml");
-    let watching = watch_leading(&api, &out);
+    let watching = watch_leading(&api);
     let stats = &watching.stats;
-
-    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    let read = || watching.file();
     until("the route in the file", &[], async || {
         read().contains("shop.test")
     })
