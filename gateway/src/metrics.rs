@@ -29,23 +29,19 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
         status.digest,
         env!("CARGO_PKG_VERSION")
     );
-    family(
+    series(
         &mut out,
         "pingway_config_version",
         "gauge",
         "Configurations applied since start (1 for the first).",
+        status.version,
     );
-    let _ = writeln!(out, "pingway_config_version {}", status.version);
-    family(
+    series(
         &mut out,
         "pingway_config_last_reload_successful",
         "gauge",
         "1 unless the last reload attempt was refused.",
-    );
-    let _ = writeln!(
-        out,
-        "pingway_config_last_reload_successful {}",
-        u8::from(status.last_error.is_none())
+        u8::from(status.last_error.is_none()),
     );
     family(
         &mut out,
@@ -64,109 +60,78 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
             n.load(Ordering::Relaxed)
         );
     }
-    family(
+    series(
         &mut out,
         "pingway_connections_accepted_total",
         "counter",
         "Client connections accepted on the proxy listeners (not those refused at server.max_connections).",
+        guard.accepted_connections(),
     );
-    let _ = writeln!(
-        out,
-        "pingway_connections_accepted_total {}",
-        guard.accepted_connections()
-    );
-    family(
+    series(
         &mut out,
         "pingway_connections_active",
         "gauge",
         "Client connections open on the proxy listeners now.",
+        guard.active_connections(),
     );
-    let _ = writeln!(
-        out,
-        "pingway_connections_active {}",
-        guard.active_connections()
-    );
-    family(
+    series(
         &mut out,
         "pingway_connections_refused_total",
         "counter",
         "Client connections closed at accept because server.max_connections were open.",
+        guard.refused_connections(),
     );
-    let _ = writeln!(
-        out,
-        "pingway_connections_refused_total {}",
-        guard.refused_connections()
+    series(
+        &mut out,
+        "pingway_head_timeouts_total",
+        "counter",
+        "Client connections closed because a request head did not arrive within proxy.client_header_timeout.",
+        guard.head_timeouts(),
     );
-    family(&mut out, "pingway_head_timeouts_total", "counter", "Client connections closed because a request head did not arrive within proxy.client_header_timeout.");
-    let _ = writeln!(out, "pingway_head_timeouts_total {}", guard.head_timeouts());
-    family(
+    series(
         &mut out,
         "pingway_unfinished_heads_total",
         "counter",
         "Client connections that closed or broke part-way through a request head.",
+        crate::downstream::unfinished_heads(),
     );
-    let _ = writeln!(
-        out,
-        "pingway_unfinished_heads_total {}",
-        crate::downstream::unfinished_heads()
-    );
-    family(
+    series(
         &mut out,
         "pingway_parser_answers_total",
         "counter",
         "Requests refused before routing because their head could not be parsed (400) or used CONNECT (405).",
+        guard.parser_answers(),
     );
-    let _ = writeln!(
-        out,
-        "pingway_parser_answers_total {}",
-        guard.parser_answers()
-    );
-    family(
+    series(
         &mut out,
         "pingway_tls_handshake_failures_total",
         "counter",
         "Client TLS handshakes on HTTPS listeners that failed or timed out.",
+        crate::tls::handshake_failures(),
     );
-    let _ = writeln!(
-        out,
-        "pingway_tls_handshake_failures_total {}",
-        crate::tls::handshake_failures()
-    );
-    family(
+    series(
         &mut out,
         "pingway_tls_handshakes_refused_total",
         "counter",
         "Connections to HTTPS listeners closed before their handshake because tls.max_handshakes handshakes were in progress.",
+        crate::tls_handshakes::refused(),
     );
-    let _ = writeln!(
-        out,
-        "pingway_tls_handshakes_refused_total {}",
-        crate::tls_handshakes::refused()
-    );
-    family(
+    series(
         &mut out,
         "pingway_tls_client_hello_timeouts_total",
         "counter",
         "Connections to HTTPS listeners closed because no ClientHello arrived within tls.client_hello_timeout.",
-    );
-    let _ = writeln!(
-        out,
-        "pingway_tls_client_hello_timeouts_total {}",
-        crate::tls_handshakes::client_hello_timeouts()
+        crate::tls_handshakes::client_hello_timeouts(),
     );
 
     acme(&mut out, &reloader.runtime().load());
 
-    family(
+    series(
         &mut out,
         "pingway_route_query_truncated_total",
         "counter",
         "Requests whose query had more parameters than the router looks at (router::MAX_QUERY_PARAMS); the rest were ignored by query conditions.",
-    );
-    let _ = writeln!(
-        out,
-        "pingway_route_query_truncated_total {}",
-        crate::router::truncated_queries()
+        crate::router::truncated_queries(),
     );
 
     family(
@@ -211,16 +176,12 @@ pub fn render(reloader: &Reloader, guard: &GuardCounters) -> String {
         }
     }
 
-    family(
+    series(
         &mut out,
         "pingway_rate_limiting_keys_evicted_total",
         "counter",
         "Client keys the rate-limiting plugin's local counters evicted to stay within max_tracked_keys (all instances).",
-    );
-    let _ = writeln!(
-        out,
-        "pingway_rate_limiting_keys_evicted_total {}",
-        pingway_plugins::rate_limiting::keys_evicted_total()
+        pingway_plugins::rate_limiting::keys_evicted_total(),
     );
 
     let runtime = reloader.runtime().load_full();
@@ -420,6 +381,12 @@ fn target_health(runtime: &Runtime, out: &mut String) {
 pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A family of one unlabelled sample: its `HELP` and `TYPE` lines, then `name value`.
+fn series(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// The ACME series: orders by outcome, and each managed certificate's expiry.
