@@ -57,40 +57,32 @@ impl<L> RedactingLogger<L> {
     }
 }
 
-/// Whether a record is Pingora's error line for a connection the head deadline closed,
-/// which `pingway::downstream` counts and logs as a total instead.
-fn is_head_timeout(record: &Record<'_>) -> bool {
-    record.target().starts_with("pingora")
-        && record.level() == log::Level::Error
-        && record
-            .args()
-            .to_string()
-            .contains(crate::downstream::HEAD_TIMEOUT_MARKER)
+/// Pingora's error lines that the gateway counts instead of logging one by one (a client
+/// decides how often they happen), each logged as a total at most every ten seconds by
+/// the module that counts it.
+#[derive(Debug, PartialEq, Eq)]
+enum Counted {
+    /// A connection the head deadline closed (`pingway::downstream` counts it itself).
+    HeadTimeout,
+    /// A client connection that ended part-way through a request head.
+    UnfinishedHead,
+    /// A client TLS handshake that failed.
+    HandshakeFailure,
 }
 
-/// Pingora's error line for a client connection that ended part-way through a request
-/// head (not by the head deadline), which `pingway::downstream` counts and logs as a
-/// total instead.
-fn is_unfinished_head(record: &Record<'_>) -> Option<String> {
-    if !record.target().starts_with("pingora") || record.level() != log::Level::Error {
-        return None;
+/// Which counted kind `text`, a Pingora error line, is, if any.
+fn counted(text: &str) -> Option<Counted> {
+    use crate::downstream::{HEAD_TIMEOUT_MARKER, HEAD_UNFINISHED_MARKER};
+    if text.starts_with(crate::tls::HANDSHAKE_ERROR_MARKER) {
+        Some(Counted::HandshakeFailure)
+    } else if text.contains(HEAD_TIMEOUT_MARKER) {
+        Some(Counted::HeadTimeout)
+    } else if text.starts_with("Fail to proxy: Downstream") && text.contains(HEAD_UNFINISHED_MARKER)
+    {
+        Some(Counted::UnfinishedHead)
+    } else {
+        None
     }
-    let text = record.args().to_string();
-    (text.starts_with("Fail to proxy: Downstream")
-        && text.contains(crate::downstream::HEAD_UNFINISHED_MARKER)
-        && !text.contains(crate::downstream::HEAD_TIMEOUT_MARKER))
-    .then_some(text)
-}
-
-/// Whether a record is Pingora's error line for a client TLS handshake that failed,
-/// which `pingway::tls` counts and logs as a total instead.
-fn is_handshake_failure(record: &Record<'_>) -> Option<String> {
-    if !record.target().starts_with("pingora") || record.level() != log::Level::Error {
-        return None;
-    }
-    let text = record.args().to_string();
-    text.starts_with(crate::tls::HANDSHAKE_ERROR_MARKER)
-        .then_some(text)
 }
 
 /// Whether a record would show request or response contents.
@@ -113,19 +105,18 @@ impl<L: Log> Log for RedactingLogger<L> {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if let Some(text) = is_handshake_failure(record) {
-            // Counted, and logged as a count (the count's own line is not Pingora's).
-            crate::tls::handshake_failed(&text);
-            return;
+        if record.target().starts_with("pingora") && record.level() == log::Level::Error {
+            // Formatted once, to tell the counted kinds apart; the count's own line is
+            // not Pingora's.
+            let text = record.args().to_string();
+            match counted(&text) {
+                Some(Counted::HandshakeFailure) => return crate::tls::handshake_failed(&text),
+                Some(Counted::UnfinishedHead) => return crate::downstream::head_unfinished(&text),
+                Some(Counted::HeadTimeout) => return,
+                None => {}
+            }
         }
-        if let Some(text) = is_unfinished_head(record) {
-            crate::downstream::head_unfinished(&text);
-            return;
-        }
-        if self.inner.enabled(record.metadata())
-            && !carries_contents(record)
-            && !is_head_timeout(record)
-        {
+        if self.inner.enabled(record.metadata()) && !carries_contents(record) {
             self.inner.log(record);
         }
     }
