@@ -152,31 +152,27 @@ fn host_fit(cfg: &RouteConfig, request: Option<&str>) -> Option<HostFit> {
     if let Some((_, raw)) = exact {
         return Some(HostFit::Exact((*raw).clone()));
     }
-    // The narrowest wildcard that covers the request's host, as the table tries them.
-    let one_label = cfg.wildcard_labels == WildcardLabels::One;
-    let fit = |covers: &dyn Fn(&HostPattern) -> bool| {
-        patterns
-            .iter()
-            .find(|(p, _)| covers(p))
-            .map(|(_, raw)| HostFit::Wildcard((*raw).clone()))
+    // The narrowest wildcard that covers the request's host, as the tables try them:
+    // leftmost ones by the host's suffixes, then rightmost ones by its prefixes, only the
+    // first (one label short of the host) of each when the route's `*` is one label.
+    let keys = if cfg.wildcard_labels == WildcardLabels::One {
+        1
+    } else {
+        usize::MAX
     };
-    for (k, (suffix, _)) in host::wildcard_suffixes(request).enumerate() {
-        if one_label && k > 0 {
-            break;
-        }
-        if let Some(f) = fit(&|p| matches!(p, HostPattern::Wildcard(s) if s == suffix)) {
-            return Some(f);
-        }
-    }
-    for (k, (prefix, _)) in host::wildcard_prefixes(request).enumerate() {
-        if one_label && k > 0 {
-            break;
-        }
-        if let Some(f) = fit(&|p| matches!(p, HostPattern::WildcardEnd(s) if s == prefix)) {
-            return Some(f);
-        }
-    }
-    None
+    let leftmost = host::wildcard_suffixes(request).map(|(key, _)| (key, true));
+    let rightmost = host::wildcard_prefixes(request).map(|(key, _)| (key, false));
+    leftmost
+        .take(keys)
+        .chain(rightmost.take(keys))
+        .find_map(|(key, leftmost)| {
+            patterns.iter().find(|(p, _)| match p {
+                HostPattern::Wildcard(s) => leftmost && s == key,
+                HostPattern::WildcardEnd(s) => !leftmost && s == key,
+                HostPattern::Exact(_) => false,
+            })
+        })
+        .map(|(_, raw)| HostFit::Wildcard((*raw).clone()))
 }
 
 fn path_fit(cfg: &RouteConfig, path: &str) -> Option<PathFit> {
